@@ -1,0 +1,265 @@
+"""Typed configuration: one pydantic tree, YAML presets, ``--set a.b=value`` overrides.
+
+Every field's default lives here and only here; presets in ``configs/*.yaml`` override them.
+A config is validated once, at the entry point, and a bad one fails with ONE line that names
+the field and the reason (``ConfigError``) before any work starts.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message is one line naming the field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class DataConfig(_Section):
+    source: Literal["cifar10", "cifar100", "folder", "synthetic"] = Field(
+        "synthetic", description="cifar10/cifar100: torchvision pickle layout; folder: ROOT/{train,test}/<class>/*.png|jpg (dir or .tar.gz); synthetic: procedural"
+    )
+    root: str | None = Field(None, description="where the source lives (directory or .tar.gz); unused for synthetic")
+    download: bool = Field(False, description="let torchvision download CIFAR when missing (off: offline runs fail fast)")
+    cache_dir: str = Field("data-cache", description="where decoded uint8 tensor files are kept, keyed by content")
+    synthetic_classes: int = Field(10, ge=2, le=1000, description="synthetic: number of classes")
+    synthetic_train: int = Field(2000, ge=10, description="synthetic: training images")
+    synthetic_test: int = Field(500, ge=10, description="synthetic: test images")
+    synthetic_seed: int = Field(0, description="synthetic: generator seed")
+
+    @model_validator(mode="after")
+    def _root_needed(self) -> "DataConfig":
+        if self.source == "folder" and not self.root:
+            raise ValueError("data.root is required when data.source is 'folder'")
+        return self
+
+
+class ModelConfig(_Section):
+    channels: int = Field(64, ge=4, le=1024, description="width of the 32x32 stage; the 16x16 stage uses twice this")
+    cells_32: int = Field(1, ge=0, le=16, description="encoder/decoder residual cells at 32x32")
+    cells_16: int = Field(2, ge=0, le=32, description="encoder/decoder residual cells at 16x16")
+    decoder_expand: int = Field(6, ge=1, le=8, description="NVAE decoder cell 1x1 expansion ratio")
+    latent_channels: int = Field(6, ge=2, le=64, description="channels of z (16x16xC)")
+    contrastive_channels: int = Field(3, ge=1, description="first channels of z used as y for MoCo")
+    proj_hidden: int = Field(2048, ge=16, description="MoCo-v2 projection MLP hidden width")
+    proj_dim: int = Field(128, ge=8, description="MoCo-v2 projection output dimension")
+
+    @model_validator(mode="after")
+    def _split(self) -> "ModelConfig":
+        if not 0 < self.contrastive_channels < self.latent_channels:
+            raise ValueError(
+                f"latent split {self.contrastive_channels}/{self.latent_channels} leaves no channels for ŷ: "
+                f"contrastive_channels must be between 1 and latent_channels - 1"
+            )
+        return self
+
+
+class ObjectiveConfig(_Section):
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of reconstruction; 0 = MoCo-v2 only, 1 = autoencoder only")
+    queue_size: int = Field(4096, ge=1, description="MoCo queue length K (a multiple of the batch size)")
+    momentum: float = Field(0.99, ge=0.0, le=1.0, description="MoCo key-encoder EMA momentum m")
+    temperature: float = Field(0.1, gt=0.0, description="InfoNCE temperature T")
+    symmetric: bool = Field(True, description="symmetrised InfoNCE (both views as queries)")
+    shuffle_bn: bool = Field(True, description="permute the key batch through the key encoder so BN cannot leak between views")
+
+
+class OptimConfig(_Section):
+    name: Literal["adamw", "sgd"] = Field("adamw", description="optimiser")
+    lr: float = Field(1e-3, gt=0.0, description="peak learning rate (after warm-up)")
+    weight_decay: float = Field(1e-4, ge=0.0, description="decoupled weight decay (adamw) or L2 (sgd)")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd momentum / adamw beta1")
+    warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up length in epochs, then cosine to zero")
+    grad_clip: float = Field(0.0, ge=0.0, description="global grad-norm clip; 0 disables")
+
+
+class TrainConfig(_Section):
+    epochs: float = Field(10.0, gt=0.0, description="training length in passes over the train split")
+    batch_size: int = Field(256, ge=2, description="images per step")
+    seed: int = Field(0, description="seed for weights, augmentation and shuffling")
+    device: str = Field("auto", description="'auto' (cuda if present), 'cpu' or 'cuda[:N]'")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
+    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+    compile: bool = Field(False, description="torch.compile the model")
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (plus one at the end)")
+    log_every: int = Field(20, ge=1, description="steps between progress updates / metric callbacks")
+    knn_every: int = Field(0, ge=0, description="epochs between kNN monitor evaluations; 0 disables")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+
+
+class EvalConfig(_Section):
+    batch_size: int = Field(512, ge=1, description="images per encoder forward pass")
+    probe_epochs: int = Field(100, ge=1, description="full-batch-ish epochs of logistic regression")
+    probe_batch_size: int = Field(1024, ge=1, description="probe minibatch")
+    probe_lr: float = Field(1e-2, gt=0.0, description="probe learning rate (Adam)")
+    probe_weight_decays: list[float] = Field([0.0, 1e-5, 1e-4, 1e-3], min_length=1, description="candidates, picked on a held-out part of train")
+    probe_val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="part of train held out to pick the weight decay")
+    probe_features: list[Literal["y", "yhat", "z"]] = Field(["y", "yhat", "z"], min_length=1, description="features probed")
+    knn_k: int = Field(200, ge=1, description="kNN monitor neighbours")
+    knn_temperature: float = Field(0.1, gt=0.0, description="kNN monitor softmax temperature")
+
+
+class LatentsConfig(_Section):
+    flip: bool = Field(True, description="also encode horizontal flips of the train split")
+    dtype: Literal["float16", "float32"] = Field("float16", description="storage dtype of latent files")
+    batch_size: int = Field(512, ge=1, description="images per encoder forward pass")
+
+
+class UNetConfig(_Section):
+    channels: int = Field(128, ge=8, description="base width")
+    channel_mult: list[int] = Field([1, 2, 2], min_length=1, description="width multiplier per resolution level")
+    num_res_blocks: int = Field(2, ge=1, description="residual blocks per level")
+    attn_resolutions: list[int] = Field([8], description="resolutions (e.g. 16, 8) with self-attention")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0, description="dropout in residual blocks")
+
+
+class DiffusionConfig(_Section):
+    beta_schedule: Literal["linear", "cosine"] = Field("linear", description="noise schedule")
+    beta_start: float = Field(1e-4, gt=0.0, lt=1.0, description="linear schedule first beta")
+    beta_end: float = Field(0.02, gt=0.0, lt=1.0, description="linear schedule last beta")
+    num_timesteps: int = Field(1000, ge=2, description="T")
+
+
+class DDIMTrainConfig(_Section):
+    epochs: float = Field(100.0, gt=0.0, description="passes over the latent train set")
+    batch_size: int = Field(128, ge=1, description="latents per step")
+    lr: float = Field(2e-4, gt=0.0, description="Adam learning rate")
+    grad_clip: float = Field(1.0, ge=0.0, description="global grad-norm clip; 0 disables")
+    ema_decay: float = Field(0.9999, ge=0.0, lt=1.0, description="EMA of the weights")
+    warmup_steps: int = Field(1000, ge=0, description="linear learning-rate warm-up")
+    checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints (plus one at the end)")
+    log_every: int = Field(50, ge=1, description="steps between progress updates / metric callbacks")
+
+
+class SamplingConfig(_Section):
+    eta: float = Field(0.0, ge=0.0, description="DDIM eta; 1 with steps = T is ancestral DDPM")
+    steps: int = Field(100, ge=1, description="sampling steps S")
+    spacing: Literal["uniform", "quadratic"] = Field("uniform", description="timestep skip spacing")
+    num_samples: int = Field(50000, ge=1, description="samples drawn for FID")
+    batch_size: int = Field(500, ge=1, description="samples per sampler call")
+    seed: int = Field(0, description="sampler seed")
+
+
+class FIDConfig(_Section):
+    reference_split: Literal["train", "test"] = Field("train", description="split whose statistics are the reference")
+    batch_size: int = Field(200, ge=1, description="images per Inception forward pass")
+    weights: str | None = Field(None, description="explicit pt_inception weights file; default: torch.hub cache")
+
+
+class FiguresConfig(_Section):
+    pairs: int = Field(8, ge=1, description="test-image pairs interpolated")
+    steps: int = Field(10, ge=2, description="interpolation points t per row")
+    grid_samples: int = Field(64, ge=1, description="DDIM samples in the sample grid")
+
+
+class MonitoringConfig(_Section):
+    pushgateway_url: str | None = Field(None, description="Pushgateway address (host:port or URL); None disables pushing")
+    push_interval_s: float = Field(15.0, gt=0.0, description="seconds between pushes while a stage runs (plus one at the end)")
+    delete_on_finish: bool = Field(False, description="delete the {run_id, stage} group from the gateway when the stage ends")
+    metrics_port: int = Field(0, ge=0, le=65535, description="serve /metrics on this port while a stage runs; 0 disables")
+    run_id: str = Field("", description="run identifier used as a metric label; empty: derived from name and config hash")
+
+
+class Config(BaseModel):
+    """The whole run: one section per concern; stages read the sections they need."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str = Field("run", description="run name used in output paths and metric labels")
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    objective: ObjectiveConfig = ObjectiveConfig()
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+    latents: LatentsConfig = LatentsConfig()
+    unet: UNetConfig = UNetConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    ddim: DDIMTrainConfig = DDIMTrainConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    fid: FIDConfig = FIDConfig()
+    figures: FiguresConfig = FiguresConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+
+    @model_validator(mode="after")
+    def _queue_fits_batch(self) -> "Config":
+        k, b = self.objective.queue_size, self.train.batch_size
+        if self.objective.alpha < 1.0 and k % b:
+            raise ValueError(f"objective.queue_size {k} is not a multiple of train.batch_size {b}")
+        return self
+
+    def hash(self) -> str:
+        """Short content hash of the resolved config (stable key order)."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    detail = f" (got {first['input']!r})" if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict) else ""
+    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"config error: {where}: {msg}{detail}{more}"
+
+
+def _apply_override(tree: dict[str, Any], assignment: str) -> None:
+    if "=" not in assignment:
+        raise ConfigError(f"config error: override {assignment!r} is not of the form a.b=value")
+    dotted, raw = assignment.split("=", 1)
+    keys = dotted.strip().split(".")
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config error: {dotted}: {key} is not a section")
+        node = child
+    try:
+        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config error: {dotted}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+
+
+def config_from_dict(tree: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a plain dict (plus ``a.b=value`` overrides) into a Config or raise ConfigError."""
+    tree = json.loads(json.dumps(tree))  # deep copy; overrides never touch the caller's dict
+    for assignment in overrides:
+        _apply_override(tree, assignment)
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML preset (or none: all defaults), apply overrides, validate."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config error: file {path} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config error: {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config error: {path} must hold a mapping at the top level")
+    return config_from_dict(tree, overrides)
+
+
+def write_config(cfg: Config, directory: str | Path, name: str = "config.yaml") -> Path:
+    """Write the resolved config beside an output; returns its path."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / name
+    out.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return out
