@@ -29,7 +29,7 @@ class DataConfig(_Section):
     )
     root: str | None = Field(None, description="where the source lives (directory or .tar.gz); unused for synthetic")
     download: bool = Field(False, description="let torchvision download CIFAR when missing (off: offline runs fail fast)")
-    cache_dir: str = Field("data-cache", description="where decoded uint8 tensor files are kept, keyed by content")
+    cache_dir: str = Field("~/.cache/hybridmi/data", description="where decoded uint8 tensor files are kept, keyed by source identity")
     synthetic_classes: int = Field(10, ge=2, le=1000, description="synthetic: number of classes")
     synthetic_train: int = Field(2000, ge=10, description="synthetic: training images")
     synthetic_test: int = Field(500, ge=10, description="synthetic: test images")
@@ -56,8 +56,8 @@ class ModelConfig(_Section):
     def _split(self) -> "ModelConfig":
         if not 0 < self.contrastive_channels < self.latent_channels:
             raise ValueError(
-                f"latent split {self.contrastive_channels}/{self.latent_channels} leaves no channels for ŷ: "
-                f"contrastive_channels must be between 1 and latent_channels - 1"
+                f"model.contrastive_channels {self.contrastive_channels} does not split model.latent_channels "
+                f"{self.latent_channels} into y and ŷ: it must be between 1 and {self.latent_channels - 1}"
             )
         return self
 
@@ -133,6 +133,7 @@ class DDIMTrainConfig(_Section):
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate")
     grad_clip: float = Field(1.0, ge=0.0, description="global grad-norm clip; 0 disables")
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0, description="EMA of the weights")
+    ema_warmup: bool = Field(True, description="use min(ema_decay, (1+n)/(10+n)) at update n so short runs get a useful EMA")
     warmup_steps: int = Field(1000, ge=0, description="linear learning-rate warm-up")
     checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints (plus one at the end)")
     log_every: int = Field(50, ge=1, description="steps between progress updates / metric callbacks")
@@ -143,6 +144,7 @@ class SamplingConfig(_Section):
     steps: int = Field(100, ge=1, description="sampling steps S")
     spacing: Literal["uniform", "quadratic"] = Field("uniform", description="timestep skip spacing")
     num_samples: int = Field(50000, ge=1, description="samples drawn for FID")
+    saved_samples: int = Field(1000, ge=1, description="samples the sample stage writes as a uint8 tensor file")
     batch_size: int = Field(500, ge=1, description="samples per sampler call")
     seed: int = Field(0, description="sampler seed")
 
@@ -164,6 +166,7 @@ class MonitoringConfig(_Section):
     push_interval_s: float = Field(15.0, gt=0.0, description="seconds between pushes while a stage runs (plus one at the end)")
     delete_on_finish: bool = Field(False, description="delete the {run_id, stage} group from the gateway when the stage ends")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve /metrics on this port while a stage runs; 0 disables")
+    metrics_addr: str = Field("0.0.0.0", description="address the /metrics server binds (0.0.0.0 in pods; 127.0.0.1 for local runs)")
     run_id: str = Field("", description="run identifier used as a metric label; empty: derived from name and config hash")
 
 
@@ -190,9 +193,14 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _queue_fits_batch(self) -> "Config":
-        k, b = self.objective.queue_size, self.train.batch_size
-        if self.objective.alpha < 1.0 and k % b:
-            raise ValueError(f"objective.queue_size {k} is not a multiple of train.batch_size {b}")
+        # Each step enqueues the keys of one view, or of both views with the symmetric loss.
+        k = self.objective.queue_size
+        enqueued = self.train.batch_size * (2 if self.objective.symmetric else 1)
+        if self.objective.alpha < 1.0 and k % enqueued:
+            raise ValueError(
+                f"objective.queue_size {k} is not a multiple of the {enqueued} keys enqueued per step "
+                f"(train.batch_size {self.train.batch_size}{' x 2 views, symmetric' if self.objective.symmetric else ''})"
+            )
         return self
 
     def hash(self) -> str:
@@ -209,7 +217,8 @@ def _format_error(err: ValidationError) -> str:
         msg = "unknown key"
     detail = f" (got {first['input']!r})" if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict) else ""
     more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
-    return f"config error: {where}: {msg}{detail}{more}"
+    prefix = "" if first["type"] == "value_error" else f"{where}: "
+    return f"config error: {prefix}{msg}{detail}{more}"
 
 
 def _apply_override(tree: dict[str, Any], assignment: str) -> None:

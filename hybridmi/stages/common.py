@@ -5,10 +5,11 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from hybridmi.config import Config, write_config
 from hybridmi.runtime import code_version, write_json
+from hybridmi.train.callbacks import CallbackList
 
 SIDECAR = "artifact.json"
 
@@ -41,6 +42,13 @@ def finish_output(
     }
     write_json(directory / SIDECAR, sidecar)
     return sidecar
+
+
+def report_eval(callbacks: Iterable[object], metrics: dict[str, float], *, step: int = 0) -> None:
+    """Hand every evaluation result to the callbacks (e.g. Prometheus gauges)."""
+    events = CallbackList(callbacks)
+    for name, value in metrics.items():
+        events.on_eval(name, value, step)
 
 
 def read_sidecar(directory: Path) -> dict[str, Any]:

@@ -1,0 +1,154 @@
+"""FID with pytorch-fid's InceptionV3 (pool3, 2048-d) on batches of tensors, on their device.
+
+The network is pytorch_fid.inception's FID Inception, built here WITHOUT its download call: weights
+come from torch.hub's cache ($TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth) or
+an explicit path, and a missing file is an error that says where to put it.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from pytorch_fid.inception import FID_WEIGHTS_URL, FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+from torch import nn
+
+from hybridmi.runtime import atomic_write_bytes
+
+WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+DIMS = 2048
+
+
+class FIDInceptionV3(nn.Module):
+    """x (B, 3, H, W) in [0, 1] → pool3 features (B, 2048); resizes to 299 bilinearly and scales to [−1, 1]
+    inside, exactly as pytorch_fid.inception.InceptionV3 with its default block (3)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        net = torchvision.models.inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
+        net.Mixed_5b = FIDInceptionA(192, pool_features=32)
+        net.Mixed_5c = FIDInceptionA(256, pool_features=64)
+        net.Mixed_5d = FIDInceptionA(288, pool_features=64)
+        net.Mixed_6b = FIDInceptionC(768, channels_7x7=128)
+        net.Mixed_6c = FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6d = FIDInceptionC(768, channels_7x7=160)
+        net.Mixed_6e = FIDInceptionC(768, channels_7x7=192)
+        net.Mixed_7b = FIDInceptionE_1(1280)
+        net.Mixed_7c = FIDInceptionE_2(2048)
+        self.net = net  # holds the weights under the names of the released state dict
+        self.weights_sha256 = ""  # content hash of the loaded weights file (keys cached statistics)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
+        x = F.max_pool2d(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))), kernel_size=3, stride=2)
+        x = F.max_pool2d(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
+        for block in (n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
+                      n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):
+            x = block(x)
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)  # B x 2048
+
+
+def default_weights_path() -> Path:
+    """Where torch.hub (and pytorch-fid) keep the weights: $TORCH_HOME/hub/checkpoints/<file>."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
+
+
+def load_inception(*, weights_path: str | Path | None = None, device: torch.device | str) -> FIDInceptionV3:
+    """The FID Inception in eval mode on ``device``, weights from ``weights_path`` or torch.hub's cache.
+
+    Never downloads; a missing file raises FileNotFoundError naming the file, where to put it and its URL.
+    """
+    path = Path(weights_path) if weights_path is not None else default_weights_path()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"FID Inception weights not found at {path}: put {WEIGHTS_FILE} (from {FID_WEIGHTS_URL}) at "
+            f"{default_weights_path()} (torch.hub cache under $TORCH_HOME) or set fid.weights to its path"
+        )
+    blob = path.read_bytes()
+    state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    model = FIDInceptionV3()
+    try:
+        model.net.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ValueError(f"{path} is not a pytorch-fid Inception state dict: {str(exc).splitlines()[0]}") from None
+    model.weights_sha256 = hashlib.sha256(blob).hexdigest()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device).eval()
+
+
+def uint8_batches(images: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
+    """uint8 images (N, 3, H, W) → float batches in [0, 1], one at a time (never the whole set as float)."""
+    for start in range(0, len(images), batch_size):
+        yield images[start:start + batch_size].float().div_(255.0)
+
+
+@torch.no_grad()
+def activation_statistics(images: Iterable[torch.Tensor], model: FIDInceptionV3) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (2048,) and covariance (2048, 2048) of pool3 features over batches (B, 3, H, W) in [0, 1].
+
+    Batches move to the model's device; sums are accumulated there in float64, so memory does not grow
+    with the number of images. Covariance uses N − 1 (as numpy.cov in pytorch-fid).
+    """
+    device = next(model.parameters()).device
+    total = torch.zeros(DIMS, dtype=torch.float64, device=device)
+    outer = torch.zeros(DIMS, DIMS, dtype=torch.float64, device=device)
+    count = 0
+    for batch in images:
+        if batch.dim() != 4 or batch.shape[1] != 3 or not batch.is_floating_point():
+            raise ValueError(f"FID batches must be float (B, 3, H, W) in [0, 1], got {batch.dtype} {tuple(batch.shape)}")
+        feats = model(batch.to(device, torch.float32)).double()  # B x 2048
+        total += feats.sum(0)
+        outer += feats.T @ feats
+        count += len(feats)
+    if count < 2:
+        raise ValueError(f"FID statistics need at least 2 images, got {count}")
+    mu = total / count
+    sigma = (outer - count * torch.outer(mu, mu)) / (count - 1)
+    return mu.cpu().numpy(), sigma.cpu().numpy()
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """d² = ‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^{1/2})  (the value of pytorch-fid's calculate_frechet_distance).
+
+    Tr (Σ1 Σ2)^{1/2} = Σ_i sqrt(λ_i) with λ_i the eigenvalues of the symmetric PSD matrix Σ1^{1/2} Σ2 Σ1^{1/2},
+    which is similar to Σ1 Σ2. Two symmetric eigendecompositions (float64) replace scipy's general
+    matrix square root: the same number, several times faster at 2048-d, and no imaginary parts.
+    """
+    mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
+    sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+    s1, s2 = (torch.from_numpy(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
+    w, u = torch.linalg.eigh((s1 + s1.T) / 2)
+    root = (u * w.clamp(min=0).sqrt()) @ u.T  # Σ1^{1/2}
+    m = root @ s2 @ root
+    tr_covmean = torch.linalg.eigvalsh((m + m.T) / 2).clamp(min=0).sqrt().sum().item()
+    diff = mu1.astype(np.float64) - mu2.astype(np.float64)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
+
+
+def reference_statistics(
+    images: torch.Tensor, *, checksum: str, model: FIDInceptionV3, cache_dir: str | Path, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """FID statistics of a uint8 split (N, 3, H, W), cached as ``cache_dir/fid-<checksum>-<weights>.npz``.
+
+    The key is the split's content checksum plus the Inception weights' hash, so a different data set or
+    different weights never reuse a stale file. The .npz holds mu, sigma and count.
+    """
+    path = Path(cache_dir) / f"fid-{checksum[:32]}-{model.weights_sha256[:12] or 'unhashed'}.npz"
+    if path.is_file():
+        with np.load(path) as cached:
+            if int(cached["count"]) == len(images):
+                return cached["mu"], cached["sigma"]
+    mu, sigma = activation_statistics(uint8_batches(images, batch_size), model)
+    buffer = io.BytesIO()
+    np.savez(buffer, mu=mu, sigma=sigma, count=np.int64(len(images)))
+    atomic_write_bytes(path, buffer.getvalue())
+    return mu, sigma

@@ -1,0 +1,226 @@
+"""``hybridmi run``: the whole pipeline (or one stage) on this machine.
+
+runner="subprocess": kfp.local.SubprocessRunner(use_venv=False), every component in a child of this
+interpreter; runner="docker": kfp.local.DockerRunner on the project image; runner="inprocess": the
+stages called directly in DAG order (no kfp; the fallback and the overhead baseline). All three run
+``run_task`` on the same artifact layout ``<pipeline_root>/<run>/<task>/<output>``.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+from hybridmi.config import Config, load_config
+from hybridmi.orchestrate.inprocess import StageFailed, run_pipeline_inprocess, run_stage_inprocess
+from hybridmi.orchestrate.parameters import CONFIG_PARAMETERS, pipeline_arguments, resolve_config
+from hybridmi.orchestrate.task import ERROR_DIR_VAR, STORE_VAR
+
+RUNNERS = ("subprocess", "docker", "inprocess")
+PIPELINES = ("hybridmi", "alpha_sweep")
+# Environment a container needs from this process: storage address/credentials/TLS and logging.
+FORWARDED_ENV_PREFIXES = ("HYBRIDMI_", "AWS_", "MINIO_", "SSL_CERT_FILE")
+DOCKER_SHM = "2g"
+CONFIG_NAMES = frozenset(p.name for p in CONFIG_PARAMETERS)
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    runner: str
+    run_dir: Path
+    outputs: dict[str, dict[str, Path]]  # task name -> output name -> local path
+    wall_s: float
+    metadata: dict[str, dict[str, dict]] = field(default_factory=dict)  # task -> output -> KFP artifact metadata
+
+    def artifact(self, task: str, output: str) -> Path:
+        """The local path of ``task``'s output ``output``; KeyError naming what exists."""
+        try:
+            return self.outputs[task][output]
+        except KeyError:
+            raise KeyError(f"run {self.run_dir} has no output {task}/{output}; tasks: {', '.join(sorted(self.outputs))}") from None
+
+
+def scan_outputs(run_dir: Path) -> tuple[dict[str, dict[str, Path]], dict[str, dict[str, dict]]]:
+    """(task -> output -> path, task -> output -> metadata) of a kfp.local run directory's top-level tasks."""
+    outputs: dict[str, dict[str, Path]] = {}
+    metadata: dict[str, dict[str, dict]] = {}
+    for task in sorted(p for p in run_dir.iterdir() if p.is_dir()):
+        doc = task / "executor_output.json"
+        if not doc.is_file():
+            continue
+        artifacts = json.loads(doc.read_text()).get("artifacts", {})
+        outputs[task.name] = {name: Path(entry["artifacts"][0]["uri"]) for name, entry in artifacts.items()}
+        metadata[task.name] = {name: entry["artifacts"][0].get("metadata", {}) for name, entry in artifacts.items()}
+    return outputs, metadata
+
+
+@contextlib.contextmanager
+def patched_environ(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for child processes for the duration of the block, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def container_env(values: Mapping[str, str], base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The storage/logging variables of ``base`` plus ``values``: what a task container gets."""
+    env = {k: v for k, v in base.items() if k.startswith(FORWARDED_ENV_PREFIXES)}
+    return {**env, **values}
+
+
+def docker_runner(env: Mapping[str, str], *, gpu: bool | None = None):
+    """DockerRunner on the host network (a loopback S3 endpoint is reachable), big /dev/shm, GPUs when present."""
+    import docker
+    from kfp import local
+
+    if gpu is None:
+        gpu = shutil.which("nvidia-smi") is not None
+    kwargs = {"network_mode": "host", "shm_size": DOCKER_SHM, "environment": dict(env)}
+    if gpu:
+        kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    return local.DockerRunner(**kwargs)
+
+
+def _failure(error_dir: Path, run_dir: Path | None, fallback: str) -> StageFailed:
+    records = sorted(error_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if error_dir.is_dir() else []
+    if not records:
+        return StageFailed("?", fallback, run_dir=run_dir or error_dir)
+    first = json.loads(records[0].read_text())
+    return StageFailed(first["stage"], first["error"], run_dir=run_dir or error_dir)
+
+
+def _kfp_run(pipeline_func, arguments: dict[str, str], *, runner, pipeline_root: Path, error_dir: Path,
+             enable_caching: bool) -> Path:
+    from kfp import local
+
+    local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True, enable_caching=enable_caching)
+    before = _run_dirs(pipeline_root)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-Python base image.*")  # the project image has Python
+        # Cluster-only settings (GPU, CPU/memory requests) are ignored locally; kfp warns once per task.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        try:
+            pipeline_func(**arguments)
+        except RuntimeError as exc:
+            new = sorted(_run_dirs(pipeline_root) - before)
+            raise _failure(error_dir, pipeline_root / new[-1] if new else None, str(exc)) from exc
+    new = sorted(_run_dirs(pipeline_root) - before)
+    if len(new) != 1:
+        raise RuntimeError(f"expected one new run directory in {pipeline_root}, found {new}")
+    return pipeline_root / new[0]
+
+
+def _run_dirs(root: Path) -> set[str]:
+    return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+
+
+def run_local(
+    cfg_path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    runner: str = "subprocess",
+    pipeline_root: str | Path = "hybridmi-runs",
+    store_uri: str | None = None,
+    parameters: Mapping[str, str] | None = None,
+    pipeline: str = "hybridmi",
+    only: str | None = None,
+    inputs: Mapping[str, str | Path] | None = None,
+    enable_caching: bool = False,
+    gpu: bool | None = None,
+) -> LocalRun:
+    """Run the hybridmi pipeline (or, with ``only``, one stage on ``inputs``) on this machine.
+
+    cfg_path/overrides: the preset and ``a.b=value`` overrides (validated first: ConfigError).
+    pipeline: "hybridmi" or "alpha_sweep" (kfp runners only); parameters: pipeline parameters
+    (hybrid_epochs, gpu_count, alphas for the sweep, ...; see parameters.py).
+    store_uri: object storage for the tasks (HYBRIDMI_STORE); credentials come from this process's env.
+    Raises StageFailed carrying the failing stage's own error message and the run directory.
+    """
+    if runner not in RUNNERS:
+        raise ValueError(f"runner {runner!r} is not one of {', '.join(RUNNERS)}")
+    if inputs and not only:
+        raise ValueError("inputs are given only with `only` (a one-stage rerun)")
+    if runner == "inprocess" and pipeline != "hybridmi":
+        raise ValueError(f"the in-process runner runs the hybridmi pipeline only, not {pipeline!r}")
+    cfg, arguments = run_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    error_dir = root / ".errors" / uuid.uuid4().hex
+    env = {ERROR_DIR_VAR: str(error_dir), **({STORE_VAR: store_uri} if store_uri else {})}
+    start = time.monotonic()
+    if runner == "inprocess":
+        run_dir = root / f"{'hybridmi' if not only else 'hybridmi-rerun-' + only}-inprocess-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        task_env = {**os.environ, **env}
+        if only:
+            outputs = {only: run_stage_inprocess(only, cfg, inputs=dict(inputs or {}), run_dir=run_dir, env=task_env)}
+        else:
+            outputs = run_pipeline_inprocess(cfg, run_dir=run_dir, env=task_env)
+        return LocalRun(runner, run_dir, outputs, time.monotonic() - start)
+    if only:
+        arguments.update({f"{name}_uri": str(Path(uri).resolve()) for name, uri in (inputs or {}).items()})
+    pipeline_func = pipeline_function(pipeline, only)
+    if runner == "docker":
+        kfp_runner, environ = docker_runner(container_env(env), gpu=gpu), {}
+    else:
+        from kfp import local
+
+        kfp_runner, environ = local.SubprocessRunner(use_venv=False), env
+    with patched_environ(environ):
+        run_dir = _kfp_run(pipeline_func, arguments, runner=kfp_runner, pipeline_root=root, error_dir=error_dir,
+                           enable_caching=enable_caching)
+    outputs, metadata = scan_outputs(run_dir)
+    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata)
+
+
+def pipeline_function(pipeline: str, only: str | None):
+    """The pipeline function to run: the rerun of stage ``only``, else ``pipeline`` (hybridmi | alpha_sweep)."""
+    from pipelines import alpha_sweep, hybridmi_pipeline, rerun_pipeline
+
+    if only:
+        return rerun_pipeline(only)
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+    return hybridmi_pipeline if pipeline == "hybridmi" else alpha_sweep
+
+
+def run_arguments(
+    cfg_path: str | Path | None, overrides: Sequence[str] = (), *, parameters: Mapping[str, Any] | None = None,
+    only: str | None = None, inputs: Mapping[str, Any] | None = None,
+) -> tuple[Config, dict[str, Any]]:
+    """(resolved Config, pipeline arguments): config text, task parameters, ``alphas``; checks rerun inputs."""
+    parameters = dict(parameters or {})
+    config_values = {k: v for k, v in parameters.items() if k in CONFIG_NAMES}
+    cfg = resolve_config_from(load_config(cfg_path, list(overrides)), config_values)
+    task_values = {k: v for k, v in parameters.items() if k not in config_values and k != "alphas"}
+    arguments: dict[str, Any] = pipeline_arguments(cfg, **task_values)
+    if "alphas" in parameters:
+        arguments["alphas"] = [float(a) for a in parameters["alphas"]]
+    if only:
+        from pipelines.rerun import input_artifact_types
+
+        expected, given = set(input_artifact_types(only)), set(inputs or {})
+        if given != expected:
+            raise ValueError(f"stage {only} needs inputs {', '.join(sorted(expected)) or '(none)'}; "
+                             f"got {', '.join(sorted(given)) or '(none)'}")
+    return cfg, arguments
+
+
+def resolve_config_from(cfg: Config, values: Mapping[str, str]) -> Config:
+    """``cfg`` with stage-prefixed parameter values applied (the same rules as the configure component)."""
+    from hybridmi.orchestrate.task import config_to_text
+
+    return resolve_config(config_to_text(cfg), values) if values else cfg

@@ -1,0 +1,196 @@
+"""What a pipeline task does around ``run_stage``: config from text, store from env, metrics, checkpoints.
+
+Every KFP component body (``components/``) and the in-process runner call ``run_task``, so a stage
+behaves the same in a subprocess, a container, a cluster pod and this process. This module imports
+no kfp: output artifacts are duck-typed (``.path``, ``.metadata``, ``log_metric``...).
+
+Object storage is optional and configured by the environment only (never by the config, which ends
+up in the compiled pipeline and in every artifact): ``HYBRIDMI_STORE=s3://bucket/prefix`` (or a
+local path) plus the endpoint/credential variables that ``hybridmi.store.store_from_env`` reads.
+With a store, the prepared data set is published under ``datasets/<checksum>`` (a second run finds
+it and reuses it) and trainer checkpoints are mirrored under ``checkpoints/<config hash>/<stage>``,
+so a retried (preempted) pod resumes from the last one instead of starting over.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from hybridmi.config import Config, config_from_dict
+from hybridmi.runtime import setup_logging, write_json
+from hybridmi.stages import run_stage, stage_module
+from hybridmi.stages.common import read_sidecar
+
+log = logging.getLogger(__name__)
+
+STORE_VAR = "HYBRIDMI_STORE"  # s3://bucket/prefix or a local directory; unset: no object storage
+ERROR_DIR_VAR = "HYBRIDMI_ERROR_DIR"  # where a failing task leaves <stage>.json for the local runner
+CHECKPOINT_STAGES = ("train", "ddim")  # trainers whose checkpoints outlive a pod
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """A stage's scalar metrics plus metadata for the KFP artifact of its first output."""
+
+    metrics: dict[str, float]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def config_from_text(text: str) -> Config:
+    """The Config a pipeline parameter holds: YAML (or JSON) text of a config tree; empty = defaults."""
+    tree = yaml.safe_load(text) if text.strip() else {}
+    if not isinstance(tree, dict):
+        raise ValueError(f"config parameter must hold a mapping, got {type(tree).__name__}")
+    return config_from_dict(tree)
+
+
+def config_to_text(cfg: Config) -> str:
+    """The YAML text of a resolved config (what ``config_from_text`` reads back to an equal Config)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def open_task_store(env: Mapping[str, str]):
+    """The artifact store named by HYBRIDMI_STORE (credentials from ``env``), or None when it is unset."""
+    uri = env.get(STORE_VAR, "").strip()
+    if not uri:
+        return None
+    from hybridmi.store import store_from_env
+
+    return store_from_env(uri, env)
+
+
+def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
+    """Where stage ``stage`` keeps its resumable checkpoint (None for stages that do not train)."""
+    if stage not in CHECKPOINT_STAGES:
+        return None
+    module = stage_module(stage)
+    return Path(outputs[module.OUTPUTS[0]]) / getattr(module, "CHECKPOINTS", "")
+
+
+def _checkpoint_sync(store, cfg: Config, stage: str, outputs: Mapping[str, Path]) -> list[object]:
+    directory = checkpoint_dir(stage, outputs)
+    if store is None or directory is None:
+        return []
+    from hybridmi.store import CheckpointSync
+
+    sync = CheckpointSync(store, f"checkpoints/{cfg.hash()}/{stage}")
+    sync.download_latest(directory)  # None on a first attempt; the trainer resumes from it otherwise
+    return [sync]
+
+
+def _publish_dataset(store, dataset_dir: Path) -> dict[str, Any]:
+    """Publish a prepared data set under its content checksum; reports whether it was there already."""
+    from hybridmi.store import dataset_key, publish_dataset
+
+    checksum = read_sidecar(dataset_dir)["dataset_checksum"]
+    reused = store.exists(dataset_key(checksum))
+    key = publish_dataset(store, dataset_dir, checksum)
+    return {"store_key": key, "store_reused": reused, "dataset_checksum": checksum}
+
+
+def _stage_metrics(cfg: Config, stage: str) -> object | None:
+    try:
+        from hybridmi.metrics import StageMetrics
+    except ImportError:  # prometheus-client missing: the stage still runs, without Prometheus metrics
+        return None
+    return StageMetrics.from_config(cfg, stage=stage)
+
+
+def _record_failure(stage: str, exc: BaseException, env: Mapping[str, str]) -> None:
+    directory = env.get(ERROR_DIR_VAR, "").strip()
+    if directory:
+        message = f"{type(exc).__name__}: {exc}".strip()
+        write_json(Path(directory) / f"{stage}.json", {"stage": stage, "error": message, "time_unix": time.time()})
+
+
+def run_task(
+    stage: str,
+    config: str | Config,
+    *,
+    inputs: Mapping[str, str | Path],
+    outputs: Mapping[str, str | Path],
+    env: Mapping[str, str] | None = None,
+) -> TaskResult:
+    """Run ``stage`` on local artifact directories the way every pipeline runner does.
+
+    config: the resolved config (YAML text or a Config); inputs/outputs: artifact name → directory.
+    Returns the stage's metrics (floats) and artifact metadata (data set store key, reuse flag).
+    On failure the error is recorded under HYBRIDMI_ERROR_DIR (when set) and re-raised.
+    """
+    env = os.environ if env is None else env
+    try:
+        cfg = config if isinstance(config, Config) else config_from_text(config)
+        out_paths = {k: Path(v) for k, v in outputs.items()}
+        store = open_task_store(env)
+        callbacks = _checkpoint_sync(store, cfg, stage, out_paths)
+        metrics = _stage_metrics(cfg, stage)
+        if metrics is None:
+            values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
+        else:
+            with metrics.track():
+                values = run_stage(stage, cfg, inputs, out_paths, callbacks=[metrics, *callbacks])
+                metrics.record_eval(values)
+        metadata = _publish_dataset(store, out_paths["dataset"]) if stage == "prepare" and store is not None else {}
+    except BaseException as exc:
+        _record_failure(stage, exc, env)
+        raise
+    return TaskResult(metrics=float_metrics(values), metadata=metadata)
+
+
+def float_metrics(values: Mapping[str, Any]) -> dict[str, float]:
+    """A stage's metrics as a flat dict of floats; ValueError naming a key whose value is not a number."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"metric {key}={value!r} is not a number")
+        out[key] = float(value)
+    return out
+
+
+def log_metrics(artifact: Any, values: Mapping[str, float], *, metadata: Mapping[str, Any] = ()) -> None:
+    """Log ``values`` on a KFP Metrics artifact (shown in the UI) and write them as JSON at its path.
+
+    A Metrics artifact whose path is an existing directory (a stage's own metrics output) keeps its
+    files; otherwise the JSON document is the artifact's file, so every runner has something to upload.
+    """
+    for key, value in values.items():
+        artifact.log_metric(key, value)
+    for key, value in dict(metadata).items():
+        artifact.metadata[key] = value
+    path = Path(artifact.path)
+    if not path.is_dir():
+        write_json(path, dict(values))
+
+
+def log_confusion(artifact: Any, metrics_dir: str | Path) -> bool:
+    """Log ``<metrics_dir>/confusion.json`` ({classes, confusion_matrix}) on a ClassificationMetrics artifact.
+
+    Returns False when the stage wrote no confusion matrix. The artifact's file gets the same JSON.
+    """
+    source = Path(metrics_dir) / "confusion.json"
+    if not source.is_file():
+        return False
+    doc = json.loads(source.read_text())
+    artifact.log_confusion_matrix([str(c) for c in doc["classes"]], [[int(v) for v in row] for row in doc["confusion_matrix"]])
+    write_json(Path(artifact.path), doc)
+    return True
+
+
+def main_file(directory: str | Path, pattern: str) -> Path:
+    """The first file matching ``pattern`` in an artifact directory; FileNotFoundError naming both."""
+    matches = sorted(Path(directory).glob(pattern))
+    if not matches:
+        raise FileNotFoundError(f"no {pattern} in artifact {directory}")
+    return matches[0]
+
+
+def setup_task_logging() -> None:
+    """Logging for a task process (an entry point: components call it once)."""
+    setup_logging(os.environ.get("HYBRIDMI_LOG_LEVEL", "INFO"))

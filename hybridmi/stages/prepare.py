@@ -1,0 +1,22 @@
+"""Stage prepare: decode a data source once into the uint8 tensor layout every later stage reads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from hybridmi.config import Config
+from hybridmi.data.prepare import prepare_dataset
+from hybridmi.stages.common import finish_output
+
+INPUTS: tuple[str, ...] = ()
+OUTPUTS = ("dataset",)
+
+
+def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
+    info = prepare_dataset(cfg.data, outputs["dataset"])
+    metrics = {
+        "num_train": float(info["counts"]["train"]),
+        "num_test": float(info["counts"]["test"]),
+        "num_classes": float(len(info["classes"])),
+    }
+    finish_output(outputs["dataset"], cfg, stage="prepare", metrics=metrics, extra={"dataset_checksum": info["checksum"]})
+    return metrics

@@ -1,0 +1,107 @@
+"""The manifest that makes a publish atomic, the errors every store raises, and key/path validation."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+MANIFEST = "MANIFEST.json"
+VERSIONS = ".versions"
+FORMAT = "hybridmi-artifact/1"
+_KEY_PART = re.compile(r"^[A-Za-z0-9_\-=+,@][A-Za-z0-9_.\-=+,@]*$")
+_CHUNK = 1 << 20
+
+
+class StoreError(RuntimeError):
+    """A storage operation that cannot complete; the message names the object and where it lives."""
+
+
+class ArtifactNotFound(StoreError, FileNotFoundError):
+    """No published (manifest-bearing) artifact under this key."""
+
+
+class ChecksumMismatch(StoreError):
+    """A stored object's bytes do not match the sha256/size its manifest records."""
+
+
+class StoreAuthError(StoreError, PermissionError):
+    """The storage service rejected the credentials (never retried)."""
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The storage service stayed unreachable after every retry."""
+
+
+class ObjectMissing(Exception):
+    """Internal: a primitive was asked for an object that does not exist."""
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    path: str  # POSIX path relative to the artifact root
+    size: int  # bytes
+    sha256: str  # hex digest
+
+
+@dataclass(frozen=True)
+class Manifest:
+    key: str
+    version: str
+    files: tuple[FileEntry, ...]
+    created_unix: float
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def to_json(self) -> bytes:
+        doc = {"format": FORMAT, "key": self.key, "version": self.version, "created_unix": self.created_unix,
+               "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files]}
+        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, *, where: str) -> "Manifest":
+        try:
+            doc = json.loads(data)
+            if doc.get("format") != FORMAT:
+                raise ValueError(f"format {doc.get('format')!r} is not {FORMAT!r}")
+            files = tuple(FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"])
+            for entry in files:
+                check_relative_path(entry.path)
+            return cls(str(doc["key"]), str(doc["version"]), files, float(doc["created_unix"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise StoreError(f"manifest {where} is unreadable: {exc}") from None
+
+
+def check_key(key: str) -> str:
+    """A key is '/'-separated parts of [A-Za-z0-9_.-=+,@], none starting with '.' nor named MANIFEST.json."""
+    parts = key.strip("/").split("/")
+    if not key.strip("/") or any(not _KEY_PART.match(p) or p == MANIFEST for p in parts):
+        raise ValueError(f"artifact key {key!r} is invalid: use '/'-separated parts of letters, digits, _.-=+,@ "
+                         f"not starting with '.' and not named {MANIFEST}")
+    return "/".join(parts)
+
+
+def check_relative_path(path: str) -> str:
+    """A manifest path must stay inside the artifact (no absolute paths, no '..')."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or not p.parts or any(part in ("..", ".", "") for part in p.parts):
+        raise ValueError(f"path {path!r} escapes the artifact directory")
+    return path
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def new_version() -> str:
+    """Sortable, unique: UTC time then 12 random hex digits."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:12]

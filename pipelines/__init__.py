@@ -1,0 +1,9 @@
+"""KFP pipelines: the full hybridmi DAG, the α sweep and one-stage reruns (compiled YAML in compiled/)."""
+from pipelines.alpha_sweep import alpha_sweep
+from pipelines.hybridmi_pipeline import hybridmi_pipeline
+from pipelines.rerun import rerun_pipeline
+
+# File name in pipelines/compiled/ -> pipeline function (what `hybridmi compile` writes).
+COMPILED = {"hybridmi.yaml": hybridmi_pipeline, "alpha_sweep.yaml": alpha_sweep}
+
+__all__ = ["COMPILED", "alpha_sweep", "hybridmi_pipeline", "rerun_pipeline"]

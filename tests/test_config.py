@@ -1,0 +1,60 @@
+"""Config validation: every bad value is rejected before work starts, with one line naming the field."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hybridmi.config import ConfigError, load_config, write_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_presets__validate(preset):
+    cfg = load_config(CONFIGS / preset)
+    assert cfg.model.latent_channels == 6 and cfg.model.contrastive_channels == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "field", "reason"),
+    [
+        ("objective.alpha=1.5", "objective.alpha", "less than or equal to 1"),
+        ("objective.alpha=-0.1", "objective.alpha", "greater than or equal to 0"),
+        ("model.contrastive_channels=6", "model.contrastive_channels", "does not split"),
+        ("model.contrastive_channels=0", "model.contrastive_channels", "greater than or equal to 1"),
+        ("model.colour=3", "model.colour", "unknown key"),
+        ("train.batch_size=abc", "train.batch_size", "valid integer"),
+        ("objective.queue_size=1000", "objective.queue_size", "not a multiple"),
+        ("data.source=imagenet", "data.source", "Input should be"),
+        ("data.source=folder", "data.root", "required"),
+    ],
+)
+def test_bad_value__rejected_with_one_line_naming_the_field(override, field, reason):
+    with pytest.raises(ConfigError) as err:
+        load_config(CONFIGS / "smoke.yaml", [override])
+    message = str(err.value)
+    assert "\n" not in message
+    assert field in message and reason in message
+
+
+def test_override__typed_by_yaml():
+    cfg = load_config(None, ["optim.lr=3e-4", "train.compile=true", "eval.probe_features=[z]"])
+    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.train.compile is True and cfg.eval.probe_features == ["z"]
+
+
+def test_override__malformed_is_rejected():
+    with pytest.raises(ConfigError, match="not of the form"):
+        load_config(None, ["optim.lr"])
+
+
+def test_missing_file__rejected(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_written_config__round_trips(tmp_path):
+    cfg = load_config(CONFIGS / "smoke.yaml", ["objective.alpha=0.25"])
+    path = write_config(cfg, tmp_path)
+    again = load_config(path)
+    assert again == cfg and again.hash() == cfg.hash()
+    assert yaml.safe_load(path.read_text())["objective"]["alpha"] == 0.25

@@ -1,0 +1,118 @@
+import pytest
+import torch
+from torch import nn
+
+from hybridmi.config import load_config
+from hybridmi.train.checkpoint import latest_checkpoint
+from hybridmi.train.ddim import NonFiniteLossError, load_ddim, sample_latents, train_ddim
+from hybridmi.train.ema import EMA, ema_decay_at
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions: intra-op threads only add synchronisation cost on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def ddim_cfg(*extra):
+    return load_config(None, [
+        "unet.channels=8", "unet.channel_mult=[1, 2]", "unet.num_res_blocks=1", "unet.attn_resolutions=[8]",
+        "unet.dropout=0.1", "diffusion.num_timesteps=100", "ddim.batch_size=8", "ddim.epochs=2", "ddim.lr=1e-3",
+        "ddim.warmup_steps=3", "ddim.ema_decay=0.9", "ddim.log_every=1", "ddim.checkpoint_every=3",
+        "train.device=cpu", "train.seed=3", *extra,
+    ])
+
+
+@pytest.fixture(scope="module")
+def latents():
+    g = torch.Generator().manual_seed(0)
+    z = (torch.randn(32, 6, 16, 16, generator=g) * 2 + 1).half()
+    return z, torch.full((6,), 1.0, dtype=torch.float64), torch.full((6,), 2.0, dtype=torch.float64)
+
+
+class Recorder:
+    def __init__(self):
+        self.steps, self.checkpoints = [], []
+
+    def on_step(self, m):
+        self.steps.append((m.step, m.loss))
+
+    def on_checkpoint(self, path, step):
+        self.checkpoints.append(step)
+
+
+def test_ema__update_moves_a_fraction_toward_the_weights():
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    ema = EMA(model, decay=0.9, warmup=False)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    assert ema.update(model) == 0.9
+    assert torch.allclose(ema.module.weight, torch.full((1, 2), 0.9 * 1.0 + 0.1 * 3.0))
+    assert not ema.module.weight.requires_grad
+
+
+def test_ema_decay_at__warms_up_then_caps_at_decay():
+    assert ema_decay_at(0, decay=0.9999, warmup=True) == pytest.approx(0.1)
+    assert ema_decay_at(90, decay=0.9999, warmup=True) == pytest.approx(0.91)
+    assert ema_decay_at(10**6, decay=0.9999, warmup=True) == 0.9999
+    assert ema_decay_at(0, decay=0.9999, warmup=False) == 0.9999
+    with pytest.raises(ValueError, match="1.5"):
+        ema_decay_at(0, decay=1.5, warmup=True)
+
+
+def test_train_ddim__resume_continues_bit_identically(tmp_path, latents):
+    z, mean, std = latents
+    cfg = ddim_cfg()
+    straight = Recorder()
+    full = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "a", callbacks=[straight])
+    assert full.step == 8 and [s for s, _ in straight.steps] == list(range(1, 9))
+    first, second = Recorder(), Recorder()
+    half = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b", callbacks=[first], stop_at_step=4)
+    assert half.step == 4 and first.checkpoints == [3, 4]
+    resumed = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b", callbacks=[second])
+    assert first.steps + second.steps == straight.steps  # identical losses, step by step
+    a, b = torch.load(full.checkpoint, weights_only=False), torch.load(resumed.checkpoint, weights_only=False)
+    for name, tensor in a["unet"].items():
+        assert torch.equal(tensor, b["unet"][name]), name
+    for name, tensor in a["ema"]["module"].items():
+        assert torch.equal(tensor, b["ema"]["module"][name]), name
+
+
+def test_train_ddim__refuses_to_resume_a_different_unet(tmp_path, latents):
+    z, mean, std = latents
+    train_ddim(ddim_cfg(), z, mean=mean, std=std, out_dir=tmp_path, stop_at_step=1)
+    with pytest.raises(ValueError, match="'unet'"):
+        train_ddim(ddim_cfg("unet.channels=16"), z, mean=mean, std=std, out_dir=tmp_path)
+
+
+def test_train_ddim__nan_loss_stops_naming_the_step(tmp_path, latents):
+    z, mean, std = latents
+    bad = z.clone()
+    bad[:] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="at step 1;"):
+        train_ddim(ddim_cfg(), bad, mean=mean, std=std, out_dir=tmp_path)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_load_ddim__samples_with_the_ema_weights_in_latent_units(tmp_path, latents):
+    z, mean, std = latents
+    result = train_ddim(ddim_cfg("ddim.epochs=1"), z, mean=mean, std=std, out_dir=tmp_path)
+    loaded = load_ddim(tmp_path, device="cpu")
+    assert loaded.step == 4 and torch.equal(loaded.mean, mean) and torch.equal(loaded.std, std)
+    for name, tensor in result.model.unet.state_dict().items():
+        assert torch.equal(tensor, loaded.unet.state_dict()[name]), name
+    draw = lambda: sample_latents(loaded, 3, steps=5, eta=0.0, spacing="uniform",  # noqa: E731
+                                  generator=torch.Generator().manual_seed(1))
+    x = draw()
+    assert x.shape == (3, 6, 16, 16) and torch.equal(x, draw())
+
+
+def test_train_ddim__rejects_fewer_latents_than_a_batch(tmp_path, latents):
+    z, mean, std = latents
+    with pytest.raises(ValueError, match="32 latents are fewer than ddim.batch_size 64"):
+        train_ddim(ddim_cfg("ddim.batch_size=64"), z, mean=mean, std=std, out_dir=tmp_path)

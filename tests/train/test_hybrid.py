@@ -1,0 +1,89 @@
+"""The hybrid trainer: the loss falls, resumption is bit-identical, NaN stops with the step and terms."""
+import pytest
+import torch
+
+from hybridmi.config import config_from_dict
+from hybridmi.train.checkpoint import latest_checkpoint, load_checkpoint
+from hybridmi.train.hybrid import NonFiniteLossError, train_hybrid
+
+
+class Recorder:
+    def __init__(self):
+        self.steps, self.checkpoints = [], []
+
+    def on_step(self, metrics):
+        self.steps.append(metrics)
+
+    def on_checkpoint(self, path, step):
+        self.checkpoints.append(step)
+
+
+def _with(cfg, *overrides):
+    return config_from_dict(cfg.model_dump(mode="json"), list(overrides))
+
+
+def test_loss__falls_over_a_few_dozen_steps(tiny_cfg, tiny_data, tmp_path):
+    cfg = _with(tiny_cfg, "train.epochs=4", "train.log_every=8")  # 32 steps
+    rec = Recorder()
+    train_hybrid(cfg, tiny_data[0], out_dir=tmp_path, callbacks=[rec])
+    first, last = rec.steps[0], rec.steps[-1]
+    assert last.step == 32 and set(first.terms) == {"recon", "infonce"}
+    assert last.loss < 0.8 * first.loss
+    assert last.terms["recon"] < first.terms["recon"]
+    assert rec.checkpoints[-1] == 32 and last.images_per_s > 0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_alpha_extremes__train_only_their_own_term(tiny_cfg, tiny_data, tmp_path, alpha):
+    rec = Recorder()
+    train_hybrid(_with(tiny_cfg, f"objective.alpha={alpha}"), tiny_data[0], out_dir=tmp_path, callbacks=[rec])
+    expected = {"infonce"} if alpha == 0.0 else {"recon"}
+    assert set(rec.steps[-1].terms) == expected
+    assert rec.steps[-1].loss == pytest.approx(rec.steps[-1].terms[expected.pop()])
+
+
+def test_resume__continues_bit_identically(tiny_cfg, tiny_data, tmp_path):
+    cfg = _with(tiny_cfg, "train.epochs=2", "train.log_every=1", "train.checkpoint_every=8")  # 16 steps
+    straight = Recorder()
+    train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "straight", callbacks=[straight])
+
+    resumed = Recorder()
+    # Interrupt after step 8 by raising from a callback, as a preempted pod would stop.
+    with pytest.raises(_Preempted):
+        train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed", callbacks=[resumed, _StopAt(8)])
+    assert load_checkpoint(latest_checkpoint(tmp_path / "resumed"), kind="hybrid")["step"] == 8
+    result = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed", callbacks=[resumed])
+    assert [m.loss for m in resumed.steps] == [m.loss for m in straight.steps]
+    assert [m.terms for m in resumed.steps] == [m.terms for m in straight.steps]
+    final = load_checkpoint(latest_checkpoint(tmp_path / "straight"), kind="hybrid")["autoencoder"]
+    for name, tensor in result.model.state_dict().items():
+        assert torch.equal(tensor, final[name]), name
+
+
+class _Preempted(Exception):
+    pass
+
+
+class _StopAt:
+    def __init__(self, step):
+        self.step = step
+
+    def on_checkpoint(self, path, step):
+        if step == self.step:
+            raise _Preempted
+
+
+def test_nan_loss__stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_cfg, tiny_data, tmp_path):
+    cfg = _with(tiny_cfg, "optim.lr=1e30", "optim.warmup_epochs=0", "train.checkpoint_every=1")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2: loss=.*recon=.*infonce=") as err:
+        train_hybrid(cfg, tiny_data[0], out_dir=tmp_path)
+    assert "last good checkpoint" in str(err.value)
+    ckpt = load_checkpoint(latest_checkpoint(tmp_path), kind="hybrid")
+    assert ckpt["step"] == 1
+    assert all(torch.isfinite(t).all() for t in ckpt["autoencoder"].values() if t.is_floating_point())
+
+
+def test_resume__refuses_a_changed_model(tiny_cfg, tiny_data, tmp_path):
+    train_hybrid(_with(tiny_cfg, "train.epochs=0.25"), tiny_data[0], out_dir=tmp_path)
+    with pytest.raises(ValueError, match="different 'model' config"):
+        train_hybrid(_with(tiny_cfg, "model.channels=12"), tiny_data[0], out_dir=tmp_path)
