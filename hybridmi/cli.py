@@ -1,4 +1,4 @@
-"""hybridmi command line: train | stage | config | run | compile | submit.
+"""hybridmi command line: config | train | stage | run | compile | submit.
 
 Every command validates its config first (one-line error, exit 2) and calls the same library
 functions a user or a pipeline component calls.
@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from hybridmi.config import ConfigError, load_config
+from hybridmi.stages import STAGE_NAMES
 
 log = logging.getLogger("hybridmi.cli")
 
@@ -61,13 +62,96 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_artifacts(pairs: dict[str, str], tmp: Path, *, download: bool) -> tuple[dict[str, Path], dict[str, tuple]]:
+    """Local directories for artifact URIs: plain paths as they are, s3:// URIs through a temporary directory."""
+    from hybridmi.store import store_from_env
+    from hybridmi.store.uri import parse_s3_uri
+
+    local, remote = {}, {}
+    for name, uri in pairs.items():
+        if not uri.startswith("s3://"):
+            local[name] = Path(uri)
+            continue
+        bucket, key = parse_s3_uri(uri)
+        if not key:
+            raise ValueError(f"artifact URI {uri!r} names a bucket but no key: use s3://bucket/path/to/artifact")
+        store = store_from_env(f"s3://{bucket}")
+        local[name] = tmp / ("in" if download else "out") / name
+        if download:
+            store.get_dir(key, local[name])
+        remote[name] = (store, key)
+    return local, remote
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
-    """One stage by hand: local paths (or store URIs once wired through hybridmi.orchestrate)."""
-    from hybridmi.stages import run_stage
+    """One stage by hand, exactly as a pipeline task runs it (store, metrics, checkpoints from the env).
+
+    Artifacts are local directories or s3://bucket/key URIs (downloaded before, published after).
+    """
+    import tempfile
+
+    from hybridmi.orchestrate.task import run_task
 
     cfg = load_config(args.config, args.overrides)
-    metrics = run_stage(args.name, cfg, _pairs(args.inputs, "--input"), _pairs(args.outputs, "--output"))
-    sys.stdout.write(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    with tempfile.TemporaryDirectory(prefix="hybridmi-stage-") as tmp:
+        inputs, _ = _stage_artifacts(_pairs(args.inputs, "--input"), Path(tmp), download=True)
+        outputs, publish = _stage_artifacts(_pairs(args.outputs, "--output"), Path(tmp), download=False)
+        result = run_task(args.name, cfg, inputs=inputs, outputs=outputs)
+        for name, (store, key) in publish.items():
+            store.put_dir(outputs[name], key)
+            log.info("published %s to %s", name, key)
+    sys.stdout.write(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def _parameters(args: argparse.Namespace) -> dict[str, object]:
+    params: dict[str, object] = dict(_pairs(args.params, "--param"))
+    if getattr(args, "alphas", None):
+        params["alphas"] = [float(a) for a in args.alphas.split(",")]
+    for flag, name in (("accelerator_type", "gpu_type"), ("accelerator_count", "gpu_count")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            params[name] = value
+    return params
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The whole pipeline on this machine (kfp.local), or one stage with --only/--from."""
+    from hybridmi.orchestrate import run_local
+
+    run = run_local(
+        args.config, args.overrides, runner=args.runner, pipeline_root=args.root, store_uri=args.store,
+        parameters=_parameters(args), pipeline=args.pipeline, only=args.only,
+        inputs=_pairs(args.inputs, "--from") or None, enable_caching=args.caching,
+    )
+    summary = {"runner": run.runner, "run_dir": str(run.run_dir), "seconds": round(run.seconds, 1),
+               "outputs": {task: {k: str(v) for k, v in outs.items()} for task, outs in run.outputs.items()}}
+    sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from hybridmi.orchestrate import compile_pipelines
+
+    for path in compile_pipelines(args.out):
+        print(path)
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Compile and submit to a Kubeflow Pipelines cluster; with --wait, exit 1 unless the run succeeded."""
+    from hybridmi.orchestrate import submit
+
+    result = submit(
+        args.host, args.config, args.overrides, pipeline=args.pipeline, experiment=args.experiment,
+        run_name=args.run_name, parameters=_parameters(args), enable_caching=not args.no_cache, only=args.only,
+        inputs=_pairs(args.inputs, "--from") or None, wait=args.wait, timeout_s=args.timeout,
+        namespace=args.namespace,
+    )
+    print(f"run {result.run_id}: {result.url}")
+    if args.wait:
+        print(f"state: {result.state}")
+        return 0 if str(result.state).upper().endswith("SUCCEEDED") else 1
     return 0
 
 
@@ -85,15 +169,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output directory (resumes when it holds a checkpoint)")
     p.set_defaults(func=cmd_train)
 
-    from hybridmi.stages import STAGE_NAMES
-
     p = sub.add_parser("stage", help="run one pipeline stage")
     p.add_argument("name", choices=STAGE_NAMES)
     _add_config_args(p)
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--output", dest="outputs", action="append", default=[], metavar="NAME=PATH")
     p.set_defaults(func=cmd_stage)
+
+    p = sub.add_parser("run", help="run the pipeline on this machine (kfp.local), or one stage with --only")
+    _add_config_args(p)
+    _add_pipeline_args(p)
+    p.add_argument("--runner", choices=("subprocess", "docker", "inprocess"), default="subprocess",
+                   help="subprocess: kfp.local in this interpreter; docker: containers of the project image")
+    p.add_argument("--root", default="hybridmi-runs", help="local pipeline root (artifacts of every run)")
+    p.add_argument("--store", help="object storage for data sets and checkpoints (s3://bucket/prefix; creds from env)")
+    p.add_argument("--caching", action="store_true", help="let kfp.local reuse cached task results")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
+    p.add_argument("--out", default="pipelines/compiled", type=Path)
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("submit", help="compile and submit to a Kubeflow Pipelines cluster")
+    _add_config_args(p)
+    _add_pipeline_args(p)
+    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8888")
+    p.add_argument("--experiment", default="hybridmi")
+    p.add_argument("--run-name")
+    p.add_argument("--namespace")
+    p.add_argument("--no-cache", action="store_true", help="disable KFP caching for this run")
+    p.add_argument("--accelerator-type", help="GPU resource of the GPU stages; '' removes the GPU request")
+    p.add_argument("--accelerator-count", help="GPUs per GPU stage; '' removes the GPU request")
+    p.add_argument("--wait", action="store_true", help="wait for the final state (exit 1 unless it succeeded)")
+    p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait with --wait")
+    p.set_defaults(func=cmd_submit)
     return parser
+
+
+def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pipeline", choices=("hybridmi", "alpha_sweep"), default="hybridmi")
+    p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                   help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, ...; see pipelines/README.md)")
+    p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
+    p.add_argument("--only", choices=STAGE_NAMES, help="rerun this one stage against existing artifacts")
+    p.add_argument("--from", dest="inputs", action="append", default=[], metavar="NAME=URI",
+                   help="with --only: an input artifact of that stage (repeatable)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ _EXPORTS = {
     "run_local": "hybridmi.orchestrate.local",
     "LocalRun": "hybridmi.orchestrate.local",
     "StageFailed": "hybridmi.orchestrate.inprocess",
-    "submit": "hybridmi.orchestrate.submit",
-    "Submitted": "hybridmi.orchestrate.submit",
+    "submit": "hybridmi.orchestrate.remote",
+    "Submitted": "hybridmi.orchestrate.remote",
 }
 
 __all__ = sorted(_EXPORTS)

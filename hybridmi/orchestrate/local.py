@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -89,18 +90,23 @@ def docker_runner(env: Mapping[str, str], *, gpu: bool | None = None):
 
     if gpu is None:
         gpu = shutil.which("nvidia-smi") is not None
-    kwargs = {"network_mode": "host", "shm_size": DOCKER_SHM, "environment": dict(env)}
+    # Run as this user, so the outputs under the (bind-mounted) pipeline root belong to whoever started the run.
+    kwargs = {"network_mode": "host", "shm_size": DOCKER_SHM, "environment": dict(env), "user": f"{os.getuid()}:{os.getgid()}"}
     if gpu:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
     return local.DockerRunner(**kwargs)
 
 
-def _failure(error_dir: Path, run_dir: Path | None, fallback: str) -> StageFailed:
+def _failure(error_dir: Path, run_dir: Path, kfp_message: str) -> StageFailed:
+    """The first task failure recorded by run_task; else the innermost task kfp names, with a pointer to its log."""
     records = sorted(error_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if error_dir.is_dir() else []
-    if not records:
-        return StageFailed("?", fallback, run_dir=run_dir or error_dir)
-    first = json.loads(records[0].read_text())
-    return StageFailed(first["stage"], first["error"], run_dir=run_dir or error_dir)
+    if records:
+        first = json.loads(records[0].read_text())
+        return StageFailed(first["stage"], first["error"], run_dir=run_dir)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", kfp_message)
+    named = re.search(r"Inner task failed: '([^']+)'", plain)
+    return StageFailed(named.group(1) if named else "?", f"the task failed before its stage ran; see its log above ({plain})",
+                       run_dir=run_dir)
 
 
 def _kfp_run(pipeline_func, arguments: dict[str, str], *, runner, pipeline_root: Path, error_dir: Path,
@@ -117,7 +123,7 @@ def _kfp_run(pipeline_func, arguments: dict[str, str], *, runner, pipeline_root:
             pipeline_func(**arguments)
         except RuntimeError as exc:
             new = sorted(_run_dirs(pipeline_root) - before)
-            raise _failure(error_dir, pipeline_root / new[-1] if new else None, str(exc)) from exc
+            raise _failure(error_dir, pipeline_root / new[-1] if new else pipeline_root, str(exc)) from exc
     new = sorted(_run_dirs(pipeline_root) - before)
     if len(new) != 1:
         raise RuntimeError(f"expected one new run directory in {pipeline_root}, found {new}")
@@ -208,7 +214,7 @@ def run_arguments(
     task_values = {k: v for k, v in parameters.items() if k not in config_values and k != "alphas"}
     arguments: dict[str, Any] = pipeline_arguments(cfg, **task_values)
     if "alphas" in parameters:
-        arguments["alphas"] = [float(a) for a in parameters["alphas"]]
+        arguments["alphas"] = [str(float(a)) for a in parameters["alphas"]]  # config parameters are text
     if only:
         from pipelines.rerun import input_artifact_types
 

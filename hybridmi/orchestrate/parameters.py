@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import yaml
 
 from hybridmi.config import Config, ConfigError, config_from_dict
-from hybridmi.orchestrate.task import config_from_text, config_to_text
+from hybridmi.orchestrate.task import config_from_text, config_to_text, recording_failure
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,9 @@ def resolve_config(config: str, values: Mapping[str, Any]) -> Config:
 
 
 def resolve_config_text(config: str, **values: Any) -> str:
-    """What the ``configure`` component returns: the resolved config as YAML text."""
-    return config_to_text(resolve_config(config, values))
+    """What the ``configure`` component returns: the resolved config as YAML text (failures recorded as 'configure')."""
+    with recording_failure("configure"):
+        return config_to_text(resolve_config(config, values))
 
 
 def pipeline_arguments(cfg: Config, **task_values: str) -> dict[str, str]:

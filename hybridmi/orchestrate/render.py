@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 import shutil
 from pathlib import Path
 from typing import Sequence
@@ -57,6 +58,12 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
+def _tick_label(value: float, span: float) -> str:
+    """Enough decimals that neighbouring ticks (span/4 apart) read differently."""
+    decimals = max(0, 1 - math.floor(math.log10(span / 4))) if span > 0 else 2
+    return f"{value:.{min(decimals, 6)}f}"
+
+
 def _span(values: Sequence[float]) -> tuple[float, float]:
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.08 or max(abs(hi) * 0.05, 1e-3)
@@ -86,11 +93,11 @@ def scatter_png(
     for tx in _ticks(x_lo, x_hi):
         px, _ = to_px(tx, y_lo)
         draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
-        draw.text((px - 14, height - bottom + 6), f"{tx:.3g}", fill="black")
+        draw.text((px - 14, height - bottom + 6), _tick_label(tx, x_hi - x_lo), fill="black")
     for ty in _ticks(y_lo, y_hi):
         _, py = to_px(x_lo, ty)
         draw.line([left - 4, py, left, py], fill="black")
-        draw.text((8, py - 5), f"{ty:.3g}", fill="black")
+        draw.text((8, py - 5), _tick_label(ty, y_hi - y_lo), fill="black")
     draw.text(((left + width - right) / 2 - 3 * len(x_label), height - 20), x_label, fill="black")
     draw.text((8, 4), y_label, fill="black")
     for index, (name, pts) in enumerate(series.items()):

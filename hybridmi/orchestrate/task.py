@@ -13,13 +13,14 @@ so a retried (preempted) pod resumes from the last one instead of starting over.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import yaml
 
@@ -95,11 +96,9 @@ def _publish_dataset(store, dataset_dir: Path) -> dict[str, Any]:
     return {"store_key": key, "store_reused": reused, "dataset_checksum": checksum}
 
 
-def _stage_metrics(cfg: Config, stage: str) -> object | None:
-    try:
-        from hybridmi.metrics import StageMetrics
-    except ImportError:  # prometheus-client missing: the stage still runs, without Prometheus metrics
-        return None
+def _stage_metrics(cfg: Config, stage: str):
+    from hybridmi.metrics import StageMetrics
+
     return StageMetrics.from_config(cfg, stage=stage)
 
 
@@ -108,6 +107,16 @@ def _record_failure(stage: str, exc: BaseException, env: Mapping[str, str]) -> N
     if directory:
         message = f"{type(exc).__name__}: {exc}".strip()
         write_json(Path(directory) / f"{stage}.json", {"stage": stage, "error": message, "time_unix": time.time()})
+
+
+@contextlib.contextmanager
+def recording_failure(stage: str, env: Mapping[str, str] | None = None) -> Iterator[None]:
+    """Record any exception of the block under HYBRIDMI_ERROR_DIR (for the local runner's message), re-raise it."""
+    try:
+        yield
+    except BaseException as exc:
+        _record_failure(stage, exc, os.environ if env is None else env)
+        raise
 
 
 def run_task(
@@ -125,22 +134,16 @@ def run_task(
     On failure the error is recorded under HYBRIDMI_ERROR_DIR (when set) and re-raised.
     """
     env = os.environ if env is None else env
-    try:
+    with recording_failure(stage, env):
         cfg = config if isinstance(config, Config) else config_from_text(config)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         store = open_task_store(env)
         callbacks = _checkpoint_sync(store, cfg, stage, out_paths)
         metrics = _stage_metrics(cfg, stage)
-        if metrics is None:
-            values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
-        else:
-            with metrics.track():
-                values = run_stage(stage, cfg, inputs, out_paths, callbacks=[metrics, *callbacks])
-                metrics.record_eval(values)
+        with metrics.track():
+            values = run_stage(stage, cfg, inputs, out_paths, callbacks=[metrics, *callbacks])
+            metrics.record_eval(values)
         metadata = _publish_dataset(store, out_paths["dataset"]) if stage == "prepare" and store is not None else {}
-    except BaseException as exc:
-        _record_failure(stage, exc, env)
-        raise
     return TaskResult(metrics=float_metrics(values), metadata=metadata)
 
 
@@ -181,14 +184,6 @@ def log_confusion(artifact: Any, metrics_dir: str | Path) -> bool:
     artifact.log_confusion_matrix([str(c) for c in doc["classes"]], [[int(v) for v in row] for row in doc["confusion_matrix"]])
     write_json(Path(artifact.path), doc)
     return True
-
-
-def main_file(directory: str | Path, pattern: str) -> Path:
-    """The first file matching ``pattern`` in an artifact directory; FileNotFoundError naming both."""
-    matches = sorted(Path(directory).glob(pattern))
-    if not matches:
-        raise FileNotFoundError(f"no {pattern} in artifact {directory}")
-    return matches[0]
 
 
 def setup_task_logging() -> None:

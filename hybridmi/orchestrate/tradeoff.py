@@ -84,9 +84,9 @@ def csv_text(rows: list[dict[str, float]]) -> str:
 
 
 def tradeoff_png(rows: list[dict[str, float]]) -> bytes:
-    """Linear accuracy (%) against MSE, one series per probed feature, points labelled with α."""
+    """Linear accuracy (%) against MSE, one series per probed feature, points labelled ``a=<α>`` (ASCII font)."""
     features = [c for c in _columns(rows) if c.startswith(ACCURACY_PREFIX)]
-    series = {f.removeprefix(ACCURACY_PREFIX): [(row["mse"], 100 * row[f], f"α={row['alpha']:g}") for row in rows if f in row]
+    series = {f.removeprefix(ACCURACY_PREFIX): [(row["mse"], 100 * row[f], f"a={row['alpha']:g}") for row in rows if f in row]
               for f in features}
     return scatter_png(series, x_label="reconstruction MSE (sum over 3072 values per image)", y_label="linear accuracy (%)")
 

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from hybridmi.runtime import atomic_write_bytes
+from hybridmi.runtime import atomic_path, atomic_write_bytes
 from hybridmi.store.base import ArtifactStore
 from hybridmi.store.manifest import ObjectMissing
 
@@ -32,20 +30,9 @@ class LocalStore(ArtifactStore):
         return str(self._path(name))
 
     def _upload(self, name: str, src: Path, *, size: int, sha256: str) -> None:
-        dest = self._path(name)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-        try:
-            with os.fdopen(fd, "wb") as out, open(src, "rb") as fh:
-                for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        with atomic_path(self._path(name), suffix=".part") as tmp, open(tmp, "wb") as out, open(src, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                out.write(chunk)
 
     def _upload_bytes(self, name: str, data: bytes) -> None:
         atomic_write_bytes(self._path(name), data)

@@ -8,15 +8,6 @@ from hybridmi.eval.fid import (WEIGHTS_FILE, FIDInceptionV3, activation_statisti
                                frechet_distance, load_inception, reference_statistics, uint8_batches)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Intra-op threads only add synchronisation cost on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def torch_home(tmp_path_factory):
     """A TORCH_HOME whose hub cache holds randomly initialised FID Inception weights (code path only)."""

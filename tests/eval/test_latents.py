@@ -6,15 +6,6 @@ from hybridmi.eval.latents import (LatentSet, channel_stats, destandardise, extr
 from hybridmi.models.autoencoder import Autoencoder
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: intra-op threads only add synchronisation cost on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def autoencoder():
     torch.manual_seed(0)

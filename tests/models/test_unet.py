@@ -4,15 +4,6 @@ import torch
 from hybridmi.models.unet import AttnBlock, UNet, timestep_embedding
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: intra-op threads only add synchronisation cost on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(**kw):
     args = dict(in_channels=6, channels=8, channel_mult=[1, 2], num_res_blocks=1, attn_resolutions=[8], dropout=0.0)
     return UNet(**(args | kw))

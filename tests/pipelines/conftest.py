@@ -70,6 +70,14 @@ def s3_store_uri(s3_endpoint):
         yield f"s3://{bucket}/runs"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _single_threaded_tasks():
+    """Task subprocesses inherit one OpenMP thread: tiny tensors gain nothing from more on a busy machine."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        yield
+
+
 @pytest.fixture(scope="session")
 def fid_weights(tmp_path_factory):
     """Randomly initialised FID Inception weights (exercises the code path; FID values are meaningless)."""

@@ -136,3 +136,12 @@ def test_gallery_html__embeds_every_png(tmp_path):
     assert page.count("data:image/png;base64,") == 2 and page.index("a.png") < page.index("b.png")
     with pytest.raises(FileNotFoundError, match="no PNG"):
         gallery_html(tmp_path / "a.png", title="t")
+
+
+def test_components_readme__shows_the_parameter_table_of_parameters_py():
+    from pathlib import Path
+
+    from hybridmi.orchestrate.parameters import parameters_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "components" / "README.md").read_text()
+    assert parameters_markdown() in readme

@@ -15,15 +15,6 @@ from hybridmi.stages import run_stage
 from hybridmi.stages.common import read_sidecar
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks: intra-op threads only add synchronisation cost on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory):
     """Artifacts of prepare → (a random tiny autoencoder) → latents → ddim, plus the config."""
@@ -42,7 +33,6 @@ def chain(tmp_path_factory):
     torch.manual_seed(0)
     save_autoencoder(Autoencoder(channels=4, cells_32=0, cells_16=0, decoder_expand=1, latent_channels=6),
                      art["model"] / "model.pt")
-    torch.set_num_threads(1)  # module fixture: runs before the per-test one_thread
     latents_metrics = run_stage("latents", cfg, {k: art[k] for k in ("dataset", "model")}, {"latents": art["latents"]})
     ddim_metrics = run_stage("ddim", cfg, {"latents": art["latents"]}, {"ddim": art["ddim"]})
     return cfg, art, latents_metrics, ddim_metrics

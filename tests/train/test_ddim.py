@@ -8,15 +8,6 @@ from hybridmi.train.ddim import NonFiniteLossError, load_ddim, sample_latents, t
 from hybridmi.train.ema import EMA, ema_decay_at
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions: intra-op threads only add synchronisation cost on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def ddim_cfg(*extra):
     return load_config(None, [
         "unet.channels=8", "unet.channel_mult=[1, 2]", "unet.num_res_blocks=1", "unet.attn_resolutions=[8]",
