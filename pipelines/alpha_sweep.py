@@ -11,6 +11,7 @@ from kfp import dsl
 from kfp.dsl import Metrics
 
 from components import configure, prepare, probe, reconstruction, train, tradeoff
+from hybridmi.cluster import STORE_SECRET_NAME
 from pipelines.settings import Cluster, stage_task
 
 PIPELINE_NAME = "hybridmi-alpha-sweep"
@@ -51,7 +52,7 @@ def alpha_sweep(
     gpu_count: str = "1",
     task_cpu_request: str = "1",
     task_memory_request: str = "4Gi",
-    store_secret: str = "hybridmi-store",
+    store_secret: str = STORE_SECRET_NAME,
 ):
     cluster = Cluster(gpu_type=gpu_type, gpu_count=gpu_count, cpu_request=task_cpu_request,
                       memory_request=task_memory_request, store_secret=store_secret)

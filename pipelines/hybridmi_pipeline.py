@@ -6,6 +6,7 @@ Only wiring lives here. Parameters are documented once, in hybridmi/orchestrate/
 from kfp import dsl
 
 from components import configure, ddim, fid, figures, latents, prepare, probe, reconstruction, report, sample, train
+from hybridmi.cluster import STORE_SECRET_NAME
 from pipelines.settings import Cluster, stage_task
 
 PIPELINE_NAME = "hybridmi"
@@ -25,7 +26,7 @@ def hybridmi_pipeline(
     gpu_count: str = "1",
     task_cpu_request: str = "1",
     task_memory_request: str = "4Gi",
-    store_secret: str = "hybridmi-store",
+    store_secret: str = STORE_SECRET_NAME,
 ):
     cluster = Cluster(gpu_type=gpu_type, gpu_count=gpu_count, cpu_request=task_cpu_request,
                       memory_request=task_memory_request, store_secret=store_secret)

@@ -11,21 +11,11 @@ from dataclasses import dataclass
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from hybridmi.cluster import GPU_NODE_SELECTOR, GPU_TOLERATION
-from hybridmi.store.uri import ACCESS_KEY_VARS, ENDPOINT_VAR, REGION_VAR, SECRET_KEY_VARS, SECURE_VAR
+from hybridmi.cluster import GPU_NODE_SELECTOR, GPU_TOLERATION, STORE_SECRET_KEYS
 
 SHM_SIZE = "2Gi"  # PyTorch worker processes and NCCL exchange tensors through /dev/shm
 GPU_RETRIES = 2  # a preempted GPU pod is retried; it resumes from the checkpoint in object storage
 
-# Secret key -> environment variable of the stage container (hybridmi.store reads these names).
-STORE_SECRET_KEYS = {
-    "store": "HYBRIDMI_STORE",
-    "endpoint": ENDPOINT_VAR,
-    "secure": SECURE_VAR,
-    "region": REGION_VAR,
-    "accesskey": ACCESS_KEY_VARS[0],
-    "secretkey": SECRET_KEY_VARS[0],
-}
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,11 @@ retry() {  # attempts delay command...
     return 1
 }
 
-secret_value() {  # key of the hybridmi-object-store Secret
-    kubectl -n kubeflow get secret hybridmi-object-store -o jsonpath="{.data.$1}" | base64 -d
+secret_value() {  # key of the hybridmi-store Secret (keys: hybridmi/cluster.py STORE_SECRET_KEYS)
+    kubectl -n kubeflow get secret hybridmi-store -o jsonpath="{.data.$1}" | base64 -d
 }
 bucket_has_artifacts() {  # bucket: at least one finished hybridmi artifact (its artifact.json sidecar)
-    AWS_ACCESS_KEY_ID="$(secret_value AWS_ACCESS_KEY_ID)" AWS_SECRET_ACCESS_KEY="$(secret_value AWS_SECRET_ACCESS_KEY)" \
+    AWS_ACCESS_KEY_ID="$(secret_value accesskey)" AWS_SECRET_ACCESS_KEY="$(secret_value secretkey)" \
     "$PYTHON" - "$S3_LOCAL" "$1" <<'PY'
 import os, sys
 from minio import Minio
@@ -154,11 +154,12 @@ retry 3 10 kubectl apply -k k8s/kfp/env
 step "3/9 install hybridmi's object-store Secret and the monitoring stack (k8s/)"
 run kubectl apply -k k8s
 # The Secret's credentials become the ones KFP's object store was deployed with.
-run_sh "kubectl -n kubeflow create secret generic hybridmi-object-store \
---from-literal=HYBRIDMI_S3_ENDPOINT=http://seaweedfs.kubeflow.svc.cluster.local:9000 \
---from-literal=HYBRIDMI_S3_SECURE=false \
---from-literal=AWS_ACCESS_KEY_ID=\"\$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d)\" \
---from-literal=AWS_SECRET_ACCESS_KEY=\"\$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)\" \
+run_sh "kubectl -n kubeflow create secret generic hybridmi-store \
+--from-literal=store=s3://mlpipeline/hybridmi \
+--from-literal=endpoint=http://seaweedfs.kubeflow.svc.cluster.local:9000 \
+--from-literal=secure=false \
+--from-literal=accesskey=\"\$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d)\" \
+--from-literal=secretkey=\"\$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)\" \
 --dry-run=client -o yaml | kubectl apply -f -"
 
 step "4/9 wait for KFP and monitoring to be ready"

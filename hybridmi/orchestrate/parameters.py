@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import yaml
 
+from hybridmi.cluster import STORE_SECRET_NAME
 from hybridmi.config import Config, ConfigError, config_from_dict
 from hybridmi.orchestrate.task import config_from_text, config_to_text, recording_failure
 
@@ -40,7 +41,7 @@ TASK_PARAMETERS = (
     Parameter("gpu_count", "1", "GPUs per GPU stage; empty: no GPU request (GPU-less clusters, CI)"),
     Parameter("task_cpu_request", "1", "CPU request of every stage pod (Kubernetes quantity)"),
     Parameter("task_memory_request", "4Gi", "memory request of every stage pod (Kubernetes quantity)"),
-    Parameter("store_secret", "hybridmi-store", "Kubernetes Secret whose keys become the object-storage env of every stage pod (optional)"),
+    Parameter("store_secret", STORE_SECRET_NAME, "Kubernetes Secret whose keys become the object-storage env of every stage pod (optional)"),
 )
 
 PARAMETERS = {p.name: p for p in TASK_PARAMETERS + CONFIG_PARAMETERS}

@@ -1,10 +1,8 @@
 """CIFAR pickle layouts and class-folder trees decode to the right pixels, labels and classes."""
 from __future__ import annotations
 
-import os
 import tarfile
 
-import numpy as np
 import pytest
 import torch
 

@@ -137,14 +137,17 @@ def test_monitoring__dashboard_shipped_as_labelled_configmap_and_provisioned():
     assert dashboards[0]["metadata"]["name"] in mounted
 
 
-def test_storage__secret_carries_the_store_variables():
-    from hybridmi.store.uri import ACCESS_KEY_VARS, ENDPOINT_VAR, SECRET_KEY_VARS, endpoint_from_env
+def test_storage__secret_has_the_name_and_keys_the_pipeline_reads():
+    from hybridmi.cluster import STORE_SECRET_KEYS, STORE_SECRET_NAME
+    from hybridmi.store.uri import endpoint_from_env, parse_s3_uri
 
-    secret = by_kind(rendered_stack(), "Secret")["hybridmi-object-store"]
-    env = secret["stringData"]
+    secret = by_kind(rendered_stack(), "Secret")[STORE_SECRET_NAME]
+    data = secret["stringData"]
     assert secret["metadata"]["namespace"] == "kubeflow"  # where KFP runs the pipeline's pods
+    assert set(data) <= set(STORE_SECRET_KEYS)
+    env = {STORE_SECRET_KEYS[key]: value for key, value in data.items()}  # what a stage pod sees
     assert endpoint_from_env(env) == ("seaweedfs.kubeflow.svc.cluster.local:9000", False)
-    assert ENDPOINT_VAR in env and set(ACCESS_KEY_VARS) & set(env) and set(SECRET_KEY_VARS) & set(env)
+    assert parse_s3_uri(env["HYBRIDMI_STORE"]) == ("mlpipeline", "hybridmi")
 
 
 def test_kfp__pinned_to_the_sdk_version():

@@ -37,7 +37,7 @@ def test_dry_run__prints_every_step_in_order_and_runs_nothing():
         "kubectl wait --for condition=established",
         "kubectl apply -k k8s/kfp/env",
         "kubectl apply -k k8s",
-        "kubectl -n kubeflow create secret generic hybridmi-object-store",
+        "kubectl -n kubeflow create secret generic hybridmi-store",
         "kubectl -n kubeflow wait --for=condition=available deployment --all",
         "docker/build.sh",
         "kind load docker-image hybridmi:dev --name e2e-test",

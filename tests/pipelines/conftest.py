@@ -3,16 +3,10 @@ from __future__ import annotations
 
 import logging
 import socket
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 import torch
-
-# tests/ is on sys.path (tests/conftest.py), where this directory looks like a namespace package named
-# `pipelines`; with the repository root on sys.path too, the real (regular) package always wins.
-sys.path.append(str(Path(__file__).resolve().parents[2]))
 
 # Small enough that the whole pipeline runs in about a minute per runner on 2 shared CPU cores.
 TINY = [

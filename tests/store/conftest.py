@@ -11,6 +11,7 @@ import urllib.request
 import uuid
 
 import pytest
+from minio import Minio
 from moto.server import ThreadedMotoServer
 
 from hybridmi.store import LocalStore, S3Store
