@@ -36,7 +36,7 @@ CONFIG_PARAMETERS = (
 )
 
 TASK_PARAMETERS = (
-    Parameter("config", "", "YAML text of the resolved config (hybridmi config show); empty = defaults; never credentials"),
+    Parameter("config", "", "YAML text of the resolved config (hybridmi config); empty = defaults; never credentials"),
     Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, fid); empty: no GPU request"),
     Parameter("gpu_count", "1", "GPUs per GPU stage; empty: no GPU request (GPU-less clusters, CI)"),
     Parameter("task_cpu_request", "1", "CPU request of every stage pod (Kubernetes quantity)"),
