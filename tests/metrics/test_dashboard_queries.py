@@ -79,6 +79,17 @@ class StandInGPU:
         self.inner.on_checkpoint(path, step)
 
 
+class Paced:
+    """Hold each step long enough for a push and a scrape to land between steps, however fast (or busy)
+    the machine: rate() panels need two scrapes that saw different counts."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_step(self, m: StepMetrics) -> None:
+        time.sleep(self.seconds)
+
+
 # configs/smoke.yaml made smaller still: 4 optimisation steps, a report after each, two checkpoints.
 SMOKE_OVERRIDES = ["data.synthetic_train=64", "data.synthetic_test=20", "train.epochs=1", "train.batch_size=16",
                    "objective.queue_size=64", "train.log_every=1", "train.checkpoint_every=2"]
@@ -109,7 +120,7 @@ def test_dashboard__every_panel_query_returns_data(prometheus, pushgateway, tmp_
     url, interval = pushgateway.address, 0.1
     train = StageMetrics(run_id=RUN, stage="train", pushgateway_url=url, push_interval_s=interval)
     with train.track():
-        smoke_training(tmp_path, [StandInGPU(train)])
+        smoke_training(tmp_path, [StandInGPU(train), Paced(1.0)])
     for stage, values in EVAL.items():
         metrics = StageMetrics(run_id=RUN, stage=stage, pushgateway_url=url, push_interval_s=interval)
         with metrics.track():
