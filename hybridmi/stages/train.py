@@ -16,10 +16,10 @@ CHECKPOINTS = "checkpoints"  # inside the model artifact; resumed from when pres
 
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
-    train, _ = load_dataset(inputs["dataset"])
+    train, test = load_dataset(inputs["dataset"])
     out = outputs["model"]
     start = time.monotonic()
-    result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=callbacks)
+    result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=callbacks, monitor=test)
     seconds = time.monotonic() - start
     save_autoencoder(result.model, out / "model.pt", extra={
         "config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum,

@@ -22,6 +22,7 @@ from hybridmi.config import Config
 from hybridmi.data.augment import moco_augment, to_float
 from hybridmi.data.loader import epoch_permutation
 from hybridmi.data.prepared import Split
+from hybridmi.eval.knn import knn_monitor
 from hybridmi.losses import hybrid_loss, reconstruction_loss
 from hybridmi.models.autoencoder import Autoencoder
 from hybridmi.models.moco import MoCo, ProjectionHead
@@ -108,12 +109,14 @@ def step_losses(
 
 
 def train_hybrid(
-    cfg: Config, train: Split, *, out_dir: str | Path, callbacks: Iterable[object] = (), resume: bool = True
+    cfg: Config, train: Split, *, out_dir: str | Path, callbacks: Iterable[object] = (), resume: bool = True,
+    monitor: Split | None = None,
 ) -> HybridResult:
     """Train the hybrid representation on ``train``; checkpoints go to ``out_dir``.
 
     Resumes from ``out_dir/last.pt`` when present (and ``resume``). Raises NonFiniteLossError
-    on a NaN/inf loss without touching the last checkpoint.
+    on a NaN/inf loss without touching the last checkpoint. With ``monitor`` (a held-out split) and
+    ``train.knn_every`` > 0, the kNN accuracy of y is reported every that many epochs (``on_eval``).
     """
     out_dir = Path(out_dir)
     t = cfg.train
@@ -217,6 +220,14 @@ def train_hybrid(
             bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "img/s": f"{last.images_per_s:.0f}"})
             sums, window_start, window_steps = {}, time.perf_counter(), 0
         bar.update(1)
+        if monitor is not None and t.knn_every and step % (t.knn_every * steps_per_epoch) == 0:
+            accuracy = knn_monitor(
+                autoencoder.encoder, train, monitor, contrastive_channels=cfg.model.contrastive_channels,
+                batch_size=cfg.eval.batch_size, device=device, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+            )
+            autoencoder.train()
+            events.on_eval("knn_acc_y", accuracy, step)
+            log.info("step %d (epoch %d): kNN accuracy of y %.4f", step, step // steps_per_epoch, accuracy)
         if step % t.checkpoint_every == 0 or step == total_steps:
             path = checkpoint()
     bar.close()

@@ -87,3 +87,22 @@ def test_resume__refuses_a_changed_model(tiny_cfg, tiny_data, tmp_path):
     train_hybrid(_with(tiny_cfg, "train.epochs=0.25"), tiny_data[0], out_dir=tmp_path)
     with pytest.raises(ValueError, match="different 'model' config"):
         train_hybrid(_with(tiny_cfg, "model.channels=12"), tiny_data[0], out_dir=tmp_path)
+
+
+class EvalRecorder(Recorder):
+    def __init__(self):
+        super().__init__()
+        self.evals = []
+
+    def on_eval(self, name, value, step):
+        self.evals.append((name, value, step))
+
+
+def test_knn_monitor__reports_every_epoch_without_changing_training(tiny_cfg, tiny_data, tmp_path):
+    cfg = _with(tiny_cfg, "train.epochs=2", "train.log_every=1", "train.knn_every=1", "eval.knn_k=5")
+    plain, monitored = Recorder(), EvalRecorder()
+    train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "plain", callbacks=[plain])
+    train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "monitored", callbacks=[monitored], monitor=tiny_data[1])
+    assert [(name, step) for name, _, step in monitored.evals] == [("knn_acc_y", 8), ("knn_acc_y", 16)]
+    assert all(0.0 <= value <= 1.0 for _, value, _ in monitored.evals)
+    assert [m.loss for m in monitored.steps] == [m.loss for m in plain.steps]
