@@ -40,3 +40,17 @@ def test_standardise__uses_train_statistics():
 def test_knn__separable_features_score_100_percent_and_k_is_capped():
     x, y = _blobs(20, 3, 8, spread=0.1, seed=5)
     assert knn_accuracy(x, y, x, y, num_classes=3, k=200) == 1.0
+
+
+def test_probe__beats_chance_clearly_on_the_synthetic_set():
+    from hybridmi.data.augment import to_float
+    from hybridmi.data.synthetic import make_synthetic
+
+    train, test = make_synthetic(num_classes=10, n_train=1000, n_test=300, seed=0)
+
+    def features(split):  # 8x8 average-pooled pixels: a frozen, label-free representation
+        return torch.nn.functional.avg_pool2d(to_float(split.images), 4).flatten(1)
+
+    result = linear_probe(features(train), train.labels, features(test), test.labels, num_classes=10,
+                          weight_decays=[0.0, 1e-3], epochs=30, batch_size=128, lr=1e-2)
+    assert result.accuracy > 0.5  # chance is 0.1
