@@ -173,7 +173,7 @@ case "$PIPELINE_IMAGE" in
     *) echo "kind-e2e: pipeline image $PIPELINE_IMAGE has no tag" >&2; exit 1 ;;
 esac
 if [ -z "${IMAGE:-}" ]; then
-    run docker/build.sh  # also tags $PIPELINE_IMAGE
+    run env FID_WEIGHTS="${FID_WEIGHTS:-download}" docker/build.sh  # also tags $PIPELINE_IMAGE; the FID stage needs the weights
 elif [ "$IMAGE" != "$PIPELINE_IMAGE" ]; then
     run docker tag "$IMAGE" "$PIPELINE_IMAGE"
 fi
