@@ -1,6 +1,9 @@
 """Fixtures: a real Pushgateway and a Prometheus scraping it (honor_labels), each on a free loopback port."""
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -29,5 +32,18 @@ def prometheus(tmp_path: Path, pushgateway: Service):
          f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
         port=port, log=tmp_path / "prometheus.log", ready_path="/-/ready",
     )
+    wait_for_first_scrape(service)
     yield service
     stop_service(service)
+
+
+def wait_for_first_scrape(service: Service, *, timeout_s: float = 30.0) -> None:
+    """Ready is not scraping: wait until the Pushgateway target has been scraped once (``up`` exists),
+    so a short workload started right after the fixture is observed from its first push on."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{service.url}/api/v1/query?query=up", timeout=5) as response:
+            if json.loads(response.read())["data"]["result"]:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"Prometheus at {service.url} did not scrape the Pushgateway within {timeout_s} s")
