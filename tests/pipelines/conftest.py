@@ -1,8 +1,6 @@
 """Fixtures for pipeline runs: an S3 endpoint on loopback (moto), store env, FID weights, tiny overrides."""
 from __future__ import annotations
 
-import logging
-import socket
 import uuid
 
 import pytest
@@ -26,25 +24,6 @@ TINY = [
 STORE_KEY, STORE_SECRET = "testing", "testing-secret"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint():
-    """host:port of moto's S3 server in this process (the task subprocesses reach it over loopback)."""
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
-    server.stop()
-
-
 def s3_client(endpoint: str):
     from minio import Minio
 
@@ -52,12 +31,12 @@ def s3_client(endpoint: str):
 
 
 @pytest.fixture(scope="module")
-def s3_store_uri(s3_endpoint):
+def s3_store_uri(moto_endpoint):
     """A fresh bucket; this process's env (inherited by task subprocesses) points the store at it."""
     bucket = f"hybridmi-{uuid.uuid4().hex[:10]}"
-    s3_client(s3_endpoint).make_bucket(bucket)
+    s3_client(moto_endpoint).make_bucket(bucket)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HYBRIDMI_S3_ENDPOINT", f"http://{s3_endpoint}")
+        mp.setenv("HYBRIDMI_S3_ENDPOINT", f"http://{moto_endpoint}")
         mp.setenv("AWS_ACCESS_KEY_ID", STORE_KEY)
         mp.setenv("AWS_SECRET_ACCESS_KEY", STORE_SECRET)
         mp.setenv("HYBRIDMI_S3_RETRY_DELAY_S", "0.05")

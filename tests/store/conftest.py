@@ -3,7 +3,6 @@ it (to take the endpoint away mid-publish and bring it back on the same port), a
 subprocess with IAM authentication enforced (to see real InvalidAccessKeyId/SignatureDoesNotMatch)."""
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
@@ -12,21 +11,9 @@ import uuid
 
 import pytest
 from minio import Minio
-from moto.server import ThreadedMotoServer
 
 from hybridmi.store import LocalStore, S3Store
 from store_testkit import FAST_RETRY, TcpProxy, free_port, make_client, wait_for_port
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    """host:port of an in-process moto S3 server (state is global to the process, so buckets are per test)."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
