@@ -23,13 +23,15 @@ IMAGE_NAME = "hybridmi"
 # What docker/Dockerfile copies (the .dockerignore allow-list) and the recipe itself.
 IMAGE_SOURCES = ("pyproject.toml", "hybridmi", "components", "pipelines", "configs", "docker/Dockerfile", ".dockerignore")
 # Left out of the build context and of the digest (.dockerignore says the same): caches, build
-# metadata, and the compiled pipelines (they contain the tag, so it cannot be computed from them).
+# metadata, documentation, and the compiled pipelines (they contain the tag, so it cannot be
+# computed from them).
 EXCLUDED_DIRS = ("pipelines/compiled",)
+EXCLUDED_SUFFIXES = (".pyc", ".md")
 
 
 def _excluded(rel: Path) -> bool:
-    return rel.as_posix().startswith(tuple(f"{d}/" for d in EXCLUDED_DIRS)) or any(
-        part.endswith(".egg-info") or part == "__pycache__" for part in rel.parts) or rel.suffix == ".pyc"
+    return rel.as_posix().startswith(tuple(f"{d}/" for d in EXCLUDED_DIRS)) or rel.suffix in EXCLUDED_SUFFIXES or any(
+        part.endswith(".egg-info") or part == "__pycache__" for part in rel.parts)
 
 
 def image_files(root: Path = REPO) -> list[Path]:
