@@ -70,7 +70,8 @@ class TaskSettings:
 def run_on_image(task: PipelineTask, settings: TaskSettings, *, timeout_key: str) -> PipelineTask:
     """The ``image`` parameter as the task's image (pulled with ``image_pull_secret``), bounded by its timeout."""
     task.set_container_image(settings["image"])
-    kubernetes.set_image_pull_secrets(task, [settings["image_pull_secret"]])  # "" adds an unnamed entry the kubelet skips
+    # "" adds an entry without a name, which the kubelet skips (kubelet_pods.go getPullSecretsForPod)
+    kubernetes.set_image_pull_secrets(task, [settings["image_pull_secret"]])
     return kubernetes.set_timeout(task, settings.limits.timeout_s(timeout_key))
 
 
