@@ -8,8 +8,9 @@ Object storage is optional and configured by the environment only (never by the 
 up in the compiled pipeline and in every artifact): ``HYBRIDMI_STORE=s3://bucket/prefix`` (or a
 local path) plus the endpoint/credential variables that ``hybridmi.store.store_from_env`` reads.
 With a store, the prepared data set is published under ``datasets/<checksum>`` (a second run finds
-it and reuses it) and trainer checkpoints are mirrored under ``checkpoints/<config hash>/<stage>``,
-so a retried (preempted) pod resumes from the last one instead of starting over.
+it and reuses it) and trainer checkpoints are mirrored under ``checkpoints/<run id>/<config hash>/<stage>``
+(``identity.py``), so a retried pod of the same run resumes from the last one instead of starting
+over, a new run starts fresh, and ``resume_from`` continues another run's checkpoints.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from hybridmi.config import Config, config_from_dict
+from hybridmi.orchestrate.identity import RunIdentity, task_identity
 from hybridmi.runtime import setup_logging, write_json
 from hybridmi.stages import run_stage, stage_module
 from hybridmi.stages.common import read_sidecar
@@ -75,14 +77,19 @@ def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
     return Path(outputs[module.OUTPUTS[0]]) / getattr(module, "CHECKPOINTS", "")
 
 
-def _checkpoint_sync(store, cfg: Config, stage: str, outputs: Mapping[str, Path]) -> list[object]:
+def _checkpoint_sync(store, identity: RunIdentity, cfg: Config, stage: str, outputs: Mapping[str, Path]) -> list[object]:
     directory = checkpoint_dir(stage, outputs)
     if store is None or directory is None:
         return []
     from hybridmi.store import CheckpointSync
 
-    sync = CheckpointSync(store, f"checkpoints/{cfg.hash()}/{stage}")
-    sync.download_latest(directory)  # None on a first attempt; the trainer resumes from it otherwise
+    sync = CheckpointSync(store, identity.checkpoint_key(cfg, stage))
+    found = sync.download_latest(directory)  # None on a first attempt; the trainer resumes from it otherwise
+    if found is None and identity.resume_from:
+        source = identity.checkpoint_key(cfg, stage, run_id=identity.resume_from)
+        if CheckpointSync(store, source).download_latest(directory) is None:
+            raise FileNotFoundError(f"resume_from={identity.resume_from}: no {stage} checkpoint under {source} "
+                                    "(the run id and the config must match that run's)")
     return [sync]
 
 
@@ -96,10 +103,10 @@ def _publish_dataset(store, dataset_dir: Path) -> dict[str, Any]:
     return {"store_key": key, "store_reused": reused, "dataset_checksum": checksum}
 
 
-def _stage_metrics(cfg: Config, stage: str):
+def _stage_metrics(cfg: Config, stage: str, identity: RunIdentity):
     from hybridmi.metrics import StageMetrics
 
-    return StageMetrics.from_config(cfg, stage=stage)
+    return StageMetrics.from_config(cfg, stage=stage, run_id=identity.metrics_run_id(cfg))
 
 
 def _record_failure(stage: str, exc: BaseException, env: Mapping[str, str]) -> None:
@@ -126,20 +133,24 @@ def run_task(
     inputs: Mapping[str, str | Path],
     outputs: Mapping[str, str | Path],
     env: Mapping[str, str] | None = None,
+    resume_from: str | None = None,
 ) -> TaskResult:
     """Run ``stage`` on local artifact directories the way every pipeline runner does.
 
     config: the resolved config (YAML text or a Config); inputs/outputs: artifact name → directory.
+    The run id comes from HYBRIDMI_RUN_ID; resume_from (default: HYBRIDMI_RESUME_FROM) names a run
+    whose checkpoints a trainer continues when this run has none of its own.
     Returns the stage's metrics (floats) and artifact metadata (data set store key, reuse flag).
     On failure the error is recorded under HYBRIDMI_ERROR_DIR (when set) and re-raised.
     """
     env = os.environ if env is None else env
     with recording_failure(stage, env):
         cfg = config if isinstance(config, Config) else config_from_text(config)
+        identity = task_identity(env, resume_from=resume_from)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         store = open_task_store(env)
-        callbacks = _checkpoint_sync(store, cfg, stage, out_paths)
-        metrics = _stage_metrics(cfg, stage)
+        callbacks = _checkpoint_sync(store, identity, cfg, stage, out_paths)
+        metrics = _stage_metrics(cfg, stage, identity)
         with metrics.track():
             values = run_stage(stage, cfg, inputs, out_paths, callbacks=[metrics, *callbacks])
             metrics.record_eval(values)
