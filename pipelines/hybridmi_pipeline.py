@@ -46,6 +46,6 @@ def hybridmi_pipeline(
     sampler = diffusion.outputs["ddim"]
     stage_task(sample(config=cfg, ddim=sampler, latents=z, model=model), cluster)
     scored = stage_task(fid(config=cfg, ddim=sampler, latents=z, model=model, dataset=dataset), cluster, gpu=True)
-    stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), cluster)
+    drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), cluster)
     stage_task(report(config=cfg, probe=probed.outputs["metrics"], reconstruction=recon.outputs["metrics"],
-                      fid=scored.outputs["metrics"]), cluster)
+                      fid=scored.outputs["metrics"], figures=drawn.outputs["figures"]), cluster)

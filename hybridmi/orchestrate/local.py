@@ -4,10 +4,15 @@ runner="subprocess": kfp.local.SubprocessRunner(use_venv=False), every component
 interpreter; runner="docker": kfp.local.DockerRunner on the project image; runner="inprocess": the
 stages called directly in DAG order (no kfp; the fallback and the overhead baseline). All three run
 ``run_task`` on the same artifact layout ``<pipeline_root>/<run>/<task>/<output>``.
+
+Local runs try every task once (``without_retries``): the retry policy that GPU tasks carry for
+preempted cluster pods would otherwise make kfp.local rerun a deterministic failure (missing file,
+bad config, checksum mismatch) twice after 30 s and 60 s of backoff.
 """
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import re
@@ -39,6 +44,7 @@ class LocalRun:
     outputs: dict[str, dict[str, Path]]  # task name -> output name -> local path
     wall_s: float
     metadata: dict[str, dict[str, dict]] = field(default_factory=dict)  # task -> output -> KFP artifact metadata
+    started_unix: float = 0.0  # wall-clock start (time.time()), for per-task timings
 
     def artifact(self, task: str, output: str) -> Path:
         """The local path of ``task``'s output ``output``; KeyError naming what exists."""
@@ -102,11 +108,27 @@ def _failure(error_dir: Path, run_dir: Path, kfp_message: str) -> StageFailed:
     records = sorted(error_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if error_dir.is_dir() else []
     if records:
         first = json.loads(records[0].read_text())
-        return StageFailed(first["stage"], first["error"], run_dir=run_dir)
+        return StageFailed(first["stage"], " ".join(first["error"].split()), run_dir=run_dir)  # one line
     plain = re.sub(r"\x1b\[[0-9;]*m", "", kfp_message)
     named = re.search(r"Inner task failed: '([^']+)'", plain)
     return StageFailed(named.group(1) if named else "?", f"the task failed before its stage ran; see its log above ({plain})",
                        run_dir=run_dir)
+
+
+def without_retries(pipeline_func):
+    """A copy of a pipeline function whose tasks (nested pipelines included) carry no retry policy.
+
+    pipelines/settings.py gives GPU tasks 2 retries with 30 s / 60 s backoff so that a preempted cluster
+    pod resumes from its checkpoint; kfp.local's task executor applies that policy to every failure. On
+    this machine nothing is preempted and the artifact store retries its own transient network errors,
+    so a failure is final at once. The compiled (cluster) pipeline keeps its retries.
+    """
+    local_copy = copy.deepcopy(pipeline_func)
+    spec = local_copy.pipeline_spec
+    for dag in [spec.root.dag, *(c.dag for c in spec.components.values() if c.HasField("dag"))]:
+        for task in dag.tasks.values():
+            task.ClearField("retry_policy")
+    return local_copy
 
 
 def _kfp_run(pipeline_func, arguments: dict[str, str], *, runner, pipeline_root: Path, error_dir: Path,
@@ -114,6 +136,7 @@ def _kfp_run(pipeline_func, arguments: dict[str, str], *, runner, pipeline_root:
     from kfp import local
 
     local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True, enable_caching=enable_caching)
+    pipeline_func = without_retries(pipeline_func)
     before = _run_dirs(pipeline_root)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*non-Python base image.*")  # the project image has Python
@@ -167,7 +190,7 @@ def run_local(
     root.mkdir(parents=True, exist_ok=True)
     error_dir = root / ".errors" / uuid.uuid4().hex
     env = {ERROR_DIR_VAR: str(error_dir), **({STORE_VAR: store_uri} if store_uri else {})}
-    start = time.monotonic()
+    started_unix, start = time.time(), time.monotonic()
     if runner == "inprocess":
         run_dir = root / f"{'hybridmi' if not only else 'hybridmi-rerun-' + only}-inprocess-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         task_env = {**os.environ, **env}
@@ -175,7 +198,7 @@ def run_local(
             outputs = {only: run_stage_inprocess(only, cfg, inputs=dict(inputs or {}), run_dir=run_dir, env=task_env)}
         else:
             outputs = run_pipeline_inprocess(cfg, run_dir=run_dir, env=task_env)
-        return LocalRun(runner, run_dir, outputs, time.monotonic() - start)
+        return LocalRun(runner, run_dir, outputs, time.monotonic() - start, started_unix=started_unix)
     if only:
         arguments.update({f"{name}_uri": str(Path(uri).resolve()) for name, uri in (inputs or {}).items()})
     pipeline_func = pipeline_function(pipeline, only)
@@ -189,7 +212,7 @@ def run_local(
         run_dir = _kfp_run(pipeline_func, arguments, runner=kfp_runner, pipeline_root=root, error_dir=error_dir,
                            enable_caching=enable_caching)
     outputs, metadata = scan_outputs(run_dir)
-    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata)
+    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata, started_unix=started_unix)
 
 
 def pipeline_function(pipeline: str, only: str | None):
