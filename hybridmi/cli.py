@@ -121,7 +121,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     Prints where the report is, its headline numbers and where the time went (``--json``: the run as JSON).
     """
-    from hybridmi.orchestrate.local import run_local, run_summary
+    from hybridmi.orchestrate.local import run_local
+    from hybridmi.orchestrate.summary import run_summary
 
     store = args.store or os.environ.get("HYBRIDMI_STORE") or str(Path(args.root).resolve() / "store")
     run = run_local(
