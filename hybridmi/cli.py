@@ -125,6 +125,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hybridmi.orchestrate.summary import run_summary
 
     store = args.store or os.environ.get("HYBRIDMI_STORE") or str(Path(args.root).resolve() / "store")
+    if store != "none" and "://" not in store:
+        Path(store).mkdir(parents=True, exist_ok=True)  # before the run: not mistaken for a new run directory
     run = run_local(
         args.config, args.overrides, runner=args.runner, pipeline_root=args.root,
         store_uri=None if store == "none" else store, parameters=_parameters(args), pipeline=args.pipeline,
