@@ -123,12 +123,13 @@ def figures(config: str, dataset: Input[Dataset], model: Input[Model], ddim: Inp
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
 def report(config: str, probe: Input[Metrics], reconstruction: Input[Metrics], fid: Input[Metrics],
-           report: Output[Artifact], summary: Output[Markdown]):
-    """The Markdown summary of a run (accuracy, MSE/PSNR, FID beside the paper's Table 1)."""
-    from hybridmi.orchestrate.render import copy_markdown
+           figures: Input[Artifact], report: Output[Artifact], page: Output[HTML], summary: Output[Markdown]):
+    """The run's report: Table-1-style results beside the paper's, figures, FID protocol, config, timings."""
+    from hybridmi.orchestrate.render import copy_html, copy_markdown
     from hybridmi.orchestrate.task import run_task, setup_task_logging
 
     setup_task_logging()
-    run_task("report", config, inputs={"probe": probe.path, "reconstruction": reconstruction.path, "fid": fid.path},
-             outputs={"report": report.path})
+    run_task("report", config, inputs={"probe": probe.path, "reconstruction": reconstruction.path, "fid": fid.path,
+                                       "figures": figures.path}, outputs={"report": report.path})
+    copy_html(report.path, page.path)
     copy_markdown(report.path, summary.path)

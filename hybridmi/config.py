@@ -151,8 +151,11 @@ class SamplingConfig(_Section):
 
 class FIDConfig(_Section):
     reference_split: Literal["train", "test"] = Field("train", description="split whose statistics are the reference")
+    reference_samples: int = Field(0, ge=0, description="reference images drawn at random (seeded) from that split; 0 = the whole split")
+    reference_seed: int = Field(0, description="seed of the random reference subset (recorded beside the FID)")
     batch_size: int = Field(200, ge=1, description="images per Inception forward pass")
-    weights: str | None = Field(None, description="explicit pt_inception weights file; default: torch.hub cache")
+    weights: str | None = Field(None, description="explicit pt_inception weights file; default: torch.hub cache (made by `hybridmi fid-weights`)")
+    cache_dir: str = Field("~/.cache/hybridmi/fid-stats", description="reference statistics cache, keyed by data checksum, weights sha256 and subset; $HYBRIDMI_FID_CACHE overrides")
 
 
 class FiguresConfig(_Section):

@@ -31,9 +31,9 @@ def wire(p: dict[str, Any], limits: Limits) -> None:
     sampler = diffusion.outputs["ddim"]
     stage_task(sample(config=cfg, ddim=sampler, latents=z, model=model), settings)
     scored = stage_task(fid(config=cfg, ddim=sampler, latents=z, model=model, dataset=dataset), settings)
-    stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), settings)
+    drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), settings)
     stage_task(report(config=cfg, probe=probed.outputs["metrics"], reconstruction=recon.outputs["metrics"],
-                      fid=scored.outputs["metrics"]), settings)
+                      fid=scored.outputs["metrics"], figures=drawn.outputs["figures"]), settings)
 
 
 def build_hybridmi_pipeline(limits: Limits = Limits()):

@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
-# The main job: set up, then train + evaluate on a data source (default preset: smoke).
-# Usage: scripts/main.sh [--config configs/cpu.yaml] [--set a.b=value ...] [--out DIR]
+# The main job: set up (.venv, the FID Inception weights), then run the whole pipeline on this machine —
+# every stage as a kfp.local task in its own process, artifacts under runs/, data sets and checkpoints
+# in the local artifact store runs/store — and print where the report is, its headline numbers and
+# where the time went. Default preset: smoke (synthetic data, minutes on 2 CPU cores).
+#
+#   bash scripts/main.sh                                  # smoke preset
+#   bash scripts/main.sh --config configs/cpu.yaml        # CIFAR-10 (JPEG copy in ../shared/data)
+#   bash scripts/main.sh --set fid.reference_samples=500  # any `hybridmi run` option or --set override
+#
+# The terminal shows task progress and the summary; the full log (every task's output) goes to
+# <root>/main-<time>.log. Task processes use one intra-op thread unless OMP_NUM_THREADS says otherwise:
+# kfp.local runs tasks one at a time, and on 2 shared cores a second torch thread made the smoke
+# pipeline's training 14x slower (bench/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 args=("$@")
 [[ " ${args[*]-} " == *" --config "* ]] || args=(--config configs/smoke.yaml "${args[@]}")
-[[ " ${args[*]} " == *" --out "* ]] || args+=(--out "runs/$(date +%Y%m%d-%H%M%S)")
-exec .venv/bin/hybridmi train "${args[@]}"
+root=runs
+for ((i = 0; i < ${#args[@]}; i++)); do [[ "${args[$i]}" == --root ]] && root="${args[$((i + 1))]:-runs}"; done
+[[ " ${args[*]} " == *" --root "* ]] || args+=(--root "$root")
+mkdir -p "$root"
+log="$root/main-$(date +%Y%m%d-%H%M%S).log"
+echo "main: hybridmi run ${args[*]}"
+echo "main: full log in $log"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+# python -m from the repository root: this checkout's code, and the task processes inherit it.
+.venv/bin/python -m hybridmi.cli run "${args[@]}" 2>&1 | tee "$log" | sed -u 's/\x1b\[[0-9;]*m//g' \
+  | grep --line-buffered -E "Executing task|finished with status|^hybridmi: |^run: |^report: |^        /|^\||^time per task|^stages "

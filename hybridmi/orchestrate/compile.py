@@ -82,14 +82,30 @@ def with_image(spec: dict, image: str) -> dict:
     return spec
 
 
+def without_retries(spec: dict) -> dict:
+    """The pipeline spec with no task retry policy (nested pipelines included).
+
+    pipelines/settings.py gives GPU tasks 2 retries with 30 s / 60 s backoff so that a preempted cluster
+    pod resumes from its checkpoint; kfp.local's task executor applies that policy to every failure. On
+    this machine nothing is preempted and the artifact store retries its own transient network errors,
+    so a failure is final at once. The compiled (cluster) pipeline keeps its retries.
+    """
+    dags = [spec["root"].get("dag", {}), *(c.get("dag", {}) for c in spec.get("components", {}).values())]
+    for dag in dags:
+        for task in dag.get("tasks", {}).values():
+            task.pop("retryPolicy", None)
+    return spec
+
+
 def local_pipeline(pipeline_func, image: str):
-    """``pipeline_func`` compiled and reloaded with ``image`` written into its executors: what kfp.local runs."""
+    """``pipeline_func`` compiled and reloaded with ``image`` written into its executors and no task
+    retries (``without_retries``): what kfp.local runs."""
     from kfp import components
 
     with tempfile.TemporaryDirectory(prefix="hybridmi-package-") as tmp:
         package = compile_pipeline(pipeline_func, Path(tmp) / "pipeline.yaml")
         spec = next(yaml.safe_load_all(package.read_text()))
-    return components.load_component_from_text(yaml.safe_dump(with_image(spec, image), sort_keys=False))
+    return components.load_component_from_text(yaml.safe_dump(without_retries(with_image(spec, image)), sort_keys=False))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ runner="subprocess": kfp.local.SubprocessRunner(use_venv=False), every component
 interpreter; runner="docker": kfp.local.DockerRunner on the project image; runner="inprocess": the
 stages called directly in DAG order (no kfp; the fallback and the overhead baseline). All three run
 ``run_task`` on the same artifact layout ``<pipeline_root>/<run>/<task>/<output>``.
+
+Local runs try every task once (``compile.local_pipeline`` drops retry policies): the retry policy that GPU tasks carry for
+preempted cluster pods would otherwise make kfp.local rerun a deterministic failure (missing file,
+bad config, checksum mismatch) twice after 30 s and 60 s of backoff.
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ class LocalRun:
     wall_s: float
     metadata: dict[str, dict[str, dict]] = field(default_factory=dict)  # task -> output -> KFP artifact metadata
     run_id: str = ""  # what the tasks key checkpoints and metrics by (HYBRIDMI_RUN_ID)
+    started_unix: float = 0.0  # wall-clock start (time.time()), for per-task timings
 
     def artifact(self, task: str, output: str) -> Path:
         """The local path of ``task``'s output ``output``; KeyError naming what exists."""
@@ -104,7 +109,7 @@ def _failure(error_dir: Path, run_dir: Path, kfp_message: str) -> StageFailed:
     records = sorted(error_dir.glob("*.json"), key=lambda p: p.stat().st_mtime) if error_dir.is_dir() else []
     if records:
         first = json.loads(records[0].read_text())
-        return StageFailed(first["stage"], first["error"], run_dir=run_dir)
+        return StageFailed(first["stage"], " ".join(first["error"].split()), run_dir=run_dir)  # one line
     plain = re.sub(r"\x1b\[[0-9;]*m", "", kfp_message)
     named = re.search(r"Inner task failed: '([^']+)'", plain)
     return StageFailed(named.group(1) if named else "?", f"the task failed before its stage ran; see its log above ({plain})",
@@ -172,7 +177,7 @@ def run_local(
     error_dir = root / ".errors" / uuid.uuid4().hex
     run_id = new_run_id()
     env = {ERROR_DIR_VAR: str(error_dir), RUN_ID_VAR: run_id, **({STORE_VAR: store_uri} if store_uri else {})}
-    start = time.monotonic()
+    started_unix, start = time.time(), time.monotonic()
     if runner == "inprocess":
         run_dir = root / f"{'hybridmi' if not only else 'hybridmi-rerun-' + only}-inprocess-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
         task_env = {**os.environ, **env, RESUME_FROM_VAR: arguments.get("resume_from", "")}
@@ -180,7 +185,7 @@ def run_local(
             outputs = {only: run_stage_inprocess(only, cfg, inputs=dict(inputs or {}), run_dir=run_dir, env=task_env)}
         else:
             outputs = run_pipeline_inprocess(cfg, run_dir=run_dir, env=task_env)
-        return LocalRun(runner, run_dir, outputs, time.monotonic() - start, run_id=run_id)
+        return LocalRun(runner, run_dir, outputs, time.monotonic() - start, run_id=run_id, started_unix=started_unix)
     if only:
         arguments.update({f"{name}_uri": str(Path(uri).resolve()) for name, uri in (inputs or {}).items()})
     from components.image import PROJECT_IMAGE
@@ -197,7 +202,7 @@ def run_local(
         run_dir = _kfp_run(pipeline_func, arguments, runner=kfp_runner, pipeline_root=root, error_dir=error_dir,
                            enable_caching=enable_caching)
     outputs, metadata = scan_outputs(run_dir)
-    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata, run_id=run_id)
+    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata, run_id=run_id, started_unix=started_unix)
 
 
 def pipeline_function(pipeline: str, only: str | None):

@@ -5,7 +5,6 @@ Plots are drawn with Pillow (already a dependency) to keep matplotlib out of the
 """
 from __future__ import annotations
 
-import base64
 import html
 import io
 import math
@@ -15,13 +14,10 @@ from typing import Sequence
 
 from PIL import Image, ImageDraw
 
+from hybridmi.eval.report import png_data_uri
 from hybridmi.runtime import atomic_write_bytes
 
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
-
-
-def png_data_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode()
 
 
 def gallery_html(directory: str | Path, *, title: str) -> str:
@@ -47,11 +43,20 @@ def write_gallery(directory: str | Path, html_path: str | Path, *, title: str) -
 
 def copy_markdown(directory: str | Path, markdown_path: str | Path) -> Path:
     """Copy the (first) Markdown file of an artifact directory to ``markdown_path`` (a Markdown artifact)."""
-    matches = sorted(Path(directory).glob("*.md"))
+    return _copy_first(directory, "*.md", markdown_path, what="Markdown file")
+
+
+def copy_html(directory: str | Path, html_path: str | Path) -> Path:
+    """Copy the (first) self-contained HTML page of an artifact directory to ``html_path`` (an HTML artifact)."""
+    return _copy_first(directory, "*.html", html_path, what="HTML page")
+
+
+def _copy_first(directory: str | Path, pattern: str, target: str | Path, *, what: str) -> Path:
+    matches = sorted(Path(directory).glob(pattern))
     if not matches:
-        raise FileNotFoundError(f"no Markdown file in artifact {directory}")
-    Path(markdown_path).parent.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copyfile(matches[0], markdown_path))
+        raise FileNotFoundError(f"no {what} in artifact {directory}")
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(matches[0], target))
 
 
 def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:

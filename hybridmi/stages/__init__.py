@@ -12,6 +12,7 @@ and returns its scalar metrics (also written to ``metrics.json`` in its first ou
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -62,5 +63,18 @@ def run_stage(
         path.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     metrics = module.run(cfg, in_paths, out_paths, callbacks=callbacks)
-    log.info("stage %s finished in %.1f s", name, time.monotonic() - start)
+    seconds = time.monotonic() - start
+    _record_seconds(out_paths.values(), seconds)
+    log.info("stage %s finished in %.1f s", name, seconds)
     return metrics
+
+
+def _record_seconds(directories: Iterable[Path], seconds: float) -> None:
+    """Add the stage's wall time to each output's sidecar (the report's timings; not part of its checksum)."""
+    from hybridmi.runtime import write_json
+    from hybridmi.stages.common import SIDECAR
+
+    for directory in directories:
+        path = directory / SIDECAR
+        if path.is_file():
+            write_json(path, {**json.loads(path.read_text()), "seconds": round(seconds, 3)})

@@ -1,16 +1,28 @@
-"""Stage report: one Markdown page with this run's numbers beside the paper's Table 1."""
+"""Stage report: the page a person reads — report.html (self-contained) and report.md — from the evaluation artifacts.
+
+Inputs: the probe, reconstruction and fid metrics and the figures. The data checksum and the times
+of the stages that are not inputs (prepare, train, latents, ddim) come from the fid artifact's
+``upstream`` record. Output ``report/``: report.html, report.md, metrics.json (the headline numbers).
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from hybridmi.config import Config
-from hybridmi.paper import TABLE1, paper_dataset
-from hybridmi.runtime import atomic_write_bytes
-from hybridmi.stages.common import finish_output
+from hybridmi.eval.report import FIGURES, Report, render_html, render_markdown
+from hybridmi.paper import paper_dataset
+from hybridmi.runtime import atomic_write_bytes, code_version
+from hybridmi.stages import STAGE_NAMES
+from hybridmi.stages.common import SIDECAR, finish_output
 
-INPUTS = ("probe", "reconstruction", "fid")
+INPUTS = ("probe", "reconstruction", "fid", "figures")
 OUTPUTS = ("report",)
+HEADLINE_KEYS = ("linear_acc", "linear_acc_z", "linear_acc_y", "linear_acc_yhat", "knn_acc_z", "mse", "psnr", "fid",
+                 "fid_num_samples", "fid_reference_count")
 
 
 def _metrics(directory: Path) -> dict[str, float]:
@@ -20,47 +32,58 @@ def _metrics(directory: Path) -> dict[str, float]:
     return json.loads(path.read_text())
 
 
-def _cell(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+def _sidecar(directory: Path) -> dict[str, Any]:
+    path = directory / SIDECAR
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def render_report(cfg: Config, probe: dict, recon: dict, fid: dict) -> str:
-    """Markdown: run summary, a comparison table, and the caveats that belong next to the numbers."""
-    dataset = paper_dataset(cfg.data.source)
-    label = {"folder": f"folder data ({cfg.data.root})", "synthetic": "synthetic data"}.get(cfg.data.source, cfg.data.source.upper())
-    samples = int(fid.get("fid_num_samples", 0))
-    lines = [
-        f"# hybridmi report: {cfg.name}",
-        "",
-        f"Data: {label}; α = {cfg.objective.alpha}; {cfg.train.epochs:g} epochs; config hash {cfg.hash()}.",
-        "",
-        "| method | MSE | FID | Acc. (%) |",
-        "|---|---|---|---|",
-        f"| this run | {recon['mse']:.3f} | {_cell(fid.get('fid'), '.1f')} ({samples} samples) | {100 * probe['linear_acc']:.1f} |",
-    ]
-    if dataset is not None:
-        for method, row in TABLE1.items():
-            r = row[dataset]
-            lines.append(f"| {method} (paper, {dataset}) | {_cell(r['mse'], 'g')} | {_cell(r['fid'], 'g')} | {_cell(r['acc'], 'g')} |")
-    lines += [
-        "",
-        f"Linear accuracy per feature: y {100 * probe.get('linear_acc_y', float('nan')):.1f} %, "
-        f"ŷ {100 * probe.get('linear_acc_yhat', float('nan')):.1f} %, z {100 * probe.get('linear_acc_z', float('nan')):.1f} %. "
-        f"PSNR {recon['psnr']:.2f} dB.",
-        "",
-        "MSE: per image, the sum over the 3072 values in [0, 1] of the squared error, averaged over the test split.",
-        f"FID uses {samples} samples; fewer samples than the paper's 50,000 inflate FID.",
-    ]
-    if cfg.data.source == "folder":
-        lines.append("Folder data such as the CIFAR-10 JPEG copy is not the official CIFAR bytes: numbers are close to, not equal to, official ones.")
-    return "\n".join(lines) + "\n"
+def data_label(cfg: Config) -> str:
+    """How the data set is named next to its numbers ("CIFAR-10 (JPEG copy)" for the offline copy)."""
+    d = cfg.data
+    if d.source == "folder":
+        return "CIFAR-10 (JPEG copy)" if d.root and "cifar10-jpeg" in d.root else f"folder data ({d.root})"
+    if d.source == "synthetic":
+        return f"synthetic data ({d.synthetic_classes} classes, {d.synthetic_train:,} train / {d.synthetic_test:,} test)"
+    return {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[d.source]
+
+
+def stage_timings(sidecars: list[dict[str, Any]]) -> list[tuple[str, float]]:
+    """(stage, seconds) from artifact sidecars that recorded their stage's time, in pipeline order."""
+    seconds = {s["stage"]: float(s["seconds"]) for s in sidecars if "stage" in s and "seconds" in s}
+    return [(stage, seconds[stage]) for stage in STAGE_NAMES if stage in seconds]
+
+
+def build_report(cfg: Config, inputs: dict[str, Path]) -> Report:
+    """The Report of a run from the report stage's input directories."""
+    fid_sidecar = _sidecar(inputs["fid"])
+    upstream = fid_sidecar.get("upstream", {})
+    protocol = fid_sidecar.get("fid_protocol")
+    checksum = upstream.get("dataset", {}).get("dataset_checksum") or (protocol or {}).get("reference_checksum", "?")
+    figures = {name: (inputs["figures"] / name).read_bytes() for name, _ in FIGURES if (inputs["figures"] / name).is_file()}
+    timings = stage_timings([*upstream.values(), *(_sidecar(inputs[k]) for k in ("probe", "reconstruction", "fid", "figures"))])
+    source = cfg.data.source
+    facts = [("run", cfg.name), ("α", f"{cfg.objective.alpha:g}"), ("training", f"{cfg.train.epochs:g} epochs"),
+             ("latent DDIM", f"{cfg.ddim.epochs:g} epochs"), ("config hash", cfg.hash()), ("data checksum", checksum),
+             ("code", code_version())]
+    notes = []
+    if source == "folder":
+        notes.append("Folder data such as the CIFAR-10 JPEG copy is not the official CIFAR bytes: numbers are close to, "
+                     "not equal to, numbers on the official data.")
+    return Report(
+        title=f"hybridmi report: {cfg.name}", data=data_label(cfg),
+        paper_dataset=paper_dataset(source) or "cifar10", comparable=source in ("cifar10", "cifar100"),
+        probe=_metrics(inputs["probe"]), reconstruction=_metrics(inputs["reconstruction"]), fid=_metrics(inputs["fid"]),
+        fid_protocol=protocol, figures=figures, figure_metrics=_metrics(inputs["figures"]), timings=timings,
+        facts=facts, config_yaml=yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), notes=notes,
+    )
 
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
-    probe, recon, fid = (_metrics(inputs[k]) for k in ("probe", "reconstruction", "fid"))
-    atomic_write_bytes(outputs["report"] / "report.md", render_report(cfg, probe, recon, fid).encode())
-    metrics = {"linear_acc": probe["linear_acc"], "mse": recon["mse"], "psnr": recon["psnr"]}
-    if "fid" in fid:
-        metrics["fid"] = fid["fid"]
-    finish_output(outputs["report"], cfg, stage="report", metrics=metrics)
+    report = build_report(cfg, inputs)
+    out = outputs["report"]
+    atomic_write_bytes(out / "report.md", render_markdown(report).encode())
+    atomic_write_bytes(out / "report.html", render_html(report).encode())
+    values = {**report.reconstruction, **report.probe, **report.fid}
+    metrics = {k: float(values[k]) for k in HEADLINE_KEYS if k in values}
+    finish_output(out, cfg, stage="report", metrics=metrics)
     return metrics

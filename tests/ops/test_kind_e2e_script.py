@@ -107,6 +107,6 @@ def test_workflow__runs_the_script_with_pinned_tools():
 
 
 def test_services_script__check_reports_what_is_installed():
-    present = all(os.access(p, os.X_OK) for p in ("/usr/bin/prometheus", "/usr/bin/prometheus-pushgateway"))
+    present = all(os.access(p, os.X_OK) for p in ("/usr/bin/prometheus", "/usr/bin/prometheus-pushgateway", "/usr/bin/chromium"))
     out = subprocess.run(["bash", str(SERVICES), "--check"], capture_output=True, text=True, timeout=30)
     assert out.returncode == (0 if present else 1), out.stderr

@@ -90,9 +90,9 @@ def test_run_task__failure_is_recorded_with_the_stages_own_message(tmp_path):
     assert "no-such-data" in record["error"] and str(raised.value) in record["error"]
 
 
-def test_wiring__report_reads_the_metrics_of_the_evaluation_stages():
+def test_wiring__report_reads_the_metrics_of_the_evaluation_stages_and_the_figures():
     assert wiring()["report"] == {"probe": ("probe", "metrics"), "reconstruction": ("reconstruction", "metrics"),
-                                  "fid": ("fid", "metrics")}
+                                  "fid": ("fid", "metrics"), "figures": ("figures", "figures")}
     assert wiring()["train"] == {"dataset": ("prepare", "dataset")}
 
 

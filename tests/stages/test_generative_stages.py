@@ -1,41 +1,22 @@
-"""The generative half end to end on tiny inputs: latents → ddim → sample / fid / figures."""
+"""The generative half end to end on tiny inputs: latents → ddim → sample / fid / figures.
+
+FID here runs on randomly initialised Inception weights: these tests check the protocol and code
+paths (what is measured and recorded), not FID values (tests/eval/test_fid_real.py does that).
+"""
 import json
 
 import pytest
 import torch
 from PIL import Image
 
-from hybridmi.config import load_config
-from hybridmi.eval.fid import WEIGHTS_FILE, FIDInceptionV3
+from hybridmi.data.prepared import load_dataset
+from hybridmi.eval.fid import (WEIGHTS_FILE, activation_statistics, frechet_distance, load_inception,
+                               reference_statistics, uint8_batches)
 from hybridmi.eval.figures import grid_size
 from hybridmi.eval.latents import load_latents, load_stats
-from hybridmi.models.autoencoder import Autoencoder
-from hybridmi.models.serialize import save_autoencoder
 from hybridmi.stages import run_stage
 from hybridmi.stages.common import read_sidecar
-
-
-@pytest.fixture(scope="module")
-def chain(tmp_path_factory):
-    """Artifacts of prepare → (a random tiny autoencoder) → latents → ddim, plus the config."""
-    root = tmp_path_factory.mktemp("generative")
-    cfg = load_config(None, [
-        "data.source=synthetic", "data.synthetic_train=24", "data.synthetic_test=10", "data.synthetic_classes=2",
-        f"data.cache_dir={root / 'cache'}", "model.channels=4", "model.cells_32=0", "model.cells_16=0",
-        "model.decoder_expand=1", "unet.channels=8", "unet.channel_mult=[1, 2]", "unet.num_res_blocks=1",
-        "unet.attn_resolutions=[8]", "diffusion.num_timesteps=50", "ddim.batch_size=8", "ddim.epochs=1",
-        "ddim.log_every=1", "latents.batch_size=8", "sampling.steps=5", "sampling.num_samples=4",
-        "sampling.saved_samples=5", "sampling.batch_size=3", "fid.batch_size=4", "fid.reference_split=test",
-        "figures.pairs=2", "figures.steps=3", "figures.grid_samples=4", "train.device=cpu",
-    ])
-    art = {name: root / name for name in ("dataset", "model", "latents", "ddim")}
-    run_stage("prepare", cfg, {}, {"dataset": art["dataset"]})
-    torch.manual_seed(0)
-    save_autoencoder(Autoencoder(channels=4, cells_32=0, cells_16=0, decoder_expand=1, latent_channels=6),
-                     art["model"] / "model.pt")
-    latents_metrics = run_stage("latents", cfg, {k: art[k] for k in ("dataset", "model")}, {"latents": art["latents"]})
-    ddim_metrics = run_stage("ddim", cfg, {"latents": art["latents"]}, {"ddim": art["ddim"]})
-    return cfg, art, latents_metrics, ddim_metrics
+from hybridmi.stages.sample import decoded_samples, load_sampler
 
 
 def test_latents_stage__writes_flipped_train_test_and_statistics(chain):
@@ -83,25 +64,67 @@ def test_figures_stage__writes_every_figure_at_its_size(chain, tmp_path):
         assert image.size == grid_size(4, ncols=2)
 
 
-def test_fid_stage__reports_fid_with_its_sample_count_and_caches_reference(chain, tmp_path, monkeypatch):
-    cfg, art, _, _ = chain
-    home = tmp_path / "torch_home"
-    (home / "hub" / "checkpoints").mkdir(parents=True)
-    torch.save(FIDInceptionV3().net.state_dict(), home / "hub" / "checkpoints" / WEIGHTS_FILE)
-    monkeypatch.setenv("TORCH_HOME", str(home))
-    monkeypatch.setenv("HYBRIDMI_FID_CACHE", str(tmp_path / "fid-cache"))
-    out = tmp_path / "metrics"
-    metrics = run_stage("fid", cfg, {k: art[k] for k in ("ddim", "latents", "model", "dataset")}, {"metrics": out})
+def test_fid_stage__reports_fid_with_its_sample_count_and_caches_reference(fid_run, random_weights):
+    metrics, out = fid_run
     assert metrics["fid_num_samples"] == 4.0 and metrics["fid_reference_count"] == 10.0
     assert metrics["fid"] == metrics["fid"] and metrics["fid"] >= 0  # finite, non-negative
-    assert len(list((tmp_path / "fid-cache").glob("fid-*.npz"))) == 1
+    assert len(list((random_weights / "fid-cache").glob("fid-*-all.npz"))) == 1
     assert json.loads((out / "metrics.json").read_text())["fid"] == metrics["fid"]
     with Image.open(out / "fid_samples.png") as image:
         assert image.size == grid_size(4, ncols=2)
 
 
+def test_fid_stage__records_its_protocol_and_where_its_inputs_came_from(fid_run, chain):
+    _, out = fid_run
+    _, art, _, _ = chain
+    sidecar = read_sidecar(out)
+    protocol = sidecar["fid_protocol"]
+    assert protocol["num_samples"] == 4 and protocol["reference_split"] == "test" and protocol["reference_count"] == 10
+    assert protocol["reference_subset_seed"] is None and protocol["weights_record"] is None  # random weights: no record
+    assert protocol["weights_sha256"] == load_inception(device="cpu").weights_sha256
+    dataset = read_sidecar(art["dataset"])
+    assert sidecar["upstream"]["dataset"]["dataset_checksum"] == dataset["dataset_checksum"]
+    assert sidecar["upstream"]["ddim"]["stage"] == "ddim" and sidecar["upstream"]["ddim"]["seconds"] > 0
+    assert sidecar["seconds"] > 0
+
+
+def test_fid_stage__measures_the_samples_exactly_as_the_sample_stage_saves_them(chain, fid_run, random_weights, tmp_path):
+    cfg, art, _, _ = chain
+    metrics, _ = fid_run
+    same = cfg.model_copy(deep=True)
+    same.sampling.saved_samples = same.sampling.num_samples  # the same seed draws the same 4 samples
+    run_stage("sample", same, {k: art[k] for k in ("ddim", "latents", "model")}, {"samples": tmp_path})
+    saved = torch.load(tmp_path / "samples.pt", weights_only=True)["images"]
+    inception = load_inception(device="cpu")
+    _, test = load_dataset(art["dataset"])
+    reference = reference_statistics(test.images, checksum=test.checksum, model=inception,
+                                     cache_dir=random_weights / "fid-cache", batch_size=4)
+    expected = frechet_distance(*activation_statistics(uint8_batches(saved, 4), inception), *reference)
+    assert metrics["fid"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
+
+
+def test_fid_stage__a_random_reference_subset_is_cached_apart_and_recorded(chain, random_weights, tmp_path):
+    cfg, art, _, _ = chain
+    subset = cfg.model_copy(deep=True)
+    subset.fid.reference_samples, subset.fid.reference_seed = 6, 3
+    metrics = run_stage("fid", subset, {k: art[k] for k in ("ddim", "latents", "model", "dataset")}, {"metrics": tmp_path})
+    assert metrics["fid_reference_count"] == 6.0
+    assert read_sidecar(tmp_path)["fid_protocol"]["reference_subset_seed"] == 3
+    assert len(list((random_weights / "fid-cache").glob("fid-*-n6s3.npz"))) == 1
+
+
+def test_sampling__runs_in_float32_whatever_the_training_precision(chain):
+    cfg, art, _, _ = chain
+    ddim, autoencoder = load_sampler(cfg, {k: art[k] for k in ("ddim", "latents", "model")}, torch.device("cpu"))
+    bf16 = cfg.model_copy(deep=True)
+    bf16.train.precision = "bf16"  # autocast on the CPU would round the UNet to bfloat16
+    a = torch.cat(list(decoded_samples(cfg, ddim, autoencoder, 3)))
+    b = torch.cat(list(decoded_samples(bf16, ddim, autoencoder, 3)))
+    assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
 def test_fid_stage__missing_weights_fail_before_sampling(chain, tmp_path, monkeypatch):
     cfg, art, _, _ = chain
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match=WEIGHTS_FILE):
+    with pytest.raises(FileNotFoundError, match=f"{WEIGHTS_FILE}.*hybridmi fid-weights"):
         run_stage("fid", cfg, {k: art[k] for k in ("ddim", "latents", "model", "dataset")}, {"metrics": tmp_path / "m"})
