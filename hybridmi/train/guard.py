@@ -124,42 +124,40 @@ class FiniteGuard:
                 tensor.copy_(torch.where(bad, saved, tensor))
 
     def read(self, *, context: str = "") -> WindowSummary:
-        """Bring the window's records to the host (one sync); raise NonFiniteError per the mode, else summarise."""
+        """Bring the window's records to the host (one transfer); raise NonFiniteError per the mode, else summarise."""
         if not self._records:
             return WindowSummary(steps=0, skipped=0, means={name: math.nan for name in self.terms})
-        rows = torch.stack(self._records).cpu().double()  # steps x (terms + grads + weights + flag)
+        rows = torch.stack(self._records).double().cpu().tolist()  # steps x (terms, grad norms, max |w|, flag)
         self._records = []
         first, self.first_step = self.first_step, self.first_step + len(rows)
-        n_terms, n_grads = len(self.terms), len(self._with_grad or [])
+        n_terms, grads = len(self.terms), self._with_grad or []
         suffix = f"; {context}" if context else ""
-        applied: list[int] = []
+        applied: list[list[float]] = []
         for i, row in enumerate(rows):
             step = first + i + 1
-            weights = row[n_terms + n_grads:-1]
-            if not torch.isfinite(weights).all():
-                name = self.names[int(torch.nonzero(~torch.isfinite(weights))[0])]
+            weights = row[n_terms + len(grads):-1]
+            bad_weight = next((j for j, w in enumerate(weights) if not math.isfinite(w)), None)
+            if bad_weight is not None:
                 raise NonFiniteError(f"non-finite weights after the update of step {step}: first non-finite tensor "
-                                     f"{name} ({self._describe(row, n_terms)}){suffix}")
+                                     f"{self.names[bad_weight]} ({self._describe(row)}){suffix}")
             if row[-1] == 0:
-                applied.append(i)
+                applied.append(row[:n_terms])
                 self._consecutive = 0
                 continue
-            grads = row[n_terms:n_terms + n_grads]
-            bad_grad = [self.names[self._with_grad[j]] for j in range(n_grads) if not math.isfinite(grads[j])]
-            where = f"first non-finite gradient {bad_grad[0]}" if bad_grad else "gradients finite"
-            detail = f"non-finite loss at step {step}: {self._describe(row, n_terms)}; {where}"
+            bad_grad = next((j for j, g in zip(grads, row[n_terms:]) if not math.isfinite(g)), None)
+            where = "gradients finite" if bad_grad is None else f"first non-finite gradient {self.names[bad_grad]}"
+            detail = f"non-finite loss at step {step}: {self._describe(row)}; {where}"
             if self.mode == "stop":
                 raise NonFiniteError(f"{detail}; the update was not applied{suffix}")
             self.skipped_total += 1
             self._consecutive += 1
             if self._consecutive >= MAX_CONSECUTIVE_SKIPS:
                 raise NonFiniteError(f"{MAX_CONSECUTIVE_SKIPS} steps in a row skipped (last: {detail}){suffix}")
-        good = rows[applied, :n_terms]
-        means = good.mean(0).tolist() if applied else [math.nan] * n_terms
+        means = [sum(col) / len(applied) for col in zip(*applied)] if applied else [math.nan] * n_terms
         return WindowSummary(steps=len(rows), skipped=len(rows) - len(applied), means=dict(zip(self.terms, means)))
 
-    def _describe(self, row: torch.Tensor, n_terms: int) -> str:
-        loss, *terms = (f"{float(v):.6g}" for v in row[:n_terms])
+    def _describe(self, row: list[float]) -> str:
+        loss, *terms = (f"{v:.6g}" for v in row[:len(self.terms)])
         return f"loss={loss}" + (f" ({', '.join(f'{k}={v}' for k, v in zip(self.terms[1:], terms))})" if terms else "")
 
 
