@@ -41,6 +41,7 @@ class RunLength:
     budget_minutes: float | None = None
     estimated_at_step: int | None = None  # budgeted runs: the step at which total_steps was fixed
     step_time_s: float | None = None  # the measured seconds per step behind the estimate
+    elapsed_at_estimate_s: float | None = None  # training seconds spent when it was made
 
     @classmethod
     def plan(cls, *, epochs: float, steps_per_epoch: int, warmup_steps: int,
@@ -71,7 +72,7 @@ class RunLength:
             raise ValueError(f"measured step time {step_time_s} s must be positive")
         remaining = self.budget_minutes * 60.0 - elapsed_s
         self.total_steps = step + max(1, math.floor(remaining / step_time_s))
-        self.estimated_at_step, self.step_time_s = step, step_time_s
+        self.estimated_at_step, self.step_time_s, self.elapsed_at_estimate_s = step, step_time_s, elapsed_s
         return self.total_steps
 
     def multiplier(self, step: int) -> float:
