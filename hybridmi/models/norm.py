@@ -81,21 +81,17 @@ class RunningNorm(nn.Module):
         self.momentum, self.eps = momentum, eps
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
-        self.batches_seen = 0  # host state (saved through get_extra_state), so no step reads the device
-
-    def get_extra_state(self) -> dict[str, int]:
-        return {"batches_seen": self.batches_seen}
-
-    def set_extra_state(self, state: dict[str, int]) -> None:
-        self.batches_seen = int(state["batches_seen"])
+        self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = (x - self.running_mean.to(x.dtype)) * torch.rsqrt(self.running_var + self.eps).to(x.dtype)
+        """x (B, D) → float32 (B, D): the shared offset is taken out before any low-precision matmul."""
+        out = (x.float() - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
         if self.training:
             with torch.no_grad():
                 var, mean = torch.var_mean(x.detach().float(), dim=0)
-                weight = max(self.momentum, 1.0 / (self.batches_seen + 1))
+                # on the device, so a step never reads it (and torch.compile never specialises on it)
+                weight = torch.clamp(1.0 / (self.num_batches_tracked + 1), min=self.momentum).float()
                 self.running_mean.lerp_(mean, weight)
                 self.running_var.lerp_(var, weight)
-                self.batches_seen += 1
+                self.num_batches_tracked.add_(1)
         return out

@@ -120,7 +120,7 @@ def test_running_norm__standardises_with_past_batches_only():
     torch.testing.assert_close(norm.running_mean, torch.tensor([4.0, 12.0]))  # then by max(0.25, 1/2)
     norm.eval()
     torch.testing.assert_close(norm(torch.tensor([[4.0, 12.0]])), torch.zeros(1, 2))
-    assert norm.batches_seen == 2 and norm.state_dict()["_extra_state"] == {"batches_seen": 2}
+    assert int(norm.num_batches_tracked) == 2
 
 
 def test_moco__refuses_a_head_with_batchnorm_or_mismatched_encoder_groups():
