@@ -101,6 +101,9 @@ def train_hybrid(
         raise ValueError(f"train split has {n} images, fewer than train.batch_size {t.batch_size}")
     length = RunLength.plan(epochs=t.epochs, steps_per_epoch=steps_per_epoch, budget_minutes=t.time_budget_minutes,
                             warmup_steps=round(cfg.optim.warmup_epochs * steps_per_epoch))
+    if t.time_budget_minutes is not None:
+        log.info("training for %g minutes (train.time_budget_minutes); train.epochs %g is not used",
+                 t.time_budget_minutes, t.epochs)
 
     seed_everything(t.seed)
     autoencoder, moco = build_models(cfg)
