@@ -28,13 +28,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from flops import image_flops, preset  # noqa: E402
+from flops import build_step, image_flops, preset, timed_steps  # noqa: E402
 
 PRESET = ROOT / "configs" / "cpu.yaml"
 TRAIN_IMAGES = 50_000  # CIFAR-10 (JPEG copy) train split
-# 20 minutes of the baseline on an idle 2-core machine (dev-2c, 2 threads): 1200 s / the step time measured
-# there (bench/RESULTS.md, "Recipe search"). Recorded here so that every run, now or later, gets the same budget.
-BASELINE_STEP_S = 0.33
+# 20 minutes of the baseline on an idle 2-core machine: 1200 s / the step time measured there (dev-2c, 2 threads,
+# load 0.4, the cpu preset's step before the MoCo-v2 fixes: 0.507 s; bench/RESULTS.md "Recipe search"). A constant,
+# so every run, now or later, gets the same budget; `--calibrate` measures the current step on an idle machine.
+BASELINE_STEP_S = 0.507
 BASE_STEPS = round(20 * 60 / BASELINE_STEP_S)
 
 # name -> (overrides of the cpu preset, why). Reasons cite REFERENCE.md sec. 3 (MoCo CIFAR demo, d2c, MoCo-v2).
@@ -106,6 +107,7 @@ def summary(out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", action="store_true", help="print variants, step budgets and expected durations")
+    parser.add_argument("--calibrate", action="store_true", help="time 20 baseline steps here (run it on an idle machine)")
     parser.add_argument("--run", nargs="+", default=[], help="variant names to run, in order")
     parser.add_argument("--variant", action="append", default=[], help="an extra variant NAME=a.b=v,c.d=w")
     parser.add_argument("--summary", action="store_true", help="print a Markdown table of the results in --out")
@@ -118,6 +120,14 @@ def main() -> None:
     for spec in args.variant:
         name, _, overrides = spec.partition("=")
         variants[name] = (overrides.split(","), "given on the command line")
+    if args.calibrate:
+        import torch
+
+        torch.set_num_threads(args.threads)
+        cfg = preset("cpu", ["train.device=cpu"])
+        timing = timed_steps(build_step(cfg, torch.device("cpu")), cfg, torch.device("cpu"), steps=20, warmup=3)
+        print(f"baseline step {timing['step_s']:.3f} s with {args.threads} threads: 20 minutes = "
+              f"{round(1200 / timing['step_s'])} steps (BASE_STEPS now {BASE_STEPS})")
     if args.list:
         print(f"budget: {BASE_STEPS} steps of the baseline ({BASELINE_STEP_S} s/step idle, 2 threads: 20 min)")
         for name, (overrides, why) in variants.items():
