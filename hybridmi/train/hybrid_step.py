@@ -133,7 +133,7 @@ class HybridStep:
         if self.moco is not None:
             self.moco.momentum_update()
         x, key_x, perm = self.views(batch, generator)
-        with autocast(batch.device, self.amp):
+        with autocast(x.device, self.amp):
             loss, terms, keys = self.losses(x, key_x, perm)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

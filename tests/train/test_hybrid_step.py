@@ -139,3 +139,45 @@ def test_hybrid__reconstructs_both_moco_views_in_one_pass(tiny_cfg, tiny_data):
     x, key_x, perm = step.views(batch, torch.Generator().manual_seed(0))
     assert x.shape == (32, 3, 32, 32) and key_x is x and sorted(perm.tolist()) == list(range(32))
     assert not torch.equal(x[:16], batch) and not torch.equal(x[:16], x[16:])  # two augmented views
+
+
+def test_channels_last__end_to_end_gives_the_contiguous_step_and_keeps_the_key_side_in_layout(tiny_cfg, tiny_data):
+    batch = to_float(tiny_data[0].images[:16])
+    losses = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        ae, moco = build_models(tiny_cfg)
+        if channels_last:
+            moco.to(memory_format=torch.channels_last)  # the key encoder too, not only the autoencoder
+        ae.train()
+        optimizer = make_optimizer([p for _, p in trainable(ae, moco)], tiny_cfg)
+        step = HybridStep(ae, moco, optimizer, alpha=0.5, grad_clip=0.0, on_nonfinite="stop", channels_last=channels_last)
+        x, _, _ = step.views(batch, torch.Generator().manual_seed(0))
+        assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
+        convs = [m.weight for m in moco.encoder_k.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1]
+        assert all(w.is_contiguous(memory_format=torch.channels_last) == channels_last for w in convs)
+        step(batch, generator=torch.Generator().manual_seed(1), lr=1e-3)
+        losses[channels_last] = step.guard.read().means
+    for key in losses[False]:
+        assert losses[True][key] == pytest.approx(losses[False][key], rel=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_step__makes_no_host_sync_on_cuda(tiny_cfg, tiny_data):
+    cfg = _with(tiny_cfg, "train.device=cuda")
+    ae, moco = build_models(cfg)
+    ae.to("cuda", memory_format=torch.channels_last).train(), moco.to("cuda", memory_format=torch.channels_last)
+    optimizer = make_optimizer([p for _, p in trainable(ae, moco)], cfg)
+    step = HybridStep(ae, moco, optimizer, alpha=0.5, grad_clip=1.0, on_nonfinite="skip_step",
+                      amp=torch.bfloat16, channels_last=True)
+    batch, generator = to_float(tiny_data[0].images[:16].cuda()), torch.Generator(device="cuda")
+    step(batch, generator=generator.manual_seed(0), lr=1e-3)  # lazily created state first
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i in range(3):
+            step(batch, generator=generator.manual_seed(i + 1), lr=1e-3)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert step.guard.read().steps == 4
