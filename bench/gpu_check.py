@@ -113,8 +113,9 @@ def ddim_samples(cfg, model, train, device: torch.device, *, out_dir: Path, step
     latents = extract_latents(model, train.images, batch_size=cfg.latents.batch_size, device=device, flip=False,
                               dtype=torch.float32)
     mean, std = channel_stats(latents)
-    with torch.enable_grad():
-        result = train_ddim(cfg, latents, mean=mean, std=std, out_dir=out_dir, stop_at_step=steps)
+    eager = cfg.model_copy(update={"train": cfg.train.model_copy(update={"compile": False})})  # compiling costs more
+    with torch.enable_grad():                                                                   # than a short run saves
+        result = train_ddim(eager, latents, mean=mean, std=std, out_dir=out_dir, stop_at_step=steps)
     generator = torch.Generator(device=device).manual_seed(cfg.sampling.seed)
     images = []
     for start in range(0, num, cfg.sampling.batch_size):

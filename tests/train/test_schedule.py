@@ -82,16 +82,31 @@ def test_time_budget__lays_warmup_and_cosine_over_the_estimated_steps(tiny_cfg, 
     assert max(lr for _, _, lr in rec.steps) == peak  # held at the peak until the estimate
 
 
-@pytest.mark.parametrize("stop_at", [24, 16])  # after the estimate (frozen), and before it (made on resume)
-def test_time_budget__resume_follows_the_frozen_estimate_bit_identically(tiny_cfg, tiny_data, tmp_path, stop_at):
-    cfg = _with(tiny_cfg, "train.time_budget_minutes=0.12", "train.log_every=1", "train.checkpoint_every=8")
+@pytest.fixture(scope="module")
+def budgeted_run(tiny_data, tmp_path_factory):
+    """One uninterrupted budgeted run (losses and learning rates per step), shared by the resume tests."""
+    from hybridmi.config import load_config
+
+    cfg = load_config(None, [
+        "model.channels=8", "model.cells_32=0", "model.cells_16=1", "model.decoder_expand=2", "model.proj_hidden=32",
+        "model.proj_dim=16", "objective.queue_size=64", "objective.temperature=0.2", "train.batch_size=16",
+        "train.device=cpu", "optim.warmup_epochs=0.25", "optim.lr=3e-3",
+        "train.time_budget_minutes=0.12", "train.log_every=1", "train.checkpoint_every=8",
+    ])
     straight = Recorder()
-    full = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "straight", callbacks=[straight], clock=Tick(0.1))
+    full = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path_factory.mktemp("straight"), callbacks=[straight],
+                        clock=Tick(0.1))
+    return cfg, full, straight
+
+
+@pytest.mark.parametrize("stop_at", [24, 16])  # after the estimate (frozen), and before it (made on resume)
+def test_time_budget__resume_follows_the_frozen_estimate_bit_identically(budgeted_run, tiny_data, tmp_path, stop_at):
+    cfg, full, straight = budgeted_run
+    assert full.run_length["estimated_at_step"] == MIN_TIMED_STEPS < 24 < full.step
     resumed = Recorder()
     with pytest.raises(_Preempted):
-        train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed", callbacks=[resumed, StopAt(stop_at)],
-                     clock=Tick(0.1))
-    again = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed", callbacks=[resumed], clock=Tick(0.1))
+        train_hybrid(cfg, tiny_data[0], out_dir=tmp_path, callbacks=[resumed, StopAt(stop_at)], clock=Tick(0.1))
+    again = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path, callbacks=[resumed], clock=Tick(0.1))
     if stop_at > MIN_TIMED_STEPS:
         assert again.run_length == full.run_length and again.step == full.step
         assert resumed.steps == straight.steps  # losses and learning rates, step for step
