@@ -9,6 +9,7 @@ state is checked finite before it is written (``train.on_nonfinite`` applies her
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -129,7 +130,7 @@ def train_ddim(
     warmup = d.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     abar = schedule_from_config(cfg.diffusion.model_dump()).to(device)
-    step = 0
+    step, last = 0, None
     ckpt = latest_checkpoint(out_dir) if resume else None
     if ckpt is not None:
         state = load_checkpoint(ckpt, kind=KIND, map_location=device)
@@ -140,6 +141,7 @@ def train_ddim(
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         step = state["step"]
+        last = StepMetrics(**state["last_metrics"]) if state.get("last_metrics") else None
         log.info("resumed DDIM from %s at step %d of %d", ckpt, step, total_steps)
     forward = torch.compile(unet) if t.compile else unet
     guard = FiniteGuard(optimizer=optimizer, named_params=[(f"unet.{k}", p) for k, p in unet.named_parameters()],
@@ -159,13 +161,13 @@ def train_ddim(
         saved = save_checkpoint(
             out_dir, kind=KIND, step=step, config=_resume_view(cfg, n), unet_init_args=unet.init_args,
             scheduler=scheduler.state_dict(), rng=rng_state(), latent_mean=mean.cpu(), latent_std=std.cpu(),
-            skipped_steps=guard.skipped_total, **state,
+            skipped_steps=guard.skipped_total, last_metrics=dataclasses.asdict(last) if last is not None else None,
+            **state,
         )
         events.on_checkpoint(saved, step)
         return saved
 
     unet.train()
-    last: StepMetrics | None = None
     window_steps, window_sum, window_applied, window_start = 0, 0.0, 0, time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -68,6 +68,8 @@ def test_train_ddim__resume_continues_bit_identically(tmp_path, latents):
     assert half.step == 4 and first.checkpoints == [3, 4]
     resumed = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b", callbacks=[second])
     assert first.steps + second.steps == straight.steps  # identical losses, step by step
+    finished = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b")  # a rerun of a finished run
+    assert finished.step == 8 and finished.last_metrics == resumed.last_metrics  # keeps its last report
     a, b = torch.load(full.checkpoint, weights_only=False), torch.load(resumed.checkpoint, weights_only=False)
     for name, tensor in a["unet"].items():
         assert torch.equal(tensor, b["unet"][name]), name

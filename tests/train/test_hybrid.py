@@ -56,6 +56,8 @@ def test_resume__continues_bit_identically(tiny_cfg, tiny_data, tmp_path):
     assert load_checkpoint(latest_checkpoint(tmp_path / "resumed"), kind="hybrid")["step"] == 8
     result = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed", callbacks=[resumed])
     assert [m.loss for m in resumed.steps] == [m.loss for m in straight.steps]
+    finished = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed")  # a rerun of a finished run
+    assert finished.step == 16 and finished.last_metrics == result.last_metrics  # keeps its last report
     assert [m.terms for m in resumed.steps] == [m.terms for m in straight.steps]
     final = load_checkpoint(latest_checkpoint(tmp_path / "straight"), kind="hybrid")["autoencoder"]
     for name, tensor in result.model.state_dict().items():
