@@ -70,8 +70,8 @@ class ObjectiveConfig(_Section):
     symmetric: bool = Field(True, description="symmetrised InfoNCE (both views as queries)")
     bn_splits: int = Field(8, ge=1, description="BatchNorm groups per view and batch in both encoders, query and key "
                            "(SplitBatchNorm, as the MoCo CIFAR demo); 1 = whole-batch BN; train.batch_size must divide into them")
-    shuffle_bn: bool = Field(True, description="assign keys to BN groups by a stratified shuffle so no key shares the BN "
-                             "group of its positive's query; false keeps the query grouping (the leak shuffle-BN removes)")
+    shuffle_bn: bool = Field(True, description="assign keys to BN groups by a stratified shuffle so no key's BN group is "
+                             "its positive's query group; false keeps the query grouping (the leak shuffle-BN removes)")
     autoencoder_views: Literal["flip", "clean", "moco"] = Field(
         "flip", description="what the α = 1 baseline (autoencoder alone) trains on: clean images with random horizontal "
         "flips, clean images, or the MoCo-v2 views the hybrid reconstructs")

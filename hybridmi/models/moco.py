@@ -14,8 +14,8 @@ reconstruction path, so ``query`` takes z, not x. A training step reads
 
 BatchNorm as published: both encoders normalise groups of ``bn_group_size`` images
 (``SplitBatchNorm2d``, the one-device form of shuffle-BN); the key batch is permuted before its groups
-are formed so that no key shares its BN group with the query group of its positive, and the
-projection head is MoCo-v2's Linear-ReLU-Linear with no BatchNorm, so nothing in it mixes samples.
+are formed so that no key's BN group is the query group of its positive (it holds at most ⌈g/G⌉ of
+those images, G groups), and the projection head is MoCo-v2's Linear-ReLU-Linear with no BatchNorm, so nothing in it mixes samples.
 
 ``encoder_q`` is registered here as well as in the autoencoder (shared, not copied): optimise the
 autoencoder's parameters plus ``moco.head_q``'s; ``encoder_k`` and ``head_k`` never get gradients.
