@@ -129,10 +129,14 @@ def ddim_samples(cfg, model, train, device: torch.device, *, out_dir: Path, step
 
 
 def imported_distributions() -> list[str]:
-    """Distributions (normalised names) whose top-level modules this process imported."""
+    """Distributions (normalised names) whose top-level modules this process imported, the project's own left out.
+
+    The project travels as source; an editable install's ``hybridmi.egg-info`` in the checkout still
+    names it as a distribution.
+    """
     owners = metadata.packages_distributions()
     tops = {name.split(".")[0] for name in list(sys.modules)}
-    return sorted({normalise(dist) for top in tops for dist in owners.get(top, [])})
+    return sorted({normalise(dist) for top in tops for dist in owners.get(top, [])} - {"hybridmi"})
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
