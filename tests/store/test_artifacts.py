@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from store_testkit import read_tree, write_tree
 
-from hybridmi.store import CheckpointSync, dataset_key, publish_dataset
+from hybridmi.store import CheckpointSync, PublishedDataset, dataset_key, publish_dataset
 from hybridmi.train.callbacks import CallbackList
 
 CHECKSUM = "ab" * 32
@@ -14,11 +14,11 @@ CHECKSUM = "ab" * 32
 
 def test_publish_dataset__second_run_reuses_the_published_copy(store, tmp_path):
     src = write_tree(tmp_path / "prepared", {"train.pt": b"t" * 100, "test.pt": b"e" * 50, "dataset.json": b"{}"})
-    key = publish_dataset(store, src, CHECKSUM)
+    key = publish_dataset(store, src, CHECKSUM).key
     assert key == f"datasets/{CHECKSUM}"
     first = store.manifest(key)
     (src / "train.pt").write_bytes(b"changed")  # same checksum claimed: nothing is uploaded again
-    assert publish_dataset(store, src, CHECKSUM) == key
+    assert publish_dataset(store, src, CHECKSUM) == PublishedDataset(key, reused=True)
     assert store.manifest(key) == first
     assert read_tree(store.get_dir(key, tmp_path / "out"))["train.pt"] == b"t" * 100
 

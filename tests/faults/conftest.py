@@ -1,0 +1,87 @@
+"""The fault matrix: real `hybridmi` processes against real loopback services (moto S3, a cuttable TCP proxy,
+an auth-enforcing moto server, a Pushgateway stand-in on a closed port), each case as an operator would meet it.
+
+Every test here is marked ``faults``; the table of cases and what held is in README.md ("Faults").
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))  # store_testkit: clients, TcpProxy
+
+from store_testkit import TEST_KEY, TEST_SECRET, TcpProxy, make_client  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+# A run of a few seconds: 128 images, batches of 32 (4 steps an epoch), a checkpoint every 2 steps.
+TINY = [
+    "data.synthetic_classes=4", "data.synthetic_train=128", "data.synthetic_test=16",
+    "model.channels=8", "model.proj_hidden=32", "model.proj_dim=16",
+    "train.batch_size=32", "objective.queue_size=64", "train.epochs=1", "train.threads=1",
+    "train.checkpoint_every=2", "train.log_every=1", "optim.warmup_epochs=0",
+    "eval.batch_size=64", "eval.probe_epochs=2", "eval.probe_batch_size=64", "eval.probe_weight_decays=[0.0]",
+]
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "tests/faults/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.faults)
+
+
+def sets(overrides: list[str]) -> list[str]:
+    return [arg for o in overrides for arg in ("--set", o)]
+
+
+def hybridmi_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hybridmi.cli", *args]
+
+
+def base_env(tmp_path: Path) -> dict[str, str]:
+    """This interpreter's env without any storage or store settings of the caller, one thread, a private temp dir."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("HYBRIDMI_", "AWS_", "MINIO_")) and k not in ("accesskey", "secretkey")}
+    scratch = tmp_path / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TMPDIR=str(scratch), PYTHONUNBUFFERED="1")
+    return env
+
+
+def s3_env(env: dict[str, str], endpoint: str, *, store: str | None = None, attempts: int = 2,
+           delay_s: float = 0.05) -> dict[str, str]:
+    out = {**env, "HYBRIDMI_S3_ENDPOINT": f"http://{endpoint}", "AWS_ACCESS_KEY_ID": TEST_KEY,
+           "AWS_SECRET_ACCESS_KEY": TEST_SECRET, "HYBRIDMI_S3_RETRY_ATTEMPTS": str(attempts),
+           "HYBRIDMI_S3_RETRY_DELAY_S": str(delay_s)}
+    if store:
+        out["HYBRIDMI_STORE"] = store
+    return out
+
+
+def run(cmd: list[str], env: dict[str, str], *, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def bucket(moto_endpoint) -> str:
+    name = f"faults-{uuid.uuid4().hex[:12]}"
+    make_client(moto_endpoint).make_bucket(name)
+    return name
+
+
+@pytest.fixture
+def proxy(moto_endpoint):
+    proxy = TcpProxy(int(moto_endpoint.rsplit(":", 1)[1]))
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+@pytest.fixture
+def env(tmp_path) -> dict[str, str]:
+    return base_env(tmp_path)
