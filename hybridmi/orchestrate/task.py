@@ -7,9 +7,12 @@ no kfp: output artifacts are duck-typed (``.path``, ``.metadata``, ``log_metric`
 Object storage is optional and configured by the environment only (never by the config, which ends
 up in the compiled pipeline and in every artifact): ``HYBRIDMI_STORE=s3://bucket/prefix`` (or a
 local path) plus the endpoint/credential variables that ``hybridmi.store.store_from_env`` reads.
-With a store, the prepared data set is published under ``datasets/<checksum>`` (a second run finds
-it and reuses it) and trainer checkpoints are mirrored under ``checkpoints/<config hash>/<stage>``,
-so a retried (preempted) pod resumes from the last one instead of starting over.
+With a store, a stage that writes to it (prepare, the trainers) first probes read and write access
+(one-line credentials error before any work); the prepared data set is published under
+``datasets/<checksum>`` and found again by its source's fingerprint, so a later run on any machine
+downloads it instead of decoding (``decode_skipped`` in the task's metadata); and trainer checkpoints
+are mirrored under ``checkpoint_key(...)``, so a retried (preempted) pod resumes from the newer of its
+local and its mirrored checkpoint. A mirror outage never stops training (``hybridmi.store.checkpoints``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ log = logging.getLogger(__name__)
 STORE_VAR = "HYBRIDMI_STORE"  # s3://bucket/prefix or a local directory; unset: no object storage
 ERROR_DIR_VAR = "HYBRIDMI_ERROR_DIR"  # where a failing task leaves <stage>.json for the local runner
 CHECKPOINT_STAGES = ("train", "ddim")  # trainers whose checkpoints outlive a pod
+STORE_STAGES = ("prepare", *CHECKPOINT_STAGES)  # stages that write to HYBRIDMI_STORE
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,16 @@ def open_task_store(env: Mapping[str, str]):
     return store_from_env(uri, env)
 
 
+def run_identity(cfg: Config) -> str:
+    """The run a task belongs to: the owner recorded with its mirrored checkpoints."""
+    return cfg.monitoring.run_id or f"{cfg.name}-{cfg.hash()}"
+
+
+def checkpoint_key(cfg: Config, stage: str) -> str:
+    """Where stage ``stage`` of this run mirrors its checkpoints (relative to HYBRIDMI_STORE)."""
+    return f"checkpoints/{cfg.hash()}/{stage}"
+
+
 def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
     """Where stage ``stage`` keeps its resumable checkpoint (None for stages that do not train)."""
     if stage not in CHECKPOINT_STAGES:
@@ -75,25 +89,40 @@ def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
     return Path(outputs[module.OUTPUTS[0]]) / getattr(module, "CHECKPOINTS", "")
 
 
-def _checkpoint_sync(store, cfg: Config, stage: str, outputs: Mapping[str, Path]) -> list[object]:
+def _checkpoint_mirror(store, cfg: Config, stage: str, outputs: Mapping[str, Path]):
     directory = checkpoint_dir(stage, outputs)
     if store is None or directory is None:
-        return []
-    from hybridmi.store import CheckpointSync
+        return None
+    from hybridmi.orchestrate.mirror import open_mirror
 
-    sync = CheckpointSync(store, f"checkpoints/{cfg.hash()}/{stage}")
-    sync.download_latest(directory)  # None on a first attempt; the trainer resumes from it otherwise
-    return [sync]
+    return open_mirror(store, key=checkpoint_key(cfg, stage), run_id=run_identity(cfg), directory=directory)
 
 
-def _publish_dataset(store, dataset_dir: Path) -> dict[str, Any]:
-    """Publish a prepared data set under its content checksum; reports whether it was there already."""
-    from hybridmi.store import dataset_key, publish_dataset
+def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbacks) -> tuple[dict, dict[str, Any]]:
+    """Stage prepare with a store: fetch the data set published for this source, else decode and publish it."""
+    from hybridmi.data.fingerprint import source_fingerprint
+    from hybridmi.stages import prepare
+    from hybridmi.store import StoreError, find_by_source, publish_dataset, record_source
 
-    checksum = read_sidecar(dataset_dir)["dataset_checksum"]
-    reused = store.exists(dataset_key(checksum))
-    key = publish_dataset(store, dataset_dir, checksum)
-    return {"store_key": key, "store_reused": reused, "dataset_checksum": checksum}
+    directory = Path(outputs["dataset"])
+    fingerprint = source_fingerprint(cfg.data)
+    key = find_by_source(store, fingerprint)
+    if key is not None:
+        try:
+            store.get_dir(key, directory)
+        except StoreError as exc:  # a cache that fails is a cache miss
+            log.warning("could not fetch the published data set %s (%s); decoding the source", key, exc)
+        else:
+            values = prepare.finish(cfg, directory)
+            log.info("data set fetched from %s (source fingerprint %s): decode skipped", key, fingerprint)
+            return values, {"store_key": key, "store_reused": True, "decode_skipped": True,
+                            "dataset_checksum": read_sidecar(directory)["dataset_checksum"]}
+    values = run_stage("prepare", cfg, {}, outputs, callbacks=callbacks)
+    checksum = read_sidecar(directory)["dataset_checksum"]
+    published = publish_dataset(store, directory, checksum)
+    record_source(store, fingerprint, checksum)
+    return values, {"store_key": published.key, "store_reused": published.reused, "decode_skipped": False,
+                    "dataset_checksum": checksum}
 
 
 def _stage_metrics(cfg: Config, stage: str):
@@ -138,12 +167,20 @@ def run_task(
         cfg = config if isinstance(config, Config) else config_from_text(config)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         store = open_task_store(env)
-        callbacks = _checkpoint_sync(store, cfg, stage, out_paths)
+        if store is not None and stage in STORE_STAGES:
+            store.check_access(write=True)  # before any work: a bad secret fails here, in one line
+        mirror = _checkpoint_mirror(store, cfg, stage, out_paths)
         metrics = _stage_metrics(cfg, stage)
+        callbacks = [metrics, *([mirror] if mirror is not None else [])]
+        metadata: dict[str, Any] = {}
         with metrics.track():
-            values = run_stage(stage, cfg, inputs, out_paths, callbacks=[metrics, *callbacks])
+            if stage == "prepare" and store is not None:
+                values, metadata = _prepare_with_store(store, cfg, out_paths, callbacks)
+            else:
+                values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
+            if mirror is not None:
+                mirror.flush()  # the final checkpoint, if an outage kept it local; a failure only warns
             metrics.record_eval(values)
-        metadata = _publish_dataset(store, out_paths["dataset"]) if stage == "prepare" and store is not None else {}
     return TaskResult(metrics=float_metrics(values), metadata=metadata)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from hybridmi.config import Config
 from hybridmi.eval.latents import load_latents, load_stats
 from hybridmi.stages.common import finish_output
+from hybridmi.stages.progress import ProgressSidecar, last_report
 from hybridmi.train.ddim import train_ddim
 
 INPUTS = ("latents",)
@@ -19,8 +20,9 @@ OUTPUTS = ("ddim",)
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
     train = load_latents(inputs["latents"] / "train.pt")
     mean, std = load_stats(inputs["latents"] / "stats.json")
-    result = train_ddim(cfg, train.latents, mean=mean, std=std, out_dir=outputs["ddim"], callbacks=callbacks)
-    last = result.last_metrics
+    result = train_ddim(cfg, train.latents, mean=mean, std=std, out_dir=outputs["ddim"],
+                        callbacks=[ProgressSidecar(), *callbacks])
+    last = result.last_metrics or last_report(result.checkpoint, result.step)  # resumed at the end: the saved report
     metrics = {"ddim_steps": float(result.step)}
     if last is not None:
         metrics |= {"ddim_loss": last.loss, "ddim_images_per_s": last.images_per_s}

@@ -8,6 +8,7 @@ from hybridmi.config import Config
 from hybridmi.data.prepared import load_dataset
 from hybridmi.models.serialize import save_autoencoder
 from hybridmi.stages.common import finish_output
+from hybridmi.stages.progress import ProgressSidecar, last_report
 from hybridmi.train.hybrid import train_hybrid
 
 INPUTS = ("dataset",)
@@ -19,14 +20,14 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     train, test = load_dataset(inputs["dataset"])
     out = outputs["model"]
     start = time.monotonic()
-    result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=callbacks, monitor=test)
+    result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=[ProgressSidecar(), *callbacks], monitor=test)
     seconds = time.monotonic() - start
     save_autoencoder(result.model, out / "model.pt", extra={
         "config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum,
     })
     metrics = {"steps": float(result.step), "train_seconds": seconds}
-    if result.last_metrics is not None:
-        m = result.last_metrics
+    m = result.last_metrics or last_report(result.checkpoint, result.step)  # resumed at the end: the saved report
+    if m is not None:
         metrics.update({"loss": m.loss, "images_per_s": m.images_per_s, **{f"loss_{k}": v for k, v in m.terms.items()}})
     finish_output(out, cfg, stage="train", metrics=metrics)
     return metrics

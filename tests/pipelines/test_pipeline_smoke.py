@@ -55,7 +55,7 @@ def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run
     dataset = smoke_run.artifact("prepare", "dataset")
     checksum = read_sidecar(dataset)["dataset_checksum"]
     assert smoke_run.metadata["prepare"]["dataset"] == {
-        "store_key": dataset_key(checksum), "store_reused": False, "dataset_checksum": checksum}
+        "store_key": dataset_key(checksum), "store_reused": False, "decode_skipped": False, "dataset_checksum": checksum}
     store = store_from_env(s3_store_uri)
     assert store.exists(dataset_key(checksum))
     for stage, output in (("train", "model"), ("ddim", "ddim")):
@@ -64,10 +64,10 @@ def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run
         assert CheckpointSync(store, f"checkpoints/{config_hash}/{stage}").latest_step() == steps
 
 
-def test_second_run__reuses_the_published_dataset(smoke_run, s3_store_uri, tiny, tmp_path):
+def test_second_run__fetches_the_published_dataset_instead_of_decoding(smoke_run, s3_store_uri, tiny, tmp_path):
     again = run_local(SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path, store_uri=s3_store_uri, only="prepare")
     first = smoke_run.metadata["prepare"]["dataset"]
-    assert again.metadata["prepare"]["dataset"] == {**first, "store_reused": True}
+    assert again.metadata["prepare"]["dataset"] == {**first, "store_reused": True, "decode_skipped": True}
 
 
 def test_rerun_one_stage__reproduces_the_probe_from_the_runs_artifacts(smoke_run, tiny, tmp_path):
