@@ -36,15 +36,17 @@ def proxy(moto_endpoint):
     proxy.stop()
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "s3-unconditional"])
 def store(request, tmp_path, moto_endpoint):
-    """The same semantics tests run against both backends."""
+    """The same semantics tests run against both backends, and against S3 as if the endpoint ignored
+    conditional writes (the read-back fallback)."""
     if request.param == "local":
         return LocalStore(tmp_path / "store")
     name = f"test-{uuid.uuid4().hex[:12]}"
     client = make_client(moto_endpoint)
     client.make_bucket(name)
-    return S3Store(client, name, "artifacts", retry=FAST_RETRY, part_size=5 * 1024 * 1024)
+    return S3Store(client, name, "artifacts", retry=FAST_RETRY, part_size=5 * 1024 * 1024,
+                   conditional_writes=None if request.param == "s3" else False)
 
 
 @pytest.fixture(scope="module")
