@@ -5,17 +5,22 @@ Every test here is marked ``faults``; the table of cases and what held is in REA
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))  # store_testkit: clients, TcpProxy
 
-from store_testkit import TEST_KEY, TEST_SECRET, TcpProxy, make_client  # noqa: E402
+from store_testkit import TEST_KEY, TEST_SECRET, TcpProxy, make_client, start_auth_moto  # noqa: E402
+
+T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
@@ -67,6 +72,44 @@ def run(cmd: list[str], env: dict[str, str], *, timeout: float = 300) -> subproc
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
+def stage(name: str, *, overrides: list[str] = (), inputs: dict[str, object] = {}, outputs: dict[str, object] = {}) -> list[str]:
+    """The command line of ``hybridmi stage NAME`` on the smoke preset with the TINY overrides."""
+    io = [arg for kind, pairs in (("--input", inputs), ("--output", outputs)) for k, v in pairs.items()
+          for arg in (kind, f"{k}={v}")]
+    return hybridmi_cmd("stage", name, "--config", str(SMOKE), *sets([*TINY, *overrides]), *io)
+
+
+def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a command with stdout+stderr into ``log`` (read it with ``log.read_text()``)."""
+    return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
+
+
+def wait_for(condition: Callable[[], T], *, what: str, timeout_s: float = 120.0, proc: subprocess.Popen | None = None) -> T:
+    """Poll ``condition`` until it returns something truthy (a state, never a duration, is what tests assert)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process ended (exit {proc.returncode}) before {what}")
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sidecar_step(checkpoints: Path) -> int:
+    """The step of the checkpoint in ``checkpoints`` per its progress sidecar (0 when there is none yet)."""
+    try:
+        return int(json.loads((checkpoints / "last.pt.json").read_text())["step"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
 @pytest.fixture
 def bucket(moto_endpoint) -> str:
     name = f"faults-{uuid.uuid4().hex[:12]}"
@@ -85,3 +128,24 @@ def proxy(moto_endpoint):
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     return base_env(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A prepared TINY data set directory (made once by the CLI)."""
+    root = tmp_path_factory.mktemp("tiny-dataset")
+    done = run(stage("prepare", overrides=[f"data.cache_dir={root / 'cache'}"], outputs={"dataset": root / "ds"}),
+               base_env(root))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return root / "ds"
+
+
+@pytest.fixture(scope="module")
+def auth_moto(tmp_path_factory):
+    """A moto_server subprocess that enforces IAM auth: (endpoint, access key, secret key, bucket)."""
+    proc, *server = start_auth_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield tuple(server)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
