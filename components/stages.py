@@ -4,7 +4,9 @@ Bodies import inside the function (KFP inlines only the function's source) and o
 code: ``run_task`` runs the stage on the artifacts' local directories, then the scalar metrics are
 logged on a KFP Metrics artifact so they show in the UI. Stages whose own output is a metrics
 directory (probe, reconstruction, fid) log on that artifact; the others get an extra ``metrics``
-output. Task settings (GPU, secrets, resources) are applied by pipelines/settings.py, not here.
+output. Task settings (image, GPU, secrets, resources, run id) are applied by pipelines/settings.py,
+not here; ``base_image`` is only the default a pipeline replaces with its ``image`` parameter.
+``resume_from`` (train, ddim): a run id whose mirrored checkpoints the trainer continues from.
 """
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
@@ -24,12 +26,13 @@ def prepare(config: str, dataset: Output[Dataset], metrics: Output[Metrics]):
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def train(config: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
-    """Train the hybrid autoencoder + MoCo-v2 (GPU); checkpoints mirrored to object storage."""
+def train(config: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics], resume_from: str = ""):
+    """Train the hybrid autoencoder + MoCo-v2 (GPU); checkpoints mirrored to object storage, keyed by the run."""
     from hybridmi.orchestrate.task import log_metrics, run_task, setup_task_logging
 
     setup_task_logging()
-    result = run_task("train", config, inputs={"dataset": dataset.path}, outputs={"model": model.path})
+    result = run_task("train", config, inputs={"dataset": dataset.path}, outputs={"model": model.path},
+                      resume_from=resume_from)
     log_metrics(metrics, result.metrics)
 
 
@@ -70,12 +73,13 @@ def latents(config: str, dataset: Input[Dataset], model: Input[Model], latents: 
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def ddim(config: str, latents: Input[Dataset], ddim: Output[Model], metrics: Output[Metrics]):
-    """Train the latent DDIM (GPU); checkpoints mirrored to object storage."""
+def ddim(config: str, latents: Input[Dataset], ddim: Output[Model], metrics: Output[Metrics], resume_from: str = ""):
+    """Train the latent DDIM (GPU); checkpoints mirrored to object storage, keyed by the run."""
     from hybridmi.orchestrate.task import log_metrics, run_task, setup_task_logging
 
     setup_task_logging()
-    result = run_task("ddim", config, inputs={"latents": latents.path}, outputs={"ddim": ddim.path})
+    result = run_task("ddim", config, inputs={"latents": latents.path}, outputs={"ddim": ddim.path},
+                      resume_from=resume_from)
     log_metrics(metrics, result.metrics)
 
 

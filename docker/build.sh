@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
 # Build the project image offline and print its tag (the last line of stdout; logs go to stderr).
 #
-#   TAG="$(docker/build.sh)"        # as root on Debian bookworm (CI); also tags hybridmi:dev
+#   TAG="$(docker/build.sh)"                          # as root on Debian bookworm (CI)
+#   REF="$(docker/build.sh --push registry.example.com/ml/hybridmi | tail -n 1)"   # build, tag, push
+#   docker/build.sh --print-tag                       # the tag only: no Docker needed, nothing built
+#
+# The tag is hybridmi:<version>-<source digest> (components/image.py: a digest of exactly what the
+# build context holds), the default `image` parameter of the compiled pipelines. It never moves:
+# another tree gives another tag. hybridmi:dev is also set, as a local alias for people; nothing
+# in the pipelines names it. --push tags the image REGISTRY/NAME:<same tag part>, pushes it and
+# prints that reference (pass it to `hybridmi submit --image`).
 #
 # 1. makes sure a Docker engine answers (scripts/docker-engine.sh),
 # 2. builds the local base image with docker/base-image.sh when missing (cached),
@@ -17,6 +25,20 @@
 #      kept fixed so the dependency layer stays cached), HOST_PYTHON (default .venv/bin/python
 #      when present, else python3; must be CPython 3.11 on linux x86_64 like the image).
 set -euo pipefail
+
+PUSH_TO=""
+PRINT_TAG=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --push) [ $# -ge 2 ] && [ -n "$2" ] || { echo "build: --push needs REGISTRY/NAME" >&2; exit 2; }; PUSH_TO="$2"; shift 2 ;;
+        --print-tag) PRINT_TAG=1; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+        *) echo "build: unknown argument $1 (use --push REGISTRY/NAME, --print-tag)" >&2; exit 2 ;;
+    esac
+done
+case "${PUSH_TO##*/}" in  # the last path part: a registry's :port may come before it
+    *:*|*@*) echo "build: --push takes REGISTRY/NAME without a tag (the tag is the image's own)" >&2; exit 2 ;;
+esac
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BASE_IMAGE="${BASE_IMAGE:-hybridmi-base:bookworm}"
@@ -117,7 +139,13 @@ stop_server() {
     if [ -n "${SERVER_PID:-}" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
 }
 
-# The git short sha of the checkout, with -dirty when the files baked into the image differ from it.
+# The tag of this tree's image (components/image.py run as a script: stdlib only).
+image_tag() {
+    "$HOST_PYTHON" "$REPO/components/image.py"
+}
+
+# The git short sha of the checkout, with -dirty when the files baked into the image differ from it
+# (an OCI label for people; the tag itself comes from the content, image_tag).
 image_revision() {
     local revision
     revision="$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo nogit)"
@@ -135,8 +163,19 @@ remove_if_untagged() {
     fi
 }
 
+# Tag the built image REGISTRY/NAME:<tag part>, push it, print that reference.
+push() {
+    local tag="$1" remote
+    remote="$PUSH_TO:${tag#*:}"
+    docker tag "$tag" "$remote"
+    log "docker push $remote"
+    docker push "$remote" >&2
+    echo "$remote"
+}
+
 main() {
     local total=$SECONDS start version revision tag port weights_arg previous
+    if [ "$PRINT_TAG" = 1 ]; then image_tag; return; fi
     check_host_python
     "$REPO/scripts/docker-engine.sh"
     if [ "$BASE_IMAGE" = hybridmi-base:bookworm ]; then
@@ -158,7 +197,7 @@ main() {
 
     version="$(project_field version)"
     revision="$(image_revision)"
-    tag="hybridmi:$version-$revision"
+    tag="$(image_tag)"
     previous="$(docker image inspect --format '{{.Id}}' hybridmi:dev 2>/dev/null || true)"
     start=$SECONDS
     log "docker build $tag (base $BASE_IMAGE, FID weights: $weights_arg)"
@@ -174,6 +213,7 @@ main() {
     remove_if_untagged "$previous"
     log "image $tag: $(docker image inspect --format '{{.Size}}' "$tag") bytes; build $(elapsed "$start"), total $(elapsed "$total")"
     echo "$tag"
+    if [ -n "$PUSH_TO" ]; then push "$tag"; fi
 }
 
 main "$@"

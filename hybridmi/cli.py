@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,8 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """prepare → train → probe → reconstruction in this process, each as a pipeline task runs it (metrics
     pushed, checkpoints mirrored, data set published when the environment configures them); artifacts under --out."""
+    from hybridmi.cluster import RUN_ID_VAR
+    from hybridmi.orchestrate.identity import new_run_id
     from hybridmi.orchestrate.task import run_task
 
     cfg = load_config(args.config, args.overrides)
@@ -57,7 +60,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             ("train", {"dataset": dirs["dataset"]}, {"model": dirs["model"]}),
             ("probe", evaluated, {"metrics": dirs["probe"]}),
             ("reconstruction", evaluated, {"metrics": dirs["reconstruction"]}))
-    summary = {stage: run_task(stage, cfg, inputs=inputs, outputs=outputs).metrics for stage, inputs, outputs in plan}
+    env = {**os.environ, RUN_ID_VAR: os.environ.get(RUN_ID_VAR) or new_run_id("train")}  # one run: its four stages
+    summary = {stage: run_task(stage, cfg, inputs=inputs, outputs=outputs, env=env).metrics
+               for stage, inputs, outputs in plan}
     sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0
 
@@ -128,11 +133,26 @@ def _parameters(args: argparse.Namespace) -> dict[str, object]:
     params: dict[str, object] = dict(_pairs(args.params, "--param"))
     if getattr(args, "alphas", None):
         params["alphas"] = [float(a) for a in args.alphas.split(",")]
-    for flag, name in (("accelerator_type", "gpu_type"), ("accelerator_count", "gpu_count")):
+    for flag, name in (("accelerator_type", "gpu_type"), ("accelerator_count", "gpu_count"), ("image", "image"),
+                       ("image_pull_secret", "image_pull_secret"), ("resume_from", "resume_from")):
         value = getattr(args, flag, None)
         if value is not None:
             params[name] = value
     return params
+
+
+def _limits(args: argparse.Namespace):
+    """Compile-time limits from --task-timeout [STAGE=]SECONDS and --parallelism."""
+    from pipelines.settings import Limits
+
+    timeouts = {}
+    for item in args.task_timeouts:
+        stage, sep, seconds = item.rpartition("=")
+        if not seconds.isdigit():
+            raise ValueError(f"--task-timeout {item!r} is not SECONDS or STAGE=SECONDS")
+        timeouts[stage if sep else "all"] = int(seconds)
+    limits = Limits().with_timeouts(timeouts)
+    return Limits(limits.timeouts_s, args.parallelism) if args.parallelism is not None else limits
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -144,7 +164,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         parameters=_parameters(args), pipeline=args.pipeline, only=args.only,
         inputs=_pairs(args.inputs, "--from") or None, enable_caching=args.caching,
     )
-    summary = {"runner": run.runner, "run_dir": str(run.run_dir), "seconds": round(run.seconds, 1),
+    summary = {"runner": run.runner, "run_id": run.run_id, "run_dir": str(run.run_dir), "seconds": round(run.wall_s, 1),
                "outputs": {task: {k: str(v) for k, v in outs.items()} for task, outs in run.outputs.items()}}
     sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0
@@ -159,20 +179,23 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    """Compile and submit to a Kubeflow Pipelines cluster; with --wait, exit 1 unless the run succeeded."""
-    from hybridmi.orchestrate import submit
+    """Compile and submit to a Kubeflow Pipelines cluster; with --wait, the exit code says the final state."""
+    from hybridmi.orchestrate.connection import WAIT_TIMED_OUT, Auth
+    from hybridmi.orchestrate.remote import submit
 
-    result = submit(
-        args.host, args.config, args.overrides, pipeline=args.pipeline, experiment=args.experiment,
-        run_name=args.run_name, parameters=_parameters(args), enable_caching=not args.no_cache, only=args.only,
-        inputs=_pairs(args.inputs, "--from") or None, wait=args.wait, timeout_s=args.timeout,
-        namespace=args.namespace,
-    )
-    print(f"run {result.run_id}: {result.url}")
-    if args.wait:
-        print(f"state: {result.state}")
-        return 0 if str(result.state).upper().endswith("SUCCEEDED") else 1
-    return 0
+    try:
+        result = submit(
+            args.host, args.config, args.overrides, pipeline=args.pipeline, experiment=args.experiment,
+            run_name=args.run_name, parameters=_parameters(args), enable_caching=args.caching, only=args.only,
+            inputs=_pairs(args.inputs, "--from") or None, wait=args.wait, timeout_s=args.timeout, poll_s=args.poll,
+            namespace=args.namespace, auth=Auth.from_env(token=args.token, token_file=args.token_file, cookie=args.cookie),
+            ui_url=args.ui_url, limits=_limits(args),
+        )
+    except TimeoutError as exc:
+        print(f"hybridmi: {exc}", file=sys.stderr)
+        return WAIT_TIMED_OUT
+    print(result.summary())
+    return result.exit_code
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -204,24 +227,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--root", default="hybridmi-runs", help="local pipeline root (artifacts of every run)")
     p.add_argument("--store", help="object storage for data sets and checkpoints (s3://bucket/prefix; creds from env)")
     p.add_argument("--caching", action="store_true", help="let kfp.local reuse cached task results")
+    p.add_argument("--image", help="image of the docker runner's containers (default: the tag docker/build.sh gives this checkout)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
     p.add_argument("--out", default="pipelines/compiled", type=Path)
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("submit", help="compile and submit to a Kubeflow Pipelines cluster")
+    p = sub.add_parser("submit", help="compile and submit to a Kubeflow Pipelines cluster",
+                       epilog="exit codes with --wait: 0 SUCCEEDED, 3 FAILED, 4 CANCELED, 5 SKIPPED, 6 ERROR, "
+                              "7 still running at --timeout; 1 submission failed, 2 config error")
     _add_config_args(p)
     _add_pipeline_args(p)
-    p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://localhost:8888")
+    p.add_argument("--host", required=True,
+                   help="KFP address: http://localhost:8080 (port-forward of svc/ml-pipeline-ui), https://<kubeflow>/pipeline")
+    p.add_argument("--namespace", help="profile namespace of a multi-user Kubeflow (its storage Secret must exist there)")
+    p.add_argument("--token", help="bearer token (prefer --token-file: a token on the command line is visible to ps)")
+    p.add_argument("--token-file", help="file holding a bearer token, re-read on each request (default: $KF_PIPELINES_SA_TOKEN_PATH)")
+    p.add_argument("--cookie", help="session cookie of Dex / oauth2-proxy, e.g. 'authservice_session=...'")
+    p.add_argument("--ui-url", help="KFP UI address for the printed link (default: $KF_PIPELINES_UI_ENDPOINT, else --host)")
     p.add_argument("--experiment", default="hybridmi")
     p.add_argument("--run-name")
-    p.add_argument("--namespace")
-    p.add_argument("--no-cache", action="store_true", help="disable KFP caching for this run")
+    caching = p.add_mutually_exclusive_group()
+    caching.add_argument("--cache", dest="caching", action="store_const", const=True,
+                         help="reuse cached task results everywhere (reruns included)")
+    caching.add_argument("--no-cache", dest="caching", action="store_const", const=False, help="run every task")
+    p.add_argument("--image", help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push prints it)")
+    p.add_argument("--image-pull-secret", help="docker-registry Secret in the run's namespace for a private registry")
     p.add_argument("--accelerator-type", help="GPU resource of the GPU stages; '' removes the GPU request")
     p.add_argument("--accelerator-count", help="GPUs per GPU stage; '' removes the GPU request")
-    p.add_argument("--wait", action="store_true", help="wait for the final state (exit 1 unless it succeeded)")
+    p.add_argument("--task-timeout", dest="task_timeouts", action="append", default=[], metavar="[STAGE=]SECONDS",
+                   help="pod timeout of every stage, or of one (train, ddim, ..., control); repeatable")
+    p.add_argument("--parallelism", type=int, help="alpha_sweep: α values trained at once (default 2)")
+    p.add_argument("--wait", action="store_true", help="wait for a final state; the exit code names it (see below)")
     p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait with --wait")
+    p.add_argument("--poll", type=float, default=10.0, help="seconds between state checks with --wait")
     p.set_defaults(func=cmd_submit)
     return parser
 
@@ -233,7 +273,9 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
     p.add_argument("--only", choices=STAGE_NAMES, help="rerun this one stage against existing artifacts")
     p.add_argument("--from", dest="inputs", action="append", default=[], metavar="NAME=URI",
-                   help="with --only: an input artifact of that stage (repeatable)")
+                   help="with --only: an input artifact of that stage (repeatable); on a cluster the URI the KFP UI "
+                        "shows (minio://, s3://, gs://)")
+    p.add_argument("--resume-from", metavar="RUN", help="continue the trainers from the checkpoints of run RUN (its run id)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,17 +1,18 @@
-"""Cluster facts shared by the pipeline, the Kubernetes manifests and their tests (one home each).
+"""Cluster facts shared by the pipelines, the runners, the Kubernetes manifests and their tests (one home each).
 
-GPU stages run on nodes labelled ``GPU_NODE_SELECTOR`` that carry the taint ``GPU_TOLERATION``
-tolerates (``nvidia.com/gpu:NoSchedule``, what GPU node pools such as GKE's and EKS's set). The
-kind cluster in ``k8s/kind/cluster.yaml`` labels and taints one worker the same way, so the same
-compiled pipeline schedules there with empty accelerator parameters.
+Scheduling defaults fit a stock GPU cluster: GPU stages request ``nvidia.com/gpu`` (the NVIDIA
+device plugin's resource, which alone steers them to GPU nodes) and tolerate the
+``nvidia.com/gpu:NoSchedule`` taint GPU node pools usually carry; no node selector. A cluster that
+labels its GPU nodes passes the label as the ``gpu_node_selector`` parameter, as the kind cluster
+(``k8s/kind/cluster.yaml``, ``GPU_NODE_LABELS``) and scripts/kind-e2e.sh do.
 """
 from __future__ import annotations
 
-# kfp.kubernetes.add_toleration(task, **GPU_TOLERATION)
+# Default of the gpu_tolerations parameter (kfp.kubernetes.add_toleration_json).
 GPU_TOLERATION: dict[str, str] = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
-# kfp.kubernetes.add_node_selector(task, label_key=..., label_value=...) for each item
-GPU_NODE_SELECTOR: dict[str, str] = {"hybridmi.io/accelerator": "nvidia-gpu"}
+# The label of kind's "GPU" worker; kind-e2e passes it as gpu_node_selector (not a default anywhere).
+GPU_NODE_LABELS: dict[str, str] = {"hybridmi.io/accelerator": "nvidia-gpu"}
 
 # The Secret every stage pod reads object storage from (kfp.kubernetes.use_secret_as_env, optional):
 # its keys and the environment variables they become (the names hybridmi.store and the task read).
@@ -25,5 +26,16 @@ STORE_SECRET_KEYS: dict[str, str] = {
     "secretkey": "AWS_SECRET_ACCESS_KEY",
 }
 
-# Kubeflow Pipelines backend release installed by k8s/kfp; the same as the kfp SDK pinned in pyproject.
-KFP_VERSION = "2.17.3"
+# Run identity. The KFP API server labels every pod of a run with its run id (backend
+# src/apiserver/template/v2_template.go: SetPodMetadataLabels(pipeline/runid, RunID)); stage pods
+# get it as RUN_ID_VAR through the downward API. Local runners set RUN_ID_VAR themselves.
+RUN_ID_LABEL = "pipeline/runid"
+RUN_ID_VAR = "HYBRIDMI_RUN_ID"
+RESUME_FROM_VAR = "HYBRIDMI_RESUME_FROM"  # the in-process runner's way to pass --resume-from
+RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # KFP run UUIDs and hybridmi's local run ids
+
+# Kubeflow Pipelines backend release that k8s/kfp installs: a tag that exists upstream
+# (github.com/kubeflow/pipelines, tags up to 2.17.0; SDK patch releases such as 2.17.3 get no
+# backend tag). The kfp SDK pinned in pyproject (2.17.*) compiles the IR this backend runs;
+# tests/k8s keeps the minor versions in step.
+KFP_BACKEND_VERSION = "2.17.0"

@@ -167,7 +167,7 @@ class MonitoringConfig(_Section):
     delete_on_finish: bool = Field(False, description="delete the {run_id, stage} group from the gateway when the stage ends")
     metrics_port: int = Field(0, ge=0, le=65535, description="serve /metrics on this port while a stage runs; 0 disables")
     metrics_addr: str = Field("0.0.0.0", description="address the /metrics server binds (0.0.0.0 in pods; 127.0.0.1 for local runs)")
-    run_id: str = Field("", description="run identifier used as a metric label; empty: derived from name and config hash")
+    run_id: str = Field("", description="run identifier used as a metric label; empty: the task's run id (KFP run or local run) and config hash")
 
 
 class Config(BaseModel):

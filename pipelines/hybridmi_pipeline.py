@@ -1,51 +1,45 @@
 """The hybridmi pipeline: prepare → train → {probe, reconstruction, latents → ddim → {sample, fid, figures}} → report.
 
-Only wiring lives here. Parameters are documented once, in hybridmi/orchestrate/parameters.py
-(a test checks this signature against that table); task settings come from pipelines/settings.py.
+Only wiring lives here. The signature is generated from the parameter tables (pipelines/parameters.py);
+task settings come from pipelines/settings.py. ``build_hybridmi_pipeline(limits)`` compiles other
+timeouts; ``hybridmi_pipeline`` is the one with the default limits (pipelines/compiled/hybridmi.yaml).
 """
-from kfp import dsl
+from __future__ import annotations
+
+from typing import Any
 
 from components import configure, ddim, fid, figures, latents, prepare, probe, reconstruction, report, sample, train
-from hybridmi.cluster import STORE_SECRET_NAME
-from pipelines.settings import Cluster, stage_task
+from pipelines.parameters import PIPELINE_PARAMETERS, config_values, define_pipeline
+from pipelines.settings import Limits, TaskSettings, control_task, stage_task
 
 PIPELINE_NAME = "hybridmi"
+DESCRIPTION = "Hybrid MI representation learning: autoencoder + MoCo-v2, latent DDIM, probe/MSE/FID, report."
 
 
-@dsl.pipeline(name=PIPELINE_NAME, description="Hybrid MI representation learning: autoencoder + MoCo-v2, latent DDIM, probe/MSE/FID, report.")
-def hybridmi_pipeline(
-    config: str = "",
-    hybrid_alpha: str = "",
-    hybrid_epochs: str = "",
-    hybrid_seed: str = "",
-    ddim_epochs: str = "",
-    ddim_sample_steps: str = "",
-    ddim_eta: str = "",
-    fid_num_samples: str = "",
-    gpu_type: str = "nvidia.com/gpu",
-    gpu_count: str = "1",
-    task_cpu_request: str = "1",
-    task_memory_request: str = "4Gi",
-    store_secret: str = STORE_SECRET_NAME,
-):
-    cluster = Cluster(gpu_type=gpu_type, gpu_count=gpu_count, cpu_request=task_cpu_request,
-                      memory_request=task_memory_request, store_secret=store_secret)
-    resolved = configure(config=config, hybrid_alpha=hybrid_alpha, hybrid_epochs=hybrid_epochs, hybrid_seed=hybrid_seed,
-                         ddim_epochs=ddim_epochs, ddim_sample_steps=ddim_sample_steps, ddim_eta=ddim_eta,
-                         fid_num_samples=fid_num_samples)
-    cfg = resolved.output
-    data = stage_task(prepare(config=cfg), cluster)
+def wire(p: dict[str, Any], limits: Limits) -> None:
+    settings = TaskSettings(p, limits)
+    cfg = control_task(configure(config=p["config"], **config_values(p)), settings).output
+    data = stage_task(prepare(config=cfg), settings)
     dataset = data.outputs["dataset"]
-    trained = stage_task(train(config=cfg, dataset=dataset), cluster, gpu=True)
+    trained = stage_task(train(config=cfg, dataset=dataset, resume_from=p["resume_from"]), settings)
     model = trained.outputs["model"]
-    probed = stage_task(probe(config=cfg, dataset=dataset, model=model), cluster)
-    recon = stage_task(reconstruction(config=cfg, dataset=dataset, model=model), cluster)
-    encoded = stage_task(latents(config=cfg, dataset=dataset, model=model), cluster, gpu=True)
+    probed = stage_task(probe(config=cfg, dataset=dataset, model=model), settings)
+    recon = stage_task(reconstruction(config=cfg, dataset=dataset, model=model), settings)
+    encoded = stage_task(latents(config=cfg, dataset=dataset, model=model), settings)
     z = encoded.outputs["latents"]
-    diffusion = stage_task(ddim(config=cfg, latents=z), cluster, gpu=True)
+    diffusion = stage_task(ddim(config=cfg, latents=z, resume_from=p["resume_from"]), settings)
     sampler = diffusion.outputs["ddim"]
-    stage_task(sample(config=cfg, ddim=sampler, latents=z, model=model), cluster)
-    scored = stage_task(fid(config=cfg, ddim=sampler, latents=z, model=model, dataset=dataset), cluster, gpu=True)
-    stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), cluster)
+    stage_task(sample(config=cfg, ddim=sampler, latents=z, model=model), settings)
+    scored = stage_task(fid(config=cfg, ddim=sampler, latents=z, model=model, dataset=dataset), settings)
+    stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), settings)
     stage_task(report(config=cfg, probe=probed.outputs["metrics"], reconstruction=recon.outputs["metrics"],
-                      fid=scored.outputs["metrics"]), cluster)
+                      fid=scored.outputs["metrics"]), settings)
+
+
+def build_hybridmi_pipeline(limits: Limits = Limits()):
+    """The pipeline compiled with ``limits`` (timeouts)."""
+    return define_pipeline(lambda p: wire(p, limits), name=PIPELINE_NAME, description=DESCRIPTION,
+                           parameters=PIPELINE_PARAMETERS)
+
+
+hybridmi_pipeline = build_hybridmi_pipeline()

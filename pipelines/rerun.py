@@ -1,22 +1,29 @@
 """Rerun one stage against existing artifacts: a one-step pipeline whose inputs are ``dsl.importer`` tasks.
 
-``rerun_pipeline("probe")`` has parameters ``config`` (resolved config text), ``<input>_uri`` for each
-of the stage's inputs (``dataset_uri``, ``model_uri``; any URI the runner can read: a local path
-under kfp.local, ``minio://`` / ``s3://`` on a cluster) and the task parameters.
+``rerun_pipeline("probe")`` has the task parameters plus ``<input>_uri`` for each of the stage's
+inputs (``dataset_uri``, ``model_uri``): on a cluster the URIs KFP shows for an artifact —
+``minio://mlpipeline/v2/artifacts/...`` for its own object store, ``s3://`` (AWS, or endpoints set
+in the namespace's ``kfp-launcher`` ConfigMap), ``gs://`` — checked by ``check_artifact_uri``;
+under kfp.local a local path. Caching is off: a rerun exists to run the stage again.
 """
 from __future__ import annotations
 
 import inspect
+import re
 import typing
+from urllib.parse import urlsplit
 
 from kfp import dsl
 from kfp.dsl.types.type_annotations import InputAnnotation
 
 from components import STAGE_COMPONENTS
-from hybridmi.orchestrate.parameters import TASK_PARAMETERS
-from pipelines.settings import Cluster, stage_task
+from hybridmi.parameters import Parameter
+from pipelines.parameters import TASK_PARAMETERS, define_pipeline
+from pipelines.settings import Limits, TaskSettings, stage_task
 
-GPU_STAGES = frozenset({"train", "latents", "ddim", "fid"})
+# The schemes the KFP launcher opens (backend src/v2/objectstore): its own store is minio://.
+RERUN_SCHEMES = ("minio", "s3", "gs")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
 def input_artifact_types(stage: str) -> dict[str, type]:
@@ -32,26 +39,36 @@ def input_artifact_types(stage: str) -> dict[str, type]:
     return types
 
 
-def rerun_pipeline(stage: str):
-    """A compiled-ready pipeline function that imports the stage's inputs by URI and runs the stage once."""
+def check_artifact_uri(name: str, uri: str) -> str:
+    """``uri`` when the KFP launcher can import it (scheme minio|s3|gs, a bucket name, a key); ValueError naming what is wrong."""
+    parts = urlsplit(uri)
+    where = f"--from {name}={uri}"
+    if parts.scheme not in RERUN_SCHEMES:
+        raise ValueError(f"{where}: scheme {parts.scheme or '(none)'!r} is not one of {', '.join(f'{s}://' for s in RERUN_SCHEMES)} "
+                         "(copy the URI the KFP UI shows for the artifact, e.g. minio://mlpipeline/v2/artifacts/...)")
+    if not _BUCKET.fullmatch(parts.netloc):
+        raise ValueError(f"{where}: {parts.netloc!r} is not a bucket name (3-63 lower-case letters, digits, '.', '-', '_')")
+    if not parts.path.strip("/") or parts.query or parts.fragment or any(c.isspace() for c in uri):
+        raise ValueError(f"{where}: no object key after the bucket (use {parts.scheme}://{parts.netloc}/path/to/artifact)")
+    return uri
+
+
+def rerun_pipeline(stage: str, limits: Limits = Limits()):
+    """A compile-ready pipeline that imports the stage's inputs by URI and runs the stage once, caching off."""
     artifact_types = input_artifact_types(stage)
     component = STAGE_COMPONENTS[stage]
+    uris = [Parameter(f"{name}_uri", "", f"URI of the {name} artifact to import") for name in artifact_types]
 
-    def body(*args):
-        kwargs = dict(zip((p.name for p in params), args))  # kfp calls a pipeline function positionally
-        cluster = Cluster(gpu_type=kwargs["gpu_type"], gpu_count=kwargs["gpu_count"], cpu_request=kwargs["task_cpu_request"],
-                          memory_request=kwargs["task_memory_request"], store_secret=kwargs["store_secret"])
-        imported = {
-            name: dsl.importer(artifact_uri=kwargs[f"{name}_uri"], artifact_class=cls, reimport=False).output
-            for name, cls in artifact_types.items()
-        }
-        stage_task(component(config=kwargs["config"], **imported), cluster, gpu=stage in GPU_STAGES)
+    def wire(p: dict) -> None:
+        settings = TaskSettings(p, limits)
+        imported = {}
+        for name, cls in artifact_types.items():
+            importer = dsl.importer(artifact_uri=p[f"{name}_uri"], artifact_class=cls, reimport=False)
+            importer.set_display_name(f"import {name}").set_caching_options(False)
+            imported[name] = importer.output
+        extra = {"resume_from": p["resume_from"]} if "resume_from" in inspect.signature(component.python_func).parameters else {}
+        task = stage_task(component(config=p["config"], **imported, **extra), settings)
+        task.set_display_name(f"rerun {stage}").set_caching_options(False)
 
-    params = [inspect.Parameter("config", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str)]
-    params += [inspect.Parameter(f"{name}_uri", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str) for name in artifact_types]
-    params += [inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str, default=p.default)
-               for p in TASK_PARAMETERS if p.name != "config"]
-    body.__signature__ = inspect.Signature(params)
-    body.__annotations__ = {p.name: str for p in params}
-    body.__name__ = body.__qualname__ = f"rerun_{stage}"
-    return dsl.pipeline(name=f"hybridmi-rerun-{stage}", description=f"Rerun stage {stage} on imported artifacts.")(body)
+    return define_pipeline(wire, name=f"hybridmi-rerun-{stage}", description=f"Rerun stage {stage} on imported artifacts.",
+                           parameters=(*TASK_PARAMETERS, *uris), required=[u.name for u in uris])

@@ -1,47 +1,103 @@
-"""Task settings, one helper each: GPU request, pod resources, memory-backed /dev/shm, the storage secret.
+"""Task settings, one helper each: image, resources, storage secret, run id, GPU scheduling, /dev/shm, timeout.
 
-Every value that differs between clusters comes in as a pipeline parameter (see
-hybridmi/orchestrate/parameters.py); kfp.local ignores all of these with a warning, so the same
-compiled pipeline runs on a laptop, on a GPU-less kind cluster (empty ``gpu_count``) and on GPU nodes.
+Values that differ between clusters are run parameters (pipelines/parameters.py), reaching the
+tasks as pipeline channels in ``TaskSettings``. Values the KFP IR holds as plain numbers (pod
+timeout ``activeDeadlineSeconds``, the sweep's ``parallelismLimit``) are compile-time ``Limits``.
+kfp.local ignores the Kubernetes settings (the local runners set the image and run id themselves),
+so the same pipeline runs on a laptop, on a GPU-less kind cluster (empty ``gpu_count``) and on GPU nodes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
 
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from hybridmi.cluster import GPU_NODE_SELECTOR, GPU_TOLERATION, STORE_SECRET_KEYS
+from hybridmi.cluster import RUN_ID_LABEL, RUN_ID_VAR, STORE_SECRET_KEYS
+from hybridmi.stages import STAGE_NAMES
 
 SHM_SIZE = "2Gi"  # PyTorch worker processes and NCCL exchange tensors through /dev/shm
-GPU_RETRIES = 2  # a preempted GPU pod is retried; it resumes from the checkpoint in object storage
-
+GPU_STAGES = frozenset({"train", "latents", "ddim", "fid"})
+# Argo retries a GPU task whose main container failed (crash, OOM kill, timeout). A pod deleted by
+# node loss or spot preemption is an Argo *error*, which KFP's retryStrategy (no retryPolicy) does
+# not retry: resubmit with --resume-from RUN, which continues from the mirrored checkpoint.
+GPU_RETRIES = 2
+CONTROL = "control"  # the timeout key of configure / tradeoff
+HOUR = 3600
+DEFAULT_TIMEOUTS_S: dict[str, int] = {**{stage: 6 * HOUR for stage in STAGE_NAMES}, "train": 24 * HOUR, "ddim": 24 * HOUR,
+                                      CONTROL: HOUR}
+SWEEP_PARALLELISM = 2  # α values trained at once (each holds gpu_count GPUs)
 
 
 @dataclass(frozen=True)
-class Cluster:
-    """The pipeline's task parameters (pipeline channels) that every stage task is configured with."""
+class Limits:
+    """Compile-time task limits: pod timeout per stage (seconds; ``control`` for configure/tradeoff), sweep parallelism."""
 
-    gpu_type: object
-    gpu_count: object
-    cpu_request: object
-    memory_request: object
-    store_secret: object
+    timeouts_s: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
+    sweep_parallelism: int = SWEEP_PARALLELISM
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.timeouts_s) - set(DEFAULT_TIMEOUTS_S))
+        if unknown:
+            raise ValueError(f"timeout for unknown stage(s) {', '.join(unknown)}; stages: {', '.join(DEFAULT_TIMEOUTS_S)}")
+        for stage, seconds in self.timeouts_s.items():
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
+                raise ValueError(f"timeout of {stage} must be a positive number of seconds, got {seconds!r}")
+        if isinstance(self.sweep_parallelism, bool) or not isinstance(self.sweep_parallelism, int) or self.sweep_parallelism < 1:
+            raise ValueError(f"sweep parallelism must be a positive integer, got {self.sweep_parallelism!r}")
+
+    def timeout_s(self, stage: str) -> int:
+        return self.timeouts_s.get(stage, DEFAULT_TIMEOUTS_S[stage])
+
+    def with_timeouts(self, seconds: Mapping[str, int]) -> "Limits":
+        """These limits with some timeouts replaced (key ``all``: every stage and control)."""
+        every = {name: seconds["all"] for name in DEFAULT_TIMEOUTS_S} if "all" in seconds else {}
+        return replace(self, timeouts_s={**self.timeouts_s, **every, **{k: v for k, v in seconds.items() if k != "all"}})
 
 
-def request_gpu(task: PipelineTask, cluster: Cluster) -> PipelineTask:
-    """nvidia.com/gpu (or whatever ``gpu_type`` names) x ``gpu_count``, on tainted, labelled GPU nodes."""
-    task.set_accelerator_type(cluster.gpu_type).set_accelerator_limit(cluster.gpu_count)
-    kubernetes.add_toleration(task, **GPU_TOLERATION)
-    for key, value in GPU_NODE_SELECTOR.items():
-        kubernetes.add_node_selector(task, label_key=key, label_value=value)
-    task.set_retry(num_retries=GPU_RETRIES, backoff_duration="30s", backoff_factor=2.0)
-    return task
+@dataclass(frozen=True)
+class TaskSettings:
+    """The run parameters (pipeline channels) every task is configured with, plus the compile-time limits."""
+
+    channels: Mapping[str, Any]
+    limits: Limits
+
+    def __getitem__(self, name: str) -> Any:
+        return self.channels[name]
 
 
-def request_resources(task: PipelineTask, cluster: Cluster) -> PipelineTask:
-    """CPU and memory requests of the stage pod."""
-    return task.set_cpu_request(cluster.cpu_request).set_memory_request(cluster.memory_request)
+def run_on_image(task: PipelineTask, settings: TaskSettings, *, timeout_key: str) -> PipelineTask:
+    """The ``image`` parameter as the task's image (pulled with ``image_pull_secret``), bounded by its timeout."""
+    task.set_container_image(settings["image"])
+    # "" adds an entry without a name, which the kubelet skips (kubelet_pods.go getPullSecretsForPod)
+    kubernetes.set_image_pull_secrets(task, [settings["image_pull_secret"]])
+    return kubernetes.set_timeout(task, settings.limits.timeout_s(timeout_key))
+
+
+def request_resources(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
+    """CPU and memory requests and limits of the stage pod."""
+    task.set_cpu_request(settings["task_cpu_request"]).set_cpu_limit(settings["task_cpu_limit"])
+    return task.set_memory_request(settings["task_memory_request"]).set_memory_limit(settings["task_memory_limit"])
+
+
+def use_store_secret(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
+    """The object-storage address and credentials as env vars from a Secret (optional: absent = no store)."""
+    return kubernetes.use_secret_as_env(task, secret_name=settings["store_secret"], secret_key_to_env=STORE_SECRET_KEYS,
+                                        optional=True)
+
+
+def expose_run_id(task: PipelineTask) -> PipelineTask:
+    """The KFP run id (the pod label the API server sets) as HYBRIDMI_RUN_ID: checkpoints and metrics are keyed by it."""
+    return kubernetes.use_field_path_as_env(task, env_name=RUN_ID_VAR, field_path=f"metadata.labels['{RUN_ID_LABEL}']")
+
+
+def request_gpu(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
+    """``gpu_type`` x ``gpu_count``, the node selector and tolerations parameters (empty: none), retries."""
+    task.set_accelerator_type(settings["gpu_type"]).set_accelerator_limit(settings["gpu_count"])
+    kubernetes.add_node_selector_json(task, settings["gpu_node_selector"])
+    kubernetes.add_toleration_json(task, settings["gpu_tolerations"])
+    return task.set_retry(num_retries=GPU_RETRIES, backoff_duration="30s", backoff_factor=2.0)
 
 
 def mount_shm(task: PipelineTask) -> PipelineTask:
@@ -49,17 +105,21 @@ def mount_shm(task: PipelineTask) -> PipelineTask:
     return kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE)
 
 
-def use_store_secret(task: PipelineTask, cluster: Cluster) -> PipelineTask:
-    """The object-storage address and credentials as env vars from a Secret (optional: absent = no store)."""
-    return kubernetes.use_secret_as_env(task, secret_name=cluster.store_secret, secret_key_to_env=STORE_SECRET_KEYS,
-                                        optional=True)
+def control_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
+    """Settings of the small tasks that steer a run (configure, tradeoff): image and timeout."""
+    return run_on_image(task, settings, timeout_key=CONTROL)
 
 
-def stage_task(task: PipelineTask, cluster: Cluster, *, gpu: bool = False) -> PipelineTask:
-    """Apply the settings every stage task gets (plus the GPU ones for GPU stages)."""
-    request_resources(task, cluster)
-    use_store_secret(task, cluster)
-    if gpu:
-        request_gpu(task, cluster)
+def stage_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
+    """Every setting a stage task gets, plus the GPU ones for GPU stages; the stage is the component's name."""
+    stage = task.component_spec.name
+    if stage not in STAGE_NAMES:
+        raise ValueError(f"stage_task got component {stage!r}, not a stage ({', '.join(STAGE_NAMES)})")
+    run_on_image(task, settings, timeout_key=stage)
+    request_resources(task, settings)
+    use_store_secret(task, settings)
+    expose_run_id(task)
+    if stage in GPU_STAGES:
+        request_gpu(task, settings)
         mount_shm(task)
     return task

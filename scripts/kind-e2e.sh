@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # End-to-end on a local kind cluster: KFP (pinned) + hybridmi's storage Secret and monitoring stack,
 # the project image loaded into the nodes, the smoke pipeline submitted with empty accelerator
-# parameters, then success, the artifacts in object storage and the metrics in Prometheus asserted.
+# parameters, the image as a run parameter and the "GPU" worker's label as the node selector, then
+# success, the artifacts in object storage and the metrics in Prometheus asserted.
 #
 #   scripts/kind-e2e.sh            # needs docker, kind, kubectl, curl, the project venv, and internet
 #   scripts/kind-e2e.sh --dry-run  # print every step, run nothing
 #   scripts/kind-e2e.sh --keep     # leave the cluster up afterwards (kind delete cluster --name hybridmi)
 #
 # Env: KIND_CLUSTER (hybridmi), PYTHON (.venv/bin/python if present, else python3), HYBRIDMI (the
-# CLI beside PYTHON), IMAGE (skip the build: an already-built image, tagged as components/image.py names it), RUN_TIMEOUT_S (3600),
+# CLI beside PYTHON), IMAGE (skip the build: an already-built image; loaded as PIPELINE_IMAGE), PIPELINE_IMAGE
+# (default: the tag docker/build.sh gives this checkout, components/image.py), RUN_TIMEOUT_S (3600),
 # READY_TIMEOUT_S (900), ARTIFACT_BUCKET (mlpipeline).
 # On failure the pods' state and logs are dumped (trap), so a CI log shows why.
 set -euo pipefail
@@ -35,9 +37,13 @@ RUN_TIMEOUT_S="${RUN_TIMEOUT_S:-3600}"
 READY_TIMEOUT_S="${READY_TIMEOUT_S:-900}"
 ARTIFACT_BUCKET="${ARTIFACT_BUCKET:-mlpipeline}"
 RUN_ID="kind-e2e-$(date +%s)"
-# The image every component names (components/image.py); docker/build.sh tags it.
-PIPELINE_IMAGE="${PIPELINE_IMAGE:-$(sed -n 's/^PROJECT_IMAGE = "\(.*\)"$/\1/p' components/image.py)}"
-KFP_HOST="http://localhost:8888"
+# The image the run's `image` parameter names: by default the tag docker/build.sh gives this tree.
+PIPELINE_IMAGE="${PIPELINE_IMAGE:-$("$(command -v "$PYTHON" || echo python3)" components/image.py)}"
+# The label of kind's "GPU" worker (k8s/kind/cluster.yaml; hybridmi/cluster.py GPU_NODE_LABELS), passed
+# as the node selector: no default selects it, the run must.
+GPU_NODE_SELECTOR='{"hybridmi.io/accelerator": "nvidia-gpu"}'
+# The KFP UI serves the API too: one port-forward, and the printed link opens the run.
+KFP_HOST="http://localhost:8080"
 PROMETHEUS_URL="http://localhost:9090"
 S3_LOCAL="localhost:9000"
 PUSHGATEWAY_IN_CLUSTER="http://pushgateway.monitoring.svc:9091"
@@ -49,6 +55,8 @@ SUBMIT_FLAGS=(
     --set "monitoring.run_id=$RUN_ID"
     --accelerator-type ""
     --accelerator-count ""
+    --image "$PIPELINE_IMAGE"
+    --param "gpu_node_selector=$GPU_NODE_SELECTOR"
     --experiment kind-e2e
     --run-name "$RUN_ID"
     --wait
@@ -166,21 +174,21 @@ step "4/9 wait for KFP and monitoring to be ready"
 run kubectl -n kubeflow wait --for=condition=available deployment --all --timeout="${READY_TIMEOUT_S}s"
 run kubectl -n monitoring wait --for=condition=available deployment --all --timeout=300s
 
-step "5/9 build the project image and load it into the kind nodes (non-latest tag)"
+step "5/9 build the project image and load it into the kind nodes (its immutable tag)"
 case "$PIPELINE_IMAGE" in
     ""|*:latest|*:) echo "kind-e2e: pipeline image '$PIPELINE_IMAGE' needs a non-latest tag (kind nodes would try to pull it)" >&2; exit 1 ;;
     *:*) ;;
     *) echo "kind-e2e: pipeline image $PIPELINE_IMAGE has no tag" >&2; exit 1 ;;
 esac
 if [ -z "${IMAGE:-}" ]; then
-    run env FID_WEIGHTS="${FID_WEIGHTS:-download}" docker/build.sh  # also tags $PIPELINE_IMAGE; the FID stage needs the weights
+    run env FID_WEIGHTS="${FID_WEIGHTS:-download}" docker/build.sh  # tags $PIPELINE_IMAGE; the FID stage needs the weights
 elif [ "$IMAGE" != "$PIPELINE_IMAGE" ]; then
     run docker tag "$IMAGE" "$PIPELINE_IMAGE"
 fi
 run kind load docker-image "$PIPELINE_IMAGE" --name "$CLUSTER"
 
 step "6/9 port-forward the KFP API, Prometheus and the object store"
-forward kubeflow ml-pipeline 8888:8888
+forward kubeflow ml-pipeline-ui 8080:80
 forward monitoring prometheus 9090:9090
 forward kubeflow seaweedfs 9000:9000
 retry 30 2 curl -fsS -o /dev/null "$KFP_HOST/apis/v2beta1/healthz"

@@ -80,11 +80,12 @@ class StageMetrics:
         self.metrics_addr = metrics_addr
 
     @classmethod
-    def from_config(cls, cfg: Config, *, stage: str, registry: CollectorRegistry | None = None) -> "StageMetrics":
-        """Build from a ``Config``: its ``monitoring`` section, run_id defaulting to ``<name>-<config hash>``."""
+    def from_config(cls, cfg: Config, *, stage: str, registry: CollectorRegistry | None = None,
+                    run_id: str | None = None) -> "StageMetrics":
+        """Build from a ``Config``: its ``monitoring`` section; run_id: ``monitoring.run_id``, else ``run_id``, else ``<name>-<config hash>``."""
         mon = cfg.monitoring
         return cls(
-            run_id=mon.run_id or f"{cfg.name}-{cfg.hash()}",
+            run_id=mon.run_id or run_id or f"{cfg.name}-{cfg.hash()}",
             stage=stage,
             registry=registry,
             pushgateway_url=mon.pushgateway_url,

@@ -5,7 +5,9 @@ component body calls) imports no kfp; the entry points below import kfp when cal
 
     compile_pipelines(out_dir) -> list[Path]
     run_local(cfg_path, overrides, *, runner="subprocess"|"docker"|"inprocess", pipeline_root, store_uri, ...) -> LocalRun
-    submit(host, cfg_path, overrides, *, pipeline, experiment, run_name, enable_caching, only, inputs, wait, ...) -> Submitted
+    submit(host, cfg_path, overrides, *, pipeline, experiment, run_name, enable_caching, only, inputs, wait, auth, ...) -> Submitted
+
+Runners import ``pipelines`` (the definitions and their parameters); ``pipelines`` never imports this package.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ _EXPORTS = {
     "StageFailed": "hybridmi.orchestrate.inprocess",
     "submit": "hybridmi.orchestrate.remote",
     "Submitted": "hybridmi.orchestrate.remote",
+    "Auth": "hybridmi.orchestrate.connection",
+    "SubmitError": "hybridmi.orchestrate.connection",
 }
 
 __all__ = sorted(_EXPORTS)

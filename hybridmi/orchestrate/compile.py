@@ -1,20 +1,55 @@
-"""Compile the pipelines to KFP IR YAML (what `hybridmi compile` writes and the golden test checks)."""
+"""Compile the pipelines to KFP IR YAML (what `hybridmi compile` writes, `submit` sends and the golden test checks).
+
+Also the local form of a package: kfp.local runs an executor's ``image`` string as it stands and
+does not resolve a parameterised one (``{{$.inputs.parameters['pipelinechannel--image']}}``), so
+``local_pipeline`` writes the image into every executor of the compiled package and loads that.
+"""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
 REGENERATE = "hybridmi compile --out pipelines/compiled  (or: python -m hybridmi.orchestrate.compile pipelines/compiled)"
+IMAGE_PLACEHOLDER = "{{$.inputs.parameters['pipelinechannel--image']}}"  # set_container_image(<the image parameter>)
+PIPELINES = ("hybridmi", "alpha_sweep")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    return [_sorted(v) for v in value] if isinstance(value, list) else value
+
+
+def stable_header(text: str) -> str:
+    """``text`` with the header comment's object defaults written with sorted keys.
+
+    kfp renders ``# name: list [Default: ...]`` from a protobuf Struct, whose key order changes from
+    one process to the next; the spec itself is written sorted. Comments only: KFP reads none of it.
+    """
+    defaults = next(yaml.safe_load_all(text))["root"].get("inputDefinitions", {}).get("parameters", {})
+    lines = text.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if not line.startswith("#"):
+            break
+        name = line[1:].strip().split(":", 1)[0]
+        value = defaults.get(name, {}).get("defaultValue")
+        if isinstance(value, (dict, list)) and "[Default: " in line:
+            lines[i] = line[:line.index("[Default: ")] + f"[Default: {_sorted(value)}]\n"
+    return "".join(lines)
 
 
 def compile_pipeline(pipeline_func, path: str | Path) -> Path:
-    """Compile one pipeline function to ``path``."""
+    """Compile one pipeline function to ``path`` (byte-identical from one process to the next)."""
     from kfp import compiler
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(pipeline_func, str(path))
+    path.write_text(stable_header(path.read_text()))
     return path
 
 
@@ -23,6 +58,38 @@ def compile_pipelines(out_dir: str | Path) -> list[Path]:
     from pipelines import COMPILED
 
     return [compile_pipeline(func, Path(out_dir) / name) for name, func in COMPILED.items()]
+
+
+def pipeline_for(pipeline: str = "hybridmi", only: str | None = None, limits=None):
+    """The pipeline to submit: the rerun of stage ``only``, else ``pipeline`` (hybridmi | alpha_sweep), built with ``limits``."""
+    from pipelines import build_alpha_sweep, build_hybridmi_pipeline, rerun_pipeline
+    from pipelines.settings import Limits
+
+    limits = Limits() if limits is None else limits
+    if only:
+        return rerun_pipeline(only, limits)
+    if pipeline not in PIPELINES:
+        raise ValueError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+    return build_hybridmi_pipeline(limits) if pipeline == "hybridmi" else build_alpha_sweep(limits)
+
+
+def with_image(spec: dict, image: str) -> dict:
+    """The pipeline spec (first document of a package) with ``image`` in every executor that takes the image parameter."""
+    for executor in spec["deploymentSpec"]["executors"].values():
+        container = executor.get("container")
+        if container is not None and container["image"] == IMAGE_PLACEHOLDER:
+            container["image"] = image
+    return spec
+
+
+def local_pipeline(pipeline_func, image: str):
+    """``pipeline_func`` compiled and reloaded with ``image`` written into its executors: what kfp.local runs."""
+    from kfp import components
+
+    with tempfile.TemporaryDirectory(prefix="hybridmi-package-") as tmp:
+        package = compile_pipeline(pipeline_func, Path(tmp) / "pipeline.yaml")
+        spec = next(yaml.safe_load_all(package.read_text()))
+    return components.load_component_from_text(yaml.safe_dump(with_image(spec, image), sort_keys=False))
 
 
 if __name__ == "__main__":

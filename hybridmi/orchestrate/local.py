@@ -19,17 +19,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from hybridmi.cluster import RESUME_FROM_VAR, RUN_ID_VAR
 from hybridmi.config import Config, load_config
+from hybridmi.orchestrate.identity import new_run_id
 from hybridmi.orchestrate.inprocess import StageFailed, run_pipeline_inprocess, run_stage_inprocess
-from hybridmi.orchestrate.parameters import CONFIG_PARAMETERS, pipeline_arguments, resolve_config
-from hybridmi.orchestrate.task import ERROR_DIR_VAR, STORE_VAR
+from hybridmi.orchestrate.task import ERROR_DIR_VAR, STORE_VAR, config_to_text
+from hybridmi.parameters import CONFIG_NAMES, resolve_config
 
 RUNNERS = ("subprocess", "docker", "inprocess")
 PIPELINES = ("hybridmi", "alpha_sweep")
 # Environment a container needs from this process: storage address/credentials/TLS and logging.
 FORWARDED_ENV_PREFIXES = ("HYBRIDMI_", "AWS_", "MINIO_", "SSL_CERT_FILE")
 DOCKER_SHM = "2g"
-CONFIG_NAMES = frozenset(p.name for p in CONFIG_PARAMETERS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class LocalRun:
     outputs: dict[str, dict[str, Path]]  # task name -> output name -> local path
     wall_s: float
     metadata: dict[str, dict[str, dict]] = field(default_factory=dict)  # task -> output -> KFP artifact metadata
+    run_id: str = ""  # what the tasks key checkpoints and metrics by (HYBRIDMI_RUN_ID)
 
     def artifact(self, task: str, output: str) -> Path:
         """The local path of ``task``'s output ``output``; KeyError naming what exists."""
@@ -154,6 +156,8 @@ def run_local(
     pipeline: "hybridmi" or "alpha_sweep" (kfp runners only); parameters: pipeline parameters
     (hybrid_epochs, gpu_count, alphas for the sweep, ...; see parameters.py).
     store_uri: object storage for the tasks (HYBRIDMI_STORE); credentials come from this process's env.
+    Every run gets its own run id (``LocalRun.run_id``; checkpoints in the store are keyed by it);
+    parameters["resume_from"] continues the trainers of an earlier run.
     Raises StageFailed carrying the failing stage's own error message and the run directory.
     """
     if runner not in RUNNERS:
@@ -166,19 +170,23 @@ def run_local(
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     error_dir = root / ".errors" / uuid.uuid4().hex
-    env = {ERROR_DIR_VAR: str(error_dir), **({STORE_VAR: store_uri} if store_uri else {})}
+    run_id = new_run_id()
+    env = {ERROR_DIR_VAR: str(error_dir), RUN_ID_VAR: run_id, **({STORE_VAR: store_uri} if store_uri else {})}
     start = time.monotonic()
     if runner == "inprocess":
         run_dir = root / f"{'hybridmi' if not only else 'hybridmi-rerun-' + only}-inprocess-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-        task_env = {**os.environ, **env}
+        task_env = {**os.environ, **env, RESUME_FROM_VAR: arguments.get("resume_from", "")}
         if only:
             outputs = {only: run_stage_inprocess(only, cfg, inputs=dict(inputs or {}), run_dir=run_dir, env=task_env)}
         else:
             outputs = run_pipeline_inprocess(cfg, run_dir=run_dir, env=task_env)
-        return LocalRun(runner, run_dir, outputs, time.monotonic() - start)
+        return LocalRun(runner, run_dir, outputs, time.monotonic() - start, run_id=run_id)
     if only:
         arguments.update({f"{name}_uri": str(Path(uri).resolve()) for name, uri in (inputs or {}).items()})
-    pipeline_func = pipeline_function(pipeline, only)
+    from components.image import PROJECT_IMAGE
+    from hybridmi.orchestrate.compile import local_pipeline
+
+    pipeline_func = local_pipeline(pipeline_function(pipeline, only), arguments.get("image", PROJECT_IMAGE))
     if runner == "docker":
         kfp_runner, environ = docker_runner(container_env(env), gpu=gpu), {}
     else:
@@ -189,7 +197,7 @@ def run_local(
         run_dir = _kfp_run(pipeline_func, arguments, runner=kfp_runner, pipeline_root=root, error_dir=error_dir,
                            enable_caching=enable_caching)
     outputs, metadata = scan_outputs(run_dir)
-    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata)
+    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata, run_id=run_id)
 
 
 def pipeline_function(pipeline: str, only: str | None):
@@ -212,7 +220,9 @@ def run_arguments(
     config_values = {k: v for k, v in parameters.items() if k in CONFIG_NAMES}
     cfg = resolve_config_from(load_config(cfg_path, list(overrides)), config_values)
     task_values = {k: v for k, v in parameters.items() if k not in config_values and k != "alphas"}
-    arguments: dict[str, Any] = pipeline_arguments(cfg, **task_values)
+    from pipelines.parameters import pipeline_arguments
+
+    arguments: dict[str, Any] = pipeline_arguments(config_to_text(cfg), **task_values)
     if "alphas" in parameters:
         arguments["alphas"] = [str(float(a)) for a in parameters["alphas"]]  # config parameters are text
     if only:
@@ -227,6 +237,4 @@ def run_arguments(
 
 def resolve_config_from(cfg: Config, values: Mapping[str, str]) -> Config:
     """``cfg`` with stage-prefixed parameter values applied (the same rules as the configure component)."""
-    from hybridmi.orchestrate.task import config_to_text
-
-    return resolve_config(config_to_text(cfg), values) if values else cfg
+    return resolve_config(cfg, values) if values else cfg

@@ -68,8 +68,20 @@ def first_nonfinite(path: Path) -> str | None:
     return None
 
 
-def open_mirror(store: ArtifactStore, *, key: str, run_id: str, directory: Path) -> CheckpointSync:
-    """The mirror callback for checkpoints in ``directory``, after restoring the newer of local and mirrored."""
+def open_mirror(store: ArtifactStore, *, key: str, run_id: str, directory: Path, stage: str = "",
+                resume_from: tuple[str, str] | None = None) -> CheckpointSync:
+    """The mirror callback for ``stage``'s checkpoints in ``directory``, after restoring the newer of local
+    and mirrored.
+
+    resume_from: (run id, its checkpoint key): when this run has no checkpoint of its own, continue
+    that run's (FileNotFoundError when it has none either).
+    """
     sync = CheckpointSync(store, key, run_id=run_id, accept=first_nonfinite)
-    sync.restore(directory, local=local_checkpoint(directory))
+    local = local_checkpoint(directory)
+    restored = sync.restore(directory, local=local)
+    if resume_from is not None and local is None and restored is None:
+        run, source = resume_from
+        if CheckpointSync(store, source, run_id=run).download_latest(directory) is None:
+            raise FileNotFoundError(f"resume_from={run}: no {stage + ' ' if stage else ''}checkpoint under {source} "
+                                    "(the run id and the config must match that run's)")
     return sync

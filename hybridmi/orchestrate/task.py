@@ -11,8 +11,10 @@ With a store, a stage that writes to it (prepare, the trainers) first probes rea
 (one-line credentials error before any work); the prepared data set is published under
 ``datasets/<checksum>`` and found again by its source's fingerprint, so a later run on any machine
 downloads it instead of decoding (``decode_skipped`` in the task's metadata); and trainer checkpoints
-are mirrored under ``checkpoint_key(...)``, so a retried (preempted) pod resumes from the newer of its
-local and its mirrored checkpoint. A mirror outage never stops training (``hybridmi.store.checkpoints``).
+are mirrored under ``checkpoints/<run id>/<config hash>/<stage>`` (``identity.py``), so a retried pod
+of the same run resumes from the newer of its local and its mirrored checkpoint, a new run starts
+fresh, and ``resume_from`` continues another run's checkpoints. A mirror outage never stops training
+(``hybridmi.store.checkpoints``).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from typing import Any, Iterator, Mapping
 import yaml
 
 from hybridmi.config import Config, config_from_dict
+from hybridmi.orchestrate.identity import RunIdentity, task_identity
 from hybridmi.runtime import setup_logging, write_json
 from hybridmi.stages import run_stage, stage_module
 from hybridmi.stages.common import read_sidecar
@@ -71,16 +74,6 @@ def open_task_store(env: Mapping[str, str]):
     return store_from_env(uri, env)
 
 
-def run_identity(cfg: Config) -> str:
-    """The run a task belongs to: the owner recorded with its mirrored checkpoints."""
-    return cfg.monitoring.run_id or f"{cfg.name}-{cfg.hash()}"
-
-
-def checkpoint_key(cfg: Config, stage: str) -> str:
-    """Where stage ``stage`` of this run mirrors its checkpoints (relative to HYBRIDMI_STORE)."""
-    return f"checkpoints/{cfg.hash()}/{stage}"
-
-
 def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
     """Where stage ``stage`` keeps its resumable checkpoint (None for stages that do not train)."""
     if stage not in CHECKPOINT_STAGES:
@@ -89,13 +82,15 @@ def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
     return Path(outputs[module.OUTPUTS[0]]) / getattr(module, "CHECKPOINTS", "")
 
 
-def _checkpoint_mirror(store, cfg: Config, stage: str, outputs: Mapping[str, Path]):
+def _checkpoint_mirror(store, identity: RunIdentity, cfg: Config, stage: str, outputs: Mapping[str, Path]):
     directory = checkpoint_dir(stage, outputs)
     if store is None or directory is None:
         return None
     from hybridmi.orchestrate.mirror import open_mirror
 
-    return open_mirror(store, key=checkpoint_key(cfg, stage), run_id=run_identity(cfg), directory=directory)
+    resume = identity.resume_from
+    return open_mirror(store, key=identity.checkpoint_key(cfg, stage), run_id=identity.run_id, directory=directory,
+                       stage=stage, resume_from=(resume, identity.checkpoint_key(cfg, stage, run_id=resume)) if resume else None)
 
 
 def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbacks) -> tuple[dict, dict[str, Any]]:
@@ -125,10 +120,10 @@ def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbac
                     "dataset_checksum": checksum}
 
 
-def _stage_metrics(cfg: Config, stage: str):
+def _stage_metrics(cfg: Config, stage: str, identity: RunIdentity):
     from hybridmi.metrics import StageMetrics
 
-    return StageMetrics.from_config(cfg, stage=stage)
+    return StageMetrics.from_config(cfg, stage=stage, run_id=identity.metrics_run_id(cfg))
 
 
 def _record_failure(stage: str, exc: BaseException, env: Mapping[str, str]) -> None:
@@ -155,22 +150,26 @@ def run_task(
     inputs: Mapping[str, str | Path],
     outputs: Mapping[str, str | Path],
     env: Mapping[str, str] | None = None,
+    resume_from: str | None = None,
 ) -> TaskResult:
     """Run ``stage`` on local artifact directories the way every pipeline runner does.
 
     config: the resolved config (YAML text or a Config); inputs/outputs: artifact name → directory.
+    The run id comes from HYBRIDMI_RUN_ID; resume_from (default: HYBRIDMI_RESUME_FROM) names a run
+    whose checkpoints a trainer continues when this run has none of its own.
     Returns the stage's metrics (floats) and artifact metadata (data set store key, reuse flag).
     On failure the error is recorded under HYBRIDMI_ERROR_DIR (when set) and re-raised.
     """
     env = os.environ if env is None else env
     with recording_failure(stage, env):
         cfg = config if isinstance(config, Config) else config_from_text(config)
+        identity = task_identity(env, resume_from=resume_from)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         store = open_task_store(env)
         if store is not None and stage in STORE_STAGES:
             store.check_access(write=True)  # before any work: a bad secret fails here, in one line
-        mirror = _checkpoint_mirror(store, cfg, stage, out_paths)
-        metrics = _stage_metrics(cfg, stage)
+        mirror = _checkpoint_mirror(store, identity, cfg, stage, out_paths)
+        metrics = _stage_metrics(cfg, stage, identity)
         callbacks = [metrics, *([mirror] if mirror is not None else [])]
         metadata: dict[str, Any] = {}
         with metrics.track():

@@ -190,5 +190,5 @@ class CheckpointSync:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         checkpoint = local_dir / files[0].name
-        log.info("resuming from mirrored checkpoint step %d, downloaded to %s", step, checkpoint)
+        log.info("resuming from checkpoint step %d of the mirror (%s), downloaded to %s", step, key, checkpoint)
         return checkpoint

@@ -1,7 +1,8 @@
 """The project image (docker/Dockerfile, built by docker/build.sh): imports, user, mounts, FID weights.
 
 Skipped only when no Docker engine answers and CI is unset; with CI set a missing engine or image
-fails the run. The image under test is $HYBRIDMI_IMAGE (default hybridmi:dev).
+fails the run. The image under test is $HYBRIDMI_IMAGE, default the tag docker/build.sh gives this checkout
+(components/image.py).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import pytest
 import torch
 
 import hybridmi
+from components.image import PROJECT_IMAGE
 
 pytestmark = pytest.mark.docker
 
-IMAGE = os.environ.get("HYBRIDMI_IMAGE", "hybridmi:dev")
+IMAGE = os.environ.get("HYBRIDMI_IMAGE", PROJECT_IMAGE)
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 RUN_TIMEOUT_S = 120
 

@@ -49,12 +49,14 @@ def hybridmi_cmd(*args: str) -> list[str]:
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:
-    """This interpreter's env without any storage or store settings of the caller, one thread, a private temp dir."""
+    """This interpreter's env without any storage settings of the caller, one thread, a private temp dir, and
+    one run id per test: every process a test starts is a pod (or a retried pod) of the same pipeline run."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("HYBRIDMI_", "AWS_", "MINIO_")) and k not in ("accesskey", "secretkey")}
     scratch = tmp_path / "tmp"
     scratch.mkdir(exist_ok=True)
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TMPDIR=str(scratch), PYTHONUNBUFFERED="1")
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TMPDIR=str(scratch), PYTHONUNBUFFERED="1",
+               HYBRIDMI_RUN_ID=f"faults-{uuid.uuid4().hex[:8]}")
     return env
 
 

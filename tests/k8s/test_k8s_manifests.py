@@ -10,11 +10,12 @@ import subprocess
 from pathlib import Path
 
 import kfp
+import kfp.kubernetes as kfp_kubernetes
 import pytest
 import yaml
 from kube_schema import validate_object
 
-from hybridmi.cluster import GPU_NODE_SELECTOR, GPU_TOLERATION, KFP_VERSION
+from hybridmi.cluster import GPU_NODE_LABELS, GPU_TOLERATION, KFP_BACKEND_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -150,16 +151,30 @@ def test_storage__secret_has_the_name_and_keys_the_pipeline_reads():
     assert parse_s3_uri(env["HYBRIDMI_STORE"]) == ("mlpipeline", "hybridmi")
 
 
-def test_kfp__pinned_to_the_sdk_version():
-    assert kfp.__version__ == KFP_VERSION
+# kubeflow/pipelines release tags seen in the repository (git tags of a snapshot of 2026-08-21): a
+# backend pin must be one of them. SDK patch releases (2.17.3) have no backend tag of their own.
+UPSTREAM_BACKEND_TAGS = ("2.14.0", "2.14.3", "2.14.4", "2.15.0", "2.16.0", "2.16.1", "2.17.0")
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def test_kfp__pinned_to_an_upstream_tag_of_the_sdks_minor_release():
+    assert KFP_BACKEND_VERSION in UPSTREAM_BACKEND_TAGS
+    assert _minor(kfp.__version__) == _minor(KFP_BACKEND_VERSION), "the SDK compiles IR for the backend it is pinned with"
+    assert _minor(kfp_kubernetes.__version__) == _minor(KFP_BACKEND_VERSION)
     for directory, base in KFP_BASES.items():
         resources = yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"]
-        assert resources == [f"{base}?ref={KFP_VERSION}"]
+        assert resources == [f"{base}?ref={KFP_BACKEND_VERSION}"]
+    readme = (K8S / "README.md").read_text()
+    assert f"`{KFP_BACKEND_VERSION}`" in readme and kfp.__version__ in readme
 
 
 def test_kind__gpu_worker_matches_the_pipeline_gpu_settings():
     nodes = yaml.safe_load((K8S / "kind" / "cluster.yaml").read_text())["nodes"]
-    gpu = [n for n in nodes if GPU_NODE_SELECTOR.items() <= n.get("labels", {}).items()]
+    gpu = [n for n in nodes if GPU_NODE_LABELS.items() <= n.get("labels", {}).items()]
     plain_workers = [n for n in nodes if n["role"] == "worker" and n not in gpu]
     assert len(gpu) == 1 and plain_workers, "need one GPU-labelled worker and a worker for everything else"
     patches = [yaml.safe_load(p) for p in gpu[0]["kubeadmConfigPatches"]]

@@ -1,12 +1,17 @@
 """scripts/kind-e2e.sh, its workflow and scripts/services.sh: shell syntax and the dry-run plan."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
 import yaml
+
+from components.image import PROJECT_IMAGE
+from hybridmi.cluster import GPU_NODE_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "kind-e2e.sh"
@@ -40,11 +45,11 @@ def test_dry_run__prints_every_step_in_order_and_runs_nothing():
         "kubectl -n kubeflow create secret generic hybridmi-store",
         "kubectl -n kubeflow wait --for=condition=available deployment --all",
         "docker/build.sh",
-        "kind load docker-image hybridmi:dev --name e2e-test",
-        "kubectl -n kubeflow port-forward svc/ml-pipeline 8888:8888",
+        f"kind load docker-image {PROJECT_IMAGE} --name e2e-test",
+        "kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80",
         "kubectl -n monitoring port-forward svc/prometheus 9090:9090",
-        "curl -fsS -o /dev/null http://localhost:8888/apis/v2beta1/healthz",
-        "submit --host http://localhost:8888 --config configs/smoke.yaml",
+        "curl -fsS -o /dev/null http://localhost:8080/apis/v2beta1/healthz",
+        "submit --host http://localhost:8080 --config configs/smoke.yaml",
         "grep -q SUCCEEDED",
         "bucket_has_artifacts mlpipeline",
         "prometheus_has_data hybridmi_train_steps_total",
@@ -67,11 +72,15 @@ def test_dry_run__submits_with_empty_accelerators_pushing_to_the_cluster_gateway
     assert f"--run-name {run_id}" in submit
 
 
-def test_dry_run__loads_the_image_the_components_name():
-    image = re.search(r'^PROJECT_IMAGE = "(.+)"$', (ROOT / "components" / "image.py").read_text(), flags=re.M).group(1)
+def test_dry_run__loads_this_trees_image_and_passes_it_and_the_gpu_label_as_run_parameters():
     plan = dry_run(IMAGE="registry.example/hybridmi:abc123")
-    assert f"+ docker tag registry.example/hybridmi:abc123 {image}" in plan
-    assert f"+ kind load docker-image {image} --name" in plan
+    assert f"+ docker tag registry.example/hybridmi:abc123 {PROJECT_IMAGE}" in plan
+    assert f"+ kind load docker-image {PROJECT_IMAGE} --name" in plan
+    submit = next(line for line in plan.splitlines() if line.startswith("+ ") and " submit " in line)
+    words = shlex.split(submit[2:].split(" | ")[0])
+    assert words[words.index("--image") + 1] == PROJECT_IMAGE
+    name, _, value = words[words.index("--param") + 1].partition("=")
+    assert name == "gpu_node_selector" and json.loads(value) == GPU_NODE_LABELS
 
 
 def test_dry_run__refuses_a_latest_image():

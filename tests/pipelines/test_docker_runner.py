@@ -1,7 +1,8 @@
 """The container tier: the smoke pipeline under kfp.local's DockerRunner on the project image, outputs in S3.
 
-Needs the image ``hybridmi:dev`` (docker/build.sh) and a Docker engine; skipped only when the engine is
-unavailable outside CI (``CI`` set: a missing engine or image is a failure, never a skip).
+Needs the image of this checkout, ``PROJECT_IMAGE`` (the tag docker/build.sh gives it), and a Docker
+engine; skipped only when the engine is unavailable outside CI (``CI`` set: a missing engine or image
+is a failure, never a skip).
 """
 from __future__ import annotations
 

@@ -11,13 +11,14 @@ from PIL import Image
 
 from hybridmi.config import Config, ConfigError, config_from_dict
 from hybridmi.orchestrate.dag import wiring
-from hybridmi.orchestrate.parameters import pipeline_arguments, resolve_config, resolve_config_text
+from hybridmi.orchestrate.parameters import resolve_config, resolve_config_text
 from hybridmi.orchestrate.render import gallery_html
 from hybridmi.orchestrate.task import (ERROR_DIR_VAR, config_from_text, config_to_text, float_metrics, log_confusion,
                                        log_metrics, run_task)
 from hybridmi.orchestrate.tradeoff import csv_text, markdown_table, tradeoff_png, tradeoff_rows, write_tradeoff
 from hybridmi.runtime import write_json
 from hybridmi.stages.common import finish_output
+from pipelines.parameters import pipeline_arguments
 
 
 def test_config_text__round_trips_to_an_equal_config():
@@ -44,10 +45,12 @@ def test_resolve_config__bad_value_names_field_and_parameter():
 
 def test_pipeline_arguments__carry_the_config_text_and_task_values_only():
     cfg = config_from_dict({"name": "args"})
-    args = pipeline_arguments(cfg, gpu_count="")
+    args = pipeline_arguments(config_to_text(cfg), gpu_count="")
     assert config_from_text(args["config"]) == cfg and args["gpu_count"] == ""
     with pytest.raises(ValueError, match="unknown pipeline parameter"):
-        pipeline_arguments(cfg, gpu_cout="1")
+        pipeline_arguments(config_to_text(cfg), gpu_cout="1")
+    with pytest.raises(ValueError, match="unknown pipeline parameter.*hybrid_alpha"):
+        pipeline_arguments(config_to_text(cfg), hybrid_alpha="0.5")  # config parameters travel inside the config text
 
 
 def test_float_metrics__rejects_non_numbers_by_name():
@@ -141,7 +144,7 @@ def test_gallery_html__embeds_every_png(tmp_path):
 def test_components_readme__shows_the_parameter_table_of_parameters_py():
     from pathlib import Path
 
-    from hybridmi.orchestrate.parameters import parameters_markdown
+    from pipelines.parameters import parameters_markdown
 
     readme = (Path(__file__).resolve().parents[2] / "components" / "README.md").read_text()
     assert parameters_markdown() in readme

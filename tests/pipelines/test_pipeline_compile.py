@@ -1,22 +1,41 @@
-"""Compile checks: the committed YAML matches the code (SDK drift), every component compiles, the DAG and settings."""
+"""Compile checks on the IR: the committed YAML matches the code, and every cluster setting is where the backend reads it.
+
+What the KFP 2.17 backend does with these fields was read in its source (backend/src/v2/driver):
+an executor image ``{{$.inputs.parameters['pipelinechannel--X']}}`` is resolved per run from the task's
+inputs; ``nodeSelectorJson`` / ``tolerationJson`` resolve a parameter and an empty ``{}`` / ``[]`` adds
+nothing; ``activeDeadlineSeconds`` becomes the pod's; ``fieldPathAsEnv`` becomes a downward-API env var.
+"""
 from __future__ import annotations
 
 import difflib
-import inspect
+import re
 
 import pytest
 import yaml
 from kfp import compiler
 
 from components import PROJECT_IMAGE, STAGE_COMPONENTS, configure, tradeoff
-from hybridmi.orchestrate.compile import COMPILED_DIR, REGENERATE, compile_pipelines
+from hybridmi.cluster import GPU_TOLERATION, RUN_ID_LABEL, RUN_ID_VAR
+from hybridmi.orchestrate.compile import COMPILED_DIR, IMAGE_PLACEHOLDER, REGENERATE, compile_pipelines
 from hybridmi.orchestrate.dag import wiring
-from hybridmi.orchestrate.parameters import CONFIG_PARAMETERS, PARAMETERS, TASK_PARAMETERS
+from hybridmi.parameters import CONFIG_PARAMETERS
 from hybridmi.stages import STAGE_NAMES, stage_module
-from pipelines import COMPILED, alpha_sweep, hybridmi_pipeline, rerun_pipeline
-from pipelines.rerun import GPU_STAGES
+from pipelines import COMPILED, build_alpha_sweep, build_hybridmi_pipeline, hybridmi_pipeline, rerun_pipeline
+from pipelines.parameters import PARAMETERS, PIPELINE_PARAMETERS, TASK_PARAMETERS
+from pipelines.settings import DEFAULT_TIMEOUTS_S, GPU_RETRIES, GPU_STAGES, Limits
 
 GPU_TASKS = {"train", "latents", "ddim", "fid"}
+
+
+def load(path) -> tuple[dict, dict]:
+    docs = list(yaml.safe_load_all(path.read_text()))
+    return docs[0], docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+
+
+def compiled_spec(func, tmp_path, name="p.yaml") -> tuple[dict, dict]:
+    path = tmp_path / name
+    compiler.Compiler().compile(func, str(path))
+    return load(path)
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +46,22 @@ def compiled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def main_spec(compiled):
-    docs = list(yaml.safe_load_all(compiled["hybridmi.yaml"].read_text()))
-    return docs[0], (docs[1] if len(docs) > 1 else {})
+    return load(compiled["hybridmi.yaml"])
+
+
+@pytest.fixture(scope="module")
+def sweep_spec(compiled):
+    return load(compiled["alpha_sweep.yaml"])
+
+
+def executor_of(spec: dict, task: dict) -> str:
+    return spec["components"][task["componentRef"]["name"]]["executorLabel"]
+
+
+def stage_executors(spec: dict) -> dict[str, str]:
+    """Stage name -> executor label, across nested pipelines (executor labels are exec-<component>[-N])."""
+    return {label: label.removeprefix("exec-").rsplit("-", 1)[0] if label[-1].isdigit() else label.removeprefix("exec-")
+            for label in spec["deploymentSpec"]["executors"]}
 
 
 def test_compiled_yaml__matches_the_committed_files(compiled):
@@ -38,7 +71,8 @@ def test_compiled_yaml__matches_the_committed_files(compiled):
         fresh, old = path.read_text(), committed.read_text()
         if fresh != old:
             diff = "".join(list(difflib.unified_diff(old.splitlines(True), fresh.splitlines(True), str(committed), "fresh"))[:40])
-            pytest.fail(f"{committed} is out of date with the code or the kfp SDK; regenerate with: {REGENERATE}\n{diff}")
+            pytest.fail(f"{committed} is out of date with the code, the image sources (its default image tag is a digest "
+                        f"of them, components/image.py) or the kfp SDK; regenerate with: {REGENERATE}\n{diff}")
 
 
 @pytest.mark.parametrize("name", [*STAGE_COMPONENTS, "configure", "tradeoff"])
@@ -48,9 +82,8 @@ def test_component__compiles_on_the_project_image_without_installing_kfp(name, t
     compiler.Compiler().compile(component, str(path))
     spec = yaml.safe_load(path.read_text())
     (executor,) = spec["deploymentSpec"]["executors"].values()
-    container = executor["container"]
-    assert container["image"] == PROJECT_IMAGE
-    assert "pip install" not in " ".join(container["command"])
+    assert executor["container"]["image"] == PROJECT_IMAGE
+    assert "pip install" not in " ".join(executor["container"]["command"])
 
 
 @pytest.mark.parametrize("stage", STAGE_NAMES)
@@ -62,13 +95,109 @@ def test_stage_component__artifacts_are_named_after_the_stage_contract(stage):
     assert set(module.OUTPUTS) <= set(spec.outputs)
 
 
-def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_spec):
+def test_image__every_executor_runs_the_image_parameter_whose_default_is_immutable(compiled):
+    assert re.fullmatch(r"hybridmi:\d+\.\d+\.\d+-[0-9a-f]{12}", PROJECT_IMAGE)
+    for path in compiled.values():
+        spec, platform = load(path)
+        assert spec["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == PROJECT_IMAGE
+        for label, executor in spec["deploymentSpec"]["executors"].items():
+            if "container" in executor:
+                assert executor["container"]["image"] == IMAGE_PLACEHOLDER, (path.name, label)
+                assert platform[label]["imagePullSecret"] == [{"secretNameParameter": {"componentInputParameter": "image_pull_secret"}}]
+        text = path.read_text()
+        assert not re.search(r"\b[\w./-]+:(dev|latest)\b", text), f"{path.name} names a mutable tag"
+
+
+def test_image__each_task_passes_the_image_parameter_for_the_driver_to_resolve(main_spec):
+    spec, _ = main_spec
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        assert task["inputs"]["parameters"]["pipelinechannel--image"] == {"componentInputParameter": "image"}, name
+
+
+def test_scheduling__gpu_stages_take_selector_and_tolerations_from_json_parameters(main_spec, sweep_spec):
+    for spec, platform in (main_spec, sweep_spec):
+        params = spec["root"]["inputDefinitions"]["parameters"]
+        assert params["gpu_node_selector"]["parameterType"] == "STRUCT" and params["gpu_node_selector"]["defaultValue"] == {}
+        assert params["gpu_tolerations"]["parameterType"] == "LIST" and params["gpu_tolerations"]["defaultValue"] == [GPU_TOLERATION]
+        for label, stage in stage_executors(spec).items():
+            settings = platform[label]
+            gpu = stage in GPU_TASKS
+            assert ("nodeSelector" in settings) == ("tolerations" in settings) == ("emptyDirMounts" in settings) == gpu, label
+            if gpu:
+                assert settings["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
+                assert settings["tolerations"] == [{"tolerationJson": {"componentInputParameter": "gpu_tolerations"}}]
+                assert "labels" not in settings["nodeSelector"]  # no fixed label: a stock cluster schedules by the GPU request
+    assert GPU_STAGES == GPU_TASKS
+
+
+def test_resources__requests_and_limits_are_parameters_and_gpus_only_on_gpu_stages(main_spec):
+    spec, _ = main_spec
+    executors = spec["deploymentSpec"]["executors"]
+    for label, stage in stage_executors(spec).items():
+        if stage in ("configure",):
+            continue
+        resources = executors[label]["container"]["resources"]
+        assert ("accelerator" in resources) == (stage in GPU_TASKS), stage
+        for field, parameter in (("resourceCpuRequest", "task_cpu_request"), ("resourceCpuLimit", "task_cpu_limit"),
+                                 ("resourceMemoryRequest", "task_memory_request"), ("resourceMemoryLimit", "task_memory_limit")):
+            assert resources[field] == f"{{{{$.inputs.parameters['pipelinechannel--{parameter}']}}}}", (stage, field)
+
+
+def test_timeouts__every_executor_has_one_and_limits_change_them(main_spec, tmp_path):
+    spec, platform = main_spec
+    for label, stage in stage_executors(spec).items():
+        assert int(platform[label]["activeDeadlineSeconds"]) == DEFAULT_TIMEOUTS_S["control" if stage == "configure" else stage]
+    _, shorter = compiled_spec(build_hybridmi_pipeline(Limits().with_timeouts({"all": 600, "train": 7200})), tmp_path)
+    assert int(shorter["exec-train"]["activeDeadlineSeconds"]) == 7200
+    assert int(shorter["exec-probe"]["activeDeadlineSeconds"]) == 600
+
+
+def test_limits__reject_what_the_ir_cannot_hold():
+    with pytest.raises(ValueError, match="unknown stage.*trian"):
+        Limits().with_timeouts({"trian": 60})
+    with pytest.raises(ValueError, match="timeout of fid must be a positive"):
+        Limits().with_timeouts({"fid": 0})
+    with pytest.raises(ValueError, match="parallelism must be a positive integer"):
+        Limits(sweep_parallelism=0)
+
+
+def test_run_identity__stage_pods_get_the_kfp_run_id_and_trainers_resume_from(main_spec):
+    spec, platform = main_spec
+    for label, stage in stage_executors(spec).items():
+        env = platform[label].get("fieldPathAsEnv", [])
+        assert (env == [{"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"}]) == (stage != "configure"), label
+    tasks = spec["root"]["dag"]["tasks"]
+    for stage in ("train", "ddim"):
+        assert tasks[stage]["inputs"]["parameters"]["resume_from"] == {"componentInputParameter": "resume_from"}
+
+
+def test_retries__gpu_stages_only(main_spec):
+    spec, _ = main_spec
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        assert ("retryPolicy" in task) == (name in GPU_TASKS), name
+        if name in GPU_TASKS:
+            assert task["retryPolicy"]["maxRetryCount"] == GPU_RETRIES
+
+
+def test_alpha_sweep__bounded_parallelism_and_nested_tasks_on_the_image_parameter(sweep_spec, tmp_path):
+    spec, _ = sweep_spec
+    loop = next(t for t in spec["root"]["dag"]["tasks"].values() if "parameterIterator" in t)
+    assert loop["iteratorPolicy"]["parallelismLimit"] == Limits().sweep_parallelism
+    nested = [c for c in spec["components"].values() if "dag" in c and "train" in c["dag"]["tasks"]]
+    assert nested and nested[0]["dag"]["tasks"]["train"]["inputs"]["parameters"]["pipelinechannel--image"] == {
+        "componentInputParameter": "image"}
+    one, _ = compiled_spec(build_alpha_sweep(Limits(sweep_parallelism=1)), tmp_path)
+    assert next(t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t)["iteratorPolicy"] == {"parallelismLimit": 1}
+
+
+def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_spec, sweep_spec):
     params = main_spec[0]["root"]["inputDefinitions"]["parameters"]
     assert set(params) == set(PARAMETERS)
     for name, parameter in PARAMETERS.items():
         assert params[name]["defaultValue"] == parameter.default, name
-    sweep = inspect.signature(alpha_sweep.pipeline_func).parameters
-    assert set(sweep) - {"alphas"} <= set(PARAMETERS)
+    sweep = set(sweep_spec[0]["root"]["inputDefinitions"]["parameters"])
+    assert {p.name for p in TASK_PARAMETERS} | {"alphas", "hybrid_epochs", "hybrid_seed"} == sweep
+    assert [p.name for p in PIPELINE_PARAMETERS] == [p.name for p in TASK_PARAMETERS + CONFIG_PARAMETERS]
 
 
 def test_pipeline_dag__wires_the_same_edges_as_the_stage_declarations(main_spec):
@@ -81,40 +210,41 @@ def test_pipeline_dag__wires_the_same_edges_as_the_stage_declarations(main_spec)
         assert tasks[stage]["inputs"]["parameters"]["config"]["taskOutputParameter"]["producerTask"] == "configure"
 
 
-def test_pipeline_settings__gpu_only_on_gpu_stages_and_the_secret_everywhere(main_spec):
-    pipeline, platform = main_spec
-    executors = pipeline["deploymentSpec"]["executors"]
-    k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    tasks = pipeline["root"]["dag"]["tasks"]
-    for stage in STAGE_NAMES:
-        label = pipeline["components"][tasks[stage]["componentRef"]["name"]]["executorLabel"]
-        resources = executors[label]["container"]["resources"]
-        assert ("accelerator" in resources) == (stage in GPU_TASKS), stage
-        assert resources["resourceCpuRequest"] and resources["resourceMemoryRequest"]
-        settings = k8s[label]
-        assert settings["secretAsEnv"][0]["optional"] is True
-        assert ("tolerations" in settings) == ("nodeSelector" in settings) == ("emptyDirMounts" in settings) == (stage in GPU_TASKS)
-        if stage in GPU_TASKS:
-            assert settings["emptyDirMounts"][0]["mountPath"] == "/dev/shm" and settings["emptyDirMounts"][0]["medium"] == "Memory"
-            assert tasks[stage]["retryPolicy"]["maxRetryCount"] == 2
-    assert GPU_STAGES == GPU_TASKS
+def test_secret__every_stage_reads_the_store_secret_optionally(main_spec):
+    spec, platform = main_spec
+    for label, stage in stage_executors(spec).items():
+        if stage != "configure":
+            assert platform[label]["secretAsEnv"][0]["optional"] is True
+            assert platform[label]["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "store_secret"}
 
 
 def test_compiled_pipeline__carries_no_credentials(compiled):
     text = "\n".join(p.read_text() for p in compiled.values())
-    for needle in ("AWS_SECRET_ACCESS_KEY: ", "secret_key=", "testing-secret"):
+    for needle in ("AWS_SECRET_ACCESS_KEY: ", "secret_key=", "testing-secret", "minio123"):
         assert needle not in text
 
 
-def test_rerun_pipeline__imports_each_input_and_runs_one_stage(tmp_path):
-    path = tmp_path / "rerun.yaml"
-    compiler.Compiler().compile(rerun_pipeline("fid"), str(path))
-    spec = yaml.safe_load_all(path.read_text()).__next__()
+def test_rerun_pipeline__imports_each_input_runs_one_stage_and_never_caches(tmp_path):
+    spec, platform = compiled_spec(rerun_pipeline("fid"), tmp_path)
     tasks = spec["root"]["dag"]["tasks"]
     assert sorted(t for t in tasks if not t.startswith("importer")) == ["fid"]
-    uris = {p for p in spec["root"]["inputDefinitions"]["parameters"] if p.endswith("_uri")}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    uris = {p for p in params if p.endswith("_uri")}
     assert uris == {f"{name}_uri" for name in stage_module("fid").INPUTS}
-    assert len([t for t in tasks if t.startswith("importer")]) == 4
+    assert all(not params[u].get("isOptional") for u in uris)  # required: a rerun without its inputs is refused
+    importers = [t for t in tasks if t.startswith("importer")]
+    assert len(importers) == 4
+    for name, task in tasks.items():
+        assert task.get("cachingOptions", {}).get("enableCache") is not True, name
+    assert tasks["fid"]["taskInfo"]["name"] == "rerun fid"
+    assert sorted(tasks[t]["taskInfo"]["name"] for t in importers) == sorted(f"import {n}" for n in stage_module("fid").INPUTS)
+    assert spec["deploymentSpec"]["executors"]["exec-fid"]["container"]["image"] == IMAGE_PLACEHOLDER
+    assert "activeDeadlineSeconds" in platform["exec-fid"]
+
+
+def test_rerun_pipeline__a_trainer_rerun_takes_resume_from(tmp_path):
+    spec, _ = compiled_spec(rerun_pipeline("train"), tmp_path)
+    assert spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]["resume_from"] == {"componentInputParameter": "resume_from"}
 
 
 def test_rerun_pipeline__unknown_stage_is_named():

@@ -1,0 +1,152 @@
+"""The pipelines' run parameters, documented once: defaults, meaning, checks, and the functions that declare them.
+
+``TASK_PARAMETERS`` configure the pods (image, scheduling, resources, storage, run identity); the
+config parameters come from ``hybridmi/parameters.py``. Every pipeline's signature is generated
+from these tables (``define_pipeline``), so a default lives in one place; a parameter's type is
+the type of its default (str, or dict/list for the JSON scheduling parameters).
+
+Run parameters are what the KFP IR lets a run change. Timeouts and the sweep's parallelism are
+numbers in the IR (``activeDeadlineSeconds``, ``parallelismLimit``): they are compile-time
+``Limits`` (pipelines/settings.py), set per submission by ``hybridmi submit``.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from typing import Any, Callable, Mapping, Sequence
+
+from kfp import dsl
+
+from components.image import PROJECT_IMAGE
+from hybridmi.cluster import GPU_TOLERATION, RUN_ID_PATTERN, STORE_SECRET_NAME
+from hybridmi.parameters import CONFIG_PARAMETERS, Parameter
+
+TASK_PARAMETERS = (
+    Parameter("config", "", "YAML text of the resolved config (hybridmi config); empty = defaults; never credentials"),
+    Parameter("image", PROJECT_IMAGE, "container image of every task; on a cluster a registry reference "
+              "(`docker/build.sh --push REGISTRY/NAME` prints it); default: the tag `docker/build.sh` gives this checkout"),
+    Parameter("image_pull_secret", "", "Secret (docker-registry, in the run's namespace) to pull `image` with; empty: none"),
+    Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, fid); empty: no GPU request"),
+    Parameter("gpu_count", "1", "GPUs per GPU stage; empty: no GPU request (GPU-less clusters, CI)"),
+    Parameter("gpu_node_selector", {}, "node labels the GPU stages require, a JSON object; `{}`: none (the GPU request alone picks GPU nodes)"),
+    Parameter("gpu_tolerations", [GPU_TOLERATION], "tolerations of the GPU stages, a JSON list; default: the `nvidia.com/gpu` taint; `[]`: none"),
+    Parameter("task_cpu_request", "1", "CPU request of every stage pod (Kubernetes quantity)"),
+    Parameter("task_cpu_limit", "16", "CPU limit of every stage pod (Kubernetes quantity)"),
+    Parameter("task_memory_request", "4Gi", "memory request of every stage pod (Kubernetes quantity)"),
+    Parameter("task_memory_limit", "32Gi", "memory limit of every stage pod (Kubernetes quantity)"),
+    Parameter("store_secret", STORE_SECRET_NAME, "Kubernetes Secret whose keys become the object-storage env of every stage pod (optional)"),
+    Parameter("resume_from", "", "run id whose trainer checkpoints (train, ddim) this run resumes from; empty: start fresh"),
+)
+PIPELINE_PARAMETERS = TASK_PARAMETERS + CONFIG_PARAMETERS
+PARAMETERS = {p.name: p for p in PIPELINE_PARAMETERS}
+TASK_NAMES = tuple(p.name for p in TASK_PARAMETERS)
+
+_QUANTITY = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+RUN_ID = re.compile(RUN_ID_PATTERN)
+_TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_EFFECTS = {"", "NoSchedule", "PreferNoSchedule", "NoExecute"}
+
+
+def check_image(ref: str) -> str:
+    """A reference with an explicit, non-``latest`` tag or a digest (a node must never guess which build it runs)."""
+    name, _, digest = ref.partition("@")
+    tag = name.rsplit("/", 1)[-1].partition(":")[2]
+    if not name or any(c.isspace() for c in ref) or (not digest and tag in ("", "latest")):
+        raise ValueError(f"image {ref!r} needs an explicit non-latest tag or a digest, e.g. registry.example.com/hybridmi:0.1.0-<digest>")
+    return ref
+
+
+def _check_tolerations(value: Any) -> None:
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ValueError("gpu_tolerations must be a JSON list of objects")
+    for toleration in value:
+        extra = set(toleration) - _TOLERATION_KEYS
+        if extra or toleration.get("operator", "Equal") not in ("Exists", "Equal") or toleration.get("effect", "") not in _EFFECTS:
+            raise ValueError(f"gpu_tolerations entry {json.dumps(toleration)} is not a Kubernetes toleration "
+                             f"(keys {', '.join(sorted(_TOLERATION_KEYS))}; operator Exists|Equal; effect NoSchedule|PreferNoSchedule|NoExecute)")
+
+
+def check_value(name: str, value: Any) -> Any:
+    """``value`` as the run parameter ``name`` takes it (JSON text parsed for dict/list parameters); ValueError naming it."""
+    if name not in PARAMETERS:
+        raise ValueError(f"unknown pipeline parameter {name!r}; known: {', '.join(PARAMETERS)}")
+    kind = type(PARAMETERS[name].default)
+    if kind in (dict, list) and isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"pipeline parameter {name}={value!r} is not JSON") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"pipeline parameter {name}={value!r} must be a {kind.__name__}")
+    if name == "image":
+        check_image(value)
+    elif name == "gpu_node_selector" and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError(f"gpu_node_selector {json.dumps(value)} must map label names to string values")
+    elif name == "gpu_tolerations":
+        _check_tolerations(value)
+    elif name.startswith("task_") and not _QUANTITY.fullmatch(value):
+        raise ValueError(f"{name}={value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi); resources cannot be empty")
+    elif name == "gpu_count" and value and not (value.isdigit() and int(value) > 0):
+        raise ValueError(f"gpu_count={value!r} is not a positive integer (or empty for no GPU)")
+    elif name in ("image_pull_secret", "store_secret") and value and not _DNS_NAME.fullmatch(value):
+        raise ValueError(f"{name}={value!r} is not a Kubernetes object name")
+    elif name == "resume_from" and value and not RUN_ID.fullmatch(value):
+        raise ValueError(f"resume_from={value!r} is not a run id (letters, digits, '.', '_', '-')")
+    return value
+
+
+def pipeline_arguments(config_text: str, **task_values: Any) -> dict[str, Any]:
+    """Arguments for a run: the resolved config text plus checked task parameters (config parameters stay empty)."""
+    unknown = sorted(set(task_values) - set(TASK_NAMES[1:]))
+    if unknown:
+        raise ValueError(f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(TASK_NAMES[1:])}")
+    return {"config": config_text, **{k: check_value(k, v) for k, v in task_values.items()}}
+
+
+def define_pipeline(
+    body: Callable[[dict[str, Any]], Any], *, name: str, description: str, parameters: Sequence[Parameter],
+    inputs: Sequence[inspect.Parameter] = (), required: Sequence[str] = (), returns: Any = inspect.Signature.empty,
+):
+    """A ``dsl.pipeline`` whose signature is ``parameters`` (defaults from the table) plus artifact ``inputs``.
+
+    body receives {parameter name: pipeline channel}. ``required`` names parameters without a default
+    (a nested pipeline's inputs, which its caller always passes).
+    """
+    def declared(p: Parameter) -> inspect.Parameter:
+        # A fresh copy with sorted keys: kfp may reorder a dict default in place, which made the compiled text vary.
+        default = inspect.Parameter.empty if p.name in required else json.loads(json.dumps(p.default, sort_keys=True))
+        return inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=type(p.default), default=default)
+
+    # Python's order: parameters without defaults (required ones, artifact inputs) first.
+    params = [declared(p) for p in parameters if p.name in required] + list(inputs)
+    params += [declared(p) for p in parameters if p.name not in required]
+
+    def pipeline_func(*args, **kwargs):
+        return body({**dict(zip((p.name for p in params), args)), **kwargs})  # kfp passes the channels positionally
+
+    pipeline_func.__signature__ = inspect.Signature(params, return_annotation=returns)
+    pipeline_func.__annotations__ = {p.name: p.annotation for p in params}
+    if returns is not inspect.Signature.empty:
+        pipeline_func.__annotations__["return"] = returns
+    pipeline_func.__name__ = pipeline_func.__qualname__ = name.replace("-", "_")
+    return dsl.pipeline(name=name, description=description)(pipeline_func)
+
+
+def parameters_markdown() -> str:
+    """The parameter table for docs (components/README.md embeds it; a test keeps them equal)."""
+    def shown(value: Any) -> str:
+        return value if isinstance(value, str) else json.dumps(value)
+
+    rows = ["| parameter | default | sets | meaning |", "|---|---|---|---|"]
+    for p in PIPELINE_PARAMETERS:
+        default = "(this checkout's image tag)" if p.name == "image" else f"`{shown(p.default)}`"
+        rows.append(f"| `{p.name}` | {default} | {f'`{p.config_path}`' if p.config_path else '—'} | {p.description} |")
+    return "\n".join(rows) + "\n"
+
+
+def config_values(channels: Mapping[str, Any], names: Sequence[str] | None = None) -> dict[str, Any]:
+    """The config-parameter channels among ``channels`` (what the configure task receives)."""
+    wanted = {p.name for p in CONFIG_PARAMETERS} if names is None else set(names)
+    return {k: v for k, v in channels.items() if k in wanted}
