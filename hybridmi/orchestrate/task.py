@@ -94,7 +94,11 @@ def _checkpoint_mirror(store, identity: RunIdentity, cfg: Config, stage: str, ou
 
 
 def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbacks) -> tuple[dict, dict[str, Any]]:
-    """Stage prepare with a store: fetch the data set published for this source, else decode and publish it."""
+    """Stage prepare with a store: fetch the data set published for this source, else decode and publish it.
+
+    The store is a cache here: a copy that cannot be fetched is decoded instead, and one that cannot be
+    published leaves a warning (the task's own output is the data set the next stages read).
+    """
     from hybridmi.data.fingerprint import source_fingerprint
     from hybridmi.stages import prepare
     from hybridmi.store import StoreError, find_by_source, publish_dataset, record_source
@@ -102,6 +106,8 @@ def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbac
     directory = Path(outputs["dataset"])
     fingerprint = source_fingerprint(cfg.data)
     key = find_by_source(store, fingerprint)
+    if key is not None and directory.exists() and any(directory.iterdir()):
+        key = None  # an earlier prepare's output is here (a rerun into the same directory): decode over it
     if key is not None:
         try:
             store.get_dir(key, directory)
@@ -114,10 +120,14 @@ def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbac
                             "dataset_checksum": read_sidecar(directory)["dataset_checksum"]}
     values = run_stage("prepare", cfg, {}, outputs, callbacks=callbacks)
     checksum = read_sidecar(directory)["dataset_checksum"]
-    published = publish_dataset(store, directory, checksum)
-    record_source(store, fingerprint, checksum)
-    return values, {"store_key": published.key, "store_reused": published.reused, "decode_skipped": False,
-                    "dataset_checksum": checksum}
+    metadata: dict[str, Any] = {"decode_skipped": False, "dataset_checksum": checksum}
+    try:
+        published = publish_dataset(store, directory, checksum)
+        record_source(store, fingerprint, checksum)
+    except StoreError as exc:
+        log.warning("the data set was prepared but could not be published to %s: %s", store.uri, exc)
+        return values, metadata
+    return values, {"store_key": published.key, "store_reused": published.reused, **metadata}
 
 
 def _stage_metrics(cfg: Config, stage: str, identity: RunIdentity):

@@ -6,8 +6,8 @@
     store.put_dir(out_dir, "runs/r1/train")              # files first, MANIFEST.json last (conditionally)
     store.get_dir("runs/r1/train", local_dir)            # verifies every sha256
 
-See ``base.py`` for the on-store layout and what holds under concurrent writers, ``datasets.py`` for
-content-addressed data sets and ``checkpoints.py`` for mirrored training checkpoints.
+See ``base.py`` for the on-store layout, ``publish.py`` for what holds under concurrent writers,
+``datasets.py`` for content-addressed data sets and ``checkpoints.py`` for mirrored training checkpoints.
 """
 from hybridmi.store.base import ArtifactStore
 from hybridmi.store.checkpoints import CheckpointSync

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hybridmi.store.base import ArtifactStore
-from hybridmi.store.manifest import StoreError, check_key
+from hybridmi.store.manifest import StoreAuthError, StoreError, StoreUnavailable, check_key
 from hybridmi.store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class CheckpointSync:
         self.outage_retry = outage_retry
         self._outage = False
         self._pending: tuple[Path, int] | None = None  # the newest local checkpoint the mirror lacks
+        self._damaged: str | None = None  # a mirrored checkpoint key found unusable: any step may replace it
 
     def __repr__(self) -> str:
         return f"CheckpointSync({self.store!r}, {self.key_prefix!r})"
@@ -70,7 +71,8 @@ class CheckpointSync:
 
     def _holds(self, pointer: dict[str, Any] | None, step: int) -> bool:
         """True when the mirror already holds ``step`` or a later step of this run."""
-        return pointer is not None and pointer.get("run_id") == self.run_id and int(pointer["step"]) >= step
+        return (pointer is not None and pointer.get("run_id") == self.run_id and int(pointer["step"]) >= step
+                and pointer.get("key") != self._damaged)
 
     # -- writing ------------------------------------------------------------------------------------
     def upload(self, path: str | Path, step: int, *, store: ArtifactStore | None = None) -> bool:
@@ -172,7 +174,17 @@ class CheckpointSync:
                 return None
         elif run != self.run_id:
             log.info("resuming from run %s's mirrored checkpoint (step %d)", run, step)
-        return self._download(str(pointer["key"]), Path(local_dir), step)
+        try:
+            return self._download(str(pointer["key"]), Path(local_dir), step)
+        except (StoreUnavailable, StoreAuthError):
+            raise  # the mirror holds newer work: fail, so that a retry can fetch it
+        except StoreError as exc:  # damaged or gone: what is local (or a fresh start) is all there is
+            self._damaged = str(pointer["key"])
+            log.warning("the mirrored checkpoint step %d cannot be used (%s); continuing from %s", step, exc,
+                        f"the local checkpoint (step {local[1]})" if local else "scratch")
+            if local is not None:
+                self._pending = local
+            return None
 
     def download_latest(self, local_dir: str | Path) -> Path | None:
         """Download the newest mirrored checkpoint into ``local_dir`` (keeping its file name); None if none yet."""

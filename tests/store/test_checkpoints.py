@@ -146,3 +146,25 @@ def test_newest_wins__a_rerun_after_a_proxy_cut_keeps_the_newer_local_checkpoint
 def test_step_key__negative_step_raises_value_error(store):
     with pytest.raises(ValueError, match="-1"):
         CheckpointSync(store, "ckpt").step_key(-1)
+
+
+def test_restore__a_damaged_mirror_falls_back_to_local_or_scratch(store, tmp_path, caplog):
+    CheckpointSync(store, "ckpt", run_id="r1").upload(ckpt(tmp_path / "m", 20), 20)
+    manifest = store.manifest("ckpt/step-0000000020")
+    store._delete_names([f"ckpt/step-0000000020/.versions/{manifest.version}/last.pt"])
+    sync = CheckpointSync(store, "ckpt", run_id="r1")
+    with caplog.at_level(logging.WARNING):
+        assert sync.restore(tmp_path / "w", local=(ckpt(tmp_path / "w", 10), 10)) is None
+        assert sync.restore(tmp_path / "fresh", local=None) is None
+    assert (tmp_path / "w" / "last.pt").read_bytes() == b"state@10" and not (tmp_path / "fresh" / "last.pt").exists()
+    assert "continuing from the local checkpoint (step 10)" in caplog.text and "continuing from scratch" in caplog.text
+    assert sync.flush() is True and sync.latest_step() == 10  # the good local checkpoint replaces the damaged one
+
+
+def test_restore__an_unreachable_mirror_fails_rather_than_drop_its_newer_work(bucket, proxy, tmp_path):
+    store = S3Store(make_client(f"127.0.0.1:{proxy.port}"), bucket, "p", retry=FAST_RETRY)
+    CheckpointSync(store, "ckpt", run_id="r1").upload(ckpt(tmp_path / "m", 20), 20)
+    proxy.stop()
+    with pytest.raises(StoreUnavailable):
+        CheckpointSync(store, "ckpt", run_id="r1").restore(tmp_path / "w", local=(ckpt(tmp_path / "w", 10), 10))
+    assert (tmp_path / "w" / "last.pt").read_bytes() == b"state@10"
