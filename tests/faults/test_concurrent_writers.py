@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import SMOKE, TINY, hybridmi_cmd, s3_env, sets
+from faultkit import SMOKE, TINY, hybridmi_cmd, s3_env, sets
 from store_testkit import make_client, read_tree, write_tree
 
 from hybridmi.data.prepared import load_dataset

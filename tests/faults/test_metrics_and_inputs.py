@@ -5,7 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import SMOKE, TINY, hybridmi_cmd, last_line, run, s3_env, sets, stage
+from faultkit import SMOKE, TINY, hybridmi_cmd, last_line, run, s3_env, sets, stage
 from store_testkit import free_port
 
 STAGES = ("prepare", "train", "probe", "reconstruction")

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import torch
-from conftest import last_line, run, s3_env, spawn, stage, wait_for
+from faultkit import last_line, run, s3_env, spawn, stage, wait_for
 from store_testkit import make_client
 
 from hybridmi.orchestrate.mirror import first_nonfinite
