@@ -226,13 +226,20 @@ class ArtifactStore(Publisher):
         except ObjectMissing:
             return None
 
-    def _manifest_tagged(self, key: str) -> tuple[Manifest | None, str | None]:
+    def _manifest_tagged(self, key: str, *, lenient: bool = False) -> tuple[Manifest | None, str | None]:
+        """(manifest, tag), (None, None) when absent; ``lenient``: an unreadable manifest is (None, its tag)."""
         name = f"{key}/{MANIFEST}"
         try:
             data, tag = self._read_tagged(name)
         except ObjectMissing:
             return None, None
-        return Manifest.from_json(data, where=self._describe(name)), tag
+        try:
+            return Manifest.from_json(data, where=self._describe(name)), tag
+        except StoreError as exc:
+            if not lenient:
+                raise
+            log.warning("%s; a new publish replaces it", exc)
+            return None, tag
 
     # -- reading ----------------------------------------------------------------------------------
     @staticmethod

@@ -39,9 +39,10 @@ class Publisher:
 
     def _publish(self, key: str, files: list[tuple[str, Path]], progress: Progress | None, *,
                  if_absent: bool = False) -> Manifest:
-        base, base_tag = self._manifest_tagged(key)
-        if if_absent and base is not None:
-            raise PublishConflict(f"artifact {self._describe(key)} is already published (version {base.version})")
+        base, base_tag = self._manifest_tagged(key, lenient=True)
+        if if_absent and base_tag is not None:
+            raise PublishConflict(f"artifact {self._describe(key)} is already published"
+                                  f"{f' (version {base.version})' if base else ''}")
         version = new_version()
         entries = []
         for rel, path in files:
@@ -59,7 +60,7 @@ class Publisher:
             won = False
         if not won:
             self._delete_quietly(list(self._list_names(f"{key}/{VERSIONS}/{version}/")), key)
-            live, _ = self._manifest_tagged(key)
+            live, _ = self._manifest_tagged(key, lenient=True)
             raise PublishConflict(
                 f"artifact {self._describe(key)} was published concurrently by another writer (version "
                 f"{live.version if live else 'none'} stands); this publish (version {version}) was withdrawn")
@@ -92,7 +93,7 @@ class Publisher:
         prefix = f"{key}/{VERSIONS}/"
         try:
             objects = list(self._list_objects(prefix))
-            live, _ = self._manifest_tagged(key)  # read AFTER listing: a version committed since is in the list
+            live, _ = self._manifest_tagged(key)  # after listing: a version committed meanwhile is live or young
             newest: dict[str, float] = {}
             for name, modified in objects:
                 version = name[len(prefix):].split("/", 1)[0]

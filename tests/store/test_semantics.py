@@ -124,6 +124,15 @@ def test_manifest__paths_escaping_the_artifact_are_rejected(store, tmp_path):
         store.get_dir("k", tmp_path / "out")
 
 
+def test_put_dir__an_unreadable_manifest_is_replaced_by_the_next_publish(store, tmp_path):
+    store.put_dir(write_tree(tmp_path / "old", OLD), "k")
+    raw_write(store, f"k/{MANIFEST}", b"not json")
+    with pytest.raises(StoreError, match="unreadable"):
+        store.get_dir("k", tmp_path / "out")
+    store.put_dir(write_tree(tmp_path / "new", NEW), "k")
+    assert read_tree(store.get_dir("k", tmp_path / "out")) == NEW
+
+
 def test_get_dir__non_empty_destination_is_refused(store, tmp_path):
     store.put_dir(write_tree(tmp_path / "src", OLD), "k")
     write_tree(tmp_path / "out", {"keep.txt": b"mine"})
