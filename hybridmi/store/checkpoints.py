@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hybridmi.store.base import ArtifactStore
-from hybridmi.store.manifest import StoreAuthError, StoreError, StoreUnavailable, check_key
+from hybridmi.store.manifest import PublishConflict, StoreAuthError, StoreError, StoreUnavailable, check_key
 from hybridmi.store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,10 @@ class CheckpointSync:
                      self.run_id, step)
             return False
         key = self.step_key(step)
-        store.put_files(sidecars(Path(path)), key)
+        try:
+            store.put_files(sidecars(Path(path)), key)
+        except PublishConflict:  # another writer of this run mirrored the same step: its whole copy stands
+            log.info("step %d was mirrored concurrently by another writer; using that copy", step)
         for _ in range(10):
             if store.replace_document(latest, {"run_id": self.run_id, "step": step, "key": key}, tag=tag):
                 break
@@ -98,11 +101,14 @@ class CheckpointSync:
                 return False
         else:
             raise StoreError(f"checkpoint pointer {latest} kept changing while step {step} was mirrored")
-        for old in store.list(f"{self.key_prefix}/step-"):  # later steps may belong to a writer still at work
-            match = _STEP_KEY.search(old)
-            if match and int(match.group(1)) < step:
-                store.delete(old)
         log.info("checkpoint for step %d mirrored to %s", step, key)
+        try:
+            for old in store.list(f"{self.key_prefix}/step-"):  # later steps may belong to a writer still at work
+                match = _STEP_KEY.search(old)
+                if match and int(match.group(1)) < step:
+                    store.delete(old)
+        except StoreError as exc:  # the pointer has moved: older steps are only garbage now
+            log.warning("could not remove older mirrored checkpoints under %s: %s", self.key_prefix, exc)
         return True
 
     def on_checkpoint(self, path: Path, step: int) -> None:

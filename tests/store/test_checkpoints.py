@@ -9,6 +9,7 @@ import pytest
 from store_testkit import FAST_RETRY, make_client
 
 from hybridmi.store import CheckpointSync, S3Store, StoreUnavailable
+from hybridmi.store.checkpoints import sidecars
 from hybridmi.train.callbacks import CallbackList
 
 
@@ -168,3 +169,21 @@ def test_restore__an_unreachable_mirror_fails_rather_than_drop_its_newer_work(bu
     with pytest.raises(StoreUnavailable):
         CheckpointSync(store, "ckpt", run_id="r1").restore(tmp_path / "w", local=(ckpt(tmp_path / "w", 10), 10))
     assert (tmp_path / "w" / "last.pt").read_bytes() == b"state@10"
+
+
+def test_upload__two_writers_of_one_step_both_end_on_one_whole_copy(store, tmp_path):
+    first = CheckpointSync(store, "ckpt", run_id="r1")
+    second = CheckpointSync(store.with_retry(FAST_RETRY), "ckpt", run_id="r1")
+    put_files = second.store.put_files
+
+    raced = []
+
+    def first_writer_commits(rel, size):  # inside the second writer's publish, before its commit
+        if not raced:
+            raced.append(first.store.put_files(sidecars(ckpt(tmp_path / "first", 20)), "ckpt/step-0000000020"))
+
+    second.store.put_files = lambda paths, key: put_files(paths, key, progress=first_writer_commits)
+    assert second.upload(ckpt(tmp_path / "second", 20), 20) is True and raced
+    assert store.manifest("ckpt/step-0000000020").version == raced[0].version  # the first writer's copy stands
+    assert second.pointer()["step"] == 20
+    assert second.download_latest(tmp_path / "pod").read_bytes() == b"state@20"
