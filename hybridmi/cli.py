@@ -106,14 +106,17 @@ def cmd_stage(args: argparse.Namespace) -> int:
     Artifacts are local directories or s3://bucket/key URIs. Before any work every s3:// input is
     checked to exist and every s3:// output's bucket to accept writes; then inputs are downloaded into
     a scratch directory, the stage runs, and outputs are published (kept and named if that fails).
+    Started by torchrun (WORLD_SIZE > 1), every rank fetches the inputs and only rank 0 publishes.
     """
     from hybridmi.orchestrate.scratch import scratch_dir
     from hybridmi.orchestrate.task import run_task
+    from hybridmi.train.distributed import Ranks
 
     cfg = load_config(args.config, args.overrides)
     in_pairs, out_pairs = _pairs(args.inputs, "--input"), _pairs(args.outputs, "--output")
     stores: dict[str, object] = {}
-    fetch, publish = _artifact_stores(in_pairs, stores), _artifact_stores(out_pairs, stores)
+    fetch = _artifact_stores(in_pairs, stores)
+    publish = _artifact_stores(out_pairs, stores) if Ranks.from_env(os.environ).main else {}
     for store, key in fetch.values():
         store.manifest(key)  # read access, and the artifact is there
     for store in {id(s): s for s, _ in publish.values()}.values():
