@@ -2,11 +2,14 @@
 
     python -m torch.distributed.run --standalone --nproc-per-node 2 tests/train/ddp_worker.py CASES.json OUT_DIR
 
-CASES.json: {"steps": [{"name", "overrides", "steps", "nan_at"}...], "trainer": {"overrides"}, "guard": true}. Each step case
+CASES.json: {"steps": [{"name", "overrides", "steps", "nan_at"}...], "trainer": {"overrides"}, "guard": true,
+"syncs": {"overrides"}}. Each step case
 runs HybridStep for ``steps`` global batches of the synthetic split (this rank's rows of each), reading the
 finite guard after every step; ``nan_at`` = (step, image) makes one image of that global batch NaN.
 The trainer case runs train_hybrid. The guard case records a loss that is NaN on rank 1 only (its gradients
-finite, so DDP's averaging cannot spread it) and saves what FiniteGuard did on each rank. OUT_DIR/<name>.pt holds rank 0's losses, first-step gradients, final
+finite, so DDP's averaging cannot spread it) and saves what FiniteGuard did on each rank. The syncs case
+counts, on every rank, the operators and Python calls that would make the host wait for the device in two
+DDP steps (after one warm-up step), as test_hybrid_step.py does for one process. OUT_DIR/<name>.pt holds rank 0's losses, first-step gradients, final
 state (BatchNorm statistics averaged over ranks, as a checkpoint has them) and whether all ranks agree.
 """
 from __future__ import annotations
@@ -118,6 +121,36 @@ def run_guard(group: RankGroup, out_dir: Path) -> None:
         torch.save(outcomes, out_dir / "guard.pt")
 
 
+def run_syncs(case: dict, group: RankGroup, out_dir: Path) -> None:
+    from test_hybrid_step import HOST_READS, SyncCounter
+
+    cfg = load_config(None, case["overrides"])
+    seed_everything(cfg.train.seed)
+    autoencoder, moco = build_models(cfg)
+    autoencoder.train()
+    optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
+    step = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
+                      on_nonfinite=cfg.train.on_nonfinite, group=group)
+    images, batch_size = make_synthetic(**DATA)[0].images, cfg.train.batch_size
+    batches = [global_batch(images, i, batch_size, None)[group.shard(batch_size)] for i in range(3)]
+    generator = torch.Generator()
+    step(batches[0], generator=generator.manual_seed(0), lr=1e-3)  # DDP builds its buckets in the first step
+    reads, originals = [], {name: getattr(torch.Tensor, name) for name in HOST_READS}
+    for name, original in originals.items():
+        setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (reads.append(_n), _o(self, *a, **k))[1])
+    try:
+        with SyncCounter() as counter:
+            for i, batch in enumerate(batches[1:], start=1):
+                step(batch, generator=generator.manual_seed(i), lr=1e-3)
+    finally:
+        for name, original in originals.items():
+            setattr(torch.Tensor, name, original)
+    counts = [None] * group.world_size
+    torch.distributed.all_gather_object(counts, {"syncing_ops": counter.calls, "host_reads": reads})
+    if group.main:
+        torch.save(counts, out_dir / "syncs.pt")
+
+
 def main(cases_path: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     cases = json.loads(Path(cases_path).read_text())
@@ -128,6 +161,8 @@ def main(cases_path: str, out_dir: str) -> None:
             run_trainer(cases["trainer"], group, Path(out_dir))
         if cases.get("guard"):
             run_guard(group, Path(out_dir))
+        if cases.get("syncs"):
+            run_syncs(cases["syncs"], group, Path(out_dir))
 
 
 if __name__ == "__main__":

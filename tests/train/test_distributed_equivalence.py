@@ -87,7 +87,8 @@ def two_ranks(tmp_path_factory):
     """One torchrun launch of 2 gloo ranks running every case; rank 0's results by case name."""
     out = tmp_path_factory.mktemp("ddp")
     cases = out / "cases.json"
-    cases.write_text(json.dumps({"steps": STEP_CASES, "trainer": TRAINER, "guard": True}))
+    cases.write_text(json.dumps({"steps": STEP_CASES, "trainer": TRAINER, "guard": True,
+                                 "syncs": {"overrides": [*TINY, "objective.alpha=0.5", "optim.grad_clip=1.0"]}}))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={RANKS}",
                            str(WORKER), str(cases), str(out)], env=env, capture_output=True, text=True, timeout=600)
@@ -182,3 +183,7 @@ def test_finite_guard__a_loss_bad_on_one_rank_skips_or_stops_every_rank(two_rank
     assert skip == [{"skipped": 1, "weights_kept": True}] * RANKS
     assert [o["weights_kept"] for o in stop] == [True] * RANKS
     assert all("non-finite loss at step 1: loss=nan" in o["error"] for o in stop)  # both ranks report the global mean
+
+
+def test_ddp_step__adds_collectives_but_no_host_sync(two_ranks):
+    assert two_ranks["syncs"] == [{"syncing_ops": [], "host_reads": []}] * RANKS
