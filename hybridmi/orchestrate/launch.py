@@ -8,13 +8,15 @@ and waits. Every rank runs ``run_task`` (rank 0 with the store, checkpoint mirro
 ``DIR/result.json``. When a rank fails torchrun stops the others (SIGTERM, which they turn into an
 orderly exit) and exits non-zero; the launcher then raises ONE line naming the cause: a rank that died
 without recording its end (kill -9, the OOM killer) or else the first recorded error; the last
-checkpoint stays in the model directory, and rerunning the task resumes from it.
+checkpoint stays in the model directory, and rerunning the task resumes from it. torchrun is told to
+stop when the task process dies, however it dies (Linux's parent-death signal), so ranks never outlive it.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,11 +62,19 @@ def launch_ranks(stage: str, config_text: str, *, inputs: Mapping[str, Path], ou
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "--max-restarts=0", "-m", "hybridmi.orchestrate.launch", str(directory)]
         log.info("stage %s on %d ranks of this node (torchrun)", stage, nproc)
-        code = _wait(subprocess.Popen(command, env=dict(env)))
+        code = _wait(subprocess.Popen(command, env=dict(env), preexec_fn=_stop_with_parent))
         if code != 0:
             raise RankFailure(f"stage {stage} on {nproc} ranks failed: {root_cause(directory, nproc)}; "
                               f"{_checkpoint_hint(stage, outputs)}")
         return json.loads((directory / "result.json").read_text())
+
+
+def _stop_with_parent() -> None:
+    """In the child before exec: SIGTERM when this (parent) process dies, also by SIGKILL (Linux only)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 def _wait(process: subprocess.Popen) -> int:

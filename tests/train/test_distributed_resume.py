@@ -1,6 +1,7 @@
 """kill -9 of one rank of `hybridmi stage train` on 2 gloo ranks (train.ranks=2: the task starts them through
 torchrun): the job ends with one line naming that rank, no rank process outlives it, the last checkpoint is
-kept, and the rerun resumes from it and ends with the model of an uninterrupted 2-rank run, bit for bit."""
+kept, and the rerun resumes from it and ends with the model of an uninterrupted 2-rank run, bit for bit.
+kill -9 of the task itself takes its ranks down with it."""
 from __future__ import annotations
 
 import json
@@ -114,3 +115,16 @@ def test_kill9_of_one_rank__job_ends_in_one_line_and_the_rerun_resumes_bit_ident
     want, got = (torch.load(tmp_path / run / "model.pt", weights_only=False)["state_dict"] for run in ("reference", "model"))
     assert want.keys() == got.keys() and all(torch.equal(v, got[k]) for k, v in want.items())
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["ranks"] == 2
+
+
+def test_kill9_of_the_task__its_ranks_do_not_outlive_it(dataset, tmp_path):
+    env = base_env(tmp_path)
+    job = subprocess.Popen(train_cmd(dataset, tmp_path / "model"), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    records = wait_for(lambda: (r := rank_records(env)) and len(r) == 2 and r, what="both ranks to start", proc=job)
+    job.kill()
+    job.wait(timeout=60)
+    deadline = time.monotonic() + 120
+    while any(alive(r["pid"]) for r in records.values()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(r["pid"]) for r in records.values())
