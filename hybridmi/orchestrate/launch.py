@@ -21,7 +21,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from hybridmi.config import Config
 from hybridmi.runtime import choose_device, setup_logging, write_json
@@ -62,19 +62,24 @@ def launch_ranks(stage: str, config_text: str, *, inputs: Mapping[str, Path], ou
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
                    "--max-restarts=0", "-m", "hybridmi.orchestrate.launch", str(directory)]
         log.info("stage %s on %d ranks of this node (torchrun)", stage, nproc)
-        code = _wait(subprocess.Popen(command, env=dict(env), preexec_fn=_stop_with_parent))
+        code = _wait(subprocess.Popen(command, env=dict(env), preexec_fn=_stop_with_parent()))
         if code != 0:
             raise RankFailure(f"stage {stage} on {nproc} ranks failed: {root_cause(directory, nproc)}; "
                               f"{_checkpoint_hint(stage, outputs)}")
         return json.loads((directory / "result.json").read_text())
 
 
-def _stop_with_parent() -> None:
-    """In the child before exec: SIGTERM when this (parent) process dies, also by SIGKILL (Linux only)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+def _stop_with_parent() -> Callable[[], None] | None:
+    """What the child runs before exec: ask for SIGTERM when this process dies, even by SIGKILL (Linux only).
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
+    Resolved here, in the parent: between fork and exec the child must not import or take Python locks.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
 def _wait(process: subprocess.Popen) -> int:
