@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from hybridmi.config import ConfigError, load_config
 from hybridmi.stages import STAGE_NAMES
@@ -76,12 +77,53 @@ def _stage_artifacts(pairs: dict[str, str], tmp: Path, *, download: bool) -> tup
         bucket, key = parse_s3_uri(uri)
         if not key:
             raise ValueError(f"artifact URI {uri!r} names a bucket but no key: use s3://bucket/path/to/artifact")
-        store = store_from_env(f"s3://{bucket}")
+        home = os.environ.get("HYBRIDMI_STORE", "").rstrip("/")
+        if home.startswith("s3://") and uri.startswith(f"{home}/"):
+            # Under the task store (a TrainJob's data set and model): read and write it through that store, the
+            # root its artifacts are published from (a manifest names its files relative to the store's root).
+            store, key = store_from_env(home), uri[len(home) + 1:]
+        else:
+            store = store_from_env(f"s3://{bucket}")
         local[name] = tmp / ("in" if download else "out") / name
         if download:
             store.get_dir(key, local[name])
         remote[name] = (store, key)
     return local, remote
+
+
+def refuse_distributed_launch(stage: str, env: Mapping[str, str] = os.environ) -> None:
+    """Refuse a launch with WORLD_SIZE > 1 (torchrun, a multi-node TrainJob): the stages train in one process.
+
+    Until the train stage runs DistributedDataParallel itself (issue 12, the DDP part: rank 0 publishes),
+    N processes would each train a full copy and race to publish it. The DDP change removes this guard.
+    """
+    world = env.get("WORLD_SIZE", "").strip()
+    if world and world != "1":
+        raise RuntimeError(f"WORLD_SIZE={world}: `hybridmi stage {stage}` does not train distributed yet (DDP inside the "
+                           f"train stage, with rank 0 publishing, is not implemented); refusing to run {world} "
+                           "independent copies: launch one process per job (train_nodes=1, gpu_count=1)")
+
+
+def _stage_config(args: argparse.Namespace):
+    """The config of ``hybridmi stage``: --config FILE, or --config-env VAR holding the YAML text (a TrainJob's env)."""
+    if args.config_env is None:
+        return load_config(args.config, args.overrides)
+    if args.config is not None:
+        raise ValueError("--config and --config-env exclude each other")
+    import yaml
+
+    from hybridmi.config import config_from_dict
+
+    text = os.environ.get(args.config_env)
+    if text is None:
+        raise ConfigError(f"config error: environment variable {args.config_env} (--config-env) is not set")
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config error: {args.config_env} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config error: {args.config_env} must hold a mapping at the top level")
+    return config_from_dict(tree, args.overrides)
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -93,7 +135,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
     from hybridmi.orchestrate.task import run_task
 
-    cfg = load_config(args.config, args.overrides)
+    refuse_distributed_launch(args.name)
+    cfg = _stage_config(args)
     with tempfile.TemporaryDirectory(prefix="hybridmi-stage-") as tmp:
         inputs, _ = _stage_artifacts(_pairs(args.inputs, "--input"), Path(tmp), download=True)
         outputs, publish = _stage_artifacts(_pairs(args.outputs, "--output"), Path(tmp), download=False)
@@ -216,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="run one pipeline stage")
     p.add_argument("name", choices=STAGE_NAMES)
     _add_config_args(p)
+    p.add_argument("--config-env", metavar="VAR", help="read the config (YAML text) from environment variable VAR "
+                   "instead of --config (how a TrainJob's nodes get it)")
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--output", dest="outputs", action="append", default=[], metavar="NAME=PATH")
     p.set_defaults(func=cmd_stage)

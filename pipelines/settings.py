@@ -14,10 +14,9 @@ from typing import Any, Mapping
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from hybridmi.cluster import RUN_ID_LABEL, RUN_ID_VAR, STORE_SECRET_KEYS
+from hybridmi.cluster import RUN_ID_LABEL, RUN_ID_VAR, SHM_SIZE, STORE_SECRET_KEYS
 from hybridmi.stages import STAGE_NAMES
 
-SHM_SIZE = "2Gi"  # PyTorch worker processes and NCCL exchange tensors through /dev/shm
 GPU_STAGES = frozenset({"train", "latents", "ddim", "fid"})
 # Argo retries a GPU task whose main container failed (crash, OOM kill, timeout). A pod deleted by
 # node loss or spot preemption is an Argo *error*, which KFP's retryStrategy (no retryPolicy) does
