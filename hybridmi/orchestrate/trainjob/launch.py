@@ -56,13 +56,26 @@ class NodeSettings:
     store_secret: str = "hybridmi-store"
     deadline_s: int = 24 * 3600
 
+    def __post_init__(self) -> None:
+        if self.gpu_count and not (self.gpu_count.isdigit() and int(self.gpu_count) > 0):
+            raise ValueError(f"gpu_count={self.gpu_count!r} is not a positive integer (or empty for no GPU)")
+
     @property
     def gpus_per_node(self) -> int:
-        if not self.gpu_type or not self.gpu_count:
-            return 0
-        if not self.gpu_count.isdigit() or int(self.gpu_count) < 1:
-            raise ValueError(f"gpu_count={self.gpu_count!r} is not a positive integer (or empty for no GPU)")
-        return int(self.gpu_count)
+        """GPUs (and processes) per node; 0 when gpu_type or gpu_count is empty."""
+        return int(self.gpu_count) if self.gpu_type and self.gpu_count else 0
+
+
+def node_settings(*, image: str, train_nodes: str, deadline_s: int, gpu_type: str, gpu_count: str, cpu_request: str,
+                  cpu_limit: str, memory_request: str, memory_limit: str, node_selector: Mapping[str, str],
+                  tolerations: Sequence[Mapping[str, Any]], image_pull_secret: str, store_secret: str) -> NodeSettings:
+    """NodeSettings from the run parameters as the component receives them (train_nodes as text); ValueError naming one."""
+    if not str(train_nodes).strip().isdigit() or int(train_nodes) < 1:
+        raise ValueError(f"train_nodes={train_nodes!r} is not a positive integer")
+    return NodeSettings(image=image, nodes=int(train_nodes), gpu_type=gpu_type, gpu_count=gpu_count,
+                        cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request,
+                        memory_limit=memory_limit, node_selector=dict(node_selector), tolerations=list(tolerations),
+                        image_pull_secret=image_pull_secret, store_secret=store_secret, deadline_s=int(deadline_s))
 
 
 def model_key(run_id: str, cfg: Config) -> str:
