@@ -96,3 +96,15 @@ def test_local_run__refuses_train_nodes_above_1_before_running_anything(tmp_path
     with pytest.raises(ValueError, match="train_nodes=3 makes the train step a Kubeflow Trainer TrainJob.*hybridmi submit"):
         run_local(None, ["train.epochs=1"], runner="inprocess", pipeline_root=tmp_path, parameters={"train_nodes": "3"})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_component__compiles_on_the_project_image_without_installing_kfp(tmp_path):
+    from kfp import compiler
+
+    from components import PROJECT_IMAGE
+
+    path = tmp_path / "train_trainjob.yaml"
+    compiler.Compiler().compile(train_trainjob, str(path))
+    (executor,) = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"].values()
+    assert executor["container"]["image"] == PROJECT_IMAGE
+    assert "pip install" not in " ".join(executor["container"]["command"])

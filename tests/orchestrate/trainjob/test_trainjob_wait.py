@@ -13,23 +13,14 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_kube_api import COMPLETE, CREATED, FAILED, RUNNING, FakeKubeAPI, Scripted, condition
+from fake_kube_api import COMPLETE, CREATED, FAILED, NAME, RUNNING, FakeKubeAPI, Scripted, condition
+from fake_kube_api import sample_trainjob as body
 
 from hybridmi.orchestrate.trainjob.api import ApiUnavailable, TrainJobApiError, TrainJobs
 from hybridmi.orchestrate.trainjob.launch import run_trainjob
-from hybridmi.orchestrate.trainjob.manifest import TrainJobRequest, render_trainjob
 from hybridmi.orchestrate.trainjob.status import KubeUnreachable, TrainJobFailed, wait_for_trainjob
 
 ROOT = Path(__file__).resolve().parents[3]
-NAME = "hybridmi-train-0123456789"
-
-
-def body(name: str = NAME) -> dict:
-    return render_trainjob(TrainJobRequest(
-        name=name, namespace="kubeflow", image="registry.example.com/hybridmi:0.1.0-abcdef012345", nodes=2,
-        gpus_per_node=4, config_text="train:\n  epochs: 1\n", config_hash="c0ffee", run_id="run-1",
-        dataset_uri="s3://b/p/datasets/00ff00ff", model_uri="s3://b/p/runs/run-1/c0ffee/train/model",
-        store_secret="hybridmi-store", deadline_s=3600))
 
 
 def test_wait__logs_each_state_once_in_order_and_returns_complete(caplog):
