@@ -108,3 +108,19 @@ def test_component__compiles_on_the_project_image_without_installing_kfp(tmp_pat
     (executor,) = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"].values()
     assert executor["container"]["image"] == PROJECT_IMAGE
     assert "pip install" not in " ".join(executor["container"]["command"])
+
+
+def test_task__loads_the_library_only():
+    """The task pod imports the launcher: neither pipelines, components nor kfp (components/image.py would look for
+    the checkout's sources, which an installed image does not have)."""
+    import os
+    import subprocess
+    import sys
+
+    root = COMPILED_DIR.parents[1]
+    code = ("import sys, hybridmi.orchestrate.trainjob.launch; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
