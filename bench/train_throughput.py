@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from hybridmi.config import load_config
-from hybridmi.data.augment import moco_augment, to_float
+from hybridmi.data.augment import to_float
 from hybridmi.data.synthetic import make_synthetic
-from hybridmi.runtime import autocast, autocast_dtype, choose_device
-from hybridmi.train.hybrid import make_optimizer, step_losses, build_models
+from hybridmi.runtime import autocast_dtype, choose_device
+from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -49,6 +49,16 @@ class TwoViewPIL(Dataset):
         return self.tf(img), self.tf(img)
 
 
+class PrecomputedViews(HybridStep):
+    """The trainer's step fed with views made elsewhere (the PIL loader's): ``batch`` is the pair (v1, v2)."""
+
+    def views(self, batch, generator):
+        v1, v2 = batch
+        perm = self.moco.key_permutation(v1.shape[0], generator=generator, device=v1.device)
+        x = self._layout(torch.cat([v1, v2]))
+        return x, x, perm
+
+
 def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -59,25 +69,24 @@ def bench(preset: str, feed: str, *, steps: int, warmup: int, batch_size: int, d
         f"train.device={device}",
     ])
     autoencoder, moco = build_models(cfg)
-    autoencoder.to(device).train()
-    if moco is not None:
-        moco.to(device)
+    channels_last = device.type == "cuda"
+    for module in (autoencoder, moco):
+        module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
+    autoencoder.train()
     if device.type == "cuda":
-        autoencoder.to(memory_format=torch.channels_last)
         torch.cuda.reset_peak_memory_stats(device)
-    params = list(autoencoder.parameters()) + (list(moco.head_q.parameters()) if moco is not None else [])
-    optimizer = make_optimizer(params, cfg)
-    amp = autocast_dtype(cfg.train.precision, device)
+    optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
+    kind = HybridStep if feed == "device" else PrecomputedViews
+    step = kind(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=0.0, on_nonfinite="stop",
+                amp=autocast_dtype(cfg.train.precision, device), channels_last=channels_last)
     train, _ = make_synthetic(num_classes=10, n_train=batch_size * (steps + warmup), n_test=10, seed=0)
 
     if feed == "device":
         images = train.images.to(device)
-        gen = torch.Generator(device=device).manual_seed(0)
 
         def batches():
             for i in range(steps + warmup):
-                x = to_float(images[i * batch_size:(i + 1) * batch_size])
-                yield moco_augment(x, generator=gen), moco_augment(x, generator=gen)
+                yield to_float(images[i * batch_size:(i + 1) * batch_size])
     else:
         loader = DataLoader(TwoViewPIL(train.images), batch_size=batch_size, num_workers=workers,
                             pin_memory=device.type == "cuda", drop_last=True, persistent_workers=False)
@@ -86,21 +95,14 @@ def bench(preset: str, feed: str, *, steps: int, warmup: int, batch_size: int, d
             for v1, v2 in loader:
                 yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
 
+    generator = torch.Generator(device=device)
     start = None
-    for i, (v1, v2) in enumerate(batches()):
+    for i, batch in enumerate(batches()):
         if i == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            step.guard.read()  # waits for the device
             start = time.perf_counter()
-        with autocast(device, amp):
-            loss, _, keys = step_losses(autoencoder, moco, v1, v2, alpha=cfg.objective.alpha)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if keys is not None:
-            moco.enqueue(keys)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+        step(batch, generator=generator.manual_seed(i), lr=cfg.optim.lr)
+    step.guard.read()
     elapsed = time.perf_counter() - start
     mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mib()
     return steps * batch_size / elapsed, mem

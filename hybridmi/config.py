@@ -68,7 +68,13 @@ class ObjectiveConfig(_Section):
     momentum: float = Field(0.99, ge=0.0, le=1.0, description="MoCo key-encoder EMA momentum m")
     temperature: float = Field(0.1, gt=0.0, description="InfoNCE temperature T")
     symmetric: bool = Field(True, description="symmetrised InfoNCE (both views as queries)")
-    shuffle_bn: bool = Field(True, description="permute the key batch through the key encoder so BN cannot leak between views")
+    bn_splits: int = Field(8, ge=1, description="BatchNorm groups per view and batch in both encoders, query and key "
+                           "(SplitBatchNorm, as the MoCo CIFAR demo); 1 = whole-batch BN; train.batch_size must divide into them")
+    shuffle_bn: bool = Field(True, description="assign keys to BN groups by a stratified shuffle so no key's BN group is "
+                             "its positive's query group; false keeps the query grouping (the leak shuffle-BN removes)")
+    autoencoder_views: Literal["flip", "clean", "moco"] = Field(
+        "flip", description="what the α = 1 baseline (autoencoder alone) trains on: clean images with random horizontal "
+        "flips, clean images, or the MoCo-v2 views the hybrid reconstructs")
 
 
 class OptimConfig(_Section):
@@ -87,9 +93,16 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="'auto' (cuda if present), 'cpu' or 'cuda[:N]'")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
     channels_last: bool = Field(True, description="channels_last memory format on CUDA")
-    compile: bool = Field(False, description="torch.compile the model")
+    compile: bool = Field(False, description="torch.compile the step's loss computation (both encoder passes, decoder, heads, InfoNCE)")
+    time_budget_minutes: float | None = Field(
+        None, gt=0.0, description="wall-clock training budget in minutes: replaces epochs; warm-up + cosine are laid over "
+        "the number of steps estimated once, after the warm-up, from the measured step time (recorded in checkpoints)")
+    on_nonfinite: Literal["stop", "skip_step"] = Field(
+        "stop", description="a NaN/inf loss or gradient: stop naming the step and tensor, or skip that update and count it "
+        "(the optimiser, BN statistics, key encoder, queue and EMA are left as before the step)")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (plus one at the end)")
-    log_every: int = Field(20, ge=1, description="steps between progress updates / metric callbacks")
+    log_every: int = Field(20, ge=1, description="steps between progress updates / metric callbacks and reads of the "
+                           "device-side finite checks")
     knn_every: int = Field(0, ge=0, description="epochs between kNN monitor evaluations; 0 disables")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
 
@@ -197,12 +210,17 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _queue_fits_batch(self) -> "Config":
         # Each step enqueues the keys of one view, or of both views with the symmetric loss.
-        k = self.objective.queue_size
-        enqueued = self.train.batch_size * (2 if self.objective.symmetric else 1)
-        if self.objective.alpha < 1.0 and k % enqueued:
+        k, o, batch = self.objective.queue_size, self.objective, self.train.batch_size
+        enqueued = batch * (2 if o.symmetric else 1)
+        if o.alpha < 1.0 and k % enqueued:
             raise ValueError(
                 f"objective.queue_size {k} is not a multiple of the {enqueued} keys enqueued per step "
-                f"(train.batch_size {self.train.batch_size}{' x 2 views, symmetric' if self.objective.symmetric else ''})"
+                f"(train.batch_size {batch}{' x 2 views, symmetric' if o.symmetric else ''})"
+            )
+        if o.alpha < 1.0 and o.bn_splits > 1 and (batch % o.bn_splits or batch // o.bn_splits < 2):
+            raise ValueError(
+                f"train.batch_size {batch} does not split into objective.bn_splits {o.bn_splits} BatchNorm groups "
+                f"of at least 2 images each"
             )
         return self
 

@@ -27,6 +27,10 @@ def test_presets__validate(preset):
         ("objective.queue_size=1000", "objective.queue_size", "not a multiple"),
         ("data.source=imagenet", "data.source", "Input should be"),
         ("data.source=folder", "data.root", "required"),
+        ("objective.bn_splits=5", "objective.bn_splits", "does not split"),
+        ("train.on_nonfinite=retry", "train.on_nonfinite", "Input should be"),
+        ("train.time_budget_minutes=0", "train.time_budget_minutes", "greater than 0"),
+        ("objective.autoencoder_views=crop", "objective.autoencoder_views", "Input should be"),
     ],
 )
 def test_bad_value__rejected_with_one_line_naming_the_field(override, field, reason):

@@ -163,3 +163,14 @@ def moco_augment(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor
     out = torch.where(jitter_on.view(-1, 1, 1, 1), color_jitter(out, factors), out)
     out = torch.where(gray_on.view(-1, 1, 1, 1), grayscale(out).expand_as(out), out)
     return out.clamp(0, 1)
+
+
+def flip_augment(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+    """Each image mirrored left-right with probability 1/2: the augmentation of a plain autoencoder.
+
+    x: (B, C, H, W) → same shape/dtype/device; one draw per image from ``generator`` (on x's device).
+    """
+    if x.ndim != 4:
+        raise ValueError(f"flip_augment expects (B, C, H, W) images, got shape {tuple(x.shape)}")
+    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < FLIP_P
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)

@@ -9,12 +9,16 @@ squeeze-excitation (reduction 16, at least 4 hidden units). Layout, with C = ``c
              → cells_32 x DecoderCell(C) → BN, Swish, 3x3 conv C→3 → (h+1)/2 → x̂ (B,3,32,32), unbounded
 
 Every op is per-sample except BatchNorm; nothing here names a device, so channels_last and
-autocast work from the caller's side.
+autocast work from the caller's side. With ``bn_group_size`` the encoder's BatchNorm layers normalise
+contiguous groups of that many images in training (``SplitBatchNorm2d``), as MoCo-v2 needs on the query
+side; the decoder's always use the whole batch.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+from hybridmi.models.norm import batchnorm_groups
 
 SE_REDUCTION = 16
 SE_MIN_HIDDEN = 4
@@ -34,9 +38,10 @@ class SqueezeExcite(nn.Module):
         return x * gate[:, :, None, None]
 
 
-def _bn_swish_conv(c_in: int, c_out: int, *, kernel: int, stride: int = 1, groups: int = 1) -> list[nn.Module]:
+def _bn_swish_conv(c_in: int, c_out: int, *, kernel: int, stride: int = 1, groups: int = 1,
+                   bn_group_size: int | None = None) -> list[nn.Module]:
     return [
-        nn.BatchNorm2d(c_in),
+        batchnorm_groups(c_in, bn_group_size),
         nn.SiLU(),
         nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False),
     ]
@@ -47,15 +52,16 @@ class EncoderCell(nn.Module):
 
     stride 1 keeps (B, c_in, H, W) → (B, c_out, H, W); stride 2 halves H and W (the down cell), its skip
     being 2x2 average pooling and a 1x1 conv. A channel change at stride 1 uses a 1x1 conv skip.
+    ``bn_group_size``: see ``SplitBatchNorm2d`` (None: whole-batch statistics).
     """
 
-    def __init__(self, c_in: int, c_out: int, *, stride: int = 1) -> None:
+    def __init__(self, c_in: int, c_out: int, *, stride: int = 1, bn_group_size: int | None = None) -> None:
         super().__init__()
         if stride not in (1, 2):
             raise ValueError(f"encoder cell stride {stride} is not 1 or 2")
         self.branch = nn.Sequential(
-            *_bn_swish_conv(c_in, c_out, kernel=3, stride=stride),
-            *_bn_swish_conv(c_out, c_out, kernel=3),
+            *_bn_swish_conv(c_in, c_out, kernel=3, stride=stride, bn_group_size=bn_group_size),
+            *_bn_swish_conv(c_out, c_out, kernel=3, bn_group_size=bn_group_size),
             SqueezeExcite(c_out),
         )
         skip: list[nn.Module] = [nn.AvgPool2d(2)] if stride == 2 else []
@@ -113,13 +119,14 @@ class UpCell(nn.Module):
 class Encoder(nn.Module):
     """x (B, 3, 32, 32) in [0, 1] → z (B, latent_channels, 16, 16)."""
 
-    def __init__(self, *, channels: int, cells_32: int, cells_16: int, latent_channels: int) -> None:
+    def __init__(self, *, channels: int, cells_32: int, cells_16: int, latent_channels: int,
+                 bn_group_size: int | None = None) -> None:
         super().__init__()
-        wide = 2 * channels
+        wide, g = 2 * channels, bn_group_size
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
-        self.cells_32 = nn.Sequential(*(EncoderCell(channels, channels) for _ in range(cells_32)))
-        self.down = EncoderCell(channels, wide, stride=2)
-        self.cells_16 = nn.Sequential(*(EncoderCell(wide, wide) for _ in range(cells_16)))
+        self.cells_32 = nn.Sequential(*(EncoderCell(channels, channels, bn_group_size=g) for _ in range(cells_32)))
+        self.down = EncoderCell(channels, wide, stride=2, bn_group_size=g)
+        self.cells_16 = nn.Sequential(*(EncoderCell(wide, wide, bn_group_size=g) for _ in range(cells_16)))
         self.to_latent = nn.Sequential(nn.SiLU(), nn.Conv2d(wide, latent_channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -149,17 +156,20 @@ class Autoencoder(nn.Module):
     """The hybrid model's f (encoder) and q(x|z) mean (decoder); see the module docstring for the layout.
 
     ``init_args`` holds exactly the constructor's keyword arguments so a checkpoint can rebuild it.
+    ``bn_group_size`` only changes training-mode statistics of the encoder (the state dict is the same).
     """
 
-    def __init__(self, *, channels: int, cells_32: int, cells_16: int, decoder_expand: int = 6, latent_channels: int = 6) -> None:
+    def __init__(self, *, channels: int, cells_32: int, cells_16: int, decoder_expand: int = 6, latent_channels: int = 6,
+                 bn_group_size: int | None = None) -> None:
         super().__init__()
         for name, value, low in (("channels", channels, 1), ("cells_32", cells_32, 0), ("cells_16", cells_16, 0),
                                  ("decoder_expand", decoder_expand, 1), ("latent_channels", latent_channels, 1)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"Autoencoder {name}={value!r} must be an integer >= {low}")
         self.init_args = dict(channels=channels, cells_32=cells_32, cells_16=cells_16,
-                              decoder_expand=decoder_expand, latent_channels=latent_channels)
-        self.encoder = Encoder(channels=channels, cells_32=cells_32, cells_16=cells_16, latent_channels=latent_channels)
+                              decoder_expand=decoder_expand, latent_channels=latent_channels, bn_group_size=bn_group_size)
+        self.encoder = Encoder(channels=channels, cells_32=cells_32, cells_16=cells_16, latent_channels=latent_channels,
+                               bn_group_size=bn_group_size)
         self.decoder = Decoder(channels=channels, cells_32=cells_32, cells_16=cells_16,
                                decoder_expand=decoder_expand, latent_channels=latent_channels)
 

@@ -24,7 +24,10 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     save_autoencoder(result.model, out / "model.pt", extra={
         "config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum,
     })
-    metrics = {"steps": float(result.step), "train_seconds": seconds}
+    metrics = {"steps": float(result.step), "train_seconds": seconds, "skipped_steps": float(result.skipped_steps)}
+    if result.run_length.get("estimated_at_step") is not None:  # a time-budgeted run: how its length was set
+        metrics.update({"planned_steps": float(result.run_length["total_steps"]),
+                        "measured_step_time_s": result.run_length["step_time_s"]})
     if result.last_metrics is not None:
         m = result.last_metrics
         metrics.update({"loss": m.loss, "images_per_s": m.images_per_s, **{f"loss_{k}": v for k, v in m.terms.items()}})

@@ -19,6 +19,7 @@ class StepMetrics:
     images_per_s: float = 0.0
     step_time_s: float = 0.0  # mean wall time of one step since the last report
     steps_in_report: int = 1  # how many steps step_time_s averages over
+    skipped_steps: int = 0  # updates skipped as non-finite so far in the run (train.on_nonfinite = skip_step)
     gpu_mem_bytes: int | None = None  # peak CUDA memory allocated, None on CPU
 
 

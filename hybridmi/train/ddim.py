@@ -3,10 +3,13 @@
 Latents stay on the training device in their storage dtype and are standardised per batch.
 Batches come from a permutation seeded by (seed, epoch); t and ε come from the global RNG, whose
 state is checkpointed with the model, optimiser, scheduler and EMA, so a resumed run continues
-bit-identically on the CPU.
+bit-identically on the CPU. Steps never wait for the device: finite checks are recorded there
+(``FiniteGuard``) and read every ``ddim.log_every`` steps and before each checkpoint, and the whole
+state is checked finite before it is written (``train.on_nonfinite`` applies here too).
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -28,15 +31,13 @@ from hybridmi.runtime import autocast, autocast_dtype, choose_device, rng_state,
 from hybridmi.train.callbacks import CallbackList, StepMetrics
 from hybridmi.train.checkpoint import check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint
 from hybridmi.train.ema import EMA
+from hybridmi.train.guard import FiniteGuard, NonFiniteError, first_nonfinite, fused_optimizer
 
 log = logging.getLogger(__name__)
 
 KIND = "ddim"
 RESUME_SECTIONS = ("unet", "diffusion", "ddim_shape")  # config parts that must not change on resume
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Raised when the DDIM loss is NaN/inf; the message names the step."""
+NonFiniteLossError = NonFiniteError  # the name earlier callers import
 
 
 @dataclass
@@ -105,7 +106,8 @@ def train_ddim(
 
     latents: (N, C, H, W) raw latents (any float dtype); mean/std: (C,). ``stop_at_step`` ends the run
     early with a checkpoint (a budgeted or interrupted run); calling again with ``resume`` continues it.
-    Raises NonFiniteLossError naming the step on a NaN/inf loss, leaving the last checkpoint intact.
+    A NaN/inf loss, gradient or weight raises NonFiniteError naming the step and the first non-finite
+    tensor (or, with ``train.on_nonfinite=skip_step``, skips that update), leaving the last checkpoint intact.
     """
     out_dir, d, t = Path(out_dir), cfg.ddim, cfg.train
     if t.threads:
@@ -124,11 +126,11 @@ def train_ddim(
     if device.type == "cuda" and t.channels_last:
         unet.to(memory_format=torch.channels_last)
     ema = EMA(unet, decay=d.ema_decay, warmup=d.ema_warmup)
-    optimizer = torch.optim.Adam(unet.parameters(), lr=d.lr)
+    optimizer = fused_optimizer("adam", list(unet.parameters()), lr=d.lr, momentum=0.9, weight_decay=0.0)
     warmup = d.warmup_steps
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) if warmup else 1.0)
     abar = schedule_from_config(cfg.diffusion.model_dump()).to(device)
-    step = 0
+    step, last = 0, None
     ckpt = latest_checkpoint(out_dir) if resume else None
     if ckpt is not None:
         state = load_checkpoint(ckpt, kind=KIND, map_location=device)
@@ -139,34 +141,34 @@ def train_ddim(
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         step = state["step"]
+        last = StepMetrics(**state["last_metrics"]) if state.get("last_metrics") else None
         log.info("resumed DDIM from %s at step %d of %d", ckpt, step, total_steps)
     forward = torch.compile(unet) if t.compile else unet
+    guard = FiniteGuard(optimizer=optimizer, named_params=[(f"unet.{k}", p) for k, p in unet.named_parameters()],
+                        terms=(), mode=t.on_nonfinite, rollback=[*ema.module.parameters(), *ema.module.buffers()])
+    guard.first_step = step
     data = latents.to(device)
     mean, std = mean.to(device), std.to(device)
     events = CallbackList(callbacks)
     path = ckpt
 
     def checkpoint() -> Path:
+        state = dict(unet=unet.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict())
+        bad = first_nonfinite(state)
+        if bad is not None:
+            raise NonFiniteError(f"refusing to write the DDIM checkpoint of step {step}: {bad} is not finite; "
+                                 f"last good checkpoint: {path}")
         saved = save_checkpoint(
-            out_dir, kind=KIND, step=step, config=_resume_view(cfg, n), unet=unet.state_dict(),
-            unet_init_args=unet.init_args, ema=ema.state_dict(), optimizer=optimizer.state_dict(),
+            out_dir, kind=KIND, step=step, config=_resume_view(cfg, n), unet_init_args=unet.init_args,
             scheduler=scheduler.state_dict(), rng=rng_state(), latent_mean=mean.cpu(), latent_std=std.cpu(),
+            skipped_steps=guard.skipped_total, last_metrics=dataclasses.asdict(last) if last is not None else None,
+            **state,
         )
         events.on_checkpoint(saved, step)
         return saved
 
-    def check_finite(losses: list[torch.Tensor], first_step: int) -> None:
-        if not losses:
-            return
-        bad = torch.nonzero(~torch.isfinite(torch.stack(losses))).flatten()
-        if len(bad):
-            raise NonFiniteLossError(f"non-finite DDIM loss {losses[bad[0]].item()} at step {first_step + int(bad[0]) + 1}; "
-                                     f"last good checkpoint: {path}")
-
     unet.train()
-    last: StepMetrics | None = None
-    window: list[torch.Tensor] = []
-    window_first, window_start = step, time.perf_counter()
+    window_steps, window_sum, window_applied, window_start = 0, 0.0, 0, time.perf_counter()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     perm_epoch, perm = -1, None
@@ -178,35 +180,41 @@ def train_ddim(
         x0 = standardise(data[perm[index * d.batch_size:(index + 1) * d.batch_size]].float(), mean, std)
         if device.type == "cuda" and t.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
+        guard.begin()
         with autocast(device, amp):
             loss = diffusion_loss(forward, x0, abar)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        total_norm = guard.check_gradients(loss, ())
         if d.grad_clip > 0:
-            nn.utils.clip_grad_norm_(unet.parameters(), d.grad_clip)
+            nn.utils.clip_grads_with_norm_(unet.parameters(), d.grad_clip, total_norm)
         optimizer.step()
         scheduler.step()
         ema.update(unet)
+        guard.end()
         step += 1
-        window.append(loss.detach())
+        bar.update(1)
         report = step % d.log_every == 0 or step == end_step
         save = step % d.checkpoint_every == 0 or step == end_step
-        if report or save:
-            check_finite(window, window_first)
-        if report:
+        if not (report or save):
+            continue
+        summary = guard.read(context=f"last good checkpoint: {path}")  # waits for the device
+        applied = summary.steps - summary.skipped
+        window_steps, window_applied = window_steps + summary.steps, window_applied + applied
+        window_sum += summary.means["loss"] * applied if applied else 0.0
+        if report and window_steps:
             elapsed = time.perf_counter() - window_start
-            mean_loss = float(torch.stack(window).mean())
+            mean_loss = window_sum / window_applied if window_applied else float("nan")
             last = StepMetrics(
                 stage=KIND, step=step, epoch=step / steps_per_epoch, loss=mean_loss,
                 terms={"mse": mean_loss / x0[0].numel()}, lr=scheduler.get_last_lr()[0],
-                images_per_s=len(window) * d.batch_size / elapsed, step_time_s=elapsed / len(window),
-                steps_in_report=len(window),
+                images_per_s=window_steps * d.batch_size / elapsed, step_time_s=elapsed / window_steps,
+                steps_in_report=window_steps, skipped_steps=guard.skipped_total,
                 gpu_mem_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
             )
             events.on_step(last)
             bar.set_postfix({"loss": f"{mean_loss:.4g}", "img/s": f"{last.images_per_s:.0f}"})
-            window, window_first, window_start = [], step, time.perf_counter()
-        bar.update(1)
+            window_steps, window_sum, window_applied, window_start = 0, 0.0, 0, time.perf_counter()
         if save:
             path = checkpoint()
     bar.close()

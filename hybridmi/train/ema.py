@@ -34,12 +34,15 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> float:
-        """Fold the model's current weights into the average; returns the decay used."""
+        """Fold the model's current weights into the average (one foreach lerp); returns the decay used."""
         d = ema_decay_at(self.num_updates, decay=self.decay, warmup=self.warmup)
-        for p_ema, p in zip(self.module.parameters(), model.parameters(), strict=True):
-            p_ema.lerp_(p.detach(), 1.0 - d)
-        for b_ema, b in zip(self.module.buffers(), model.buffers(), strict=True):
-            b_ema.copy_(b)
+        params, ema_params = list(model.parameters()), list(self.module.parameters())
+        buffers, ema_buffers = list(model.buffers()), list(self.module.buffers())
+        if len(params) != len(ema_params) or len(buffers) != len(ema_buffers):
+            raise ValueError("EMA.update: the model does not have the averaged module's parameters and buffers")
+        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - d)
+        if buffers:
+            torch._foreach_copy_(ema_buffers, buffers)
         self.num_updates += 1
         return d
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from hybridmi.data.augment import color_jitter, crop_boxes, moco_augment, resized_crop, to_float
+from hybridmi.data.augment import color_jitter, crop_boxes, flip_augment, moco_augment, resized_crop, to_float
 
 
 def _images(b: int = 16, seed: int = 0) -> torch.Tensor:
@@ -110,3 +110,12 @@ def test_moco_augment__runs_on_cuda_with_a_cuda_generator_reproducibly():
     with pytest.raises(ValueError, match="generator is on cpu"):
         moco_augment(x, generator=torch.Generator())
     assert math.isfinite(moco_augment(x.bfloat16(), generator=torch.Generator("cuda")).float().sum().item())
+
+
+def test_flip_augment__mirrors_about_half_of_the_images_and_changes_nothing_else():
+    x = torch.rand(400, 3, 8, 8)
+    out = flip_augment(x, generator=torch.Generator().manual_seed(0))
+    flipped = torch.tensor([torch.equal(o, i.flip(-1)) for o, i in zip(out, x)])
+    assert all(torch.equal(o, i) or f for o, i, f in zip(out, x, flipped))
+    assert 150 < int(flipped.sum()) < 250
+    assert torch.equal(out, flip_augment(x, generator=torch.Generator().manual_seed(0)))

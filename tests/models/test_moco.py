@@ -1,25 +1,29 @@
-"""MoCo on y: queue, momentum update, shuffle-BN keys, the contrastive step and the hybrid objective."""
+"""MoCo on y: queue, momentum update, split/shuffled BN on both sides, the contrastive step and the objective."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from hybridmi.losses import hybrid_loss, info_nce, reconstruction_loss
 from hybridmi.models.autoencoder import Autoencoder
-from hybridmi.models.moco import MoCo, ProjectionHead
+from hybridmi.models.moco import MoCo, ProjectionHead, stratified_permutation
+from hybridmi.models.norm import RunningNorm
 
 
-def _build(*, queue_size=16, momentum=0.9, symmetric=True, shuffle_bn=True, bn_splits=4, seed=0):
+def _build(*, queue_size=16, momentum=0.9, symmetric=True, shuffle_bn=True, group=None, seed=0):
     torch.manual_seed(seed)
-    ae = Autoencoder(channels=4, cells_32=1, cells_16=1, decoder_expand=2)
+    ae = Autoencoder(channels=4, cells_32=1, cells_16=1, decoder_expand=2, bn_group_size=group)
     head = ProjectionHead(3 * 16 * 16, 32, 8)
     moco = MoCo(ae.encoder, head, contrastive_channels=3, queue_size=queue_size, momentum=momentum,
-                temperature=0.2, symmetric=symmetric, shuffle_bn=shuffle_bn, bn_splits=bn_splits)
+                temperature=0.2, symmetric=symmetric, shuffle_bn=shuffle_bn, bn_group_size=group)
     return ae, moco
 
 
 def test_moco__queue_starts_with_unit_columns_and_pointer_zero():
     _, moco = _build(queue_size=16)
-    assert moco.queue.shape == (8, 16) and int(moco.queue_ptr) == 0
+    assert moco.queue.shape == (8, 16) and moco.queue_ptr == 0
     torch.testing.assert_close(moco.queue.norm(dim=0), torch.ones(16))
 
 
@@ -31,10 +35,10 @@ def test_enqueue__writes_keys_at_the_pointer_only_and_wraps():
     moco.enqueue(keys[0])
     torch.testing.assert_close(moco.queue[:, 0:2], keys[0].T)
     torch.testing.assert_close(moco.queue[:, 2:], before[:, 2:])
-    assert int(moco.queue_ptr) == 2
+    assert moco.queue_ptr == 2
     for k in keys[1:4]:
         moco.enqueue(k)
-    assert int(moco.queue_ptr) == 0
+    assert moco.queue_ptr == 0
     torch.testing.assert_close(moco.queue[:, 6:8], keys[3].T)
     moco.enqueue(keys[4])  # wraps: overwrites the oldest keys, keeps the rest
     torch.testing.assert_close(moco.queue[:, 0:2], keys[4].T)
@@ -84,30 +88,144 @@ def test_momentum_update__copies_batchnorm_statistics_and_keeps_key_weights_froz
     assert all(p_q.data_ptr() != p_k.data_ptr() for p_q, p_k in zip(moco.encoder_q.parameters(), moco.encoder_k.parameters()))
 
 
-def test_keys__shuffle_bn_is_undone_exactly_in_eval_mode():
-    _, moco = _build(bn_splits=4)
-    moco.eval()
-    x = torch.rand(10, 3, 32, 32)  # 10 images in 4 splits of 3, 3, 2, 2
-    shuffled = moco.keys(x, generator=torch.Generator().manual_seed(1))
-    moco.shuffle_bn = False
-    plain = moco.keys(x)
-    torch.testing.assert_close(shuffled, plain, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(shuffled.norm(dim=1), torch.ones(10))
+def test_enqueue__pointer_is_host_state_saved_with_the_module():
+    _, moco = _build(queue_size=8)
+    moco.enqueue(F.normalize(torch.randn(2, 8), dim=1))
+    state = moco.state_dict()
+    _, fresh = _build(queue_size=8, seed=1)
+    fresh.load_state_dict(state)
+    assert fresh.queue_ptr == 2 and isinstance(fresh.queue_ptr, int)
+    torch.testing.assert_close(fresh.queue, moco.queue)
 
 
-def test_keys__each_split_gets_its_own_batch_statistics_in_train_mode():
-    _, moco = _build(bn_splits=3)
+def test_head__is_mocov2_linear_relu_linear_without_batchnorm():
+    head = ProjectionHead(12, 16, 4).train()
+    layers = [type(m) for m in head.net if not isinstance(m, (nn.Flatten, RunningNorm))]
+    assert layers == [nn.Linear, nn.ReLU, nn.Linear]
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules())
+    y = torch.randn(5, 3, 2, 2) + 4.0
+    other = torch.cat([y[:2], torch.randn(3, 3, 2, 2) * 9])  # same first rows, different batch-mates
+    twin = copy.deepcopy(head)
+    torch.testing.assert_close(head(y)[:2], twin(other)[:2])  # per sample, in training mode too
+
+
+def test_running_norm__standardises_with_past_batches_only():
+    norm = RunningNorm(2, momentum=0.25).train()
+    first = torch.tensor([[1.0, 10.0], [3.0, 14.0]])
+    torch.testing.assert_close(norm(first), first / (1 + 1e-5) ** 0.5)  # before any batch: mean 0, var 1
+    torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 12.0]))  # batch 0 moves them all the way
+    torch.testing.assert_close(norm.running_var, torch.tensor([2.0, 8.0]))  # unbiased
+    second = torch.tensor([[6.0, 12.0], [6.0, 12.0]])
+    torch.testing.assert_close(norm(second), torch.tensor([[4.0 / 2 ** 0.5, 0.0]] * 2), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(norm.running_mean, torch.tensor([4.0, 12.0]))  # then by max(0.25, 1/2)
+    norm.eval()
+    torch.testing.assert_close(norm(torch.tensor([[4.0, 12.0]])), torch.zeros(1, 2))
+    assert int(norm.num_batches_tracked) == 2
+
+
+def test_moco__refuses_a_head_with_batchnorm_or_mismatched_encoder_groups():
+    ae = Autoencoder(channels=4, cells_32=0, cells_16=1, decoder_expand=2, bn_group_size=4)
+    bn_head = nn.Sequential(nn.Flatten(), nn.Linear(768, 8), nn.BatchNorm1d(8))  # the pre-fix head
+    with pytest.raises(ValueError, match="must not contain BatchNorm"):
+        MoCo(ae.encoder, bn_head, contrastive_channels=3, queue_size=8, momentum=0.9, temperature=0.2,
+             symmetric=True, shuffle_bn=True, bn_group_size=4)
+    with pytest.raises(ValueError, match="bn_group_size 2 does not match"):
+        MoCo(ae.encoder, ProjectionHead(768, 8, 4), contrastive_channels=3, queue_size=8, momentum=0.9,
+             temperature=0.2, symmetric=True, shuffle_bn=True, bn_group_size=2)
+
+
+@pytest.mark.parametrize(("n", "g"), [(16, 2), (16, 4), (32, 8), (24, 3), (64, 8)])
+def test_stratified_permutation__no_block_comes_from_one_source_block(n, g):
+    gen = torch.Generator().manual_seed(n + g)
+    for _ in range(20):
+        perm = stratified_permutation(n, g, generator=gen)
+        assert sorted(perm.tolist()) == list(range(n))
+        groups = n // g
+        for block in perm.view(groups, g):
+            sources = torch.bincount(block // g, minlength=groups)
+            assert int((sources > 0).sum()) >= 2  # never one query group's images alone
+            assert int(sources.max()) <= -(-g // groups)  # at most ceil(g / G) from any one
+
+
+def _bn_groups(fn, x, module):
+    """For each row i of fn(x): the set of images whose change alters it (its BatchNorm group, per-sample ops aside).
+
+    ``module``'s state is put back before every call (running statistics of past batches must not differ).
+    """
+    state = copy.deepcopy(module.state_dict())
+
+    def call(v):
+        module.load_state_dict(state)
+        return fn(v)
+
+    with torch.no_grad():
+        base = call(x)
+        touched = [set() for _ in range(len(x))]
+        for j in range(len(x)):
+            bumped = x.clone()
+            bumped[j] = torch.rand_like(bumped[j])
+            changed = (call(bumped) - base).abs().amax(dim=1) > 1e-6
+            for i in torch.nonzero(changed).flatten().tolist():
+                touched[i].add(j)
+    return [frozenset(t) for t in touched]
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_split_bn__no_query_shares_batch_statistics_with_its_positive_key(symmetric):
+    """Train mode, one pass each side: the images that set a query's BN statistics are never those of its key."""
+    batch, g = 16, 4
+    ae, moco = _build(group=g, symmetric=symmetric, queue_size=32)
+    ae.train(), moco.train()
+    views = 2 if symmetric else 1
+    x = torch.rand(views * batch, 3, 32, 32)
+    perm = moco.key_permutation(batch, generator=torch.Generator().manual_seed(3))
+    query_groups = _bn_groups(lambda v: moco.query(ae.encode(v)), x, moco)
+    key_groups = _bn_groups(lambda v: moco.keys(v, perm), x, moco)
+    for i in range(views * batch):
+        assert query_groups[i] == frozenset(range(i // g * g, i // g * g + g))  # contiguous groups of one view
+        assert len(key_groups[i]) == g and all(j // batch == i // batch for j in key_groups[i])  # one view per group
+    for i in range(batch):  # query i of v1 against its positive: key i of v2 (row B + i), and symmetrically
+        pairs = [(i, batch + i), (batch + i, i)] if symmetric else [(i, i)]
+        for q, k in pairs:
+            positive_sources = frozenset(j % batch for j in key_groups[k])
+            query_sources = frozenset(j % batch for j in query_groups[q])
+            assert positive_sources != query_sources
+            assert len(positive_sources & query_sources) <= -(-g // (batch // g))
+
+
+def test_split_bn__without_shuffle_keys_share_their_positives_query_group():
+    batch, g = 8, 4
+    ae, moco = _build(group=g, shuffle_bn=False, symmetric=False, queue_size=8)
+    ae.train(), moco.train()
+    perm = moco.key_permutation(batch, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(perm, torch.arange(batch))
+    x = torch.rand(batch, 3, 32, 32)
+    assert _bn_groups(lambda v: moco.keys(v, perm), x, moco) == _bn_groups(lambda v: moco.query(ae.encode(v)), x, moco)
+
+
+def test_keys__one_pass_equals_each_group_alone_and_rows_return_to_input_order():
+    batch, g = 12, 4
+    _, moco = _build(group=g, symmetric=False, queue_size=12)
     moco.train()
-    x = torch.rand(8, 3, 32, 32)
-    keys = moco.keys(x, generator=torch.Generator().manual_seed(5))
-    perm = torch.randperm(8, generator=torch.Generator().manual_seed(5))
-    for part in perm.tensor_split(3):  # the images that shared BN statistics
+    x = torch.rand(batch, 3, 32, 32)
+    perm = moco.key_permutation(batch, generator=torch.Generator().manual_seed(5))
+    state = copy.deepcopy(moco.state_dict())
+    keys = moco.keys(x, perm)
+    moco.encoder_k.apply(lambda m: setattr(m, "group_size", None) if hasattr(m, "group_size") else None)
+    for block in perm.view(-1, g):  # the images that shared BN statistics
+        moco.load_state_dict(state)
         with torch.no_grad():
-            expected = F.normalize(moco.head_k(moco.encoder_k(x[part])[:, :3]), dim=1)
-        torch.testing.assert_close(keys[part], expected, rtol=1e-4, atol=1e-5)
-    moco.shuffle_bn = False
-    whole_batch = moco.keys(x)
-    assert not torch.allclose(keys, whole_batch, atol=1e-3)
+            expected = F.normalize(moco.head_k(moco.encoder_k(x[block])[:, :3]), dim=1)
+        torch.testing.assert_close(keys[block], expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(keys.norm(dim=1), torch.ones(batch))
+
+
+def test_keys__permutation_is_undone_exactly_in_eval_mode():
+    _, moco = _build(group=4, symmetric=False, queue_size=8)
+    moco.eval()
+    x = torch.rand(8, 3, 32, 32)
+    shuffled = moco.keys(x, moco.key_permutation(8, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(shuffled, moco.keys(x, torch.arange(8)), rtol=1e-5, atol=1e-6)
 
 
 def test_query__projects_y_only_to_unit_vectors():
@@ -122,27 +240,23 @@ def test_query__projects_y_only_to_unit_vectors():
     torch.testing.assert_close(moco.query(z_changed), moco.query(z.detach()))
 
 
-def test_infonce__uses_the_current_queue():
-    _, moco = _build(queue_size=2)
-    moco.queue.copy_(torch.eye(8)[:, :2])
-    q, k = torch.eye(8)[2:4], torch.eye(8)[2:4]
-    assert moco.infonce(q, k).item() == pytest.approx(info_nce(q, k, torch.eye(8)[:, :2], temperature=0.2).item())
-
-
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_forward_contrastive__pairs_views_and_returns_keys_in_enqueue_order(symmetric):
     ae, moco = _build(symmetric=symmetric)
     moco.eval()
     ae.eval()
     x1, x2 = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
-    z1, z2 = ae.encode(x1), ae.encode(x2)
     queue_before = moco.queue.clone()
-    loss, keys = moco.forward_contrastive(z1, z2, x1, x2)
-    k1, k2, q1, q2 = moco.keys(x1), moco.keys(x2), moco.query(z1), moco.query(z2)
+    ident = torch.arange(8 if symmetric else 4)
+    q1, q2 = moco.query(ae.encode(x1)), moco.query(ae.encode(x2))
+    k1, k2 = moco.keys(x1, torch.arange(4)), moco.keys(x2, torch.arange(4))
     if symmetric:
+        x = torch.cat([x1, x2])
+        loss, keys = moco.forward_contrastive(ae.encode(x), x, ident)
         expected = 0.5 * (info_nce(q1, k2, queue_before, temperature=0.2) + info_nce(q2, k1, queue_before, temperature=0.2))
-        torch.testing.assert_close(keys, torch.cat([k2, k1]))
+        torch.testing.assert_close(keys, torch.cat([k1, k2]))
     else:
+        loss, keys = moco.forward_contrastive(ae.encode(x1), x2, ident)
         expected = info_nce(q1, k2, queue_before, temperature=0.2)
         torch.testing.assert_close(keys, k2)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -152,10 +266,10 @@ def test_forward_contrastive__pairs_views_and_returns_keys_in_enqueue_order(symm
 
 def _step_grads(alpha):
     ae, moco = _build()
-    x1, x2 = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
-    (z1, x_hat1), (z2, x_hat2) = ae(x1), ae(x2)
-    recon = 0.5 * (reconstruction_loss(x_hat1, x1) + reconstruction_loss(x_hat2, x2))
-    nce, _ = moco.forward_contrastive(z1, z2, x1, x2)
+    x = torch.rand(8, 3, 32, 32)
+    z, x_hat = ae(x)
+    recon = reconstruction_loss(x_hat, x)
+    nce, _ = moco.forward_contrastive(z, x, moco.key_permutation(4))
     loss = hybrid_loss(recon, nce, alpha=alpha)
     loss.backward()
     has_grad = lambda m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # noqa: E731
@@ -185,18 +299,18 @@ def _view(x, generator):
 
 
 def test_hybrid_objective__falls_over_a_few_dozen_steps():
-    ae, moco = _build(queue_size=16, momentum=0.9, bn_splits=2)
+    ae, moco = _build(queue_size=16, momentum=0.9, group=4)
     moco.check_batch_size(8)
     optim = torch.optim.Adam([*ae.parameters(), *moco.head_q.parameters()], lr=3e-3)
     g = torch.Generator().manual_seed(0)
     history = []
     for _ in range(20):
         x = _instance_batch(g)
-        v1, v2 = _view(x, g), _view(x, g)
-        (z1, x_hat1), (z2, x_hat2) = ae(v1), ae(v2)
+        views = torch.cat([_view(x, g), _view(x, g)])
         moco.momentum_update()
-        nce, keys = moco.forward_contrastive(z1, z2, v1, v2)
-        recon = 0.5 * (reconstruction_loss(x_hat1, v1) + reconstruction_loss(x_hat2, v2)) / 3072  # per value
+        z, x_hat = ae(views)
+        nce, keys = moco.forward_contrastive(z, views, moco.key_permutation(8, generator=g))
+        recon = reconstruction_loss(x_hat, views) / 3072  # per value
         loss = hybrid_loss(recon, nce, alpha=0.5)
         optim.zero_grad(set_to_none=True)
         loss.backward()

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from hybridmi.config import load_config
+from hybridmi.data.loader import epoch_permutation
 from hybridmi.train.checkpoint import latest_checkpoint
 from hybridmi.train.ddim import NonFiniteLossError, load_ddim, sample_latents, train_ddim
 from hybridmi.train.ema import EMA, ema_decay_at
@@ -67,6 +68,8 @@ def test_train_ddim__resume_continues_bit_identically(tmp_path, latents):
     assert half.step == 4 and first.checkpoints == [3, 4]
     resumed = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b", callbacks=[second])
     assert first.steps + second.steps == straight.steps  # identical losses, step by step
+    finished = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b")  # a rerun of a finished run
+    assert finished.step == 8 and finished.last_metrics == resumed.last_metrics  # keeps its last report
     a, b = torch.load(full.checkpoint, weights_only=False), torch.load(resumed.checkpoint, weights_only=False)
     for name, tensor in a["unet"].items():
         assert torch.equal(tensor, b["unet"][name]), name
@@ -85,7 +88,7 @@ def test_train_ddim__nan_loss_stops_naming_the_step(tmp_path, latents):
     z, mean, std = latents
     bad = z.clone()
     bad[:] = float("nan")
-    with pytest.raises(NonFiniteLossError, match="at step 1;"):
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 1: .*the update was not applied"):
         train_ddim(ddim_cfg(), bad, mean=mean, std=std, out_dir=tmp_path)
     assert latest_checkpoint(tmp_path) is None
 
@@ -107,3 +110,59 @@ def test_train_ddim__rejects_fewer_latents_than_a_batch(tmp_path, latents):
     z, mean, std = latents
     with pytest.raises(ValueError, match="32 latents are fewer than ddim.batch_size 64"):
         train_ddim(ddim_cfg("ddim.batch_size=64"), z, mean=mean, std=std, out_dir=tmp_path)
+
+
+def _bad_steps(poisoned, *, n, batch, epochs, seed):
+    """1-based steps whose batch holds latent ``poisoned`` (batches follow epoch_permutation)."""
+    steps = []
+    for epoch in range(epochs):
+        order = epoch_permutation(n, seed=seed, epoch=epoch).tolist()
+        steps.append(epoch * (n // batch) + order.index(poisoned) // batch + 1)
+    return steps
+
+
+def _state(path):
+    ckpt = torch.load(path, weights_only=False)
+    return {"unet": ckpt["unet"], "ema": ckpt["ema"]["module"], "optimizer": ckpt["optimizer"]["state"]}
+
+
+def _flat(state, prefix=""):
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, torch.Tensor):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("mode", ["skip_step", "stop"])
+def test_train_ddim__nonfinite_batch_is_skipped_or_stops_and_never_reaches_a_checkpoint(tmp_path, latents, mode):
+    z, mean, std = latents
+    poisoned = z.clone()
+    poisoned[7, 2, 3, 4] = float("nan")
+    bad = _bad_steps(7, n=32, batch=8, epochs=2, seed=3)
+    assert bad == [3, 6]  # one bad batch per epoch, after a good checkpoint
+    saved = {}
+
+    class Keep:
+        def on_checkpoint(self, path, step):
+            saved[step] = {k: v.clone() for k, v in _flat(_state(path)).items()}
+
+    cfg = ddim_cfg("ddim.checkpoint_every=1", f"train.on_nonfinite={mode}")
+    if mode == "stop":
+        with pytest.raises(NonFiniteLossError, match=f"non-finite loss at step {bad[0]}: loss=nan; first non-finite "
+                                                     r"gradient unet\."):
+            train_ddim(cfg, poisoned, mean=mean, std=std, out_dir=tmp_path, callbacks=[Keep()])
+        assert sorted(saved) == list(range(1, bad[0]))
+        assert load_ddim(tmp_path).step == bad[0] - 1
+        assert all(torch.isfinite(t).all() for t in saved[bad[0] - 1].values() if t.is_floating_point())
+        return
+    rec = Recorder()
+    result = train_ddim(cfg, poisoned, mean=mean, std=std, out_dir=tmp_path, callbacks=[Keep(), rec])
+    assert result.step == 8 and rec.steps[-1][0] == 8
+    for step in bad:  # the bad step's checkpoint holds exactly the state before it
+        assert [k for k, v in saved[step].items() if not torch.equal(v, saved[step - 1][k])] == []
+        assert [k for k, v in saved[step + 1].items() if not torch.equal(v, saved[step][k])] != []  # then on it goes
+    assert all(torch.isfinite(t).all() for t in saved[8].values() if t.is_floating_point())
+    assert torch.load(result.checkpoint, weights_only=False)["skipped_steps"] == len(bad)

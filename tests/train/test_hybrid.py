@@ -4,7 +4,9 @@ import torch
 
 from hybridmi.config import config_from_dict
 from hybridmi.train.checkpoint import latest_checkpoint, load_checkpoint
+from hybridmi.train.guard import MAX_CONSECUTIVE_SKIPS, NonFiniteError, first_nonfinite
 from hybridmi.train.hybrid import NonFiniteLossError, train_hybrid
+from tests.train.test_hybrid_step import SyncCounter
 
 
 class Recorder:
@@ -54,6 +56,8 @@ def test_resume__continues_bit_identically(tiny_cfg, tiny_data, tmp_path):
     assert load_checkpoint(latest_checkpoint(tmp_path / "resumed"), kind="hybrid")["step"] == 8
     result = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed", callbacks=[resumed])
     assert [m.loss for m in resumed.steps] == [m.loss for m in straight.steps]
+    finished = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path / "resumed")  # a rerun of a finished run
+    assert finished.step == 16 and finished.last_metrics == result.last_metrics  # keeps its last report
     assert [m.terms for m in resumed.steps] == [m.terms for m in straight.steps]
     final = load_checkpoint(latest_checkpoint(tmp_path / "straight"), kind="hybrid")["autoencoder"]
     for name, tensor in result.model.state_dict().items():
@@ -73,14 +77,73 @@ class _StopAt:
             raise _Preempted
 
 
+def _saved_state(ckpt):
+    return {"autoencoder": ckpt["autoencoder"], "moco": ckpt["moco"], "optimizer": ckpt["optimizer"]}
+
+
 def test_nan_loss__stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_cfg, tiny_data, tmp_path):
     cfg = _with(tiny_cfg, "optim.lr=1e30", "optim.warmup_epochs=0", "train.checkpoint_every=1")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2: loss=.*recon=.*infonce=") as err:
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2: loss=.*recon=.*infonce=.*first non-finite "
+                                                 r"gradient autoencoder\.") as err:
         train_hybrid(cfg, tiny_data[0], out_dir=tmp_path)
     assert "last good checkpoint" in str(err.value)
     ckpt = load_checkpoint(latest_checkpoint(tmp_path), kind="hybrid")
     assert ckpt["step"] == 1
-    assert all(torch.isfinite(t).all() for t in ckpt["autoencoder"].values() if t.is_floating_point())
+    assert first_nonfinite(_saved_state(ckpt)) is None  # weights, MoCo (key encoder, queue) and optimiser state
+
+
+def test_nonfinite_update__never_reaches_a_checkpoint(tiny_cfg, tiny_data, tmp_path):
+    """A finite loss whose update overflows the weights (lr beyond float32) stops before its checkpoint."""
+    cfg = _with(tiny_cfg, "optim.lr=1e39", "optim.warmup_epochs=0", "train.checkpoint_every=1")
+    with pytest.raises(NonFiniteError, match=r"non-finite weights after the update of step 1: first non-finite tensor "
+                                             r"autoencoder\.encoder\.stem\.weight .*last good checkpoint: None"):
+        train_hybrid(cfg, tiny_data[0], out_dir=tmp_path)
+    assert latest_checkpoint(tmp_path) is None
+
+
+def test_skip_step__skipped_updates_leave_the_saved_state_as_it_was_then_give_up(tiny_cfg, tiny_data, tmp_path):
+    cfg = _with(tiny_cfg, "optim.lr=1e30", "optim.warmup_epochs=0", "train.checkpoint_every=1", "train.log_every=1",
+                "train.on_nonfinite=skip_step", "train.epochs=2")
+    rec = Recorder()
+    saved = {}
+
+    class Keep:
+        def on_checkpoint(self, path, step):
+            saved[step] = _saved_state(load_checkpoint(path, kind="hybrid"))
+
+    with pytest.raises(NonFiniteError, match=f"{MAX_CONSECUTIVE_SKIPS} steps in a row skipped"):
+        train_hybrid(cfg, tiny_data[0], out_dir=tmp_path, callbacks=[rec, Keep()])
+    assert sorted(saved) == list(range(1, MAX_CONSECUTIVE_SKIPS + 1))  # step 1 applied; steps 2.. skipped
+    first = {k: v for k, v in _flat(saved[1]).items()}
+    for step in range(2, MAX_CONSECUTIVE_SKIPS + 1):
+        assert first_nonfinite(saved[step]) is None
+        assert [k for k, v in _flat(saved[step]).items() if not torch.equal(v, first[k])] == []
+    assert [m.skipped_steps for m in rec.steps] == list(range(0, MAX_CONSECUTIVE_SKIPS))
+
+
+def _flat(state, prefix=""):
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        elif isinstance(value, torch.Tensor):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def test_training_loop__host_syncs_do_not_grow_with_steps(tiny_cfg, tiny_data, tmp_path, monkeypatch):
+    """The loop waits for the device only at reads (reports, checkpoints): 4 or 8 steps, the same count."""
+    counts = []
+    for epochs in (0.5, 1.0):  # 4 and 8 steps; one report and one checkpoint at the end
+        reads = []
+        original = torch.Tensor.cpu
+        monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
+        with SyncCounter() as counter:
+            train_hybrid(_with(tiny_cfg, f"train.epochs={epochs}", "train.log_every=100", "train.checkpoint_every=100"),
+                         tiny_data[0], out_dir=tmp_path / str(epochs))
+        monkeypatch.undo()
+        counts.append((len(counter.calls), len(reads)))
+    assert counts[0] == counts[1]
 
 
 def test_resume__refuses_a_changed_model(tiny_cfg, tiny_data, tmp_path):
