@@ -66,6 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _stage_artifacts(pairs: dict[str, str], tmp: Path, *, download: bool) -> tuple[dict[str, Path], dict[str, tuple]]:
     """Local directories for artifact URIs: plain paths as they are, s3:// URIs through a temporary directory."""
+    from hybridmi.orchestrate.task import STORE_VAR
     from hybridmi.store import store_from_env
     from hybridmi.store.uri import parse_s3_uri
 
@@ -77,7 +78,7 @@ def _stage_artifacts(pairs: dict[str, str], tmp: Path, *, download: bool) -> tup
         bucket, key = parse_s3_uri(uri)
         if not key:
             raise ValueError(f"artifact URI {uri!r} names a bucket but no key: use s3://bucket/path/to/artifact")
-        home = os.environ.get("HYBRIDMI_STORE", "").rstrip("/")
+        home = os.environ.get(STORE_VAR, "").rstrip("/")
         if home.startswith("s3://") and uri.startswith(f"{home}/"):
             # Under the task store (a TrainJob's data set and model): read and write it through that store, the
             # root its artifacts are published from (a manifest names its files relative to the store's root).

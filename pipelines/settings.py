@@ -131,7 +131,7 @@ def trainjob_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
     """The multi-node train task (components/trainjob.py): a stage pod without GPUs (its TrainJob's nodes hold
     them) that knows its namespace, outlives the TrainJob's deadline and is retried like the GPU stages."""
     run_on_image(task, settings, timeout_key="train")
-    kubernetes.set_timeout(task, settings.limits.timeout_s("train") + TRAINJOB_MARGIN_S)
+    kubernetes.set_timeout(task, settings.limits.timeout_s("train") + TRAINJOB_MARGIN_S)  # replaces run_on_image's
     request_resources(task, settings)
     use_store_secret(task, settings)
     expose_run_id(task)

@@ -3,7 +3,6 @@ exactly the TrainJob verbs the multi-node train task uses (read off a run agains
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import yaml
@@ -42,8 +41,8 @@ def granted(objs: list[dict]) -> dict[str, set[str]]:
     return out
 
 
-def test_rbac__the_standalone_pipeline_runner_may_do_what_the_train_task_does():
-    sys.path.insert(0, str(TRAINJOB_TESTS))
+def test_rbac__the_standalone_pipeline_runner_may_do_what_the_train_task_does(monkeypatch):
+    monkeypatch.syspath_prepend(str(TRAINJOB_TESTS))
     from fake_kube_api import COMPLETE, FAILED, FakeKubeAPI, Scripted, sample_trainjob
 
     from hybridmi.orchestrate.trainjob.api import TrainJobs
