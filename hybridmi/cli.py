@@ -47,49 +47,58 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """prepare → train → probe → reconstruction in this process; artifacts under --out."""
-    from hybridmi.stages import run_stage
+    """prepare → train → probe → reconstruction in this process, each as a pipeline task runs it (metrics
+    pushed, checkpoints mirrored, data set published when the environment configures them); artifacts under --out."""
+    from hybridmi.cluster import RUN_ID_VAR
+    from hybridmi.orchestrate.identity import new_run_id
+    from hybridmi.orchestrate.task import run_task
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out)
     dirs = {name: out / name for name in ("dataset", "model", "probe", "reconstruction")}
-    summary: dict[str, dict[str, float]] = {}
-    summary["prepare"] = run_stage("prepare", cfg, {}, {"dataset": dirs["dataset"]})
-    summary["train"] = run_stage("train", cfg, {"dataset": dirs["dataset"]}, {"model": dirs["model"]})
-    summary["probe"] = run_stage("probe", cfg, {"dataset": dirs["dataset"], "model": dirs["model"]},
-                                 {"metrics": dirs["probe"]})
-    summary["reconstruction"] = run_stage("reconstruction", cfg, {"dataset": dirs["dataset"], "model": dirs["model"]},
-                                          {"metrics": dirs["reconstruction"]})
+    evaluated = {"dataset": dirs["dataset"], "model": dirs["model"]}
+    plan = (("prepare", {}, {"dataset": dirs["dataset"]}),
+            ("train", {"dataset": dirs["dataset"]}, {"model": dirs["model"]}),
+            ("probe", evaluated, {"metrics": dirs["probe"]}),
+            ("reconstruction", evaluated, {"metrics": dirs["reconstruction"]}))
+    env = {**os.environ, RUN_ID_VAR: os.environ.get(RUN_ID_VAR) or new_run_id("train")}  # one run: its four stages
+    summary = {stage: run_task(stage, cfg, inputs=inputs, outputs=outputs, env=env).metrics
+               for stage, inputs, outputs in plan}
     sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0
 
 
-def _stage_artifacts(pairs: dict[str, str], tmp: Path, *, download: bool) -> tuple[dict[str, Path], dict[str, tuple]]:
-    """Local directories for artifact URIs: plain paths as they are, s3:// URIs through a temporary directory."""
-    from hybridmi.orchestrate.task import STORE_VAR
+def _artifact_stores(pairs: dict[str, str], stores: dict[str, object]) -> dict[str, tuple]:
+    """(store of the bucket, key) for every s3:// URI among ``pairs``; one store per bucket."""
     from hybridmi.store import store_from_env
     from hybridmi.store.uri import parse_s3_uri
 
-    local, remote = {}, {}
+    remote = {}
     for name, uri in pairs.items():
         if not uri.startswith("s3://"):
-            local[name] = Path(uri)
             continue
         bucket, key = parse_s3_uri(uri)
         if not key:
             raise ValueError(f"artifact URI {uri!r} names a bucket but no key: use s3://bucket/path/to/artifact")
-        home = os.environ.get(STORE_VAR, "").rstrip("/")
-        if home.startswith("s3://") and uri.startswith(f"{home}/"):
-            # Under the task store (a TrainJob's data set and model): read and write it through that store, the
-            # root its artifacts are published from (a manifest names its files relative to the store's root).
-            store, key = store_from_env(home), uri[len(home) + 1:]
-        else:
-            store = store_from_env(f"s3://{bucket}")
-        local[name] = tmp / ("in" if download else "out") / name
-        if download:
-            store.get_dir(key, local[name])
-        remote[name] = (store, key)
-    return local, remote
+        if bucket not in stores:
+            stores[bucket] = store_from_env(f"s3://{bucket}")
+        remote[name] = (stores[bucket], key)
+    return remote
+
+
+def _publish_outputs(publish: dict[str, tuple], outputs: dict[str, Path], scratch) -> None:
+    """Publish each s3:// output; if one cannot be, its directory is kept and named, never lost."""
+    from hybridmi.store import PublishConflict, StoreError
+
+    for name, (store, key) in publish.items():
+        try:
+            store.put_dir(outputs[name], key)
+        except PublishConflict:
+            raise  # another writer's whole artifact stands under that key
+        except StoreError as exc:
+            scratch.keep(f"output {name} could not be published to {key}")
+            raise StoreError(f"{exc}; the {name} output is kept in {outputs[name]}") from None
+        log.info("published %s to %s", name, key)
 
 
 def refuse_distributed_launch(stage: str, env: Mapping[str, str] = os.environ) -> None:
@@ -130,21 +139,29 @@ def _stage_config(args: argparse.Namespace):
 def cmd_stage(args: argparse.Namespace) -> int:
     """One stage by hand, exactly as a pipeline task runs it (store, metrics, checkpoints from the env).
 
-    Artifacts are local directories or s3://bucket/key URIs (downloaded before, published after).
+    Artifacts are local directories or s3://bucket/key URIs. Before any work every s3:// input is
+    checked to exist and every s3:// output's bucket to accept writes; then inputs are downloaded into
+    a scratch directory, the stage runs, and outputs are published (kept and named if that fails).
     """
-    import tempfile
-
+    from hybridmi.orchestrate.scratch import scratch_dir
     from hybridmi.orchestrate.task import run_task
 
     refuse_distributed_launch(args.name)
     cfg = _stage_config(args)
-    with tempfile.TemporaryDirectory(prefix="hybridmi-stage-") as tmp:
-        inputs, _ = _stage_artifacts(_pairs(args.inputs, "--input"), Path(tmp), download=True)
-        outputs, publish = _stage_artifacts(_pairs(args.outputs, "--output"), Path(tmp), download=False)
+    in_pairs, out_pairs = _pairs(args.inputs, "--input"), _pairs(args.outputs, "--output")
+    stores: dict[str, object] = {}
+    fetch, publish = _artifact_stores(in_pairs, stores), _artifact_stores(out_pairs, stores)
+    for store, key in fetch.values():
+        store.manifest(key)  # read access, and the artifact is there
+    for store in {id(s): s for s, _ in publish.values()}.values():
+        store.check_access(write=True)
+    with scratch_dir("hybridmi-stage-") as scratch:
+        inputs = {name: scratch.path / "in" / name if name in fetch else Path(uri) for name, uri in in_pairs.items()}
+        outputs = {name: scratch.path / "out" / name if name in publish else Path(uri) for name, uri in out_pairs.items()}
+        for name, (store, key) in fetch.items():
+            store.get_dir(key, inputs[name])
         result = run_task(args.name, cfg, inputs=inputs, outputs=outputs)
-        for name, (store, key) in publish.items():
-            store.put_dir(outputs[name], key)
-            log.info("published %s to %s", name, key)
+        _publish_outputs(publish, outputs, scratch)
     sys.stdout.write(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
     return 0
 
@@ -336,11 +353,15 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from hybridmi.orchestrate.scratch import exit_on_sigterm
     from hybridmi.runtime import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        if args.command in ("train", "stage"):  # unwind on SIGTERM: scratch removed, failure recorded, metrics pushed
+            with exit_on_sigterm():
+                return args.func(args)
         return args.func(args)
     except ConfigError as exc:
         print(f"hybridmi: {exc}", file=sys.stderr)

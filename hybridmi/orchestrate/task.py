@@ -7,10 +7,14 @@ no kfp: output artifacts are duck-typed (``.path``, ``.metadata``, ``log_metric`
 Object storage is optional and configured by the environment only (never by the config, which ends
 up in the compiled pipeline and in every artifact): ``HYBRIDMI_STORE=s3://bucket/prefix`` (or a
 local path) plus the endpoint/credential variables that ``hybridmi.store.store_from_env`` reads.
-With a store, the prepared data set is published under ``datasets/<checksum>`` (a second run finds
-it and reuses it) and trainer checkpoints are mirrored under ``checkpoints/<run id>/<config hash>/<stage>``
-(``identity.py``), so a retried pod of the same run resumes from the last one instead of starting
-over, a new run starts fresh, and ``resume_from`` continues another run's checkpoints.
+With a store, a stage that writes to it (prepare, the trainers) first probes read and write access
+(one-line credentials error before any work); the prepared data set is published under
+``datasets/<checksum>`` and found again by its source's fingerprint, so a later run on any machine
+downloads it instead of decoding (``decode_skipped`` in the task's metadata); and trainer checkpoints
+are mirrored under ``checkpoints/<run id>/<config hash>/<stage>`` (``identity.py``), so a retried pod
+of the same run resumes from the newer of its local and its mirrored checkpoint, a new run starts
+fresh, and ``resume_from`` continues another run's checkpoints. A mirror outage never stops training
+(``hybridmi.store.checkpoints``).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 STORE_VAR = "HYBRIDMI_STORE"  # s3://bucket/prefix or a local directory; unset: no object storage
 ERROR_DIR_VAR = "HYBRIDMI_ERROR_DIR"  # where a failing task leaves <stage>.json for the local runner
 CHECKPOINT_STAGES = ("train", "ddim")  # trainers whose checkpoints outlive a pod
+STORE_STAGES = ("prepare", *CHECKPOINT_STAGES)  # stages that write to HYBRIDMI_STORE
 
 
 @dataclass(frozen=True)
@@ -77,30 +82,52 @@ def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
     return Path(outputs[module.OUTPUTS[0]]) / getattr(module, "CHECKPOINTS", "")
 
 
-def _checkpoint_sync(store, identity: RunIdentity, cfg: Config, stage: str, outputs: Mapping[str, Path]) -> list[object]:
+def _checkpoint_mirror(store, identity: RunIdentity, cfg: Config, stage: str, outputs: Mapping[str, Path]):
     directory = checkpoint_dir(stage, outputs)
     if store is None or directory is None:
-        return []
-    from hybridmi.store import CheckpointSync
+        return None
+    from hybridmi.orchestrate.mirror import open_mirror
 
-    sync = CheckpointSync(store, identity.checkpoint_key(cfg, stage))
-    found = sync.download_latest(directory)  # None on a first attempt; the trainer resumes from it otherwise
-    if found is None and identity.resume_from:
-        source = identity.checkpoint_key(cfg, stage, run_id=identity.resume_from)
-        if CheckpointSync(store, source).download_latest(directory) is None:
-            raise FileNotFoundError(f"resume_from={identity.resume_from}: no {stage} checkpoint under {source} "
-                                    "(the run id and the config must match that run's)")
-    return [sync]
+    resume = identity.resume_from
+    return open_mirror(store, key=identity.checkpoint_key(cfg, stage), run_id=identity.run_id, directory=directory,
+                       stage=stage, resume_from=(resume, identity.checkpoint_key(cfg, stage, run_id=resume)) if resume else None)
 
 
-def _publish_dataset(store, dataset_dir: Path) -> dict[str, Any]:
-    """Publish a prepared data set under its content checksum; reports whether it was there already."""
-    from hybridmi.store import dataset_key, publish_dataset
+def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbacks) -> tuple[dict, dict[str, Any]]:
+    """Stage prepare with a store: fetch the data set published for this source, else decode and publish it.
 
-    checksum = read_sidecar(dataset_dir)["dataset_checksum"]
-    reused = store.exists(dataset_key(checksum))
-    key = publish_dataset(store, dataset_dir, checksum)
-    return {"store_key": key, "store_reused": reused, "dataset_checksum": checksum}
+    The store is a cache here: a copy that cannot be fetched is decoded instead, and one that cannot be
+    published leaves a warning (the task's own output is the data set the next stages read).
+    """
+    from hybridmi.data.fingerprint import source_fingerprint
+    from hybridmi.stages import prepare
+    from hybridmi.store import StoreError, find_by_source, publish_dataset, record_source
+
+    directory = Path(outputs["dataset"])
+    fingerprint = source_fingerprint(cfg.data)
+    key = find_by_source(store, fingerprint)
+    if key is not None and directory.exists() and any(directory.iterdir()):
+        key = None  # an earlier prepare's output is here (a rerun into the same directory): decode over it
+    if key is not None:
+        try:
+            store.get_dir(key, directory)
+        except StoreError as exc:  # a cache that fails is a cache miss
+            log.warning("could not fetch the published data set %s (%s); decoding the source", key, exc)
+        else:
+            values = prepare.finish(cfg, directory)
+            log.info("data set fetched from %s (source fingerprint %s): decode skipped", key, fingerprint)
+            return values, {"store_key": key, "store_reused": True, "decode_skipped": True,
+                            "dataset_checksum": read_sidecar(directory)["dataset_checksum"]}
+    values = run_stage("prepare", cfg, {}, outputs, callbacks=callbacks)
+    checksum = read_sidecar(directory)["dataset_checksum"]
+    metadata: dict[str, Any] = {"decode_skipped": False, "dataset_checksum": checksum}
+    try:
+        published = publish_dataset(store, directory, checksum)
+        record_source(store, fingerprint, checksum)
+    except StoreError as exc:
+        log.warning("the data set was prepared but could not be published to %s: %s", store.uri, exc)
+        return values, metadata
+    return values, {"store_key": published.key, "store_reused": published.reused, **metadata}
 
 
 def _stage_metrics(cfg: Config, stage: str, identity: RunIdentity):
@@ -149,12 +176,20 @@ def run_task(
         identity = task_identity(env, resume_from=resume_from)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         store = open_task_store(env)
-        callbacks = _checkpoint_sync(store, identity, cfg, stage, out_paths)
+        if store is not None and stage in STORE_STAGES:
+            store.check_access(write=True)  # before any work: a bad secret fails here, in one line
+        mirror = _checkpoint_mirror(store, identity, cfg, stage, out_paths)
         metrics = _stage_metrics(cfg, stage, identity)
+        callbacks = [metrics, *([mirror] if mirror is not None else [])]
+        metadata: dict[str, Any] = {}
         with metrics.track():
-            values = run_stage(stage, cfg, inputs, out_paths, callbacks=[metrics, *callbacks])
+            if stage == "prepare" and store is not None:
+                values, metadata = _prepare_with_store(store, cfg, out_paths, callbacks)
+            else:
+                values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
+            if mirror is not None:
+                mirror.flush()  # the final checkpoint, if an outage kept it local; a failure only warns
             metrics.record_eval(values)
-        metadata = _publish_dataset(store, out_paths["dataset"]) if stage == "prepare" and store is not None else {}
     return TaskResult(metrics=float_metrics(values), metadata=metadata)
 
 

@@ -19,8 +19,9 @@ OUTPUTS = ("ddim",)
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
     train = load_latents(inputs["latents"] / "train.pt")
     mean, std = load_stats(inputs["latents"] / "stats.json")
-    result = train_ddim(cfg, train.latents, mean=mean, std=std, out_dir=outputs["ddim"], callbacks=callbacks)
-    last = result.last_metrics
+    result = train_ddim(cfg, train.latents, mean=mean, std=std, out_dir=outputs["ddim"],
+                        callbacks=callbacks)
+    last = result.last_metrics  # restored from the checkpoint when resumed at the end
     metrics = {"ddim_steps": float(result.step)}
     if last is not None:
         metrics |= {"ddim_loss": last.loss, "ddim_images_per_s": last.images_per_s}

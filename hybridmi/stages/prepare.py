@@ -1,10 +1,12 @@
 """Stage prepare: decode a data source once into the uint8 tensor layout every later stage reads."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hybridmi.config import Config
 from hybridmi.data.prepare import prepare_dataset
+from hybridmi.data.prepared import DATASET_JSON
 from hybridmi.stages.common import finish_output
 
 INPUTS: tuple[str, ...] = ()
@@ -12,11 +14,17 @@ OUTPUTS = ("dataset",)
 
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
-    info = prepare_dataset(cfg.data, outputs["dataset"])
+    prepare_dataset(cfg.data, outputs["dataset"])
+    return finish(cfg, outputs["dataset"])
+
+
+def finish(cfg: Config, directory: Path) -> dict[str, float]:
+    """Metrics, config and sidecar of a prepared data set directory (decoded here, or fetched from a store)."""
+    info = json.loads((Path(directory) / DATASET_JSON).read_text())
     metrics = {
         "num_train": float(info["counts"]["train"]),
         "num_test": float(info["counts"]["test"]),
         "num_classes": float(len(info["classes"])),
     }
-    finish_output(outputs["dataset"], cfg, stage="prepare", metrics=metrics, extra={"dataset_checksum": info["checksum"]})
+    finish_output(directory, cfg, stage="prepare", metrics=metrics, extra={"dataset_checksum": info["checksum"]})
     return metrics

@@ -36,8 +36,16 @@ class StoreUnavailable(StoreError, ConnectionError):
     """The storage service stayed unreachable after every retry."""
 
 
+class PublishConflict(StoreError):
+    """Another writer published the same key while this publish was in flight, and its version stands."""
+
+
 class ObjectMissing(Exception):
     """Internal: a primitive was asked for an object that does not exist."""
+
+
+class PreconditionFailed(Exception):
+    """Internal: a conditional write found the object changed (or present, or absent) against its condition."""
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,7 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    key: str
+    key: str  # the key it was published under, relative to the publisher's store root: informative only
     version: str
     files: tuple[FileEntry, ...]
     created_unix: float

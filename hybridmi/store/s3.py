@@ -1,5 +1,16 @@
 """S3-compatible backend over a ready ``minio.Minio`` client (MinIO, SeaweedFS, AWS S3, moto).
 
+Conditional writes (``If-None-Match: *`` / ``If-Match: <etag>`` on PutObject) are sent as real request
+headers through the SDK's ``_put_object`` (``put_object`` would turn them into ``x-amz-meta-*`` user
+metadata). Whether an endpoint honours them is found out once per store by a probe object: it is
+written, then rewritten under both conditions, each of which must be refused with 412; an endpoint that
+accepts either (it ignores the header) or rejects the header as not implemented gets the read-back
+fallback described in ``base.py``. AWS S3 and MinIO honour both headers. moto 5.2.5 (checked in its
+source, ``moto/s3/responses.py`` ``put_object``: ``If-Match`` against the ETag, ``If-None-Match: *``
+against existence, ``PreconditionFailed`` otherwise) honours both too, but checks and writes in two
+steps without a lock, so under moto two racing writers can, rarely, both see their commit accepted;
+the artifact stays whole either way.
+
 Every request goes through one guard that maps the SDK's errors: transient ones (connection
 refused/reset, timeouts, 5xx, SlowDown) are retried with exponential backoff and finally raise
 ``StoreUnavailable`` naming the endpoint and object; rejected credentials raise ``StoreAuthError``
@@ -9,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -17,17 +30,21 @@ from minio import Minio
 from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from hybridmi.store.base import ArtifactStore
-from hybridmi.store.manifest import ObjectMissing, StoreAuthError, StoreError, StoreUnavailable
+from hybridmi.store.base import PROBE_DIR, ArtifactStore
+from hybridmi.store.manifest import (ObjectMissing, PreconditionFailed, StoreAuthError, StoreError,
+                                     StoreUnavailable)
 from hybridmi.store.retry import RetryPolicy, TransientError, call_with_retry
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest multipart part (bytes)
 AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
                         "ExpiredToken", "InvalidClientTokenId", "AllAccessDisabled", "AuthorizationHeaderMalformed"})
 TRANSIENT_CODES = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
                              "OperationAborted", "Throttling"})
+# A conditional write that lost: 412 PreconditionFailed, or 409 when another conditional write of the key is in flight.
+PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
 
 def endpoint_of(client: Minio) -> str:
@@ -48,7 +65,8 @@ class S3Store(ArtifactStore):
 
     def __init__(
         self, client: Minio, bucket: str, prefix: str = "", *, retry: RetryPolicy = RetryPolicy(),
-        part_size: int = 16 * 1024 * 1024,
+        part_size: int = 16 * 1024 * 1024, prune_grace_s: float = ArtifactStore.prune_grace_s,
+        conditional_writes: bool | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("bucket name is empty")
@@ -61,6 +79,8 @@ class S3Store(ArtifactStore):
         self.part_size = part_size
         self.endpoint = endpoint_of(client)
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.prune_grace_s = prune_grace_s
+        self._conditional = conditional_writes  # None: probe the endpoint on first use
 
     def __repr__(self) -> str:
         return f"S3Store({self.uri!r} at {self.endpoint!r})"
@@ -71,10 +91,39 @@ class S3Store(ArtifactStore):
     def _describe(self, name: str) -> str:
         return f"s3://{self.bucket}/{self._object(name)} at {self.endpoint}"
 
-    def check_access(self) -> None:
-        """Fail fast: StoreAuthError for rejected credentials, StoreError when the bucket is missing."""
+    def check_access(self, *, write: bool = False) -> None:
+        """Fail fast: StoreAuthError for rejected credentials, StoreError when the bucket is missing,
+        StoreUnavailable when the endpoint cannot be reached; ``write`` also probes a write and a delete."""
         if not self._guard("check bucket", "", lambda: self._client.bucket_exists(self.bucket)):
             raise StoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
+        super().check_access(write=write)
+
+    @property
+    def conditional_writes(self) -> bool:
+        if self._conditional is None:
+            self._conditional = self._probe_conditional_writes()
+            log.info("%s %s conditional writes%s", self.endpoint, "honours" if self._conditional else "ignores",
+                     "" if self._conditional else "; concurrent publishes are checked by reading back")
+        return self._conditional
+
+    def _probe_conditional_writes(self) -> bool:
+        name = f"{PROBE_DIR}/conditional-{uuid.uuid4().hex}"
+        self._upload_bytes(name, b"1")
+        try:
+            for condition in ({"If-None-Match": "*"}, {"If-Match": f'"{"0" * 32}"'}):  # present; another ETag
+                try:
+                    self._guard("probe", name, lambda: self._client._put_object(
+                        self.bucket, self._object(name), b"2", headers=condition))
+                    return False  # accepted: the endpoint ignored the condition
+                except PreconditionFailed:
+                    continue
+                except (StoreAuthError, StoreUnavailable):
+                    raise
+                except StoreError:  # e.g. 501 NotImplemented for the header
+                    return False
+            return True
+        finally:
+            self._delete_names([name])
 
     # -- the guard ----------------------------------------------------------------------------------
     def _guard(self, action: str, name: str, fn: Callable[[], T]) -> T:
@@ -107,6 +156,8 @@ class S3Store(ArtifactStore):
         code = exc.code or ""
         if code == "NoSuchKey":
             return ObjectMissing(name)
+        if code in PRECONDITION_CODES:
+            return PreconditionFailed(name)
         if code == "NoSuchBucket":
             return StoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint} ({action} {self._describe(name)})")
         if code in AUTH_CODES:
@@ -147,22 +198,29 @@ class S3Store(ArtifactStore):
 
         return self._guard("download", name, get)
 
-    def _read_bytes(self, name: str) -> bytes:
-        def get() -> bytes:
+    def _write_conditional(self, name: str, data: bytes, *, tag: str | None) -> None:
+        headers = {"Content-Type": "application/json", "x-amz-meta-sha256": hashlib.sha256(data).hexdigest(),
+                   **({"If-None-Match": "*"} if tag is None else {"If-Match": f'"{tag}"'})}
+        self._guard("upload", name, lambda: self._client._put_object(
+            self.bucket, self._object(name), data, headers=headers))
+
+    def _read_tagged(self, name: str) -> tuple[bytes, str]:
+        def get() -> tuple[bytes, str]:
             response = self._client.get_object(self.bucket, self._object(name))
             try:
-                return response.read()
+                return response.read(), response.headers.get("ETag", "").strip('"')
             finally:
                 response.close()
                 response.release_conn()
 
         return self._guard("read", name, get)
 
-    def _list_names(self, prefix: str) -> Iterator[str]:
+    def _list_objects(self, prefix: str) -> Iterator[tuple[str, float]]:
         full = self._object(prefix)
-        names = self._guard("list", prefix, lambda: [
-            o.object_name for o in self._client.list_objects(self.bucket, prefix=full, recursive=True)])
-        return iter(sorted(n[len(self.prefix):] for n in names))
+        found = self._guard("list", prefix, lambda: [
+            (o.object_name, o.last_modified.timestamp() if o.last_modified else 0.0)
+            for o in self._client.list_objects(self.bucket, prefix=full, recursive=True)])
+        return iter(sorted((n[len(self.prefix):], t) for n, t in found))
 
     def _delete_names(self, names: Iterable[str]) -> None:
         objects = [self._object(n) for n in names]

@@ -55,7 +55,7 @@ def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run
     dataset = smoke_run.artifact("prepare", "dataset")
     checksum = read_sidecar(dataset)["dataset_checksum"]
     assert smoke_run.metadata["prepare"]["dataset"] == {
-        "store_key": dataset_key(checksum), "store_reused": False, "dataset_checksum": checksum}
+        "store_key": dataset_key(checksum), "store_reused": False, "decode_skipped": False, "dataset_checksum": checksum}
     store = store_from_env(s3_store_uri)
     assert store.exists(dataset_key(checksum))
     assert smoke_run.run_id.startswith("local-")
@@ -65,10 +65,10 @@ def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run
         assert CheckpointSync(store, f"checkpoints/{smoke_run.run_id}/{config_hash}/{stage}").latest_step() == steps
 
 
-def test_second_run__reuses_the_published_dataset(smoke_run, s3_store_uri, tiny, tmp_path):
+def test_second_run__fetches_the_published_dataset_instead_of_decoding(smoke_run, s3_store_uri, tiny, tmp_path):
     again = run_local(SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path, store_uri=s3_store_uri, only="prepare")
     first = smoke_run.metadata["prepare"]["dataset"]
-    assert again.metadata["prepare"]["dataset"] == {**first, "store_reused": True}
+    assert again.metadata["prepare"]["dataset"] == {**first, "store_reused": True, "decode_skipped": True}
 
 
 def test_second_run__has_its_own_run_id_and_resume_from_picks_the_first_runs_checkpoint(smoke_run, s3_store_uri, tiny, tmp_path):
@@ -77,7 +77,8 @@ def test_second_run__has_its_own_run_id_and_resume_from_picks_the_first_runs_che
                       inputs=inputs, parameters={"resume_from": smoke_run.run_id})
     assert again.run_id != smoke_run.run_id
     first, resumed = _metrics(smoke_run.artifact("train", "model")), _metrics(again.artifact("train", "model"))
-    assert resumed["steps"] == first["steps"] and "loss" not in resumed  # continued at the first run's last step
+    assert resumed["steps"] == first["steps"]  # continued at the first run's last step,
+    assert resumed["loss"] == first["loss"]  # and reports the loss saved with that checkpoint
 
 
 def test_rerun_one_stage__reproduces_the_probe_from_the_runs_artifacts(smoke_run, tiny, tmp_path):

@@ -47,10 +47,11 @@ def latest(env, run_id, cfg):
     return CheckpointSync(store_from_env(env[STORE_VAR], env), RunIdentity(run_id).checkpoint_key(cfg, "train")).latest_step()
 
 
-def test_same_config_twice__two_runs_each_train_from_scratch(cfg, dataset, env, tmp_path):
-    first = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-a")
-    second = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-b")
-    # "loss" is reported only by a trainer that took steps; resuming run-a's final checkpoint would take none.
+def test_same_config_twice__two_runs_each_train_from_scratch(cfg, dataset, env, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="hybridmi"):
+        first = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-a")
+        second = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-b")
+    assert not any("resum" in r.getMessage() for r in caplog.records)  # neither continued a checkpoint
     assert "loss" in first and "loss" in second
     assert latest(env, "run-a", cfg) == latest(env, "run-b", cfg) == first["steps"] == second["steps"] > 0
 
@@ -59,14 +60,16 @@ def test_retried_task_of_one_run__resumes_from_its_checkpoint(cfg, dataset, env,
     done = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-r")
     with caplog.at_level(logging.INFO, logger="hybridmi"):
         retried = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-r")
-    assert retried["steps"] == done["steps"] and "loss" not in retried  # continued at the last step: nothing retrained
+    assert retried["steps"] == done["steps"] and retried["loss"] == done["loss"]  # the loss saved with the checkpoint
     assert any("resuming from checkpoint step" in r.getMessage() for r in caplog.records)
+    steps = int(done["steps"])
+    assert any(f"at step {steps} of {steps}" in r.getMessage() for r in caplog.records)  # continued at the end: nothing retrained
 
 
 def test_resume_from__continues_another_runs_checkpoint_only_when_asked(cfg, dataset, env, tmp_path):
     done = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-src")
     resumed = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-next", resume_from="run-src")
-    assert resumed["steps"] == done["steps"] and "loss" not in resumed
+    assert resumed["steps"] == done["steps"] and resumed["loss"] == done["loss"]
     with pytest.raises(FileNotFoundError, match=r"resume_from=run-none: no train checkpoint under checkpoints/run-none/"):
         train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-later", resume_from="run-none")
 

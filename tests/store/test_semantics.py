@@ -90,8 +90,11 @@ def test_put_dir__interrupted_publish_keeps_previous_version_and_hides_new_one(s
     assert len(calls) == 2
     assert read_tree(store.get_dir("k", tmp_path / "out")) == OLD
     assert not store.exists("fresh") and store.list() == ["k"]
-    store.put_dir(new, "fresh")  # a retry publishes cleanly over the leftovers
+    store.put_dir(new, "fresh")  # a retry publishes over the leftovers, which may be a writer still at work
     assert read_tree(store.get_dir("fresh", tmp_path / "out2")) == NEW
+    assert len({n.split("/")[2] for n in all_names(store) if n.startswith(f"fresh/{VERSIONS}/")}) == 2
+    store.prune_grace_s = 0.0  # once the leftovers are older than the grace period, the next publish removes them
+    store.put_dir(new, "fresh")
     assert all(n.startswith(f"fresh/{VERSIONS}/{store.manifest('fresh').version}/") or n.startswith("k/")
                or n == f"fresh/{MANIFEST}" for n in all_names(store))
 
@@ -119,6 +122,15 @@ def test_manifest__paths_escaping_the_artifact_are_rejected(store, tmp_path):
     raw_write(store, f"k/{MANIFEST}", json.dumps(doc).encode())
     with pytest.raises(StoreError, match="escapes"):
         store.get_dir("k", tmp_path / "out")
+
+
+def test_put_dir__an_unreadable_manifest_is_replaced_by_the_next_publish(store, tmp_path):
+    store.put_dir(write_tree(tmp_path / "old", OLD), "k")
+    raw_write(store, f"k/{MANIFEST}", b"not json")
+    with pytest.raises(StoreError, match="unreadable"):
+        store.get_dir("k", tmp_path / "out")
+    store.put_dir(write_tree(tmp_path / "new", NEW), "k")
+    assert read_tree(store.get_dir("k", tmp_path / "out")) == NEW
 
 
 def test_get_dir__non_empty_destination_is_refused(store, tmp_path):
