@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", choices=("hybridmi", "alpha_sweep"), default="hybridmi")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
-                   help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, ...; see pipelines/README.md)")
+                   help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, train_nodes, ...; see components/README.md)")
     p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
     p.add_argument("--only", choices=STAGE_NAMES, help="rerun this one stage against existing artifacts")
     p.add_argument("--from", dest="inputs", action="append", default=[], metavar="NAME=URI",
