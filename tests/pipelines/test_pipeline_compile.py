@@ -198,7 +198,7 @@ def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_s
     for name, parameter in PARAMETERS.items():
         assert multinode[name]["defaultValue"] == parameter.default, name
     sweep = set(sweep_spec[0]["root"]["inputDefinitions"]["parameters"])
-    assert {p.name for p in TASK_PARAMETERS} | {"alphas", "hybrid_epochs", "hybrid_seed"} == sweep
+    assert {p.name for p in TASK_PARAMETERS} | {"alphas", "hybrid_epochs", "hybrid_time_budget_minutes", "hybrid_seed"} == sweep
     assert [p.name for p in PIPELINE_PARAMETERS] == [p.name for p in TASK_PARAMETERS + CONFIG_PARAMETERS]
 
 
