@@ -8,14 +8,16 @@ from components.image import PROJECT_IMAGE
 
 
 @dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
-def configure(config: str, hybrid_alpha: str = "", hybrid_epochs: str = "", hybrid_seed: str = "", ddim_epochs: str = "",
-              ddim_sample_steps: str = "", ddim_eta: str = "", fid_num_samples: str = "") -> str:
+def configure(config: str, hybrid_alpha: str = "", hybrid_epochs: str = "", hybrid_time_budget_minutes: str = "",
+              hybrid_seed: str = "", ddim_epochs: str = "", ddim_sample_steps: str = "", ddim_eta: str = "",
+              fid_num_samples: str = "") -> str:
     """Apply the stage-prefixed pipeline parameters (empty: keep) to the config text; validate it once."""
     from hybridmi.orchestrate.parameters import resolve_config_text
     from hybridmi.orchestrate.task import setup_task_logging
 
     setup_task_logging()
-    return resolve_config_text(config, hybrid_alpha=hybrid_alpha, hybrid_epochs=hybrid_epochs, hybrid_seed=hybrid_seed,
+    return resolve_config_text(config, hybrid_alpha=hybrid_alpha, hybrid_epochs=hybrid_epochs,
+                               hybrid_time_budget_minutes=hybrid_time_budget_minutes, hybrid_seed=hybrid_seed,
                                ddim_epochs=ddim_epochs, ddim_sample_steps=ddim_sample_steps, ddim_eta=ddim_eta,
                                fid_num_samples=fid_num_samples)
 

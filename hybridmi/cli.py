@@ -100,6 +100,28 @@ def _publish_outputs(publish: dict[str, tuple], outputs: dict[str, Path], scratc
         log.info("published %s to %s", name, key)
 
 
+def _stage_config(args: argparse.Namespace):
+    """The config of ``hybridmi stage``: --config FILE, or --config-env VAR holding the YAML text (a TrainJob's env)."""
+    if args.config_env is None:
+        return load_config(args.config, args.overrides)
+    if args.config is not None:
+        raise ValueError("--config and --config-env exclude each other")
+    import yaml
+
+    from hybridmi.config import config_from_dict
+
+    text = os.environ.get(args.config_env)
+    if text is None:
+        raise ConfigError(f"config error: environment variable {args.config_env} (--config-env) is not set")
+    try:
+        tree = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config error: {args.config_env} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config error: {args.config_env} must hold a mapping at the top level")
+    return config_from_dict(tree, args.overrides)
+
+
 def cmd_stage(args: argparse.Namespace) -> int:
     """One stage by hand, exactly as a pipeline task runs it (store, metrics, checkpoints from the env).
 
@@ -112,7 +134,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
     from hybridmi.orchestrate.task import run_task
     from hybridmi.train.distributed import Ranks
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _stage_config(args)
     in_pairs, out_pairs = _pairs(args.inputs, "--input"), _pairs(args.outputs, "--output")
     stores: dict[str, object] = {}
     fetch = _artifact_stores(in_pairs, stores)
@@ -243,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="run one pipeline stage")
     p.add_argument("name", choices=STAGE_NAMES)
     _add_config_args(p)
+    p.add_argument("--config-env", metavar="VAR", help="read the config (YAML text) from environment variable VAR "
+                   "instead of --config (how a TrainJob's nodes get it)")
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--output", dest="outputs", action="append", default=[], metavar="NAME=PATH")
     p.set_defaults(func=cmd_stage)
@@ -307,7 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", choices=("hybridmi", "alpha_sweep"), default="hybridmi")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
-                   help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, ...; see pipelines/README.md)")
+                   help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, train_nodes, ...; see components/README.md)")
     p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
     p.add_argument("--only", choices=STAGE_NAMES, help="rerun this one stage against existing artifacts")
     p.add_argument("--from", dest="inputs", action="append", default=[], metavar="NAME=URI",

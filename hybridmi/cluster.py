@@ -39,3 +39,17 @@ RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # KFP run UUIDs and hybrid
 # backend tag). The kfp SDK pinned in pyproject (2.17.*) compiles the IR this backend runs;
 # tests/k8s keeps the minor versions in step.
 KFP_BACKEND_VERSION = "2.17.0"
+
+# Kubeflow Trainer release that k8s/trainer installs (github.com/kubeflow/trainer tags: ..., v2.2.0,
+# v2.2.1, v2.3.0-rc.*; v2.2.1 is the newest release that is not a candidate). The TrainJob the
+# multi-node train step creates is validated against this tag's CRD (tests/orchestrate/trainjob/trainer_crd);
+# tests/k8s keeps the pins in step with it.
+TRAINER_VERSION = "v2.2.1"
+TRAINER_RUNTIME = "torch-distributed"  # ClusterTrainingRuntime of k8s/trainer/runtimes: torchrun, PET_* env
+# The service accounts KFP runs pipeline pods as (kubeflow/pipelines backend: DefaultPipelineRunnerServiceAccount):
+# standalone KFP in namespace kubeflow, multi-user Kubeflow in each profile namespace. k8s/trainer/rbac
+# lets the first create TrainJobs; the second gets the same ClusterRole through a RoleBinding (k8s/README.md).
+PIPELINE_RUNNER_SA = "pipeline-runner"
+PROFILE_RUNNER_SA = "default-editor"
+NAMESPACE_VAR = "HYBRIDMI_NAMESPACE"  # the task pod's namespace (downward API): where it creates its TrainJob
+SHM_SIZE = "2Gi"  # memory-backed /dev/shm of GPU pods: PyTorch workers and NCCL exchange tensors through it

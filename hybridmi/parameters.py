@@ -27,7 +27,9 @@ class Parameter:
 
 CONFIG_PARAMETERS = (
     Parameter("hybrid_alpha", "", "α, weight of reconstruction in α·recon + (1−α)·InfoNCE, in [0, 1]", "objective.alpha"),
-    Parameter("hybrid_epochs", "", "hybrid autoencoder training length in epochs", "train.epochs"),
+    Parameter("hybrid_epochs", "", "hybrid autoencoder training length in epochs (unused while a time budget is set)", "train.epochs"),
+    Parameter("hybrid_time_budget_minutes", "", "hybrid training length in wall-clock minutes; 'null' trains for hybrid_epochs",
+              "train.time_budget_minutes"),
     Parameter("hybrid_seed", "", "seed of weights, augmentation and shuffling", "train.seed"),
     Parameter("ddim_epochs", "", "latent DDIM training length in epochs", "ddim.epochs"),
     Parameter("ddim_sample_steps", "", "DDIM sampling steps S (sample, fid, figures)", "sampling.steps"),

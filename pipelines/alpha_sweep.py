@@ -23,7 +23,7 @@ DESCRIPTION = "Linear accuracy against reconstruction MSE over α (the paper's t
 # Strings, like every config parameter (a number would reach configure's str input as a float).
 DEFAULT_ALPHAS_TEXT = ["0.1", "0.3", "0.5", "0.7", "0.9"]
 ALPHAS = Parameter("alphas", DEFAULT_ALPHAS_TEXT, "α values of the sweep (a JSON list of strings)")
-SWEEP_CONFIG = ("hybrid_epochs", "hybrid_seed")  # the config parameters the sweep exposes (α is swept)
+SWEEP_CONFIG = ("hybrid_epochs", "hybrid_time_budget_minutes", "hybrid_seed")  # the config parameters the sweep exposes (α is swept)
 POINT_PARAMETERS = (*TASK_PARAMETERS, PARAMETERS["hybrid_alpha"], *(PARAMETERS[n] for n in SWEEP_CONFIG))
 AlphaPoint = NamedTuple("AlphaPoint", probe=Metrics, reconstruction=Metrics)
 

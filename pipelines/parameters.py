@@ -39,8 +39,14 @@ TASK_PARAMETERS = (
     Parameter("resume_from", "", "run id whose trainer checkpoints (train, ddim) this run resumes from; empty: start fresh"),
 )
 PIPELINE_PARAMETERS = TASK_PARAMETERS + CONFIG_PARAMETERS
-PARAMETERS = {p.name: p for p in PIPELINE_PARAMETERS}
+# Only the multi-node pipeline (hybridmi-multinode) has these: the one-node pipeline has no train step they could shape.
+MULTINODE_PARAMETERS = (
+    Parameter("train_nodes", "2", "nodes of the train step (multi-node pipeline only): a Kubeflow Trainer TrainJob of "
+              "train_nodes × gpu_count GPUs; `hybridmi submit --param train_nodes=N` (N > 1) submits that pipeline"),
+)
+PARAMETERS = {p.name: p for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS}
 TASK_NAMES = tuple(p.name for p in TASK_PARAMETERS)
+RUN_TASK_NAMES = TASK_NAMES[1:] + tuple(p.name for p in MULTINODE_PARAMETERS)  # what a run may set besides config
 
 _QUANTITY = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -90,6 +96,8 @@ def check_value(name: str, value: Any) -> Any:
         raise ValueError(f"{name}={value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi); resources cannot be empty")
     elif name == "gpu_count" and value and not (value.isdigit() and int(value) > 0):
         raise ValueError(f"gpu_count={value!r} is not a positive integer (or empty for no GPU)")
+    elif name == "train_nodes" and not (value.isdigit() and int(value) > 0):
+        raise ValueError(f"train_nodes={value!r} is not a positive integer")
     elif name in ("image_pull_secret", "store_secret") and value and not _DNS_NAME.fullmatch(value):
         raise ValueError(f"{name}={value!r} is not a Kubernetes object name")
     elif name == "resume_from" and value and not RUN_ID.fullmatch(value):
@@ -99,9 +107,9 @@ def check_value(name: str, value: Any) -> Any:
 
 def pipeline_arguments(config_text: str, **task_values: Any) -> dict[str, Any]:
     """Arguments for a run: the resolved config text plus checked task parameters (config parameters stay empty)."""
-    unknown = sorted(set(task_values) - set(TASK_NAMES[1:]))
+    unknown = sorted(set(task_values) - set(RUN_TASK_NAMES))
     if unknown:
-        raise ValueError(f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(TASK_NAMES[1:])}")
+        raise ValueError(f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(RUN_TASK_NAMES)}")
     return {"config": config_text, **{k: check_value(k, v) for k, v in task_values.items()}}
 
 
@@ -140,7 +148,7 @@ def parameters_markdown() -> str:
         return value if isinstance(value, str) else json.dumps(value)
 
     rows = ["| parameter | default | sets | meaning |", "|---|---|---|---|"]
-    for p in PIPELINE_PARAMETERS:
+    for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS:
         default = "(this checkout's image tag)" if p.name == "image" else f"`{shown(p.default)}`"
         rows.append(f"| `{p.name}` | {default} | {f'`{p.config_path}`' if p.config_path else '—'} | {p.description} |")
     return "\n".join(rows) + "\n"

@@ -14,10 +14,9 @@ from typing import Any, Mapping
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from hybridmi.cluster import RUN_ID_LABEL, RUN_ID_VAR, STORE_SECRET_KEYS
+from hybridmi.cluster import NAMESPACE_VAR, RUN_ID_LABEL, RUN_ID_VAR, SHM_SIZE, STORE_SECRET_KEYS
 from hybridmi.stages import STAGE_NAMES
 
-SHM_SIZE = "2Gi"  # PyTorch worker processes and NCCL exchange tensors through /dev/shm
 GPU_STAGES = frozenset({"train", "latents", "ddim", "fid"})
 # Argo retries a GPU task whose main container failed (crash, OOM kill, timeout). A pod deleted by
 # node loss or spot preemption is an Argo *error*, which KFP's retryStrategy (no retryPolicy) does
@@ -28,6 +27,9 @@ HOUR = 3600
 DEFAULT_TIMEOUTS_S: dict[str, int] = {**{stage: 6 * HOUR for stage in STAGE_NAMES}, "train": 24 * HOUR, "ddim": 24 * HOUR,
                                       CONTROL: HOUR}
 SWEEP_PARALLELISM = 2  # α values trained at once (each holds gpu_count GPUs)
+# The multi-node train task outlives its TrainJob's deadline (the train timeout) by this much: time for the
+# nodes to be scheduled and pull the image before the deadline clock's start, and to fetch the model after.
+TRAINJOB_MARGIN_S = 30 * 60
 
 
 @dataclass(frozen=True)
@@ -123,3 +125,16 @@ def stage_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
         request_gpu(task, settings)
         mount_shm(task)
     return task
+
+
+def trainjob_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
+    """The multi-node train task (components/trainjob.py): a stage pod without GPUs (its TrainJob's nodes hold
+    them) that knows its namespace, outlives the TrainJob's deadline and is retried like the GPU stages."""
+    run_on_image(task, settings, timeout_key="train")
+    kubernetes.set_timeout(task, settings.limits.timeout_s("train") + TRAINJOB_MARGIN_S)  # replaces run_on_image's
+    request_resources(task, settings)
+    use_store_secret(task, settings)
+    expose_run_id(task)
+    kubernetes.use_field_path_as_env(task, env_name=NAMESPACE_VAR, field_path="metadata.namespace")
+    task.set_display_name("train (TrainJob)")
+    return task.set_retry(num_retries=GPU_RETRIES, backoff_duration="30s", backoff_factor=2.0)

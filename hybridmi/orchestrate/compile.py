@@ -60,17 +60,34 @@ def compile_pipelines(out_dir: str | Path) -> list[Path]:
     return [compile_pipeline(func, Path(out_dir) / name) for name, func in COMPILED.items()]
 
 
-def pipeline_for(pipeline: str = "hybridmi", only: str | None = None, limits=None):
-    """The pipeline to submit: the rerun of stage ``only``, else ``pipeline`` (hybridmi | alpha_sweep), built with ``limits``."""
+def train_nodes(arguments: dict) -> int:
+    """The run's ``train_nodes`` (1 when not given); a 1 is removed from ``arguments``: one node is the plain pipeline,
+    which has no such parameter. More than one selects the multi-node pipeline (``pipeline_for``)."""
+    nodes = int(arguments.get("train_nodes", "1"))
+    if nodes == 1:
+        arguments.pop("train_nodes", None)
+    return nodes
+
+
+def pipeline_for(pipeline: str = "hybridmi", only: str | None = None, limits=None, *, train_nodes: int = 1):
+    """The pipeline to submit: the rerun of stage ``only``, else ``pipeline`` (hybridmi | alpha_sweep), built with ``limits``.
+
+    train_nodes > 1: the hybridmi pipeline whose train step is a Kubeflow Trainer TrainJob (hybridmi-multinode).
+    """
     from pipelines import build_alpha_sweep, build_hybridmi_pipeline, rerun_pipeline
     from pipelines.settings import Limits
 
     limits = Limits() if limits is None else limits
+    if train_nodes > 1 and (only or pipeline != "hybridmi"):
+        raise ValueError(f"train_nodes={train_nodes} trains the hybridmi pipeline on many nodes; "
+                         f"{'a rerun of ' + only if only else 'the ' + pipeline + ' pipeline'} trains on one node per train task")
     if only:
         return rerun_pipeline(only, limits)
     if pipeline not in PIPELINES:
         raise ValueError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
-    return build_hybridmi_pipeline(limits) if pipeline == "hybridmi" else build_alpha_sweep(limits)
+    if pipeline == "alpha_sweep":
+        return build_alpha_sweep(limits)
+    return build_hybridmi_pipeline(limits, multinode=train_nodes > 1)
 
 
 def with_image(spec: dict, image: str) -> dict:

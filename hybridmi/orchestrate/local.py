@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from hybridmi.cluster import RESUME_FROM_VAR, RUN_ID_VAR
 from hybridmi.config import Config, load_config
+from hybridmi.orchestrate.compile import train_nodes
 from hybridmi.orchestrate.identity import new_run_id
 from hybridmi.orchestrate.inprocess import StageFailed, run_pipeline_inprocess, run_stage_inprocess
 from hybridmi.orchestrate.task import ERROR_DIR_VAR, STORE_VAR, config_to_text
@@ -172,6 +173,10 @@ def run_local(
     if runner == "inprocess" and pipeline != "hybridmi":
         raise ValueError(f"the in-process runner runs the hybridmi pipeline only, not {pipeline!r}")
     cfg, arguments = run_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
+    nodes = train_nodes(arguments)
+    if nodes > 1:
+        raise ValueError(f"train_nodes={nodes} makes the train step a Kubeflow Trainer TrainJob, which needs a Kubernetes "
+                         "cluster with Trainer installed: submit it with `hybridmi submit` (a local run trains on this machine)")
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     error_dir = root / ".errors" / uuid.uuid4().hex

@@ -8,14 +8,14 @@ checks before it writes; the mirror checks again, so it never replaces a good ch
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from hybridmi.store import ArtifactStore, CheckpointSync
 from hybridmi.train.checkpoint import latest_checkpoint
+from hybridmi.train.guard import first_nonfinite as first_nonfinite_tensor
 
 log = logging.getLogger(__name__)
 
@@ -39,33 +39,15 @@ def local_checkpoint(directory: Path) -> tuple[Path, int] | None:
         return None
 
 
-def _tensors(value: Any, name: str) -> Iterator[tuple[str, Any]]:
-    if isinstance(value, torch.Tensor):
-        yield name, value
-    elif isinstance(value, float):
-        yield name, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _tensors(item, f"{name}.{key}" if name else str(key))
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            yield from _tensors(item, f"{name}.{i}")
-
-
 def first_nonfinite(path: Path) -> str | None:
-    """'<name> is non-finite' for the first NaN/inf float tensor (or float) in checkpoint ``path``; None if all finite."""
+    """'<name> is non-finite' for the first NaN/inf tensor of checkpoint ``path`` (its config and RNG state
+    aside); 'it cannot be read (...)' for a file that does not load; None when it may be mirrored."""
     try:
         payload = _load(path)
     except Exception as exc:
         return f"it cannot be read ({exc})"
-    for name, value in _tensors({k: v for k, v in payload.items() if k not in ("config", "rng")}, ""):
-        if isinstance(value, float):
-            bad = not math.isfinite(value)
-        else:
-            bad = (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all())
-        if bad:
-            return f"{name} is non-finite"
-    return None
+    bad = first_nonfinite_tensor({k: v for k, v in payload.items() if k not in ("config", "rng")})
+    return None if bad is None else f"{bad} is non-finite"
 
 
 def open_mirror(store: ArtifactStore, *, key: str, run_id: str, directory: Path, stage: str = "",

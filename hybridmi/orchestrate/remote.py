@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from hybridmi.config import load_config
-from hybridmi.orchestrate.compile import compile_pipeline, pipeline_for
+from hybridmi.orchestrate.compile import compile_pipeline, pipeline_for, train_nodes
 from hybridmi.orchestrate.connection import (FINAL_STATES, Auth, SubmitError, api_problem, connect, quiet_stdout, state_of,
                                              ui_base, wait_for_final_state)
 from hybridmi.orchestrate.local import run_arguments
@@ -106,12 +106,14 @@ def submit(
 ) -> Submitted:
     """Compile ``pipeline`` (or the rerun of stage ``only``) with ``limits``, submit it, optionally wait for a final state.
 
+    parameters["train_nodes"] > 1 submits the multi-node pipeline (the train step as a Kubeflow Trainer TrainJob).
+
     enable_caching: None keeps the compiled settings (stages cache, reruns do not); True/False overrides every task.
     pipeline_root: where the backend keeps this run's artifacts (default: the cluster's, minio://mlpipeline/v2/artifacts).
     Raises SubmitError (one line) for what the cluster refuses, ValueError for bad arguments, TimeoutError from waiting.
     """
     arguments = submission_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
-    func = pipeline_for(pipeline, only, limits)
+    func = pipeline_for(pipeline, only, limits, train_nodes=train_nodes(arguments))
     name = run_name or (f"hybridmi-rerun-{only}" if only else f"{pipeline}-{load_config(cfg_path, list(overrides)).name}")
     client = client_factory(host, auth, namespace=namespace, ui_url=ui_url)
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,6 @@
 """The manifest that makes a publish atomic, the errors every store raises, and key/path validation."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import time
@@ -13,7 +12,6 @@ MANIFEST = "MANIFEST.json"
 VERSIONS = ".versions"
 FORMAT = "hybridmi-artifact/1"
 _KEY_PART = re.compile(r"^[A-Za-z0-9_\-=+,@][A-Za-z0-9_.\-=+,@]*$")
-_CHUNK = 1 << 20
 
 
 class StoreError(RuntimeError):
@@ -102,12 +100,6 @@ def check_relative_path(path: str) -> str:
     return path
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def new_version() -> str:

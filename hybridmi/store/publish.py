@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Callable
 
 from hybridmi.store.manifest import (MANIFEST, VERSIONS, FileEntry, Manifest, ObjectMissing, PreconditionFailed,
-                                     PublishConflict, StoreError, new_version, sha256_file)
+                                     PublishConflict, StoreError, new_version)
+from hybridmi.runtime import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,10 @@ KFP_BASES = {
     K8S / "kfp" / "cluster-scoped": "github.com/kubeflow/pipelines/manifests/kustomize/cluster-scoped-resources",
     K8S / "kfp" / "env": "github.com/kubeflow/pipelines/manifests/kustomize/env/platform-agnostic",
 }
+TRAINER_BASES = {  # Kubeflow Trainer (tests/k8s/test_trainer_manifests.py checks their pins)
+    K8S / "trainer" / "manager": "github.com/kubeflow/trainer/manifests/overlays/manager",
+    K8S / "trainer" / "runtimes": "github.com/kubeflow/trainer/manifests/overlays/runtimes",
+}
 
 
 def kustomizations() -> list[Path]:
@@ -62,9 +66,9 @@ def pod_specs(objs: list[dict]) -> list[tuple[str, dict]]:
             if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
 
 
-def test_layout__only_the_kfp_overlays_are_remote():
+def test_layout__only_the_kfp_and_trainer_overlays_are_remote():
     remote = {d for d in kustomizations() if is_remote(d)}
-    assert remote == set(KFP_BASES)
+    assert remote == set(KFP_BASES) | set(TRAINER_BASES)
     assert K8S in kustomizations()
 
 

@@ -21,7 +21,7 @@ from hybridmi.orchestrate.dag import wiring
 from hybridmi.parameters import CONFIG_PARAMETERS
 from hybridmi.stages import STAGE_NAMES, stage_module
 from pipelines import COMPILED, build_alpha_sweep, build_hybridmi_pipeline, hybridmi_pipeline, rerun_pipeline
-from pipelines.parameters import PARAMETERS, PIPELINE_PARAMETERS, TASK_PARAMETERS
+from pipelines.parameters import MULTINODE_PARAMETERS, PARAMETERS, PIPELINE_PARAMETERS, TASK_PARAMETERS
 from pipelines.settings import DEFAULT_TIMEOUTS_S, GPU_RETRIES, GPU_STAGES, Limits
 
 GPU_TASKS = {"train", "latents", "ddim", "fid"}
@@ -190,13 +190,15 @@ def test_alpha_sweep__bounded_parallelism_and_nested_tasks_on_the_image_paramete
     assert next(t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t)["iteratorPolicy"] == {"parallelismLimit": 1}
 
 
-def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_spec, sweep_spec):
+def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_spec, sweep_spec, compiled):
     params = main_spec[0]["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == set(PARAMETERS)
+    assert set(params) == {p.name for p in PIPELINE_PARAMETERS}
+    multinode = load(compiled["hybridmi_multinode.yaml"])[0]["root"]["inputDefinitions"]["parameters"]
+    assert set(multinode) == set(PARAMETERS) == set(params) | {p.name for p in MULTINODE_PARAMETERS}
     for name, parameter in PARAMETERS.items():
-        assert params[name]["defaultValue"] == parameter.default, name
+        assert multinode[name]["defaultValue"] == parameter.default, name
     sweep = set(sweep_spec[0]["root"]["inputDefinitions"]["parameters"])
-    assert {p.name for p in TASK_PARAMETERS} | {"alphas", "hybrid_epochs", "hybrid_seed"} == sweep
+    assert {p.name for p in TASK_PARAMETERS} | {"alphas", "hybrid_epochs", "hybrid_time_budget_minutes", "hybrid_seed"} == sweep
     assert [p.name for p in PIPELINE_PARAMETERS] == [p.name for p in TASK_PARAMETERS + CONFIG_PARAMETERS]
 
 
@@ -253,6 +255,6 @@ def test_rerun_pipeline__unknown_stage_is_named():
 
 
 def test_compiled_files__are_the_pipelines_of_the_package():
-    assert set(COMPILED) == {"hybridmi.yaml", "alpha_sweep.yaml"}
+    assert set(COMPILED) == {"hybridmi.yaml", "hybridmi_multinode.yaml", "alpha_sweep.yaml"}
     assert COMPILED["hybridmi.yaml"] is hybridmi_pipeline
     assert {p.name for p in TASK_PARAMETERS} & {p.name for p in CONFIG_PARAMETERS} == set()
