@@ -168,7 +168,8 @@ def train_hybrid(
 
     def checkpoint() -> Path | None:
         if group is not None:  # BatchNorm statistics: the mean over ranks (the one-process value for split BN)
-            group.average_([*autoencoder.buffers(), *(moco.buffers() if moco is not None else ())])
+            buffers = {id(b): b for m in (autoencoder, moco) if m is not None for b in m.buffers()}  # encoder_q: shared
+            group.average_(buffers.values())
             if not group.main:
                 return None
         state = dict(autoencoder=autoencoder.state_dict(), moco=moco.state_dict() if moco is not None else None,
