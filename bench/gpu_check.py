@@ -8,6 +8,9 @@ samples), and prints one table. FID is computed afterwards, on this machine, wit
 weights (too large to travel with the data): ``bench/fid_samples.py OUT/samples.npz``.
 
 ``--dry-run`` is the same code on the CPU with the ``smoke`` preset and synthetic data, a few seconds a phase.
+
+With more than one GPU it also times the training step on 1 GPU and on all of them (DDP, NCCL:
+``ddp_throughput.py``); with one GPU that row says it was skipped. The dry run rehearses it with 2 gloo ranks.
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]
 
+from ddp_throughput import measure  # noqa: E402
 from device_venv import normalise  # noqa: E402
 from flops import build_step, image_flops, machine, matmul_peak, preset, random_batch  # noqa: E402
 
@@ -139,6 +143,18 @@ def imported_distributions() -> list[str]:
     return sorted({normalise(dist) for top in tops for dist in owners.get(top, [])} - {"hybridmi"})
 
 
+def rank_scaling(preset_name: str, device: torch.device, *, dry_run: bool) -> dict[str, Any] | None:
+    """Step throughput on 1 GPU and on every GPU here (DDP), eager; None with one GPU. Dry run: 1 vs 2 gloo ranks."""
+    count = 2 if dry_run else torch.cuda.device_count()
+    if count < 2:
+        return None
+    kwargs = dict(preset=preset_name, overrides=[], steps=5 if dry_run else 30, warmup=2 if dry_run else 5,
+                  device=device.type, threads=1 if dry_run else 0)
+    one, many = measure(1, **kwargs), measure(count, **kwargs)
+    speedup = many["images_per_s"] / one["images_per_s"]
+    return {"one": one, "many": many, "speedup": speedup, "efficiency": speedup / count}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     device = choose_device("cpu" if args.dry_run else "auto")
     if device.type != "cuda" and not args.dry_run:
@@ -168,6 +184,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["data"] = {"source": prepared["source"], "train": len(train), "test": len(test)}
     report["flops_per_image"] = phase("flops", lambda: image_flops(cfg, device))
     report["host_syncs_per_step"] = phase("syncs", lambda: host_syncs_per_step(cfg, device))
+    report["ranks"] = phase("ranks", lambda: rank_scaling(preset_name, device, dry_run=args.dry_run))
     last = _LastReport()
     try:
         result = phase("train", lambda: train_hybrid(cfg, train, out_dir=work / "hybrid", callbacks=[last], resume=False))
@@ -203,6 +220,15 @@ def _tflops(value: float) -> str:
     return f"{value / 1e12:.3g} TFLOP/s"
 
 
+def _ranks_row(ranks: dict[str, Any] | None) -> str:
+    if ranks is None:
+        return "skipped: one GPU"
+    one, many = ranks["one"], ranks["many"]
+    return (f"1: {one['images_per_s']:.0f} images/s; {many['ranks']}: {many['images_per_s']:.0f} images/s "
+            f"({ranks['speedup']:.2f}x, efficiency {100 * ranks['efficiency']:.0f} %, global batch {one['batch_size']}"
+            f"{', gloo' if one['device'] == 'cpu' else ''})")
+
+
 def table(r: dict[str, Any]) -> str:
     t, e, d = r["train"], r["eval"], r["ddim"]
     rows = [
@@ -218,6 +244,7 @@ def table(r: dict[str, Any]) -> str:
         ("test MSE (Σ over 3072) / PSNR", f"{e['mse']:.3f} / {e['psnr']:.2f} dB"),
         ("DDIM", f"{d['ddim_steps']} steps, loss {d['ddim_loss']:.4g}; {d['num_samples']} samples "
                  f"({d['sampling_steps']} sampling steps) → samples.npz"),
+        ("1 vs N GPUs (DDP, eager)", _ranks_row(r["ranks"])),
         ("phases (s)", ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items())),
     ]
     if "compile_error" in r:

@@ -11,7 +11,6 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Mapping
 
 from hybridmi.config import ConfigError, load_config
 from hybridmi.stages import STAGE_NAMES
@@ -101,19 +100,6 @@ def _publish_outputs(publish: dict[str, tuple], outputs: dict[str, Path], scratc
         log.info("published %s to %s", name, key)
 
 
-def refuse_distributed_launch(stage: str, env: Mapping[str, str] = os.environ) -> None:
-    """Refuse a launch with WORLD_SIZE > 1 (torchrun, a multi-node TrainJob): the stages train in one process.
-
-    Until the train stage runs DistributedDataParallel itself (issue 12, the DDP part: rank 0 publishes),
-    N processes would each train a full copy and race to publish it. The DDP change removes this guard.
-    """
-    world = env.get("WORLD_SIZE", "").strip()
-    if world and world != "1":
-        raise RuntimeError(f"WORLD_SIZE={world}: `hybridmi stage {stage}` does not train distributed yet (DDP inside the "
-                           f"train stage, with rank 0 publishing, is not implemented); refusing to run {world} "
-                           "independent copies: launch one process per job (train_nodes=1, gpu_count=1)")
-
-
 def _stage_config(args: argparse.Namespace):
     """The config of ``hybridmi stage``: --config FILE, or --config-env VAR holding the YAML text (a TrainJob's env)."""
     if args.config_env is None:
@@ -142,15 +128,17 @@ def cmd_stage(args: argparse.Namespace) -> int:
     Artifacts are local directories or s3://bucket/key URIs. Before any work every s3:// input is
     checked to exist and every s3:// output's bucket to accept writes; then inputs are downloaded into
     a scratch directory, the stage runs, and outputs are published (kept and named if that fails).
+    Started by torchrun (WORLD_SIZE > 1), every rank fetches the inputs and only rank 0 publishes.
     """
     from hybridmi.orchestrate.scratch import scratch_dir
     from hybridmi.orchestrate.task import run_task
+    from hybridmi.train.distributed import Ranks
 
-    refuse_distributed_launch(args.name)
     cfg = _stage_config(args)
     in_pairs, out_pairs = _pairs(args.inputs, "--input"), _pairs(args.outputs, "--output")
     stores: dict[str, object] = {}
-    fetch, publish = _artifact_stores(in_pairs, stores), _artifact_stores(out_pairs, stores)
+    fetch = _artifact_stores(in_pairs, stores)
+    publish = _artifact_stores(out_pairs, stores) if Ranks.from_env(os.environ).main else {}
     for store, key in fetch.values():
         store.manifest(key)  # read access, and the artifact is there
     for store in {id(s): s for s, _ in publish.values()}.values():

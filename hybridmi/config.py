@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -104,7 +104,18 @@ class TrainConfig(_Section):
     log_every: int = Field(20, ge=1, description="steps between progress updates / metric callbacks and reads of the "
                            "device-side finite checks")
     knn_every: int = Field(0, ge=0, description="epochs between kNN monitor evaluations; 0 disables")
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    threads: int = Field(0, ge=0, description="torch CPU threads (per rank); 0 keeps torch's default")
+    ranks: int | Literal["auto"] = Field(
+        "auto", description="DDP processes the train stage starts on this node through torchrun (NCCL on CUDA, gloo on "
+        "the CPU): 'auto' = one per visible CUDA device when training on CUDA, else 1. batch_size stays the global batch, "
+        "split evenly over ranks (objective.bn_splits a multiple of the ranks); the learning rate needs no change")
+
+    @field_validator("ranks", mode="before")
+    @classmethod
+    def _ranks(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("train.ranks must be 'auto' or a positive integer")
 
 
 class EvalConfig(_Section):
@@ -222,6 +233,13 @@ class Config(BaseModel):
                 f"train.batch_size {batch} does not split into objective.bn_splits {o.bn_splits} BatchNorm groups "
                 f"of at least 2 images each"
             )
+        ranks = self.train.ranks
+        if isinstance(ranks, int) and ranks > 1:
+            if batch % ranks:
+                raise ValueError(f"train.batch_size {batch} does not split evenly over train.ranks {ranks}")
+            if o.alpha < 1.0 and o.bn_splits > 1 and o.bn_splits % ranks:
+                raise ValueError(f"objective.bn_splits {o.bn_splits} is not a multiple of train.ranks {ranks}: each rank "
+                                 "must hold whole BatchNorm groups")
         return self
 
     def hash(self) -> str:

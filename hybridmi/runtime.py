@@ -20,9 +20,9 @@ import hybridmi
 log = logging.getLogger("hybridmi")
 
 
-def setup_logging(level: int | str = logging.INFO) -> None:
-    """Configure the root logger once, at an entry point."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
+def setup_logging(level: int | str = logging.INFO, *, prefix: str = "") -> None:
+    """Configure the root logger once, at an entry point; ``prefix`` starts every line (e.g. "[rank 1] ")."""
+    logging.basicConfig(level=level, format=f"{prefix}%(asctime)s %(levelname)s %(name)s: %(message)s", force=True)
 
 
 def seed_everything(seed: int) -> None:

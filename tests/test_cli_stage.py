@@ -1,5 +1,6 @@
 """``hybridmi stage`` as a TrainJob's nodes run it: the config from an environment variable, and the refusal of a
-distributed launch (WORLD_SIZE > 1) until the train stage runs DDP — one line, before anything is written."""
+distributed launch (WORLD_SIZE > 1) of a stage that trains in one process — one line, before anything is written
+(the train stage trains distributed: tests/orchestrate/trainjob, tests/train/test_distributed_*)."""
 from __future__ import annotations
 
 import os
@@ -35,14 +36,13 @@ def test_config_env__an_unset_variable_is_a_config_error(tmp_path):
     assert done.stderr.strip() == "hybridmi: config error: environment variable NOT_SET_ANYWHERE (--config-env) is not set"
 
 
-def test_world_size_above_1__is_refused_in_one_line_before_anything_is_written(tmp_path):
-    done = stage("train", "--config", str(SMOKE), "--input", f"dataset={tmp_path / 'none'}",
-                 "--output", f"model={tmp_path / 'model'}", env={"WORLD_SIZE": "8", "RANK": "3"})
+def test_world_size_above_1__a_one_process_stage_is_refused_in_one_line_before_anything_is_written(tmp_path):
+    done = stage("prepare", "--config", str(SMOKE), "--output", f"dataset={tmp_path / 'dataset'}",
+                 env={"WORLD_SIZE": "8", "RANK": "3"})
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("hybridmi: error: WORLD_SIZE=8: `hybridmi stage train` does not "
-                                                   "train distributed yet")
-    assert not (tmp_path / "model").exists()
+    assert lines == ["hybridmi: error: WORLD_SIZE=8: stage prepare runs in one process; only train trains on several ranks"]
+    assert not (tmp_path / "dataset").exists()
 
 
 def test_world_size_1__is_an_ordinary_launch(tmp_path):

@@ -11,10 +11,15 @@ one parameter set for the whole batch. Semantics follow torchvision's single-ima
 - ColorJitter(0.4, 0.4, 0.4, 0.1) with p=0.8: factors uniform in [0.6, 1.4], hue shift in [-0.1, 0.1],
   applied in a fixed order (brightness, contrast, saturation, hue) — torchvision shuffles the order.
 - RandomGrayscale(p=0.2) with ITU-R 601 luma weights. Output clamped to [0, 1].
+
+The draws and their application are separate functions (``draw_moco_params`` / ``apply_moco``,
+``draw_flips`` / ``apply_flips``): a distributed run draws the whole global batch's parameters on every
+rank and applies only its own rows.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +140,50 @@ def color_jitter(x: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     return _hsv_to_rgb(torch.stack((h, hsv[:, 1], hsv[:, 2]), dim=1))
 
 
+@dataclass(frozen=True)
+class MocoViewParams:
+    """The random parameters of one MoCo-v2 view of a batch, one row per image; ``params[rows]`` selects images.
+
+    Drawing them (``draw_moco_params``) and applying them (``apply_moco``) are separate, so every rank of a
+    distributed run can draw the whole global batch's parameters from the same generator (one process's
+    draws exactly) and apply only its own slice of them.
+    """
+
+    boxes: torch.Tensor  # (B, 4) crop boxes (top, left, height, width) in pixels
+    flip: torch.Tensor  # (B,) bool
+    jitter_on: torch.Tensor  # (B,) bool
+    factors: torch.Tensor  # (B, 4) brightness, contrast, saturation factors and hue shift
+    gray_on: torch.Tensor  # (B,) bool
+
+    def __getitem__(self, rows: slice) -> "MocoViewParams":
+        return MocoViewParams(**{f.name: getattr(self, f.name)[rows] for f in fields(self)})
+
+
+def draw_moco_params(b: int, size: int, *, generator: torch.Generator, device: torch.device) -> MocoViewParams:
+    """Parameters of one MoCo-v2 view for b images of size x size: a fixed number of draws from ``generator``."""
+    boxes = crop_boxes(b, size, generator=generator, device=device)
+    flip = torch.rand(b, generator=generator, device=device) < FLIP_P
+    jitter_on = torch.rand(b, generator=generator, device=device) < JITTER_P
+    factors = torch.cat([
+        _uniform((b, 1), 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator=generator, device=device),
+        _uniform((b, 1), 1 - CONTRAST, 1 + CONTRAST, generator=generator, device=device),
+        _uniform((b, 1), 1 - SATURATION, 1 + SATURATION, generator=generator, device=device),
+        _uniform((b, 1), -HUE, HUE, generator=generator, device=device),
+    ], dim=1)                                                                                  # (B, 4)
+    gray_on = torch.rand(b, generator=generator, device=device) < GRAY_P
+    return MocoViewParams(boxes=boxes, flip=flip, jitter_on=jitter_on, factors=factors, gray_on=gray_on)
+
+
+def apply_moco(x: torch.Tensor, params: MocoViewParams) -> torch.Tensor:
+    """The view of float images x (B, 3, H, W) in [0, 1] given by ``params`` (B rows) → same shape, in [0, 1]."""
+    if params.boxes.shape[0] != x.shape[0]:
+        raise ValueError(f"apply_moco: {params.boxes.shape[0]} parameter rows for {x.shape[0]} images")
+    out = resized_crop(x, params.boxes, params.flip)
+    out = torch.where(params.jitter_on.view(-1, 1, 1, 1), color_jitter(out, params.factors), out)
+    out = torch.where(params.gray_on.view(-1, 1, 1, 1), grayscale(out).expand_as(out), out)
+    return out.clamp(0, 1)
+
+
 def moco_augment(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
     """One MoCo-v2 view per image. x: float (B, 3, 32, 32) in [0, 1] -> same shape/dtype/device, in [0, 1].
 
@@ -147,22 +196,17 @@ def moco_augment(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor
         raise ValueError(f"moco_augment expects square images, got {x.shape[2]}x{x.shape[3]}")
     if generator.device.type != x.device.type or generator.device.index not in (None, x.device.index):
         raise ValueError(f"generator is on {generator.device} but images are on {x.device}")
-    b, device = x.shape[0], x.device
-    boxes = crop_boxes(b, x.shape[-1], generator=generator, device=device)
-    flip = torch.rand(b, generator=generator, device=device) < FLIP_P
-    jitter_on = torch.rand(b, generator=generator, device=device) < JITTER_P
-    factors = torch.cat([
-        _uniform((b, 1), 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator=generator, device=device),
-        _uniform((b, 1), 1 - CONTRAST, 1 + CONTRAST, generator=generator, device=device),
-        _uniform((b, 1), 1 - SATURATION, 1 + SATURATION, generator=generator, device=device),
-        _uniform((b, 1), -HUE, HUE, generator=generator, device=device),
-    ], dim=1)                                                                                  # (B, 4)
-    gray_on = torch.rand(b, generator=generator, device=device) < GRAY_P
+    return apply_moco(x, draw_moco_params(x.shape[0], x.shape[-1], generator=generator, device=x.device))
 
-    out = resized_crop(x, boxes, flip)
-    out = torch.where(jitter_on.view(-1, 1, 1, 1), color_jitter(out, factors), out)
-    out = torch.where(gray_on.view(-1, 1, 1, 1), grayscale(out).expand_as(out), out)
-    return out.clamp(0, 1)
+
+def draw_flips(b: int, *, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """(B,) bool: which of b images ``apply_flips`` mirrors (probability 1/2 each, one draw per image)."""
+    return torch.rand(b, generator=generator, device=device) < FLIP_P
+
+
+def apply_flips(x: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) with the images where ``flip`` (B,) is true mirrored left-right."""
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
 
 
 def flip_augment(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
@@ -172,5 +216,4 @@ def flip_augment(x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor
     """
     if x.ndim != 4:
         raise ValueError(f"flip_augment expects (B, C, H, W) images, got shape {tuple(x.shape)}")
-    flip = torch.rand(x.shape[0], generator=generator, device=x.device) < FLIP_P
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    return apply_flips(x, draw_flips(x.shape[0], generator=generator, device=x.device))

@@ -2,7 +2,8 @@
 
 Conventions: one ``hybridmi_`` prefix, base units in the name (``_seconds``, ``_bytes``), ``_total``
 for counters, and only bounded labels: ``run_id`` and ``stage`` on everything, plus ``term`` (a loss
-term name from the trainer's code) and ``feature`` (``y``, ``yhat`` or ``z``).
+term name from the trainer's code), ``feature`` (``y``, ``yhat`` or ``z``) and ``rank`` (a DDP rank,
+at most the number of GPUs of the job).
 """
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ class Families:
     train_steps: Counter
     train_step_duration: Histogram
     train_gpu_memory: Gauge
+    train_ranks: Gauge
+    train_rank_gpu_memory: Gauge
     train_checkpoints: Counter
     eval_linear_accuracy: Gauge
     eval_mse: Gauge
@@ -64,7 +67,9 @@ def build_families(registry: CollectorRegistry) -> Families:
             f"{PREFIX}_train_step_duration_seconds", "Wall time of one optimisation step",
             BASE_LABELS, buckets=STEP_TIME_BUCKETS_S, registry=registry,
         ),
-        train_gpu_memory=gauge("train_gpu_memory_bytes", "Peak CUDA memory allocated by the trainer"),
+        train_gpu_memory=gauge("train_gpu_memory_bytes", "Peak CUDA memory allocated by the trainer (rank 0 when distributed)"),
+        train_ranks=gauge("train_ranks", "Processes (DDP ranks) training together; throughput and loss are the global batch's"),
+        train_rank_gpu_memory=gauge("train_rank_gpu_memory_bytes", "Peak CUDA memory allocated by each DDP rank", ("rank",)),
         train_checkpoints=counter("train_checkpoints", "Checkpoints written"),
         eval_linear_accuracy=gauge("eval_linear_accuracy_ratio", "Linear-probe test accuracy as a fraction in [0, 1]", ("feature",)),
         eval_mse=gauge("eval_mse", "Reconstruction mean squared error (the paper's unit)"),

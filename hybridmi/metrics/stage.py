@@ -100,7 +100,7 @@ class StageMetrics:
 
     # TrainCallback -------------------------------------------------------------------------------
     def on_step(self, metrics: StepMetrics) -> None:
-        """Record one trainer report: loss, terms, lr, throughput, step/epoch, step times, GPU memory."""
+        """Record one trainer report: loss, terms, lr, throughput, step/epoch, step times, GPU memory (per rank), ranks."""
         f = self.families
         if len(metrics.terms) > _MAX_TERMS:
             raise ValueError(f"{len(metrics.terms)} loss terms exceed the bound of {_MAX_TERMS}")
@@ -121,6 +121,9 @@ class StageMetrics:
             histogram.observe(metrics.step_time_s)  # the report's mean, once per step it averages
         if metrics.gpu_mem_bytes is not None:
             self._child(f.train_gpu_memory).set(metrics.gpu_mem_bytes)
+        self._child(f.train_ranks).set(metrics.ranks)
+        for rank, peak in enumerate(metrics.rank_gpu_mem_bytes or ()):
+            self._child(f.train_rank_gpu_memory, rank=str(rank)).set(peak)
 
     def on_checkpoint(self, path: Path, step: int) -> None:
         """Count a written checkpoint."""

@@ -17,6 +17,11 @@ BatchNorm as published: both encoders normalise groups of ``bn_group_size`` imag
 are formed so that no key's BN group is the query group of its positive (it holds at most ⌈g/G⌉ of
 those images, G groups), and the projection head is MoCo-v2's Linear-ReLU-Linear with no BatchNorm, so nothing in it mixes samples.
 
+Across ranks (DistributedDataParallel) the key batch is shuffled over every rank's key views, as
+MoCo's ``_batch_shuffle_ddp`` / ``_batch_unshuffle_ddp`` do: ``key_shuffle`` (a ``KeyShuffle``) is
+``OneDeviceShuffle`` here and ``hybridmi.train.distributed.CrossRankShuffle`` in a distributed run; every
+rank then enqueues the keys of all ranks, so the queues stay equal.
+
 ``encoder_q`` is registered here as well as in the autoencoder (shared, not copied): optimise the
 autoencoder's parameters plus ``moco.head_q``'s; ``encoder_k`` and ``head_k`` never get gradients.
 Nothing on the per-step path reads a device value on the host: the queue pointer is a Python int.
@@ -24,7 +29,7 @@ Nothing on the per-step path reads a device value on the host: the queue pointer
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -82,6 +87,34 @@ def stratified_permutation(n: int, group_size: int, *, generator: torch.Generato
     return members[rows].T.reshape(n)  # column by column: one image from each source block in turn
 
 
+class KeyShuffle(Protocol):
+    """How a step's key views reach the key encoder (shuffle-BN) and its keys come back.
+
+    ``shuffle(x, perm)``: this process's key views x → the batch its key encoder sees; ``perm`` is the
+    one-process key permutation (``MoCo.key_permutation``) of the whole key batch.
+    ``unshuffle(k, perm)``: the encoder's keys → (the keys of x's rows in x's order, the keys of the whole
+    key batch in one-process order: what every process enqueues).
+    """
+
+    def shuffle(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor: ...
+
+    def unshuffle(self, k: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class OneDeviceShuffle:
+    """Shuffle-BN on one device: the key encoder sees x[perm] (layout kept); keys return to x's order."""
+
+    def shuffle(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
+        shuffled = x[perm]
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            shuffled = shuffled.contiguous(memory_format=torch.channels_last)
+        return shuffled
+
+    def unshuffle(self, k: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        k = torch.empty_like(k).index_copy_(0, perm, k)  # k[perm[i]] = k_shuffled[i]
+        return k, k
+
+
 class MoCo(nn.Module):
     """Momentum key encoder, key head and a (D, K) queue of negatives for InfoNCE on y = z[:, :c].
 
@@ -121,6 +154,7 @@ class MoCo(nn.Module):
         dim = _output_dim(head)
         self.register_buffer("queue", F.normalize(torch.randn(dim, queue_size), dim=0))  # DxK
         self.queue_ptr = 0  # host state: where the next keys go (saved through get_extra_state)
+        self.key_shuffle: KeyShuffle = OneDeviceShuffle()
 
     def get_extra_state(self) -> dict[str, Any]:
         return {"queue_ptr": self.queue_ptr}
@@ -191,12 +225,13 @@ class MoCo(nn.Module):
         The encoder sees x[perm], so its BN group j is images perm[j·g:(j+1)·g]; rows are put back in
         x's order afterwards (row i of k is the key of x[i]).
         """
-        shuffled = x[perm]
-        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-            shuffled = shuffled.contiguous(memory_format=torch.channels_last)
-        y, _ = split_latent(self.encoder_k(shuffled), self.contrastive_channels)
-        k_shuffled = F.normalize(self.head_k(y).float(), dim=1)
-        return torch.empty_like(k_shuffled).index_copy_(0, perm, k_shuffled)  # k[perm[i]] = k_shuffled[i]
+        return self._keys(x, perm)[0]
+
+    @torch.no_grad()
+    def _keys(self, x: torch.Tensor, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(keys of x's rows, keys of the whole key batch to enqueue) through ``key_shuffle``."""
+        y, _ = split_latent(self.encoder_k(self.key_shuffle.shuffle(x, perm)), self.contrastive_channels)
+        return self.key_shuffle.unshuffle(F.normalize(self.head_k(y).float(), dim=1), perm)
 
     def infonce(self, q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor) -> torch.Tensor:
         """InfoNCE of queries q (N, D) against positives k (N, D) and a queue snapshot (D, K)."""
@@ -204,17 +239,23 @@ class MoCo(nn.Module):
 
     def forward_contrastive(self, z: torch.Tensor, key_views: torch.Tensor, perm: torch.Tensor,
                             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step's contrastive loss from the online latents z of the query views.
+        """One step's contrastive loss from the online latents z of the query views: ``contrastive(query(z), ...)``."""
+        return self.contrastive(self.query(z), key_views, perm)
+
+    def contrastive(self, q: torch.Tensor, key_views: torch.Tensor, perm: torch.Tensor,
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step's contrastive loss from the queries q = query(z) of the query views, and the keys to enqueue.
 
         symmetric: z = encoder(x), x = key_views = cat(v1, v2) (2B, ...): queries (q1, q2) and keys
         (k1, k2) come from the same images, the loss is 0.5·(nce(q1, k2) + nce(q2, k1)) and all 2B keys
         are returned for the queue. Otherwise z = encoder(v1), key_views = v2: nce(q1, k2), keys k2
         (B, D). ``perm`` comes from ``key_permutation``. Both terms use the queue as it was before this
-        step; enqueue after the optimiser step.
+        step; enqueue after the optimiser step. In a distributed run B is this rank's share of the batch,
+        ``perm`` and the returned keys span every rank's (``key_shuffle``).
         """
-        q, k = self.query(z), self.keys(key_views, perm)
+        k, k_all = self._keys(key_views, perm)
         queue = self.queue.clone()
         if not self.symmetric:
-            return self.infonce(q, k, queue), k
+            return self.infonce(q, k, queue), k_all
         (q1, q2), (k1, k2) = q.chunk(2), k.chunk(2)
-        return 0.5 * (self.infonce(q1, k2, queue) + self.infonce(q2, k1, queue)), k
+        return 0.5 * (self.infonce(q1, k2, queue) + self.infonce(q2, k1, queue)), k_all

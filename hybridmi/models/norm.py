@@ -7,6 +7,8 @@ by reshaping (no loop over groups), in any memory format (channels_last included
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -64,6 +66,11 @@ def group_sizes(module: nn.Module) -> set[int | None]:
     return {getattr(m, "group_size", None) for m in module.modules() if isinstance(m, nn.BatchNorm2d)}
 
 
+def row_var_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(unbiased variance, mean) over the rows of x (B, D), each (D,)."""
+    return torch.var_mean(x, dim=0)
+
+
 class RunningNorm(nn.Module):
     """Standardise features (B, D) by running statistics of PAST batches: (x − μ) / sqrt(σ² + eps).
 
@@ -72,6 +79,10 @@ class RunningNorm(nn.Module):
     first 1/m batches, then an exponential one), so no sample's output depends on another sample of its
     batch; eval mode only reads them. The MoCo-v2 head sits on BN'd ResNet features; y is a raw latent
     slice whose shared offset dwarfs its per-image spread, and this takes that offset out.
+
+    ``batch_stats`` (x (B, D) → (unbiased variance, mean), each (D,)) computes the batch statistics that are
+    folded in; a distributed run replaces it by the statistics over every rank's rows
+    (``hybridmi.train.distributed.sync_running_norms``), so all ranks hold the one-process statistics.
     """
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
@@ -82,13 +93,14 @@ class RunningNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
+        self.batch_stats: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = row_var_mean
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, D) → float32 (B, D): the shared offset is taken out before any low-precision matmul."""
         out = (x.float() - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
         if self.training:
             with torch.no_grad():
-                var, mean = torch.var_mean(x.detach().float(), dim=0)
+                var, mean = self.batch_stats(x.detach().float())
                 # on the device, so a step never reads it (and torch.compile never specialises on it)
                 weight = torch.clamp(1.0 / (self.num_batches_tracked + 1), min=self.momentum).float()
                 self.running_mean.lerp_(mean, weight)

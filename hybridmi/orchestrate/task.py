@@ -15,6 +15,11 @@ are mirrored under ``checkpoints/<run id>/<config hash>/<stage>`` (``identity.py
 of the same run resumes from the newer of its local and its mirrored checkpoint, a new run starts
 fresh, and ``resume_from`` continues another run's checkpoints. A mirror outage never stops training
 (``hybridmi.store.checkpoints``).
+
+Distributed training: the train task with ``train.ranks`` > 1 (or 'auto' on a multi-GPU node) runs
+itself again on that many ranks through torchrun (``launch.py``) and returns rank 0's result. In a
+process that is one rank of a launch (torchrun's WORLD_SIZE > 1, here or in a multi-node job) only
+rank 0 probes the store, mirrors checkpoints and reports metrics; the other ranks only train.
 """
 from __future__ import annotations
 
@@ -29,11 +34,14 @@ from typing import Any, Iterator, Mapping
 
 import yaml
 
+from hybridmi.cluster import RUN_ID_VAR
 from hybridmi.config import Config, config_from_dict
 from hybridmi.orchestrate.identity import RunIdentity, task_identity
+from hybridmi.orchestrate.launch import DISTRIBUTED_STAGES, launch_ranks, ranks_to_launch
 from hybridmi.runtime import setup_logging, write_json
 from hybridmi.stages import run_stage, stage_module
 from hybridmi.stages.common import read_sidecar
+from hybridmi.train.distributed import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -173,23 +181,54 @@ def run_task(
     env = os.environ if env is None else env
     with recording_failure(stage, env):
         cfg = config if isinstance(config, Config) else config_from_text(config)
-        identity = task_identity(env, resume_from=resume_from)
+        ranks = Ranks.from_env(env)
         out_paths = {k: Path(v) for k, v in outputs.items()}
-        store = open_task_store(env)
-        if store is not None and stage in STORE_STAGES:
-            store.check_access(write=True)  # before any work: a bad secret fails here, in one line
-        mirror = _checkpoint_mirror(store, identity, cfg, stage, out_paths)
-        metrics = _stage_metrics(cfg, stage, identity)
-        callbacks = [metrics, *([mirror] if mirror is not None else [])]
-        metadata: dict[str, Any] = {}
-        with metrics.track():
-            if stage == "prepare" and store is not None:
-                values, metadata = _prepare_with_store(store, cfg, out_paths, callbacks)
-            else:
-                values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
-            if mirror is not None:
-                mirror.flush()  # the final checkpoint, if an outage kept it local; a failure only warns
-            metrics.record_eval(values)
+        if ranks.distributed and stage not in DISTRIBUTED_STAGES:
+            raise ValueError(f"WORLD_SIZE={ranks.world_size}: stage {stage} runs in one process; only "
+                             f"{', '.join(DISTRIBUTED_STAGES)} trains on several ranks")
+        nproc = ranks_to_launch(stage, cfg, ranks)
+        if nproc > 1:
+            identity = task_identity(env, resume_from=resume_from)  # one run id for every rank
+            result = launch_ranks(stage, config_to_text(cfg), inputs={k: Path(v) for k, v in inputs.items()},
+                                  outputs=out_paths, env={**env, RUN_ID_VAR: identity.run_id},
+                                  resume_from=resume_from, nproc=nproc)
+            return TaskResult(metrics=result["metrics"], metadata=result["metadata"])
+        with _rank_outputs(ranks, out_paths) as out_paths:
+            return _run(stage, cfg, ranks, inputs, out_paths, env, resume_from)
+
+
+@contextlib.contextmanager
+def _rank_outputs(ranks: Ranks, outputs: dict[str, Path]) -> Iterator[dict[str, Path]]:
+    """The task's output directories on rank 0; private scratch ones on the other ranks (they publish nothing)."""
+    if ranks.main:
+        yield outputs
+        return
+    from hybridmi.orchestrate.scratch import scratch_dir
+
+    with scratch_dir("hybridmi-rank-") as scratch:
+        yield {name: scratch.path / name for name in outputs}
+
+
+def _run(stage: str, cfg: Config, ranks: Ranks, inputs: Mapping[str, str | Path], out_paths: dict[str, Path],
+         env: Mapping[str, str], resume_from: str | None) -> TaskResult:
+    if not ranks.main:  # the other ranks of a launch only train: no store, mirror or metrics
+        return TaskResult(metrics=float_metrics(run_stage(stage, cfg, inputs, out_paths)))
+    identity = task_identity(env, resume_from=resume_from)
+    store = open_task_store(env)
+    if store is not None and stage in STORE_STAGES:
+        store.check_access(write=True)  # before any work: a bad secret fails here, in one line
+    mirror = _checkpoint_mirror(store, identity, cfg, stage, out_paths)
+    metrics = _stage_metrics(cfg, stage, identity)
+    callbacks = [metrics, *([mirror] if mirror is not None else [])]
+    metadata: dict[str, Any] = {}
+    with metrics.track():
+        if stage == "prepare" and store is not None:
+            values, metadata = _prepare_with_store(store, cfg, out_paths, callbacks)
+        else:
+            values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
+        if mirror is not None:
+            mirror.flush()  # the final checkpoint, if an outage kept it local; a failure only warns
+        metrics.record_eval(values)
     return TaskResult(metrics=float_metrics(values), metadata=metadata)
 
 

@@ -1,13 +1,20 @@
-"""Stage train: the hybrid representation (autoencoder + MoCo-v2 on y) from a prepared data set."""
+"""Stage train: the hybrid representation (autoencoder + MoCo-v2 on y) from a prepared data set.
+
+Started by torchrun (WORLD_SIZE > 1: the train task's own launch of ``train.ranks`` local ranks, or a
+multi-node job) it trains one rank of a DistributedDataParallel run; rank 0 alone writes the model.
+"""
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 from hybridmi.config import Config
 from hybridmi.data.prepared import load_dataset
 from hybridmi.models.serialize import save_autoencoder
+from hybridmi.runtime import choose_device
 from hybridmi.stages.common import finish_output
+from hybridmi.train.distributed import Ranks, process_group, rank_device
 from hybridmi.train.hybrid import train_hybrid
 
 INPUTS = ("dataset",)
@@ -18,13 +25,18 @@ CHECKPOINTS = "checkpoints"  # inside the model artifact; resumed from when pres
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
     train, test = load_dataset(inputs["dataset"])
     out = outputs["model"]
+    ranks = Ranks.from_env(os.environ)
     start = time.monotonic()
-    result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=callbacks, monitor=test)
+    with process_group(ranks, rank_device(choose_device(cfg.train.device), ranks)) as group:
+        result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=callbacks, monitor=test, group=group)
     seconds = time.monotonic() - start
+    metrics = {"steps": float(result.step), "train_seconds": seconds, "skipped_steps": float(result.skipped_steps),
+               "ranks": float(ranks.world_size)}
+    if not ranks.main:  # rank 0 writes the model
+        return metrics
     save_autoencoder(result.model, out / "model.pt", extra={
         "config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum,
     })
-    metrics = {"steps": float(result.step), "train_seconds": seconds, "skipped_steps": float(result.skipped_steps)}
     if result.run_length.get("estimated_at_step") is not None:  # a time-budgeted run: how its length was set
         metrics.update({"planned_steps": float(result.run_length["total_steps"]),
                         "measured_step_time_s": result.run_length["step_time_s"]})

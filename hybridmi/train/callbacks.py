@@ -21,6 +21,8 @@ class StepMetrics:
     steps_in_report: int = 1  # how many steps step_time_s averages over
     skipped_steps: int = 0  # updates skipped as non-finite so far in the run (train.on_nonfinite = skip_step)
     gpu_mem_bytes: int | None = None  # peak CUDA memory allocated, None on CPU
+    ranks: int = 1  # processes training together (DDP ranks); the numbers above are the global batch's
+    rank_gpu_mem_bytes: list[int] | None = None  # peak CUDA memory of each rank (rank order) in a distributed CUDA run
 
 
 class TrainCallback(Protocol):

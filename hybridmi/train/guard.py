@@ -12,13 +12,17 @@ there reads a device value on the host; ``guard.read`` does, once per report or 
   device. Weights that became non-finite anyway, or ``MAX_CONSECUTIVE_SKIPS`` bad steps in a row, stop
   the run all the same.
 
+In a distributed run (``across_ranks``) each step's skip flag is the maximum over ranks (all ranks skip
+or apply an update together) and ``read`` averages the window's records over ranks, so every rank reports
+the global batch's loss and raises, skips or goes on alike.
+
 ``first_nonfinite`` checks a whole state (weights, optimiser, EMA) before a checkpoint is written.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Literal
+from typing import Any, Iterable, Iterator, Literal, Protocol
 
 import torch
 from torch import nn
@@ -29,6 +33,14 @@ MAX_CONSECUTIVE_SKIPS = 10
 
 class NonFiniteError(FloatingPointError):
     """A NaN/inf loss, gradient or weight; the message names the step and the first non-finite tensor."""
+
+
+class AcrossRanks(Protocol):
+    """The two reductions over ranks the guard needs (``hybridmi.train.distributed.RankGroup``)."""
+
+    def max_(self, tensor: torch.Tensor) -> torch.Tensor: ...
+
+    def mean(self, tensor: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -64,11 +76,13 @@ class FiniteGuard:
     """Device-side finite checks of every step; see the module docstring for the protocol.
 
     named_params: the optimised parameters by name (the order names the "first" bad tensor);
-    terms: names of the loss terms passed to ``check_gradients`` (after the total loss).
+    terms: names of the loss terms passed to ``check_gradients`` (after the total loss);
+    across_ranks: the reductions of a distributed run (None: one process).
     """
 
     def __init__(self, *, optimizer: torch.optim.Optimizer, named_params: Iterable[tuple[str, nn.Parameter]],
-                 terms: Iterable[str], mode: OnNonFinite, rollback: Iterable[torch.Tensor] = ()) -> None:
+                 terms: Iterable[str], mode: OnNonFinite, rollback: Iterable[torch.Tensor] = (),
+                 across_ranks: AcrossRanks | None = None) -> None:
         if mode not in ("stop", "skip_step"):
             raise ValueError(f"on_nonfinite {mode!r} is not 'stop' or 'skip_step'")
         if not all(group.get("fused") for group in optimizer.param_groups):
@@ -77,7 +91,7 @@ class FiniteGuard:
         if not pairs:
             raise ValueError("FiniteGuard needs at least one parameter")
         self.names, self.params = [name for name, _ in pairs], [p for _, p in pairs]
-        self.terms, self.mode = ["loss", *terms], mode
+        self.terms, self.mode, self.across_ranks = ["loss", *terms], mode, across_ranks
         device = self.params[0].device
         self.found_inf = torch.zeros((), device=device)  # 1.0 while the current step's update must be skipped
         optimizer.found_inf, optimizer.grad_scale = self.found_inf, None  # the AMP-scaler protocol of torch.optim
@@ -106,6 +120,8 @@ class FiniteGuard:
         total = torch.linalg.vector_norm(grad_norms)
         bad = torch.logical_not(torch.isfinite(loss.detach()) & torch.isfinite(total))
         self.found_inf.copy_(bad)
+        if self.across_ranks is not None:  # a loss that is bad on one rank skips the update everywhere
+            self.across_ranks.max_(self.found_inf)
         values = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms)])
         self._pending = torch.cat([values, grad_norms])
         return total
@@ -127,7 +143,10 @@ class FiniteGuard:
         """Bring the window's records to the host (one transfer); raise NonFiniteError per the mode, else summarise."""
         if not self._records:
             return WindowSummary(steps=0, skipped=0, means={name: math.nan for name in self.terms})
-        rows = torch.stack(self._records).double().cpu().tolist()  # steps x (terms, grad norms, max |w|, flag)
+        records = torch.stack(self._records)  # steps x (terms, grad norms, max |w|, flag)
+        if self.across_ranks is not None:  # local loss means → the global batch's; the rest is equal on every rank
+            records = self.across_ranks.mean(records)
+        rows = records.double().cpu().tolist()
         self._records = []
         first, self.first_step = self.first_step, self.first_step + len(rows)
         n_terms, grads = len(self.terms), self._with_grad or []

@@ -1,6 +1,7 @@
 """bench/gpu_check.sh --dry-run: the GPU check's entry point end to end on the CPU, in a device-like venv."""
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,10 @@ def test_gpu_check_dry_run__runs_every_phase_with_only_the_devices_packages(tmp_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| linear acc. y / ŷ / z" in proc.stdout and "| throughput / MFU" in proc.stdout
     report = json.loads((out / "gpu_check.json").read_text())
-    assert set(report["seconds"]) == {"peak", "data", "flops", "syncs", "train", "eval", "ddim"}
+    assert set(report["seconds"]) == {"peak", "data", "flops", "syncs", "ranks", "train", "eval", "ddim"}
+    ranks = report["ranks"]  # the 1-GPU vs N-GPU row, rehearsed with 2 gloo ranks
+    assert (ranks["one"]["ranks"], ranks["many"]["ranks"]) == (1, 2) and ranks["speedup"] > 0
+    assert re.search(r"\| 1 vs N GPUs \(DDP, eager\) +\| 1: \d+ images/s; 2: \d+ images/s", proc.stdout)
     assert report["host_syncs_per_step"] == 0
     assert report["train"]["run_length"]["estimated_at_step"] is not None  # the fixed-time run path
     assert 0 < report["train"]["mfu"] and report["flops_per_image"] > 0

@@ -1,6 +1,7 @@
 """StageMetrics records what the trainers and evaluation stages report, in its own registry."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,16 @@ def test_on_step__gpu_memory_only_when_reported():
     assert value(m, "hybridmi_train_gpu_memory_bytes") is None
     m.on_step(report(2, gpu=3 * 2**30))
     assert value(m, "hybridmi_train_gpu_memory_bytes") == 3 * 2**30
+
+
+def test_on_step__ranks_and_each_ranks_gpu_memory_labelled_by_rank():
+    m = StageMetrics(**LABELS)
+    m.on_step(report(1))
+    assert value(m, "hybridmi_train_ranks") == 1
+    assert value(m, "hybridmi_train_rank_gpu_memory_bytes", rank="0") is None
+    m.on_step(dataclasses.replace(report(2, gpu=5), ranks=2, rank_gpu_mem_bytes=[5, 7]))
+    assert value(m, "hybridmi_train_ranks") == 2
+    assert [value(m, "hybridmi_train_rank_gpu_memory_bytes", rank=r) for r in ("0", "1")] == [5, 7]
 
 
 def test_on_step__rejects_unbounded_term_names():

@@ -43,19 +43,18 @@ def test_one_node__trains_with_the_rendered_command_and_the_model_comes_back_thr
 
 
 @pytest.mark.parametrize("nodes, per_node", [(1, "2"), (2, "")], ids=["1 node x 2 processes", "2 nodes x 1 process"])
-def test_world_size_2__the_stage_refuses_it_and_the_step_fails_with_the_trainjobs_reason(
+def test_world_size_2__the_processes_train_as_one_ddp_run_and_rank_0_alone_publishes_the_model(
         nodes, per_node, tiny_cfg, dataset_dir, task_env, task_store, processes, tmp_path):
-    """Until the train stage runs DDP, a WORLD_SIZE > 1 launch must fail, not train N copies."""
     with FakeKubeAPI(processes) as kube:
-        with pytest.raises(TrainJobFailed, match=r"failed: FailedJobs: jobset failed .*exit codes \[1"):
-            run_trainjob_task(tiny_cfg, dataset_dir=dataset_dir, model_dir=tmp_path / "model",
-                              nodes=cpu_nodes(nodes, per_node), env=task_env, api_client=kube.api_client(), poll_s=0.2)
+        metrics = run_trainjob_task(tiny_cfg, dataset_dir=dataset_dir, model_dir=tmp_path / "model",
+                                    nodes=cpu_nodes(nodes, per_node), env=task_env, api_client=kube.api_client(),
+                                    poll_s=0.2)
+    assert metrics["ranks"] == 2 and metrics["steps"] > 0
+    assert read_sidecar(tmp_path / "model")["config_hash"] == tiny_cfg.hash()
+    assert task_store.exists(model_key(task_env["HYBRIDMI_RUN_ID"], tiny_cfg))
     name = trainjob_name(task_env["HYBRIDMI_RUN_ID"], tiny_cfg.hash())
-    for rank in range(nodes):
-        log = (tmp_path / f"{name}-node-{rank}.log").read_text()
-        assert "WORLD_SIZE=2: `hybridmi stage train` does not train distributed yet" in log
-    assert not task_store.exists(model_key(task_env["HYBRIDMI_RUN_ID"], tiny_cfg))
-    assert not (tmp_path / "model").exists()
+    logs = "".join((tmp_path / f"{name}-node-{rank}.log").read_text() for rank in range(nodes))
+    assert logs.count("published model to") == 1  # rank 0 only
 
 
 def _publish_model(store, key, tmp_path, cfg) -> None:

@@ -1,0 +1,131 @@
+"""Training-step throughput on 1 and N DDP ranks, in one run, with the scaling efficiency.
+
+Each row is a fresh process group: one plain process for 1 rank, ``torch.distributed.run`` (torchrun) for
+N; gloo ranks on the CPU, one GPU per rank (NCCL) on CUDA. Every rank runs the trainer's own step
+(``HybridStep``, DDP on the query side, shuffle-BN and key gathering across ranks) on its rows of the
+same global batch (strong scaling: ``train.batch_size`` is fixed, each rank gets B/N images).
+Scaling efficiency = speed-up over 1 rank / the cores used relative to it (ranks x threads per rank): for N
+ranks of the same threads, images/s at N / (N x images/s at 1); ``--same-cores`` adds one process using the
+largest row's cores as threads, the alternative to ranks on one CPU.
+
+    .venv/bin/python bench/ddp_throughput.py --preset cpu --ranks 1 2 --threads 1 --steps 20
+    .venv/bin/python bench/ddp_throughput.py --preset cifar10 --device cuda --ranks 1 8   # a multi-GPU node
+
+``gpu_check.py`` calls ``measure`` for its 1-GPU vs N-GPU row.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def measure(ranks: int, *, preset: str, overrides: list[str], steps: int, warmup: int, device: str,
+            threads: int) -> dict[str, Any]:
+    """Run ``ranks`` ranks of the timing worker; rank 0's numbers (images/s of the global batch, s/step)."""
+    with tempfile.TemporaryDirectory(prefix="ddp-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        worker = [str(Path(__file__).resolve()), "--worker", str(out), "--preset", preset, "--steps", str(steps),
+                  "--warmup", str(warmup), "--device", device, "--threads", str(threads),
+                  *(arg for o in overrides for arg in ("--set", o))]
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               "OMP_NUM_THREADS": str(threads or 1)}
+        subprocess.run([sys.executable, *launcher, *worker], env=env, check=True, cwd=ROOT)
+        return json.loads(out.read_text())
+
+
+def _worker(args: argparse.Namespace) -> None:
+    import torch
+
+    from hybridmi.config import load_config
+    from hybridmi.data.augment import to_float
+    from hybridmi.data.synthetic import make_synthetic
+    from hybridmi.runtime import autocast_dtype, choose_device, seed_everything
+    from hybridmi.train.distributed import Ranks, process_group, rank_device
+    from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable
+
+    ranks = Ranks.from_env(os.environ)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    path = Path(args.preset) if args.preset.endswith(".yaml") else ROOT / "configs" / f"{args.preset}.yaml"
+    cfg = load_config(path, [f"train.device={args.device}", "train.compile=false", *args.overrides])
+    device = rank_device(choose_device(cfg.train.device), ranks)
+    batch_size = cfg.train.batch_size
+    with process_group(ranks, device) as group:
+        seed_everything(cfg.train.seed)
+        autoencoder, moco = build_models(cfg)
+        channels_last = device.type == "cuda" and cfg.train.channels_last
+        for module in (autoencoder, moco):
+            if module is not None:
+                module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
+        autoencoder.train()
+        optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
+        step = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
+                          on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views,
+                          amp=autocast_dtype(cfg.train.precision, device), channels_last=channels_last, group=group)
+        rows = group.shard(batch_size) if group is not None else slice(None)
+        images = make_synthetic(num_classes=10, n_train=batch_size * (args.steps + args.warmup), n_test=10,
+                                seed=0)[0].images.to(device)
+        generator = torch.Generator(device=device)
+        start = 0.0
+        for i in range(args.warmup + args.steps):
+            if i == args.warmup:
+                step.guard.read()  # waits for the device (and, distributed, for every rank)
+                start = time.perf_counter()
+            batch = to_float(images[i * batch_size:(i + 1) * batch_size][rows])
+            step(batch, generator=generator.manual_seed(i), lr=cfg.optim.lr)
+        step.guard.read()
+        elapsed = time.perf_counter() - start
+    if ranks.main:
+        Path(args.worker).write_text(json.dumps({
+            "ranks": ranks.world_size, "threads_per_rank": torch.get_num_threads(), "device": str(device),
+            "batch_size": batch_size, "steps": args.steps, "step_time_s": elapsed / args.steps,
+            "images_per_s": args.steps * batch_size / elapsed,
+        }))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="cpu", help="configs/<preset>.yaml (or a YAML path)")
+    parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts, one row each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (0: torch's default)")
+    parser.add_argument("--same-cores", action="store_true",
+                        help="also one process with threads x max(ranks) threads (the same cores as the largest row)")
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per rank)")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=v")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+    kwargs = dict(preset=args.preset, overrides=args.overrides, steps=args.steps, warmup=args.warmup, device=args.device)
+    rows = [measure(n, threads=args.threads, **kwargs) for n in args.ranks]
+    if args.same_cores:
+        rows.append(measure(1, threads=args.threads * max(args.ranks), **kwargs))
+    base = next((r for r in rows if r["ranks"] == 1 and r["threads_per_rank"] == rows[0]["threads_per_rank"]), None)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"preset {args.preset}, global batch {rows[0]['batch_size']}, {args.steps} timed steps, device {args.device}, "
+          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at the end" if load else "")
+    print("| ranks | threads/rank | s/step | images/s | speed-up | scaling efficiency |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        speedup = r["images_per_s"] / base["images_per_s"] if base else float("nan")
+        cores = r["ranks"] * r["threads_per_rank"] / (base["threads_per_rank"] if base else 1)
+        print(f"| {r['ranks']} | {r['threads_per_rank']} | {r['step_time_s']:.3f} | {r['images_per_s']:.0f} | "
+              f"{speedup:.2f}x | {100 * speedup / cores:.0f} % |")
+
+
+if __name__ == "__main__":
+    main()
