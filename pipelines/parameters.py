@@ -28,7 +28,7 @@ TASK_PARAMETERS = (
               "(`docker/build.sh --push REGISTRY/NAME` prints it); default: the tag `docker/build.sh` gives this checkout"),
     Parameter("image_pull_secret", "", "Secret (docker-registry, in the run's namespace) to pull `image` with; empty: none"),
     Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, fid); empty: no GPU request"),
-    Parameter("gpu_count", "1", "GPUs per GPU stage; empty: no GPU request (GPU-less clusters, CI)"),
+    Parameter("gpu_count", "1", "GPUs per GPU stage (train runs one DDP rank per GPU); empty: no GPU request (GPU-less clusters, CI)"),
     Parameter("gpu_node_selector", {}, "node labels the GPU stages require, a JSON object; `{}`: none (the GPU request alone picks GPU nodes)"),
     Parameter("gpu_tolerations", [GPU_TOLERATION], "tolerations of the GPU stages, a JSON list; default: the `nvidia.com/gpu` taint; `[]`: none"),
     Parameter("task_cpu_request", "1", "CPU request of every stage pod (Kubernetes quantity)"),
