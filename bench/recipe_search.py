@@ -30,7 +30,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from flops import build_step, image_flops, preset, timed_steps  # noqa: E402
 
-PRESET = ROOT / "configs" / "cpu.yaml"
 TRAIN_IMAGES = 50_000  # CIFAR-10 (JPEG copy) train split
 # 20 minutes of the baseline on an idle 2-core machine: 1200 s / the step time measured there (dev-2c, 2 threads,
 # load 0.4, the cpu preset's step before the MoCo-v2 fixes: 0.507 s; bench/RESULTS.md "Recipe search"). A constant,
@@ -63,21 +62,26 @@ VARIANTS: dict[str, tuple[list[str], str]] = {
 }
 
 
-def steps_for(overrides: list[str]) -> int:
+def steps_for(overrides: list[str], budget: int = BASE_STEPS) -> int:
     """The variant's step budget: BASE_STEPS, scaled down by baseline / variant FLOPs per step when dearer."""
     base, variant = preset("cpu"), preset("cpu", overrides)
     per_step = lambda cfg: image_flops(cfg, "cpu", count_batch=16) * cfg.train.batch_size  # noqa: E731
-    return max(1, round(BASE_STEPS * min(1.0, per_step(base) / per_step(variant))))
+    return max(1, round(budget * min(1.0, per_step(base) / per_step(variant))))
 
 
-def run_variant(name: str, overrides: list[str], *, out: Path, code: Path, tag: str, threads: int) -> dict:
+def run_variant(name: str, overrides: list[str], *, out: Path, code: Path, tag: str, threads: int,
+                budget: int = BASE_STEPS) -> dict:
     """Train + probe + reconstruction of one variant in a subprocess; returns (and writes) its result JSON."""
     cfg = preset("cpu", overrides)
-    steps = steps_for(overrides)
+    steps = steps_for(overrides, budget)
     epochs = steps / (TRAIN_IMAGES // cfg.train.batch_size)
     label = f"{name}-{tag}" if tag else name
     run_dir = out / label
-    command = [sys.executable, "-m", "hybridmi.cli", "train", "--config", str(PRESET), "--out", str(run_dir),
+    # The preset of the checkout that runs (an older checkout's config schema may lack newer fields), with the
+    # data root resolved from this checkout (the preset's root is relative to the repository).
+    data_root = (ROOT / cfg.data.root).resolve()
+    command = [sys.executable, "-m", "hybridmi.cli", "train", "--config", str(code / "configs" / "cpu.yaml"),
+               "--out", str(run_dir), "--set", f"data.root={data_root}",
                "--set", f"train.epochs={epochs!r}", "--set", f"train.threads={threads}",
                *[arg for o in overrides for arg in ("--set", o)]]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads)}
@@ -115,6 +119,8 @@ def main() -> None:
     parser.add_argument("--code", type=Path, default=ROOT, help="checkout whose hybridmi runs (PYTHONPATH)")
     parser.add_argument("--tag", default="", help="suffix of the result names (e.g. 'before')")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=BASE_STEPS,
+                        help=f"the equal budget in baseline steps (default {BASE_STEPS}: 20 minutes); a smaller one for ablations")
     args = parser.parse_args()
     variants = dict(VARIANTS)
     for spec in args.variant:
@@ -138,7 +144,7 @@ def main() -> None:
         if name not in variants:
             raise SystemExit(f"unknown variant {name!r}; --list shows them")
         result = run_variant(name, variants[name][0], out=args.out, code=args.code.resolve(), tag=args.tag,
-                             threads=args.threads)
+                             threads=args.threads, budget=args.steps)
         print(json.dumps(result, indent=2), flush=True)
     if args.summary:
         print(summary(args.out))
