@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from faultkit import base_env, run, stage
-from store_testkit import TcpProxy, make_client, start_auth_moto
+from store_testkit import TcpProxy, auth_moto, make_client  # noqa: F401 (auth_moto: a fixture)
 
 
 def pytest_collection_modifyitems(items):
@@ -51,12 +51,3 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return root / "ds"
 
 
-@pytest.fixture(scope="module")
-def auth_moto(tmp_path_factory):
-    """A moto_server subprocess that enforces IAM auth: (endpoint, access key, secret key, bucket)."""
-    proc, *server = start_auth_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        yield tuple(server)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

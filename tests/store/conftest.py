@@ -9,7 +9,7 @@ import pytest
 from minio import Minio
 
 from hybridmi.store import LocalStore, S3Store
-from store_testkit import FAST_RETRY, TcpProxy, make_client, start_auth_moto
+from store_testkit import FAST_RETRY, TcpProxy, auth_moto, make_client  # noqa: F401 (auth_moto: a fixture)
 
 
 @pytest.fixture
@@ -45,12 +45,3 @@ def store(request, tmp_path, moto_endpoint):
                    conditional_writes=None if request.param == "s3" else False)
 
 
-@pytest.fixture(scope="module")
-def auth_moto(tmp_path_factory):
-    """A moto_server subprocess that enforces IAM auth: (endpoint, access key, secret key, bucket)."""
-    proc, *server = start_auth_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    try:
-        yield tuple(server)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)

@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import urllib3
 from minio import Minio
 
@@ -128,6 +129,17 @@ def start_auth_moto(log_path: Path) -> tuple[subprocess.Popen, str, str, str, st
         proc.terminate()
         raise
     return proc, f"127.0.0.1:{port}", key["AccessKeyId"], key["SecretAccessKey"], "authbucket"
+
+
+@pytest.fixture(scope="module")
+def auth_moto(tmp_path_factory):
+    """A moto_server subprocess that enforces IAM auth: (endpoint, access key, secret key, bucket)."""
+    proc, *server = start_auth_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield tuple(server)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
