@@ -82,7 +82,7 @@ def run_variant(name: str, overrides: list[str], *, out: Path, code: Path, tag: 
     steps = steps_for(overrides, budget)
     epochs = steps / (TRAIN_IMAGES // cfg.train.batch_size)
     label = f"{name}-{tag}" if tag else name
-    run_dir = out / label
+    run_dir = out.resolve() / label  # absolute: the subprocess runs in `code`, which may be another checkout
     # The preset of the checkout that runs (an older checkout's config schema may lack newer fields), with the
     # data root resolved from this checkout (the preset's root is relative to the repository).
     data_root = (ROOT / cfg.data.root).resolve()
