@@ -50,9 +50,9 @@ def _worker(args: argparse.Namespace) -> None:
     from hybridmi.config import load_config
     from hybridmi.data.augment import to_float
     from hybridmi.data.synthetic import make_synthetic
-    from hybridmi.runtime import autocast_dtype, choose_device, seed_everything
+    from hybridmi.runtime import choose_device, seed_everything
     from hybridmi.train.distributed import Ranks, process_group, rank_device
-    from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable
+    from flops import build_step  # the benchmarks' one step builder (bench/ is this script's sys.path[0])
 
     ranks = Ranks.from_env(os.environ)
     if args.threads:
@@ -63,16 +63,7 @@ def _worker(args: argparse.Namespace) -> None:
     batch_size = cfg.train.batch_size
     with process_group(ranks, device) as group:
         seed_everything(cfg.train.seed)
-        autoencoder, moco = build_models(cfg)
-        channels_last = device.type == "cuda" and cfg.train.channels_last
-        for module in (autoencoder, moco):
-            if module is not None:
-                module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
-        autoencoder.train()
-        optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
-        step = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                          on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views,
-                          amp=autocast_dtype(cfg.train.precision, device), channels_last=channels_last, group=group)
+        step = build_step(cfg, device, group=group)
         rows = group.shard(batch_size) if group is not None else slice(None)
         images = make_synthetic(num_classes=10, n_train=batch_size * (args.steps + args.warmup), n_test=10,
                                 seed=0)[0].images.to(device)

@@ -40,8 +40,9 @@ def preset(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     return load_config(path, list(overrides))
 
 
-def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None) -> HybridStep:
-    """The trainer's own step (models, fused optimiser, guard) on ``device``, as train_hybrid builds it."""
+def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None, group=None) -> HybridStep:
+    """The trainer's own step (models, fused optimiser, guard) on ``device``, as train_hybrid builds it; ``group``:
+    this rank's process group in a distributed run (bench/ddp_throughput.py)."""
     autoencoder, moco = build_models(cfg)
     channels_last = device.type == "cuda" and cfg.train.channels_last
     for module in (autoencoder, moco):
@@ -52,7 +53,7 @@ def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None
     return HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
                       on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views,
                       amp=autocast_dtype(cfg.train.precision, device), channels_last=channels_last,
-                      compile=cfg.train.compile if compile is None else compile)
+                      compile=cfg.train.compile if compile is None else compile, group=group)
 
 
 def random_batch(batch_size: int, device: torch.device, seed: int = 0) -> torch.Tensor:
