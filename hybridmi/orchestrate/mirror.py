@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def _load(path: Path) -> dict[str, Any]:
-    payload = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # data only: no code from a bucket
     if not isinstance(payload, dict) or not isinstance(payload.get("step"), int):
         raise ValueError(f"{path} is not a hybridmi checkpoint (no integer 'step')")
     return payload

@@ -1,6 +1,11 @@
-"""Self-describing training checkpoints: dicts loaded by key, written atomically."""
+"""Self-describing training checkpoints: dicts loaded by key, written atomically.
+
+A checkpoint is data, never code: it holds tensors, numbers, strings and containers of them, and is
+read with ``torch.load(weights_only=True)``, so a crafted file from a shared bucket cannot run anything.
+"""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +36,8 @@ def load_checkpoint(path: str | Path, *, kind: str, map_location: str | torch.de
     """Load and check a checkpoint written by ``save_checkpoint`` for trainer ``kind``."""
     path = Path(path)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
-    except (OSError, RuntimeError, EOFError) as exc:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a hybridmi checkpoint of format {FORMAT}")

@@ -46,3 +46,45 @@ def test_open_mirror__restores_the_newer_and_mirrors_only_finite_checkpoints(tmp
     pod2 = open_mirror(store, key="checkpoints/h/train", run_id="r", directory=tmp_path / "pod2")
     assert load_checkpoint(tmp_path / "pod2" / "last.pt", kind="hybrid")["step"] == 8
     assert pod2.latest_step() == 8
+
+
+class _Payload:
+    """What a crafted checkpoint holds: unpickling it would call os.system (here: touch a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_crafted_checkpoint__is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "code-ran"
+    crafted = tmp_path / "crafted" / "last.pt"
+    crafted.parent.mkdir()
+    torch.save({"format": 1, "kind": "hybrid", "step": 99, "config": {}, "rng": _Payload(marker)}, crafted)
+    assert local_checkpoint(crafted.parent) is None  # the mirror's reader: unreadable, ignored
+    try:
+        load_checkpoint(crafted, kind="hybrid")  # the trainer's reader
+    except ValueError as exc:
+        assert "cannot read checkpoint" in str(exc) and str(crafted) in str(exc)
+    else:
+        raise AssertionError("a checkpoint holding code was loaded")
+    assert not marker.exists()
+
+
+def test_trainer_rng_state__round_trips_through_a_data_only_checkpoint(tmp_path):
+    import random
+
+    import numpy as np
+
+    from hybridmi.runtime import rng_state, set_rng_state
+
+    random.seed(3), np.random.seed(3), torch.manual_seed(3)
+    path = save_checkpoint(tmp_path, kind="hybrid", step=1, config={}, rng=rng_state())
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(0), np.random.seed(0), torch.manual_seed(0)
+    set_rng_state(load_checkpoint(path, kind="hybrid")["rng"])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
