@@ -1,4 +1,4 @@
-"""The project image's immutable tag: ``hybridmi:<version>-<source digest>`` (stdlib only; also a script).
+"""The project image's immutable tag: ``hybridmi:<version>-<source digest>[-cpu]`` (stdlib only; also a script).
 
 The digest is a sha256 over the files the Docker build context holds (``.dockerignore`` admits
 exactly ``IMAGE_SOURCES``, minus caches and ``pipelines/compiled``) plus ``docker/Dockerfile``:
@@ -7,10 +7,14 @@ state: an unchanged tree gives the same tag (KFP's cache, keyed on the image str
 any change to what the image holds gives a new one. A git sha could not serve as the default of
 ``pipelines/compiled``: those files are committed, and a commit cannot contain its own sha.
 
-``docker/build.sh`` tags the image it builds with ``python components/image.py`` (this file run as a
-script prints the tag); the pipelines default their ``image`` parameter to ``PROJECT_IMAGE``, the
-tag of this checkout. Changing anything under ``IMAGE_SOURCES`` therefore changes the compiled
-pipelines: regenerate them (``hybridmi compile``; the golden test says so).
+The torch variant (build argument ``TORCH_VARIANT``, docker/requirements.py) is not in the context,
+so it goes into the tag itself: the CPU-only image is ``…-<digest>-cpu``, the CUDA image has no
+suffix, and the two never share a tag.
+
+``docker/build.sh`` tags the image it builds with ``python components/image.py [--torch-variant cpu]``
+(this file run as a script prints the tag); the pipelines default their ``image`` parameter to
+``PROJECT_IMAGE``, the tag of this checkout's CUDA image. Changing anything under ``IMAGE_SOURCES``
+therefore changes the compiled pipelines: regenerate them (``hybridmi compile``; the golden test says so).
 """
 from __future__ import annotations
 
@@ -21,7 +25,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_NAME = "hybridmi"
 # What docker/Dockerfile copies (the .dockerignore allow-list) and the recipe itself.
-IMAGE_SOURCES = ("pyproject.toml", "hybridmi", "components", "pipelines", "configs", "docker/Dockerfile", ".dockerignore")
+IMAGE_SOURCES = ("pyproject.toml", "hybridmi", "components", "pipelines", "configs", "docker/requirements.py",
+                 "docker/Dockerfile", ".dockerignore")
+# The torch builds docker/requirements.py installs and the suffix each adds to the tag.
+TORCH_VARIANT_SUFFIXES = {"cuda": "", "cpu": "-cpu"}
 # Left out of the build context and of the digest (.dockerignore says the same): caches, build
 # metadata, documentation, and the compiled pipelines (they contain the tag, so it cannot be
 # computed from them).
@@ -56,13 +63,19 @@ def source_digest(root: Path = REPO) -> str:
     return outer.hexdigest()[:12]
 
 
-def project_image(root: Path = REPO) -> str:
-    """``hybridmi:<pyproject version>-<source digest>``: the tag docker/build.sh gives this tree's image."""
+def project_image(root: Path = REPO, *, torch_variant: str = "cuda") -> str:
+    """``hybridmi:<pyproject version>-<source digest><variant suffix>``: the tag docker/build.sh gives this tree's image."""
+    if torch_variant not in TORCH_VARIANT_SUFFIXES:
+        raise ValueError(f"torch variant {torch_variant!r} is not one of {', '.join(TORCH_VARIANT_SUFFIXES)}")
     version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
-    return f"{IMAGE_NAME}:{version}-{source_digest(root)}"
+    return f"{IMAGE_NAME}:{version}-{source_digest(root)}{TORCH_VARIANT_SUFFIXES[torch_variant]}"
 
 
 PROJECT_IMAGE = project_image()
 
 if __name__ == "__main__":
-    print(PROJECT_IMAGE)
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Print the tag docker/build.sh gives this checkout's image.")
+    parser.add_argument("--torch-variant", choices=tuple(TORCH_VARIANT_SUFFIXES), default="cuda")
+    print(project_image(torch_variant=parser.parse_args().torch_variant))

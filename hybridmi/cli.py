@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from hybridmi.config import ConfigError, load_config
@@ -159,7 +160,7 @@ def _parameters(args: argparse.Namespace) -> dict[str, object]:
     if getattr(args, "alphas", None):
         params["alphas"] = [float(a) for a in args.alphas.split(",")]
     for flag, name in (("accelerator_type", "gpu_type"), ("accelerator_count", "gpu_count"), ("image", "image"),
-                       ("image_pull_secret", "image_pull_secret"), ("resume_from", "resume_from")):
+                       ("resume_from", "resume_from")):
         value = getattr(args, flag, None)
         if value is not None:
             params[name] = value
@@ -167,17 +168,19 @@ def _parameters(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _limits(args: argparse.Namespace):
-    """Compile-time limits from --task-timeout [STAGE=]SECONDS and --parallelism."""
+    """Compile-time settings from --task-timeout [STAGE=]SECONDS, --parallelism and --image-pull-secret."""
     from pipelines.settings import Limits
 
     timeouts = {}
-    for item in args.task_timeouts:
+    for item in getattr(args, "task_timeouts", ()):
         stage, sep, seconds = item.rpartition("=")
         if not seconds.isdigit():
             raise ValueError(f"--task-timeout {item!r} is not SECONDS or STAGE=SECONDS")
         timeouts[stage if sep else "all"] = int(seconds)
     limits = Limits().with_timeouts(timeouts)
-    return Limits(limits.timeouts_s, args.parallelism) if args.parallelism is not None else limits
+    parallelism = getattr(args, "parallelism", None)
+    return replace(limits, sweep_parallelism=limits.sweep_parallelism if parallelism is None else parallelism,
+                   image_pull_secret=args.image_pull_secret or "")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -223,7 +226,7 @@ def cmd_fid_weights(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from hybridmi.orchestrate import compile_pipelines
 
-    for path in compile_pipelines(args.out):
+    for path in compile_pipelines(args.out, _limits(args)):
         print(path)
     return 0
 
@@ -239,7 +242,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             run_name=args.run_name, parameters=_parameters(args), enable_caching=args.caching, only=args.only,
             inputs=_pairs(args.inputs, "--from") or None, wait=args.wait, timeout_s=args.timeout, poll_s=args.poll,
             namespace=args.namespace, auth=Auth.from_env(token=args.token, token_file=args.token_file, cookie=args.cookie),
-            ui_url=args.ui_url, limits=_limits(args),
+            ui_url=args.ui_url, limits=_limits(args), pipeline_root=args.pipeline_root,
         )
     except TimeoutError as exc:
         print(f"hybridmi: {exc}", file=sys.stderr)
@@ -294,11 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
     p.add_argument("--out", default="pipelines/compiled", type=Path)
+    p.add_argument("--image-pull-secret", help="docker-registry Secret every pod pulls the image with (default: none)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("submit", help="compile and submit to a Kubeflow Pipelines cluster",
                        epilog="exit codes with --wait: 0 SUCCEEDED, 3 FAILED, 4 CANCELED, 5 SKIPPED, 6 ERROR, "
-                              "7 still running at --timeout; 1 submission failed, 2 config error")
+                              "7 still running (or the API unreachable) at --timeout; 1 submission failed, 2 config error")
     _add_config_args(p)
     _add_pipeline_args(p)
     p.add_argument("--host", required=True,
@@ -308,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token-file", help="file holding a bearer token, re-read on each request (default: $KF_PIPELINES_SA_TOKEN_PATH)")
     p.add_argument("--cookie", help="session cookie of Dex / oauth2-proxy, e.g. 'authservice_session=...'")
     p.add_argument("--ui-url", help="KFP UI address for the printed link (default: $KF_PIPELINES_UI_ENDPOINT, else --host)")
+    p.add_argument("--pipeline-root", help="where the run keeps its artifacts, e.g. s3://bucket/prefix (default: the "
+                                           "cluster's, minio://mlpipeline/v2/artifacts); --from URIs must be in its bucket")
     p.add_argument("--experiment", default="hybridmi")
     p.add_argument("--run-name")
     caching = p.add_mutually_exclusive_group()
@@ -315,14 +321,17 @@ def build_parser() -> argparse.ArgumentParser:
                          help="reuse cached task results everywhere (reruns included)")
     caching.add_argument("--no-cache", dest="caching", action="store_const", const=False, help="run every task")
     p.add_argument("--image", help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push prints it)")
-    p.add_argument("--image-pull-secret", help="docker-registry Secret in the run's namespace for a private registry")
+    p.add_argument("--image-pull-secret", help="docker-registry Secret in the run's namespace for a private registry "
+                                               "(compiled into every pod; default: none)")
     p.add_argument("--accelerator-type", help="GPU resource of the GPU stages; '' removes the GPU request")
     p.add_argument("--accelerator-count", help="GPUs per GPU stage; '' removes the GPU request")
     p.add_argument("--task-timeout", dest="task_timeouts", action="append", default=[], metavar="[STAGE=]SECONDS",
                    help="pod timeout of every stage, or of one (train, ddim, ..., control); repeatable")
     p.add_argument("--parallelism", type=int, help="alpha_sweep: α values trained at once (default 2)")
     p.add_argument("--wait", action="store_true", help="wait for a final state; the exit code names it (see below)")
-    p.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait with --wait")
+    p.add_argument("--timeout", type=float, help="seconds to wait with --wait; an unreachable or failing API is retried "
+                   "until then (default: the submitted pipeline's longest chain of task timeouts, retries and their "
+                   "backoff included, plus 1 h)")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between state checks with --wait")
     p.set_defaults(func=cmd_submit)
     return parser

@@ -8,6 +8,8 @@ labels its GPU nodes passes the label as the ``gpu_node_selector`` parameter, as
 """
 from __future__ import annotations
 
+import re
+
 # Default of the gpu_tolerations parameter (kfp.kubernetes.add_toleration_json).
 GPU_TOLERATION: dict[str, str] = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
@@ -33,6 +35,7 @@ RUN_ID_LABEL = "pipeline/runid"
 RUN_ID_VAR = "HYBRIDMI_RUN_ID"
 RESUME_FROM_VAR = "HYBRIDMI_RESUME_FROM"  # the in-process runner's way to pass --resume-from
 RUN_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"  # KFP run UUIDs and hybridmi's local run ids
+OBJECT_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")  # a Kubernetes object name (DNS subdomain): Secrets
 
 # Kubeflow Pipelines backend release that k8s/kfp installs: a tag that exists upstream
 # (github.com/kubeflow/pipelines, tags up to 2.17.0; SDK patch releases such as 2.17.3 get no
@@ -52,4 +55,9 @@ TRAINER_RUNTIME = "torch-distributed"  # ClusterTrainingRuntime of k8s/trainer/r
 PIPELINE_RUNNER_SA = "pipeline-runner"
 PROFILE_RUNNER_SA = "default-editor"
 NAMESPACE_VAR = "HYBRIDMI_NAMESPACE"  # the task pod's namespace (downward API): where it creates its TrainJob
+# The task pod's name and uid (downward API metadata.name, metadata.uid): the owner of its TrainJob, which
+# Kubernetes' garbage collector deletes with the pod.
+POD_NAME_VAR = "HYBRIDMI_POD_NAME"
+POD_UID_VAR = "HYBRIDMI_POD_UID"
+KEEP_TRAINJOB_VAR = "HYBRIDMI_KEEP_TRAINJOB"  # true/1/yes: the task leaves its finished TrainJob (and pod logs) in place
 SHM_SIZE = "2Gi"  # memory-backed /dev/shm of GPU pods: PyTorch workers and NCCL exchange tensors through it

@@ -22,7 +22,7 @@ MULTINODE_DESCRIPTION = DESCRIPTION + " Training on train_nodes nodes through a 
 # The run parameters the multi-node train task turns into its TrainJob's nodes (components/trainjob.py).
 TRAINJOB_INPUTS = ("image", "train_nodes", "gpu_type", "gpu_count", "gpu_node_selector", "gpu_tolerations",
                    "task_cpu_request", "task_cpu_limit", "task_memory_request", "task_memory_limit",
-                   "image_pull_secret", "store_secret", "resume_from")
+                   "store_secret", "resume_from")
 
 
 def train_step(p: dict[str, Any], settings: TaskSettings, cfg: Any, dataset: Any, *, multinode: bool):
@@ -30,6 +30,7 @@ def train_step(p: dict[str, Any], settings: TaskSettings, cfg: Any, dataset: Any
     if not multinode:
         return stage_task(train(config=cfg, dataset=dataset, resume_from=p["resume_from"]), settings)
     return trainjob_task(train_trainjob(config=cfg, dataset=dataset, deadline_s=settings.limits.timeout_s("train"),
+                                        image_pull_secret=settings.limits.image_pull_secret,
                                         **{name: p[name] for name in TRAINJOB_INPUTS}), settings)
 
 

@@ -19,14 +19,13 @@ from typing import Any, Callable, Mapping, Sequence
 from kfp import dsl
 
 from components.image import PROJECT_IMAGE
-from hybridmi.cluster import GPU_TOLERATION, RUN_ID_PATTERN, STORE_SECRET_NAME
+from hybridmi.cluster import GPU_TOLERATION, OBJECT_NAME, RUN_ID_PATTERN, STORE_SECRET_NAME
 from hybridmi.parameters import CONFIG_PARAMETERS, Parameter
 
 TASK_PARAMETERS = (
     Parameter("config", "", "YAML text of the resolved config (hybridmi config); empty = defaults; never credentials"),
     Parameter("image", PROJECT_IMAGE, "container image of every task; on a cluster a registry reference "
               "(`docker/build.sh --push REGISTRY/NAME` prints it); default: the tag `docker/build.sh` gives this checkout"),
-    Parameter("image_pull_secret", "", "Secret (docker-registry, in the run's namespace) to pull `image` with; empty: none"),
     Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, fid); empty: no GPU request"),
     Parameter("gpu_count", "1", "GPUs per GPU stage (train runs one DDP rank per GPU); empty: no GPU request (GPU-less clusters, CI)"),
     Parameter("gpu_node_selector", {}, "node labels the GPU stages require, a JSON object; `{}`: none (the GPU request alone picks GPU nodes)"),
@@ -49,7 +48,6 @@ TASK_NAMES = tuple(p.name for p in TASK_PARAMETERS)
 RUN_TASK_NAMES = TASK_NAMES[1:] + tuple(p.name for p in MULTINODE_PARAMETERS)  # what a run may set besides config
 
 _QUANTITY = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
-_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
 _EFFECTS = {"", "NoSchedule", "PreferNoSchedule", "NoExecute"}
@@ -98,8 +96,9 @@ def check_value(name: str, value: Any) -> Any:
         raise ValueError(f"gpu_count={value!r} is not a positive integer (or empty for no GPU)")
     elif name == "train_nodes" and not (value.isdigit() and int(value) > 0):
         raise ValueError(f"train_nodes={value!r} is not a positive integer")
-    elif name in ("image_pull_secret", "store_secret") and value and not _DNS_NAME.fullmatch(value):
-        raise ValueError(f"{name}={value!r} is not a Kubernetes object name")
+    elif name == "store_secret" and not OBJECT_NAME.fullmatch(value):
+        raise ValueError(f"store_secret={value!r} is not a Kubernetes object name (the Secret is optional: "
+                         "a name with no Secret behind it gives the pods no store; empty is refused by the KFP driver)")
     elif name == "resume_from" and value and not RUN_ID.fullmatch(value):
         raise ValueError(f"resume_from={value!r} is not a run id (letters, digits, '.', '_', '-')")
     return value

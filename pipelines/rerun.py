@@ -1,10 +1,16 @@
 """Rerun one stage against existing artifacts: a one-step pipeline whose inputs are ``dsl.importer`` tasks.
 
 ``rerun_pipeline("probe")`` has the task parameters plus ``<input>_uri`` for each of the stage's
-inputs (``dataset_uri``, ``model_uri``): on a cluster the URIs KFP shows for an artifact —
-``minio://mlpipeline/v2/artifacts/...`` for its own object store, ``s3://`` (AWS, or endpoints set
-in the namespace's ``kfp-launcher`` ConfigMap), ``gs://`` — checked by ``check_artifact_uri``;
-under kfp.local a local path. Caching is off: a rerun exists to run the stage again.
+inputs (``dataset_uri``, ``model_uri``): on a cluster the URIs KFP shows for an artifact
+(``minio://mlpipeline/v2/artifacts/...``), under kfp.local a local path. Caching is off: a rerun
+exists to run the stage again.
+
+Which URIs a cluster can import is the launcher's rule (kubeflow/pipelines backend/src/v2/component/
+launcher_v2.go ``fetchNonDefaultBuckets`` at tag 2.17.0): an artifact in the run's pipeline-root bucket
+(same scheme, same bucket) is read with that bucket's session — the endpoint and credentials KFP
+configured; one in any other bucket is opened from the pod's environment alone, which for ``s3://``
+means AWS with no endpoint. ``check_artifact_uri`` therefore accepts only URIs in the pipeline root's
+bucket (``DEFAULT_PIPELINE_ROOT`` unless the submission names another root).
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ from pipelines.settings import Limits, TaskSettings, stage_task
 
 # The schemes the KFP launcher opens (backend src/v2/objectstore): its own store is minio://.
 RERUN_SCHEMES = ("minio", "s3", "gs")
+# KFP's default pipeline root (the kfp-launcher ConfigMap's defaultPipelineRoot when none is set).
+DEFAULT_PIPELINE_ROOT = "minio://mlpipeline/v2/artifacts"
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 
 
@@ -39,8 +47,9 @@ def input_artifact_types(stage: str) -> dict[str, type]:
     return types
 
 
-def check_artifact_uri(name: str, uri: str) -> str:
-    """``uri`` when the KFP launcher can import it (scheme minio|s3|gs, a bucket name, a key); ValueError naming what is wrong."""
+def check_artifact_uri(name: str, uri: str, pipeline_root: str | None = None) -> str:
+    """``uri`` when the KFP launcher can import it: scheme minio|s3|gs, a key, in the bucket of ``pipeline_root``
+    (default ``DEFAULT_PIPELINE_ROOT``); ValueError naming what is wrong."""
     parts = urlsplit(uri)
     where = f"--from {name}={uri}"
     if parts.scheme not in RERUN_SCHEMES:
@@ -50,6 +59,11 @@ def check_artifact_uri(name: str, uri: str) -> str:
         raise ValueError(f"{where}: {parts.netloc!r} is not a bucket name (3-63 lower-case letters, digits, '.', '-', '_')")
     if not parts.path.strip("/") or parts.query or parts.fragment or any(c.isspace() for c in uri):
         raise ValueError(f"{where}: no object key after the bucket (use {parts.scheme}://{parts.netloc}/path/to/artifact)")
+    root = urlsplit(pipeline_root or DEFAULT_PIPELINE_ROOT)
+    if (parts.scheme, parts.netloc) != (root.scheme, root.netloc):
+        raise ValueError(f"{where}: the KFP launcher reads imported artifacts only from the pipeline root's bucket "
+                         f"{root.scheme}://{root.netloc} (another bucket is opened without its endpoint); copy the artifact "
+                         "there, or submit with --pipeline-root naming a root in its bucket")
     return uri
 
 

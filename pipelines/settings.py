@@ -2,7 +2,9 @@
 
 Values that differ between clusters are run parameters (pipelines/parameters.py), reaching the
 tasks as pipeline channels in ``TaskSettings``. Values the KFP IR holds as plain numbers (pod
-timeout ``activeDeadlineSeconds``, the sweep's ``parallelismLimit``) are compile-time ``Limits``.
+timeout ``activeDeadlineSeconds``, the sweep's ``parallelismLimit``) and the image pull secret are
+compile-time ``Limits``: the KFP driver refuses a pull-secret parameter that resolves to ``""``
+(pipelines/driver_contract.py), so a pipeline names a secret only when there is one.
 kfp.local ignores the Kubernetes settings (the local runners set the image and run id themselves),
 so the same pipeline runs on a laptop, on a GPU-less kind cluster (empty ``gpu_count``) and on GPU nodes.
 """
@@ -14,7 +16,7 @@ from typing import Any, Mapping
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from hybridmi.cluster import NAMESPACE_VAR, RUN_ID_LABEL, RUN_ID_VAR, SHM_SIZE, STORE_SECRET_KEYS
+from hybridmi.cluster import NAMESPACE_VAR, OBJECT_NAME, POD_NAME_VAR, POD_UID_VAR, RUN_ID_LABEL, RUN_ID_VAR, SHM_SIZE, STORE_SECRET_KEYS
 from hybridmi.stages import STAGE_NAMES
 
 GPU_STAGES = frozenset({"train", "latents", "ddim", "fid"})
@@ -30,14 +32,20 @@ SWEEP_PARALLELISM = 2  # α values trained at once (each holds gpu_count GPUs)
 # The multi-node train task outlives its TrainJob's deadline (the train timeout) by this much: time for the
 # nodes to be scheduled and pull the image before the deadline clock's start, and to fetch the model after.
 TRAINJOB_MARGIN_S = 30 * 60
+# The multi-node train task's own pod: it copies the data set and the model and polls its TrainJob, so it asks
+# for little (the task_* parameters size the TrainJob's nodes instead). Requests and limits.
+TRAINJOB_TASK_CPU = ("500m", "2")
+TRAINJOB_TASK_MEMORY = ("1Gi", "4Gi")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Compile-time task limits: pod timeout per stage (seconds; ``control`` for configure/tradeoff), sweep parallelism."""
+    """Compile-time task settings: pod timeout per stage (seconds; ``control`` for configure/tradeoff), sweep
+    parallelism, and the docker-registry Secret every pod pulls its image with (``""``: none, the compiled default)."""
 
     timeouts_s: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     sweep_parallelism: int = SWEEP_PARALLELISM
+    image_pull_secret: str = ""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.timeouts_s) - set(DEFAULT_TIMEOUTS_S))
@@ -48,6 +56,8 @@ class Limits:
                 raise ValueError(f"timeout of {stage} must be a positive number of seconds, got {seconds!r}")
         if isinstance(self.sweep_parallelism, bool) or not isinstance(self.sweep_parallelism, int) or self.sweep_parallelism < 1:
             raise ValueError(f"sweep parallelism must be a positive integer, got {self.sweep_parallelism!r}")
+        if self.image_pull_secret and not OBJECT_NAME.fullmatch(self.image_pull_secret):
+            raise ValueError(f"image pull secret {self.image_pull_secret!r} is not a Kubernetes object name")
 
     def timeout_s(self, stage: str) -> int:
         return self.timeouts_s.get(stage, DEFAULT_TIMEOUTS_S[stage])
@@ -70,10 +80,10 @@ class TaskSettings:
 
 
 def run_on_image(task: PipelineTask, settings: TaskSettings, *, timeout_key: str) -> PipelineTask:
-    """The ``image`` parameter as the task's image (pulled with ``image_pull_secret``), bounded by its timeout."""
+    """The ``image`` parameter as the task's image (pulled with the compile-time pull secret, if any), bounded by its timeout."""
     task.set_container_image(settings["image"])
-    # "" adds an entry without a name, which the kubelet skips (kubelet_pods.go getPullSecretsForPod)
-    kubernetes.set_image_pull_secrets(task, [settings["image_pull_secret"]])
+    if settings.limits.image_pull_secret:
+        kubernetes.set_image_pull_secrets(task, [settings.limits.image_pull_secret])
     return kubernetes.set_timeout(task, settings.limits.timeout_s(timeout_key))
 
 
@@ -128,13 +138,17 @@ def stage_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
 
 
 def trainjob_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
-    """The multi-node train task (components/trainjob.py): a stage pod without GPUs (its TrainJob's nodes hold
+    """The multi-node train task (components/trainjob.py): a small pod without GPUs (its TrainJob's nodes hold
     them) that knows its namespace, outlives the TrainJob's deadline and is retried like the GPU stages."""
     run_on_image(task, settings, timeout_key="train")
     kubernetes.set_timeout(task, settings.limits.timeout_s("train") + TRAINJOB_MARGIN_S)  # replaces run_on_image's
-    request_resources(task, settings)
+    task.set_cpu_request(TRAINJOB_TASK_CPU[0]).set_cpu_limit(TRAINJOB_TASK_CPU[1])
+    task.set_memory_request(TRAINJOB_TASK_MEMORY[0]).set_memory_limit(TRAINJOB_TASK_MEMORY[1])
     use_store_secret(task, settings)
     expose_run_id(task)
     kubernetes.use_field_path_as_env(task, env_name=NAMESPACE_VAR, field_path="metadata.namespace")
+    # The task's own pod owns its TrainJob: Kubernetes garbage-collects the TrainJob with the pod.
+    kubernetes.use_field_path_as_env(task, env_name=POD_NAME_VAR, field_path="metadata.name")
+    kubernetes.use_field_path_as_env(task, env_name=POD_UID_VAR, field_path="metadata.uid")
     task.set_display_name("train (TrainJob)")
     return task.set_retry(num_retries=GPU_RETRIES, backoff_duration="30s", backoff_factor=2.0)

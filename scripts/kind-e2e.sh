@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # End-to-end on a local kind cluster: KFP (pinned) + hybridmi's storage Secret and monitoring stack,
-# the project image loaded into the nodes, the smoke pipeline submitted with empty accelerator
-# parameters, the image as a run parameter and the "GPU" worker's label as the node selector, then
-# success, the artifacts in object storage and the metrics in Prometheus asserted.
+# the CPU-only project image loaded into the worker nodes, the smoke pipeline submitted with empty
+# accelerator parameters, the image as a run parameter and the "GPU" worker's label as the node
+# selector, then success, the artifacts in object storage and the metrics in Prometheus asserted.
 #
 #   scripts/kind-e2e.sh            # needs docker, kind, kubectl, curl, the project venv, and internet
 #   scripts/kind-e2e.sh --dry-run  # print every step, run nothing
 #   scripts/kind-e2e.sh --keep     # leave the cluster up afterwards (kind delete cluster --name hybridmi)
 #
 # Env: KIND_CLUSTER (hybridmi), PYTHON (.venv/bin/python if present, else python3), HYBRIDMI (the
-# CLI beside PYTHON), IMAGE (skip the build: an already-built image; loaded as PIPELINE_IMAGE), PIPELINE_IMAGE
-# (default: the tag docker/build.sh gives this checkout, components/image.py), RUN_TIMEOUT_S (3600),
-# READY_TIMEOUT_S (900), ARTIFACT_BUCKET (mlpipeline).
+# CLI beside PYTHON), TORCH_VARIANT (cpu: kind has no GPU; cuda builds and loads the CUDA image),
+# IMAGE (skip the build: an already-built image of TORCH_VARIANT, checked by its label; loaded as
+# PIPELINE_IMAGE), PIPELINE_IMAGE (default: the tag docker/build.sh gives this checkout's
+# TORCH_VARIANT image, components/image.py), RUN_TIMEOUT_S (3600), READY_TIMEOUT_S (900),
+# ARTIFACT_BUCKET (mlpipeline).
 # On failure the pods' state and logs are dumped (trap), so a CI log shows why.
 set -euo pipefail
 
@@ -37,8 +39,16 @@ RUN_TIMEOUT_S="${RUN_TIMEOUT_S:-3600}"
 READY_TIMEOUT_S="${READY_TIMEOUT_S:-900}"
 ARTIFACT_BUCKET="${ARTIFACT_BUCKET:-mlpipeline}"
 RUN_ID="kind-e2e-$(date +%s)"
+# The torch build of the image (docker/build.sh, docker/requirements.py): kind's nodes have no GPU, and
+# the CPU-only image is a fraction of the CUDA one on the disk of each node it is loaded into.
+TORCH_VARIANT="${TORCH_VARIANT:-cpu}"
 # The image the run's `image` parameter names: by default the tag docker/build.sh gives this tree.
-PIPELINE_IMAGE="${PIPELINE_IMAGE:-$("$(command -v "$PYTHON" || echo python3)" components/image.py)}"
+PIPELINE_IMAGE="${PIPELINE_IMAGE:-$("$(command -v "$PYTHON" || echo python3)" components/image.py --torch-variant "$TORCH_VARIANT")}"
+# The nodes the image is loaded into: the workers of k8s/kind/cluster.yaml, by kind's names for them
+# (<cluster>-worker, <cluster>-worker2, ...). Pipeline pods never run on the tainted control plane.
+WORKER_COUNT="$(grep -cE '^[[:space:]]*- role: worker[[:space:]]*$' k8s/kind/cluster.yaml || true)"
+WORKER_NODES="$CLUSTER-worker"
+for ((i = 2; i <= WORKER_COUNT; i++)); do WORKER_NODES+=",$CLUSTER-worker$i"; done
 # The label of kind's "GPU" worker (k8s/kind/cluster.yaml; hybridmi/cluster.py GPU_NODE_LABELS), passed
 # as the node selector: no default selects it, the run must.
 GPU_NODE_SELECTOR='{"hybridmi.io/accelerator": "nvidia-gpu"}'
@@ -81,6 +91,11 @@ forward() {  # namespace service local:remote
     [ "$DRY_RUN" = 1 ] && return 0
     kubectl -n "$1" port-forward "svc/$2" "$3" >"$WORK/forward-$2.log" 2>&1 &
     FORWARD_PIDS+=("$!")
+}
+check_torch_variant() {  # image: its io.hybridmi.torch-variant label (docker/Dockerfile) is TORCH_VARIANT
+    local found
+    found="$(docker image inspect --format '{{ index .Config.Labels "io.hybridmi.torch-variant" }}' "$1")"
+    [ "$found" = "$TORCH_VARIANT" ] || { echo "kind-e2e: image $1 is torch '$found', not TORCH_VARIANT $TORCH_VARIANT" >&2; return 1; }
 }
 retry() {  # attempts delay command...
     local attempts="$1" delay="$2" i
@@ -174,18 +189,21 @@ step "4/9 wait for KFP and monitoring to be ready"
 run kubectl -n kubeflow wait --for=condition=available deployment --all --timeout="${READY_TIMEOUT_S}s"
 run kubectl -n monitoring wait --for=condition=available deployment --all --timeout=300s
 
-step "5/9 build the project image and load it into the kind nodes (its immutable tag)"
+step "5/9 build the $TORCH_VARIANT project image and load it into the worker nodes (its immutable tag)"
 case "$PIPELINE_IMAGE" in
     ""|*:latest|*:) echo "kind-e2e: pipeline image '$PIPELINE_IMAGE' needs a non-latest tag (kind nodes would try to pull it)" >&2; exit 1 ;;
     *:*) ;;
     *) echo "kind-e2e: pipeline image $PIPELINE_IMAGE has no tag" >&2; exit 1 ;;
 esac
+if [ "${WORKER_COUNT:-0}" -lt 1 ]; then echo "kind-e2e: k8s/kind/cluster.yaml has no worker node" >&2; exit 1; fi
 if [ -z "${IMAGE:-}" ]; then
-    run env FID_WEIGHTS="${FID_WEIGHTS:-download}" docker/build.sh  # tags $PIPELINE_IMAGE; the FID stage needs the weights
-elif [ "$IMAGE" != "$PIPELINE_IMAGE" ]; then
-    run docker tag "$IMAGE" "$PIPELINE_IMAGE"
+    # Tags $PIPELINE_IMAGE; the FID stage needs the weights.
+    run env TORCH_VARIANT="$TORCH_VARIANT" FID_WEIGHTS="${FID_WEIGHTS:-download}" docker/build.sh
+    IMAGE="$PIPELINE_IMAGE"
 fi
-run kind load docker-image "$PIPELINE_IMAGE" --name "$CLUSTER"
+run check_torch_variant "$IMAGE"
+[ "$IMAGE" = "$PIPELINE_IMAGE" ] || run docker tag "$IMAGE" "$PIPELINE_IMAGE"
+run kind load docker-image "$PIPELINE_IMAGE" --name "$CLUSTER" --nodes "$WORKER_NODES"
 
 step "6/9 port-forward the KFP API, Prometheus and the object store"
 forward kubeflow ml-pipeline-ui 8080:80

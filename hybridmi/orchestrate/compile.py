@@ -53,11 +53,18 @@ def compile_pipeline(pipeline_func, path: str | Path) -> Path:
     return path
 
 
-def compile_pipelines(out_dir: str | Path) -> list[Path]:
-    """Write every pipeline of ``pipelines.COMPILED`` (hybridmi.yaml, alpha_sweep.yaml) into ``out_dir``."""
-    from pipelines import COMPILED
+def compile_pipelines(out_dir: str | Path, limits=None) -> list[Path]:
+    """Write every pipeline of ``pipelines.COMPILED`` (hybridmi.yaml, hybridmi_multinode.yaml, alpha_sweep.yaml)
+    into ``out_dir``; with ``limits`` (pipelines/settings.py) other than the defaults, built with those."""
+    from pipelines import COMPILED, build_alpha_sweep, build_hybridmi_pipeline
+    from pipelines.settings import Limits
 
-    return [compile_pipeline(func, Path(out_dir) / name) for name, func in COMPILED.items()]
+    if limits is None or limits == Limits():
+        built = COMPILED
+    else:
+        built = {"hybridmi.yaml": build_hybridmi_pipeline(limits), "alpha_sweep.yaml": build_alpha_sweep(limits),
+                 "hybridmi_multinode.yaml": build_hybridmi_pipeline(limits, multinode=True)}
+    return [compile_pipeline(func, Path(out_dir) / name) for name, func in built.items()]
 
 
 def train_nodes(arguments: dict) -> int:

@@ -5,7 +5,8 @@ kubelet keeps fresh (``ServiceAccountTokenVolumeCredentials``, path from ``--tok
 ``KF_PIPELINES_SA_TOKEN_PATH``), or a session cookie of Dex / oauth2-proxy (``cookies``).
 ``probe`` asks ``/apis/v2beta1/healthz`` with the same credentials before kfp.Client is built, so
 an unreachable host, a refused token, a login redirect or a host without KFP each end in one
-``SubmitError`` line instead of urllib3's retries and traceback.
+``SubmitError`` line instead of urllib3's retries and traceback. Once the run is submitted,
+``wait_for_final_state`` rides out an API that stops answering or answers 5xx until its deadline.
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import MaxRetryError
+
 log = logging.getLogger(__name__)
 
 TOKEN_PATH_VAR = "KF_PIPELINES_SA_TOKEN_PATH"  # kfp.client's convention for a service-account token file
@@ -29,8 +33,7 @@ HEALTHZ = "/apis/v2beta1/healthz"
 PROBE_TIMEOUT_S = 15
 # Final run states of the v2beta1 API (ERROR: older backends) and the exit code `hybridmi submit --wait` gives each.
 FINAL_STATES = {"SUCCEEDED": 0, "FAILED": 3, "CANCELED": 4, "SKIPPED": 5, "ERROR": 6}
-WAIT_TIMED_OUT = 7
-TRANSIENT_ERRORS_ALLOWED = 5  # consecutive failed polls tolerated while waiting (a port-forward blinking)
+WAIT_TIMED_OUT = 7  # the exit code when the wait's deadline passes first (the run still going on, or the API silent)
 
 
 class SubmitError(RuntimeError):
@@ -148,6 +151,18 @@ def quiet_stdout():
         log.debug("kfp: %s", line)
 
 
+@contextlib.contextmanager
+def quiet_retries():
+    """urllib3 warns of every retry of every request; while waiting, ``wait_for_final_state`` says it once."""
+    logger = logging.getLogger("urllib3.connectionpool")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def ui_base(host: str, ui_url: str | None, env=os.environ) -> str:
     """Where the KFP UI is: --ui-url, else $KF_PIPELINES_UI_ENDPOINT, else the host (the UI serves the API as well)."""
     return (ui_url or env.get(UI_URL_VAR) or host).rstrip("/")
@@ -157,24 +172,90 @@ def state_of(run: Any) -> str:
     return str(getattr(run, "state", None) or "RUNTIME_STATE_UNSPECIFIED").upper()
 
 
-def wait_for_final_state(get_run: Callable[[], Any], *, timeout_s: float, poll_s: float = 10.0,
-                         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> Any:
-    """Poll ``get_run()`` until its state is final (FINAL_STATES); TimeoutError when ``timeout_s`` passes first.
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed poll is worth repeating: no answer (a network error, kfp_server_api's status 0 for
+    a TLS failure) or an overloaded or failing server (HTTP 429, 5xx); other HTTP answers (401, 403, 404) are final."""
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):  # kfp_server_api.ApiException
+        return status == 0 or status == 429 or status >= 500
+    # urllib3 wraps socket errors in its own (MaxRetryError once its retries are spent, ProtocolError for a
+    # dropped connection, ReadTimeoutError); a bare OSError is a socket's (refused, reset, unreachable, timed out).
+    return isinstance(exc, (Urllib3Error, OSError))
 
-    Up to TRANSIENT_ERRORS_ALLOWED consecutive network errors are waited out; an HTTP error answer is raised.
+
+def _reason(exc: BaseException) -> str:
+    """One line for a failed poll: the HTTP status, or the network error (the cause of urllib3's MaxRetryError)."""
+    if isinstance(exc, MaxRetryError) and isinstance(exc.reason, Exception):
+        exc = exc.reason  # what failed in the last of urllib3's own retries
+    status = getattr(exc, "status", None)
+    if isinstance(status, int) and status:
+        return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds >= 100 else f"{seconds:.2g} s"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Pauses after failed polls: ``first_s``, doubling with every failure in a row, at most ``most_s`` (seconds)."""
+
+    first_s: float = 5.0
+    most_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.first_s <= self.most_s:
+            raise ValueError(f"backoff from {self.first_s} s up to {self.most_s} s: need 0 < first <= most")
+
+    def pause_s(self, failures: int) -> float:
+        """The pause after ``failures`` >= 1 failed polls in a row."""
+        return min(self.first_s * 2.0 ** min(failures - 1, 64), self.most_s)  # 64: no overflow in a long outage
+
+
+class WaitTimedOut(TimeoutError):
+    """The deadline passed before a final state; ``answering``: whether the API answered the last poll."""
+
+    def __init__(self, message: str, *, answering: bool) -> None:
+        super().__init__(message)
+        self.answering = answering
+
+
+def wait_for_final_state(get_run: Callable[[], Any], *, timeout_s: float, poll_s: float = 10.0,
+                         backoff: Backoff = Backoff(), clock: Callable[[], float] = time.monotonic,
+                         sleep: Callable[[float], None] = time.sleep) -> Any:
+    """Poll ``get_run()`` every ``poll_s`` until its state is final (FINAL_STATES); WaitTimedOut if ``timeout_s`` passes first.
+
+    A poll that fails transiently (``is_transient``: no answer, 429, 5xx) is repeated after ``backoff``'s
+    pauses until the deadline, with one warning when the API is lost and one when it is back; any other
+    error (401, 403, 404) is raised at once. No pause reaches past the deadline: the last poll is at it.
     """
-    deadline, errors, last = clock() + timeout_s, 0, None
+    deadline, last, failures, lost_at, problem = clock() + timeout_s, None, 0, 0.0, ""
     while True:
         try:
             run = get_run()
-            errors, last = 0, state_of(run)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failures, problem = failures + 1, _reason(exc)
+            if failures == 1:
+                lost_at = clock()
+                log.warning("lost the Kubeflow Pipelines API (%s); retrying until the wait's deadline, %.0f s from now",
+                            problem, deadline - lost_at)
+            pause = backoff.pause_s(failures)
+        else:
+            if failures:
+                log.warning("the Kubeflow Pipelines API answers again, after %d failed polls over %.0f s",
+                            failures, clock() - lost_at)
+            failures, last, pause = 0, state_of(run), poll_s
             if last in FINAL_STATES:
                 return run
-        except Exception as exc:
-            if getattr(exc, "status", None) is not None or errors >= TRANSIENT_ERRORS_ALLOWED:
-                raise
-            errors += 1
-            log.warning("polling the run failed (%s); retrying", type(exc).__name__)
-        if clock() >= deadline:
-            raise TimeoutError(f"the run is still {last or 'unknown'} after {timeout_s:g} s")
-        sleep(poll_s)
+        left = deadline - clock()
+        if left <= 0:
+            if failures:
+                seen = f"the run was {last} when last seen" if last else "its state was never read"
+                raise WaitTimedOut(f"the API has not answered for the last {_seconds(clock() - lost_at)} of the "
+                                   f"{_seconds(timeout_s)} wait ({problem}); {seen}", answering=False)
+            raise WaitTimedOut(f"the run is still {last} after {_seconds(timeout_s)}", answering=True)
+        sleep(min(pause, left))

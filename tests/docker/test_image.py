@@ -76,6 +76,17 @@ def test_image__imports_the_installed_stack(image: str) -> None:
     assert found["kfp"].startswith("2.17.")
 
 
+def test_image__holds_the_torch_build_its_tag_and_label_name(image: str) -> None:
+    # docker/build.sh tags the CPU-only image ...-cpu (components/image.py); the Dockerfile labels it.
+    variant = "cpu" if image.endswith("-cpu") else "cuda"
+    label = _docker("image", "inspect", "--format", '{{ index .Config.Labels "io.hybridmi.torch-variant" }}', image)
+    assert label.stdout.strip() == variant
+    code = "import torch; print(torch.__version__, torch.version.cuda)"
+    version, cuda = run_in_image(image, "python", "-c", code, options=("--network", "none")).split()
+    assert version.endswith("+cpu") == (variant == "cpu")
+    assert (cuda == "None") == (variant == "cpu")
+
+
 def test_image__python3_and_hybridmi_script_come_from_the_venv(image: str) -> None:
     # KFP lightweight components call `python3 -m kfp.dsl.executor_main`: python3 must see kfp.
     found = run_in_image(image, "sh", "-c", "command -v python3; command -v hybridmi").split()

@@ -58,7 +58,7 @@ def test_kill9_mid_training__another_pod_resumes_from_the_mirror_bit_identically
     assert pod2.returncode == 0, pod2.stderr[-3000:]
     resumed = re.search(r"resumed from \S+ at step (\d+) of 16", pod2.stderr)
     assert resumed and int(resumed.group(1)) >= 4, pod2.stderr[-3000:]
-    ref, got = (torch.load(tmp_path / pod / "model.pt", weights_only=False)["state_dict"] for pod in ("reference", "pod2"))
+    ref, got = (torch.load(tmp_path / pod / "model.pt", weights_only=True)["state_dict"] for pod in ("reference", "pod2"))
     assert ref.keys() == got.keys() and all(torch.equal(v, got[k]) for k, v in ref.items())
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from components.image import IMAGE_SOURCES, PROJECT_IMAGE, REPO, image_files, project_image, source_digest
+from components.image import (IMAGE_SOURCES, PROJECT_IMAGE, REPO, TORCH_VARIANT_SUFFIXES, image_files, project_image,
+                              source_digest)
 
 BUILD = REPO / "docker" / "build.sh"
 
@@ -30,12 +31,36 @@ def context(tmp_path) -> Path:
     return tmp_path
 
 
+def print_tag(**env: str) -> subprocess.CompletedProcess[str]:
+    """`docker/build.sh --print-tag` with TORCH_VARIANT only as given."""
+    inherited = {k: v for k, v in os.environ.items() if k != "TORCH_VARIANT"}
+    return subprocess.run(["bash", str(BUILD), "--print-tag"], capture_output=True, text=True, timeout=60,
+                          env={**inherited, "HOST_PYTHON": sys.executable, **env})
+
+
 def test_tag__is_version_and_digest_and_what_build_sh_prints():
     assert re.fullmatch(r"hybridmi:0\.1\.0-[0-9a-f]{12}", PROJECT_IMAGE)
-    out = subprocess.run(["bash", str(BUILD), "--print-tag"], capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "HOST_PYTHON": sys.executable})
+    out = print_tag()
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == PROJECT_IMAGE
+
+
+def test_tag__of_the_cpu_only_image_is_its_own_and_what_build_sh_prints_for_it():
+    cpu = project_image(torch_variant="cpu")
+    assert cpu == f"{PROJECT_IMAGE}-cpu" and project_image(torch_variant="cuda") == PROJECT_IMAGE
+    # A CUDA tag ends in the hex digest, a CPU tag in "-cpu": no tree's CPU image can carry another's CUDA tag.
+    assert not re.fullmatch(r"hybridmi:\d+\.\d+\.\d+-[0-9a-f]{12}", cpu)
+    out = print_tag(TORCH_VARIANT="cpu")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == cpu
+    assert len(set(TORCH_VARIANT_SUFFIXES.values())) == len(TORCH_VARIANT_SUFFIXES)
+
+
+def test_tag__of_an_unknown_torch_variant_is_refused():
+    with pytest.raises(ValueError, match="torch variant 'gpu' is not one of cuda, cpu"):
+        project_image(torch_variant="gpu")
+    out = print_tag(TORCH_VARIANT="gpu")
+    assert out.returncode == 2 and "TORCH_VARIANT 'gpu' is not cuda or cpu" in out.stderr
 
 
 def test_digest__follows_the_image_contents_only(context):

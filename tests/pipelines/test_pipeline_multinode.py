@@ -6,12 +6,12 @@ import pytest
 import yaml
 
 from components import train_trainjob
-from hybridmi.cluster import NAMESPACE_VAR, RUN_ID_LABEL, RUN_ID_VAR
+from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, RUN_ID_LABEL, RUN_ID_VAR
 from hybridmi.orchestrate.compile import COMPILED_DIR, pipeline_for, train_nodes
 from pipelines import build_hybridmi_pipeline
 from pipelines.hybridmi_pipeline import MULTINODE_NAME, TRAINJOB_INPUTS
 from pipelines.parameters import check_value, pipeline_arguments
-from pipelines.settings import GPU_RETRIES, TRAINJOB_MARGIN_S, Limits
+from pipelines.settings import GPU_RETRIES, TRAINJOB_MARGIN_S, TRAINJOB_TASK_CPU, TRAINJOB_TASK_MEMORY, Limits
 
 TASK = "train-trainjob"
 
@@ -46,7 +46,9 @@ def test_task__takes_the_node_shape_from_the_run_parameters_and_the_deadline_fro
     for name in TRAINJOB_INPUTS:
         assert params[name] == {"componentInputParameter": name}, name
     assert params["deadline_s"]["runtimeValue"]["constant"] == Limits().timeout_s("train")
-    assert set(train_trainjob.component_spec.inputs) - {"config", "dataset", "deadline_s"} == set(TRAINJOB_INPUTS)
+    assert params["image_pull_secret"]["runtimeValue"]["constant"] == Limits().image_pull_secret == ""  # compile-time
+    compile_time = {"config", "dataset", "deadline_s", "image_pull_secret"}
+    assert set(train_trainjob.component_spec.inputs) - compile_time == set(TRAINJOB_INPUTS)
     assert spec["root"]["inputDefinitions"]["parameters"]["train_nodes"]["defaultValue"] == "2"
 
 
@@ -54,10 +56,16 @@ def test_task__no_gpu_of_its_own_namespace_and_run_id_as_env_outlives_the_trainj
     spec, platform = multinode
     executor = spec["deploymentSpec"]["executors"][f"exec-{TASK}"]["container"]
     assert "accelerator" not in executor.get("resources", {})
+    # A small pod of its own: the task_* parameters size the TrainJob's nodes, not the task that polls it.
+    resources = executor["resources"]
+    assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == TRAINJOB_TASK_CPU == ("500m", "2")
+    assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == TRAINJOB_TASK_MEMORY == ("1Gi", "4Gi")
     settings = platform[f"exec-{TASK}"]
     assert {"nodeSelector", "tolerations", "emptyDirMounts"}.isdisjoint(settings)  # the TrainJob's nodes get those
     assert {"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"} in settings["fieldPathAsEnv"]
     assert {"name": NAMESPACE_VAR, "fieldPath": "metadata.namespace"} in settings["fieldPathAsEnv"]
+    assert {"name": POD_NAME_VAR, "fieldPath": "metadata.name"} in settings["fieldPathAsEnv"]  # the TrainJob's owner
+    assert {"name": POD_UID_VAR, "fieldPath": "metadata.uid"} in settings["fieldPathAsEnv"]
     assert settings["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "store_secret"}
     assert int(settings["activeDeadlineSeconds"]) == Limits().timeout_s("train") + TRAINJOB_MARGIN_S
     task = spec["root"]["dag"]["tasks"][TASK]

@@ -4,6 +4,7 @@ line of output and what reached the server are the assertions."""
 from __future__ import annotations
 
 import socket
+import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -11,7 +12,6 @@ import pytest
 from kfp_api_server import FakeKFP, Serving
 
 from hybridmi.cli import main
-from hybridmi.orchestrate.connection import TRANSIENT_ERRORS_ALLOWED, wait_for_final_state
 from hybridmi.orchestrate.task import config_from_text
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
@@ -151,7 +151,7 @@ def test_wait__gives_up_at_the_timeout_with_its_own_exit_code(capsys):
 def test_rerun__imports_the_uris_kfp_shows_and_never_caches_by_default(capsys):
     api = FakeKFP()
     uris = {"dataset": "minio://mlpipeline/v2/artifacts/hybridmi/run-1/prepare/dataset",
-            "model": "s3://my-bucket/v2/artifacts/hybridmi/run-1/train/model"}
+            "model": "minio://mlpipeline/v2/artifacts/hybridmi/run-1/train/model"}
     with Serving(api) as host:
         code, _, _ = submit(capsys, host, "--only", "probe", *(f"--from={k}={v}" for k, v in uris.items()))
     assert code == 0
@@ -170,6 +170,11 @@ def test_rerun__imports_the_uris_kfp_shows_and_never_caches_by_default(capsys):
     ("s3://My_Bucket/model", "'My_Bucket' is not a bucket name"),
     ("gs://bucket", "no object key after the bucket"),
     ("minio://mlpipeline/", "no object key after the bucket"),
+    # The launcher opens any bucket but the pipeline root's from the pod's environment alone (s3://: AWS).
+    ("s3://my-bucket/v2/artifacts/model", "the KFP launcher reads imported artifacts only from the pipeline root's bucket "
+                                          "minio://mlpipeline"),
+    ("minio://other-bucket/v2/artifacts/model", "the KFP launcher reads imported artifacts only from the pipeline root's "
+                                                "bucket minio://mlpipeline"),
 ])
 def test_rerun__bad_uris_are_refused_before_contacting_the_cluster(capsys, uri, problem):
     with socket.socket() as s:
@@ -190,6 +195,8 @@ def test_rerun__bad_uris_are_refused_before_contacting_the_cluster(capsys, uri, 
     (["--param", "task_memory_limit=lots"], "is not a Kubernetes quantity"),
     (["--resume-from", "../other"], "resume_from='../other' is not a run id"),
     (["--task-timeout", "trian=60"], "timeout for unknown stage(s) trian"),
+    (["--param", "store_secret=Hybridmi_Store"], "store_secret='Hybridmi_Store' is not a Kubernetes object name"),
+    (["--image-pull-secret", "Reg_Cred"], "image pull secret 'Reg_Cred' is not a Kubernetes object name"),
 ])
 def test_bad_run_parameters__one_line_before_contacting_the_cluster(capsys, args, problem):
     code, _, err = main_submit_offline(capsys, args)
@@ -205,29 +212,55 @@ def main_submit_offline(capsys, args: list[str]) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_wait_loop__waits_out_a_few_network_errors_but_not_an_http_answer():
-    class Blip(ConnectionError):
-        pass
+def test_wait__api_gone_until_the_timeout__exit_7_naming_the_run_and_its_link(capsys):
+    api = FakeKFP(final_state=None)
+    serving = Serving(api)
+    accept = api.handle
 
-    class Refused(Exception):
-        status = 403
-
-    answers = iter([Blip(), Blip(), type("Run", (), {"state": "SUCCEEDED"})()])
-
-    def get_run():
-        answer = next(answers)
-        if isinstance(answer, Exception):
-            raise answer
+    def gone_after_submission(method, path, query, body):  # a port-forward that dies once the run is created
+        answer = accept(method, path, query, body)
+        if method == "POST" and path.endswith("/runs"):
+            threading.Thread(target=lambda: (serving.server.shutdown(), serving.server.server_close())).start()
         return answer
 
-    assert wait_for_final_state(get_run, timeout_s=60, poll_s=0).state == "SUCCEEDED"
-    with pytest.raises(Blip):
-        failing = iter([Blip()] * (TRANSIENT_ERRORS_ALLOWED + 1))
-        wait_for_final_state(lambda: (_ for _ in ()).throw(next(failing)), timeout_s=60, poll_s=0)
+    api.handle = gone_after_submission
+    with serving as host:
+        code, _, err = submit(capsys, host, "--wait", "--timeout", "1")
+    (run_id,) = api.runs
+    line = one_error_line(err)
+    assert code == 7
+    assert f"run {run_id}: the API has not answered for the last " in line and "Connection refused" in line
+    assert line.endswith(f"it may still be going on: {host}/#/runs/details/{run_id}")
 
-    def refused():
-        raise Refused()
 
-    with pytest.raises(Refused):
-        wait_for_final_state(refused, timeout_s=60, poll_s=0)
+def test_rerun__uris_in_the_bucket_of_a_named_pipeline_root_are_accepted(capsys):
+    api = FakeKFP()
+    model = "s3://my-bucket/v2/artifacts/hybridmi/run-1/train/model"
+    with Serving(api) as host:
+        code, _, _ = submit(capsys, host, "--only", "probe", "--pipeline-root", "s3://my-bucket/v2/artifacts",
+                            "--from", "dataset=s3://my-bucket/v2/artifacts/d", "--from", f"model={model}")
+    assert code == 0
+    (run,) = runs_posted(api)
+    assert run["runtime_config"]["parameters"]["model_uri"] == model
+    assert run["runtime_config"]["pipeline_root"] == "s3://my-bucket/v2/artifacts"
 
+
+def test_pull_secret__compiled_into_every_pod_of_the_submitted_package(capsys):
+    api = FakeKFP()
+    with Serving(api) as host:
+        code, _, _ = submit(capsys, host, "--image-pull-secret", "regcred")
+    assert code == 0
+    (run,) = runs_posted(api)
+    platform = run["pipeline_spec"]["platform_spec"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert platform and all(e["imagePullSecret"][0]["secretName"] == "regcred" for e in platform.values())
+    assert "image_pull_secret" not in run["runtime_config"]["parameters"]
+
+
+def test_driver_contract__a_run_the_driver_would_refuse_is_refused_before_contacting_the_cluster(capsys, monkeypatch):
+    import pipelines.parameters
+
+    monkeypatch.setattr(pipelines.parameters, "check_value", lambda name, value: value)  # only the driver's rules left
+    code, _, err = main_submit_offline(capsys, ["--image", IMAGE, "--accelerator-count", "two"])
+    line = one_error_line(err)
+    assert code == 1 and "the KFP driver would refuse this run" in line and "ParseQuantity('two')" in line
+    assert "cannot reach" not in line

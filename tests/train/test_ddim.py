@@ -70,7 +70,7 @@ def test_train_ddim__resume_continues_bit_identically(tmp_path, latents):
     assert first.steps + second.steps == straight.steps  # identical losses, step by step
     finished = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b")  # a rerun of a finished run
     assert finished.step == 8 and finished.last_metrics == resumed.last_metrics  # keeps its last report
-    a, b = torch.load(full.checkpoint, weights_only=False), torch.load(resumed.checkpoint, weights_only=False)
+    a, b = torch.load(full.checkpoint, weights_only=True), torch.load(resumed.checkpoint, weights_only=True)
     for name, tensor in a["unet"].items():
         assert torch.equal(tensor, b["unet"][name]), name
     for name, tensor in a["ema"]["module"].items():
@@ -122,7 +122,7 @@ def _bad_steps(poisoned, *, n, batch, epochs, seed):
 
 
 def _state(path):
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = torch.load(path, weights_only=True)
     return {"unet": ckpt["unet"], "ema": ckpt["ema"]["module"], "optimizer": ckpt["optimizer"]["state"]}
 
 
@@ -165,4 +165,4 @@ def test_train_ddim__nonfinite_batch_is_skipped_or_stops_and_never_reaches_a_che
         assert [k for k, v in saved[step].items() if not torch.equal(v, saved[step - 1][k])] == []
         assert [k for k, v in saved[step + 1].items() if not torch.equal(v, saved[step][k])] != []  # then on it goes
     assert all(torch.isfinite(t).all() for t in saved[8].values() if t.is_floating_point())
-    assert torch.load(result.checkpoint, weights_only=False)["skipped_steps"] == len(bad)
+    assert torch.load(result.checkpoint, weights_only=True)["skipped_steps"] == len(bad)

@@ -93,7 +93,7 @@ def two_ranks(tmp_path_factory):
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={RANKS}",
                            str(WORKER), str(cases), str(out)], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-4000:]
-    return {path.stem: torch.load(path, weights_only=False) for path in out.glob("*.pt")} | {"dir": out}
+    return {path.stem: torch.load(path, weights_only=True) for path in out.glob("*.pt")} | {"dir": out}
 
 
 def one_process(case: dict) -> dict:
@@ -168,8 +168,8 @@ def test_two_ranks__train_hybrid_equals_one_process_without_any_stand_in(two_ran
     got = two_ranks["trainer"]
     assert [r[0] for r in got["reports"]] == [r[0] for r in reports.losses] == [2, 4, 6, 8]
     assert [r[1] for r in got["reports"]] == pytest.approx([r[1] for r in reports.losses], rel=1e-5)
-    ranked = torch.load(got["checkpoint"], weights_only=False)
-    single = torch.load(result.checkpoint, weights_only=False)
+    ranked = torch.load(got["checkpoint"], weights_only=True)
+    single = torch.load(result.checkpoint, weights_only=True)
     assert ranked["step"] == single["step"] == 8
     for part in ("autoencoder", "moco"):
         assert_close_dicts(ranked[part], single[part], what=part)

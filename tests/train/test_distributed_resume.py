@@ -112,7 +112,7 @@ def test_kill9_of_one_rank__job_ends_in_one_line_and_the_rerun_resumes_bit_ident
                            timeout=600)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert re.search(rf"\[rank 0\] .*resumed from \S+ at step {step} of 40", rerun.stderr), rerun.stderr[-3000:]
-    want, got = (torch.load(tmp_path / run / "model.pt", weights_only=False)["state_dict"] for run in ("reference", "model"))
+    want, got = (torch.load(tmp_path / run / "model.pt", weights_only=True)["state_dict"] for run in ("reference", "model"))
     assert want.keys() == got.keys() and all(torch.equal(v, got[k]) for k, v in want.items())
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["ranks"] == 2
 

@@ -3,12 +3,15 @@
 An unreachable API server (connection refused or reset, a 5xx, 429) raises ``ApiUnavailable`` (an
 OSError: the wait retries it); whatever the server refuses raises ``TrainJobApiError`` naming the
 action, the server's message and what to check (RBAC: k8s/trainer/rbac; no TrainJob API: k8s/trainer).
+TrainJobs are created with ``fieldValidation=Strict``: by default an API server drops the fields its
+CRD lacks (an older Trainer's) with a mere warning, and the TrainJob would run without them.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,8 +20,8 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from hybridmi.cluster import NAMESPACE_VAR
-from hybridmi.orchestrate.trainjob.manifest import GROUP, PLURAL, VERSION
+from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, TRAINER_VERSION
+from hybridmi.orchestrate.trainjob.manifest import GROUP, MIN_TRAINER, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,15 @@ def _server_message(exc: ApiException) -> str:
     return " ".join(str(message or exc.reason or "").split())[:500]
 
 
+def _hint(status: int, message: str) -> str:
+    """What to check about a refusal: the server's strict decoding error names the fields an older Trainer's CRD lacks."""
+    unknown = re.findall(r'unknown field "([^"]+)"', message) if "strict decoding error" in message else []
+    if unknown:
+        return (f"the cluster's TrainJob CRD has no field {', '.join(unknown)}: its Kubeflow Trainer is older than "
+                f"{MIN_TRAINER}, which this project needs (k8s/trainer installs {TRAINER_VERSION})")
+    return _HINTS.get(status, "")
+
+
 def _transient(exc: BaseException) -> bool:
     if isinstance(exc, ApiException):
         return exc.status in (0, 429) or exc.status >= 500
@@ -74,8 +86,9 @@ class TrainJobs:
                 detail = f"{exc.status} {_server_message(exc)}" if isinstance(exc, ApiException) else type(exc).__name__
                 raise ApiUnavailable(f"Kubernetes API at {self.host}: {detail} while {action}") from None
             assert isinstance(exc, ApiException)
-            hint = _HINTS.get(exc.status, "")
-            raise TrainJobApiError(f"{action} in namespace {self.namespace}: {exc.status} {_server_message(exc)}"
+            message = _server_message(exc)
+            hint = _hint(exc.status, message)
+            raise TrainJobApiError(f"{action} in namespace {self.namespace}: {exc.status} {message}"
                                    + (f" ({hint})" if hint else ""), exc.status) from None
 
     def get(self, name: str) -> dict[str, Any] | None:
@@ -88,10 +101,14 @@ class TrainJobs:
             raise
 
     def create(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Create the TrainJob ``body``; None when one of that name exists already (a concurrent attempt made it)."""
+        """Create the TrainJob ``body``; None when one of that name exists already (a concurrent attempt made it).
+
+        Strict field validation: a field the cluster's CRD lacks is refused (400, naming it), not dropped.
+        """
         name = body["metadata"]["name"]
         try:
-            return self._call(f"creating TrainJob {name}", self.api.create_namespaced_custom_object, dict(body))
+            return self._call(f"creating TrainJob {name}", self.api.create_namespaced_custom_object, dict(body),
+                              field_validation="Strict")
         except TrainJobApiError as exc:
             if exc.status == 409:
                 return None
@@ -127,6 +144,23 @@ def task_namespace(env: Mapping[str, str] = os.environ, *, service_account_file:
         raise ValueError(f"{NAMESPACE_VAR} is not set and {service_account_file} does not exist: "
                          "the namespace to create the TrainJob in is unknown")
     return namespace
+
+
+def task_pod(env: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
+    """(name, uid) of the task's pod from HYBRIDMI_POD_NAME and HYBRIDMI_POD_UID (downward API), the TrainJob's owner.
+
+    None, with a warning, when neither is set (outside a pipeline pod): the TrainJob then has no owner
+    and outlives the task when the task cannot delete it. One without the other raises ValueError.
+    """
+    name, uid = env.get(POD_NAME_VAR, "").strip(), env.get(POD_UID_VAR, "").strip()
+    if name and uid:
+        return name, uid
+    if name or uid:
+        raise ValueError(f"{POD_NAME_VAR}={name!r} and {POD_UID_VAR}={uid!r}: the task's pod needs both (downward API "
+                         "metadata.name and metadata.uid) to own its TrainJob")
+    log.warning("%s and %s are not set: the TrainJob gets no owner, so Kubernetes will not delete it with the task's pod",
+                POD_NAME_VAR, POD_UID_VAR)
+    return None
 
 
 def kube_api_client(env: Mapping[str, str] = os.environ) -> k8s.ApiClient:

@@ -5,9 +5,13 @@ the hand-over: every node reads the data set from ``datasets/<checksum>`` and ra
 model under ``runs/<run id>/<config hash>/train/model``, both in the store the storage Secret names
 (``HYBRIDMI_STORE``, an ``s3://`` store every node can reach). The TrainJob is named after the run and
 the config (``trainjob_name``), so a retried task finds it: a running or finished one is waited for,
-a failed one is deleted and created again (its nodes resume from the run's mirrored checkpoints),
-and a model already published is fetched without training again. A SIGTERM (the run terminated,
-the pod's deadline) deletes the TrainJob so its nodes do not hold GPUs for a run that is gone.
+a failed one (or one being deleted) is replaced once it is gone (its nodes resume from the run's
+mirrored checkpoints), and a model already published is fetched without training again. A SIGTERM
+(the run terminated, the pod's deadline) deletes the TrainJob so its nodes do not hold GPUs for a run
+that is gone. Once the TrainJob has finished and the task has read its outcome (the model in the
+store, or the reason it failed), the task deletes it, pods and logs included, unless
+HYBRIDMI_KEEP_TRAINJOB is true; the task's pod owns it besides (HYBRIDMI_POD_NAME/HYBRIDMI_POD_UID),
+so Kubernetes deletes a TrainJob the task could not with the pod.
 """
 from __future__ import annotations
 
@@ -21,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from hybridmi.cluster import KEEP_TRAINJOB_VAR
 from hybridmi.config import Config
 from hybridmi.orchestrate.identity import task_identity
 from hybridmi.orchestrate.task import config_from_text, config_to_text, float_metrics, open_task_store, recording_failure
-from hybridmi.orchestrate.trainjob.api import TrainJobs, kube_api_client, task_namespace
+from hybridmi.orchestrate.trainjob.api import (ApiUnavailable, TrainJobApiError, TrainJobs, kube_api_client, task_namespace,
+                                               task_pod)
 from hybridmi.orchestrate.trainjob.manifest import TrainJobRequest, render_trainjob, trainjob_name
-from hybridmi.orchestrate.trainjob.status import FAILED, TrainJobState, trainjob_state, wait_for_trainjob
+from hybridmi.orchestrate.trainjob.status import FAILED, TrainJobFailed, TrainJobState, trainjob_state, wait_for_trainjob
 from hybridmi.stages.common import read_sidecar
 
 log = logging.getLogger(__name__)
@@ -36,6 +42,10 @@ REPLACE_WAIT_S = 600.0  # how long a failed TrainJob of an earlier attempt may t
 
 class TrainStepTerminated(RuntimeError):
     """The task received SIGTERM while its TrainJob ran; the TrainJob was deleted."""
+
+
+class ModelNotPublished(RuntimeError):
+    """The TrainJob completed but its rank 0 left no model in the store."""
 
 
 @dataclass(frozen=True)
@@ -105,20 +115,58 @@ def deleted_on_sigterm(jobs: TrainJobs, name: str) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no environment variable: 1/true/yes or 0/false/no (empty: no); ValueError naming anything else."""
+    raw = env.get(name, "").strip().lower()
+    if raw not in ("", "0", "false", "no", "1", "true", "yes"):
+        raise ValueError(f"{name}={env[name]!r} is not a boolean (use true or false)")
+    return raw in ("1", "true", "yes")
+
+
+@contextlib.contextmanager
+def deleted_once_finished(jobs: TrainJobs, name: str, *, keep: bool = False) -> Iterator[None]:
+    """The block waits for the TrainJob ``name`` and reads its outcome; delete the TrainJob when that block ends
+    with it finished: returning (Complete, model found), TrainJobFailed or ModelNotPublished. Any other error
+    (the API unreachable, SIGTERM: deleted already) leaves it. ``keep``: never delete. A deletion the API
+    refuses is logged, not raised: the outcome stands, and the task's pod owns the TrainJob."""
+    try:
+        yield
+    except (TrainJobFailed, ModelNotPublished):
+        _delete_finished(jobs, name, keep=keep)
+        raise
+    _delete_finished(jobs, name, keep=keep)
+
+
+def _delete_finished(jobs: TrainJobs, name: str, *, keep: bool) -> None:
+    if keep:
+        log.info("keeping the finished TrainJob %s (%s): kubectl -n %s delete trainjob %s", name, KEEP_TRAINJOB_VAR,
+                 jobs.namespace, name)
+        return
+    try:
+        if jobs.delete(name):
+            log.info("deleted the finished TrainJob %s and its pods (%s=true keeps them)", name, KEEP_TRAINJOB_VAR)
+    except (TrainJobApiError, ApiUnavailable) as exc:
+        log.warning("could not delete the finished TrainJob %s (%s); it goes with the task's pod if that owns it, "
+                    "else: kubectl -n %s delete trainjob %s", name, exc, jobs.namespace, name)
+
+
 def run_trainjob(jobs: TrainJobs, body: Mapping[str, Any], *, poll_s: float = 10.0, unreachable_s: float = 300.0,
                  replace_wait_s: float = REPLACE_WAIT_S) -> TrainJobState:
     """Create the TrainJob ``body`` (or take over the one of that name), wait for its end; its final state.
 
-    An existing Failed one (an earlier attempt's) is deleted and created again; any other is waited for.
-    Raises TrainJobFailed (with the TrainJob's reason), KubeUnreachable, TrainJobApiError, TrainStepTerminated.
+    An existing Failed one (an earlier attempt's) or one being deleted is waited out and created again;
+    any other is waited for. Raises TrainJobFailed (with the TrainJob's reason), KubeUnreachable,
+    TrainJobApiError, TrainStepTerminated.
     """
     name = body["metadata"]["name"]
     trainer = body["spec"]["trainer"]
     with deleted_on_sigterm(jobs, name):
         existing = jobs.get(name)
-        if existing is not None and trainjob_state(existing).phase == FAILED:
-            log.warning("TrainJob %s of an earlier attempt failed (%s); creating it again: its nodes resume from the "
-                        "run's checkpoints", name, trainjob_state(existing).reason)
+        earlier = trainjob_state(existing) if existing is not None else None
+        if existing is not None and (earlier.phase == FAILED or (existing.get("metadata") or {}).get("deletionTimestamp")):
+            log.warning("TrainJob %s of an earlier attempt %s; creating it again once it is gone: its nodes resume "
+                        "from the run's checkpoints", name,
+                        f"failed ({earlier.reason})" if earlier.phase == FAILED else "is being deleted")
             jobs.delete(name, wait_s=replace_wait_s, poll_s=min(poll_s, 5.0))
             existing = None
         if existing is None and jobs.create(body) is not None:
@@ -161,7 +209,8 @@ def run_trainjob_task(
     """Train on ``nodes.nodes`` nodes through a TrainJob and leave its model in ``model_dir``; the model's metrics.
 
     config: the resolved config (YAML text or Config); dataset_dir: the prepared data set (KFP input);
-    env: HYBRIDMI_RUN_ID, HYBRIDMI_STORE + storage credentials, HYBRIDMI_NAMESPACE (default os.environ);
+    env: HYBRIDMI_RUN_ID, HYBRIDMI_STORE + storage credentials, HYBRIDMI_NAMESPACE, HYBRIDMI_POD_NAME and
+    HYBRIDMI_POD_UID (the TrainJob's owner), HYBRIDMI_KEEP_TRAINJOB (default os.environ);
     api_client: a kubernetes ApiClient (default: in-cluster service account, else the kubeconfig).
     Failures are recorded as stage ``train`` under HYBRIDMI_ERROR_DIR (when set) and re-raised.
     """
@@ -174,6 +223,7 @@ def run_trainjob_task(
             raise ValueError(f"a train step on {nodes.nodes} nodes hands data and model over through object storage every "
                              f"node reaches: HYBRIDMI_STORE must be an s3:// store (the storage Secret {nodes.store_secret!r}), "
                              f"got {getattr(store, 'uri', None) or 'none'}")
+        keep = env_flag(env, KEEP_TRAINJOB_VAR)
         key = model_key(identity.run_id, cfg)
         model_uri = f"{store.uri}/{key}"
         if store.exists(key):
@@ -188,11 +238,14 @@ def run_trainjob_task(
                 deadline_s=nodes.deadline_s, gpu_resource=nodes.gpu_type, cpu_request=nodes.cpu_request,
                 cpu_limit=nodes.cpu_limit, memory_request=nodes.memory_request, memory_limit=nodes.memory_limit,
                 node_selector=nodes.node_selector, tolerations=nodes.tolerations, image_pull_secret=nodes.image_pull_secret,
-                resume_from=identity.resume_from)
-            run_trainjob(jobs, render_trainjob(request), poll_s=poll_s, unreachable_s=unreachable_s)
-            if not store.exists(key):
-                raise RuntimeError(f"TrainJob {name} completed but no model was published at {model_uri} (rank 0 publishes "
-                                   f"it: kubectl -n {jobs.namespace} logs -l jobset.sigs.k8s.io/jobset-name={name})")
+                resume_from=identity.resume_from, owner_pod=task_pod(env))
+            with deleted_once_finished(jobs, name, keep=keep):
+                run_trainjob(jobs, render_trainjob(request), poll_s=poll_s, unreachable_s=unreachable_s)
+                if not store.exists(key):
+                    logs = (f"kubectl -n {jobs.namespace} logs -l jobset.sigs.k8s.io/jobset-name={name}" if keep else
+                            f"its pods' logs go with it unless the task runs with {KEEP_TRAINJOB_VAR}=true")
+                    raise ModelNotPublished(f"TrainJob {name} completed but no model was published at {model_uri} "
+                                            f"(rank 0 publishes it; {logs})")
         store.get_dir(key, Path(model_dir))
         log.info("model fetched from %s", model_uri)
         return _model_metrics(Path(model_dir))

@@ -11,8 +11,11 @@ each process runs the train stage's command line (``train_command``, docs/ARCHIT
 
 with the storage Secret's keys as env (references, never values) and the pipeline run's id, so its
 checkpoints are mirrored under that run and rank 0 publishes the model where the pipeline task
-fetches it. Field names were read in the Trainer's API types and CRD of that tag; the tests validate
-every rendering against the CRD's openAPIV3Schema.
+fetches it. The task's pod owns the TrainJob (``metadata.ownerReferences``, ``blockOwnerDeletion``
+false), so Kubernetes' garbage collector deletes it with the pod. Field names were
+read in the Trainer's API types and CRD of that tag; the tests validate every rendering against the
+CRD's openAPIV3Schema. ``spec.runtimePatches`` and ``spec.activeDeadlineSeconds`` came with Trainer
+v2.2.0 (``MIN_TRAINER``; v2.1 had ``podTemplateOverrides``).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
 PLURAL = "trainjobs"
 KIND = "TrainJob"
+MIN_TRAINER = "v2.2"  # the oldest Kubeflow Trainer whose TrainJob has every field rendered here
 NODE = "node"  # the torch-distributed runtime's replicated job and its container
 PATCH_MANAGER = "hybridmi.io/pipeline"  # owner of our runtimePatches entry (a domain-prefixed path)
 CONFIG_TEXT_VAR = "HYBRIDMI_CONFIG_TEXT"  # the resolved config (YAML) every process reads (hybridmi stage --config-env)
@@ -76,6 +80,7 @@ class TrainJobRequest:
     tolerations: Sequence[Mapping[str, Any]] = ()
     image_pull_secret: str = ""
     resume_from: str = ""
+    owner_pod: tuple[str, str] | None = None  # (name, uid) of the task's pod; None: no owner
 
     def __post_init__(self) -> None:
         if not _RFC1035.fullmatch(self.name) or len(self.name) > MAX_NAME:
@@ -94,6 +99,8 @@ class TrainJobRequest:
                             ("store_secret", self.store_secret), ("config_text", self.config_text)):
             if not value:
                 raise ValueError(f"TrainJob {what} is empty")
+        if self.owner_pod is not None and (len(self.owner_pod) != 2 or not all(self.owner_pod)):
+            raise ValueError(f"TrainJob owner_pod={self.owner_pod!r} is not a (pod name, pod uid) pair")
 
 
 def _env(request: TrainJobRequest) -> list[dict[str, Any]]:
@@ -133,15 +140,21 @@ def render_trainjob(request: TrainJobRequest) -> dict[str, Any]:
     labels = {"app.kubernetes.io/part-of": "hybridmi", "app.kubernetes.io/component": "train"}
     if _LABEL_VALUE.fullmatch(request.run_id):  # KFP run ids (UUIDs) always are; the annotation has it regardless
         labels[RUN_ID_LABEL] = request.run_id
+    metadata: dict[str, Any] = {
+        "name": request.name,
+        "namespace": request.namespace,
+        "labels": labels,
+        "annotations": {RUN_ID_LABEL: request.run_id, CONFIG_HASH_ANNOTATION: request.config_hash},
+    }
+    if request.owner_pod is not None:
+        # blockOwnerDeletion true would need update on pods/finalizers (OwnerReferencesPermissionEnforcement).
+        pod, uid = request.owner_pod
+        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid,
+                                        "blockOwnerDeletion": False}]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,
-        "metadata": {
-            "name": request.name,
-            "namespace": request.namespace,
-            "labels": labels,
-            "annotations": {RUN_ID_LABEL: request.run_id, CONFIG_HASH_ANNOTATION: request.config_hash},
-        },
+        "metadata": metadata,
         "spec": {
             "runtimeRef": {"name": TRAINER_RUNTIME, "apiGroup": GROUP, "kind": "ClusterTrainingRuntime"},
             "trainer": {

@@ -6,9 +6,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from fake_kube_api import Processes
+from fake_kube_api import TASK_POD, Processes
 
-from hybridmi.cluster import NAMESPACE_VAR, RUN_ID_VAR, STORE_SECRET_KEYS, STORE_SECRET_NAME
+from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, RUN_ID_VAR, STORE_SECRET_KEYS, STORE_SECRET_NAME
 from hybridmi.config import load_config
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -50,9 +50,10 @@ def secret(moto_endpoint) -> dict[str, str]:
 
 @pytest.fixture
 def task_env(secret) -> dict[str, str]:
-    """What the task pod sees: the Secret as env, the KFP run id, its namespace (downward API)."""
+    """What the task pod sees: the Secret as env, the KFP run id, its namespace, name and uid (downward API)."""
     return {**{STORE_SECRET_KEYS[k]: v for k, v in secret.items()}, RUN_ID_VAR: f"run-{uuid.uuid4().hex[:8]}",
-            NAMESPACE_VAR: NAMESPACE, "HYBRIDMI_S3_RETRY_DELAY_S": "0.05"}
+            NAMESPACE_VAR: NAMESPACE, POD_NAME_VAR: TASK_POD[0], POD_UID_VAR: TASK_POD[1],
+            "HYBRIDMI_S3_RETRY_DELAY_S": "0.05"}
 
 
 @pytest.fixture

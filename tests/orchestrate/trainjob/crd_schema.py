@@ -1,10 +1,13 @@
-"""The Kubeflow Trainer TrainJob CRD (vendored, sha256-checked) and a strict validator for objects of it.
+"""The Kubeflow Trainer TrainJob CRD (vendored, sha256-checked) and what an API server does with objects of it.
 
-A Kubernetes API server checks a custom object against the CRD's structural openAPIV3Schema: types,
-required fields, enums, patterns, bounds, item counts, unique keys of map-like lists. Unknown fields
-are pruned by default and refused under ``fieldValidation=Strict`` (kubectl's default since 1.27);
-here they are always refused, so a misspelt field fails. CEL rules (``x-kubernetes-validations``)
-are not evaluated: the one that concerns a new TrainJob's name is written out in ``name_problems``.
+A Kubernetes API server prunes the fields a CRD's structural openAPIV3Schema does not declare
+(``prune_unknown``): silently under ``fieldValidation=Ignore``, with a warning under ``Warn`` (the
+default), and under ``Strict`` it refuses the object instead, naming every such field. Then it checks
+the rest: types, required fields, enums, patterns, bounds, item counts, unique keys of map-like lists
+(``validate_trainjob``, which refuses unknown fields as well, so a misspelt field fails here).
+CEL rules (``x-kubernetes-validations``) are not evaluated: the one that concerns a new TrainJob's
+name is written out in ``name_problems``. ``CRD_FILE`` is the pinned release's CRD, ``OLDER_CRD_FILE``
+that of v2.1.0 (no runtimePatches, no activeDeadlineSeconds).
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from jsonschema import Draft7Validator, ValidationError, validators
 
 HERE = Path(__file__).resolve().parent / "trainer_crd"
 CRD_FILE = "trainer.kubeflow.org_trainjobs.yaml.gz"
+OLDER_CRD_FILE = "trainer.kubeflow.org_trainjobs.v2.1.0.yaml.gz"
 RUNTIME_FILE = "torch_distributed.yaml"
 SOURCE = json.loads((HERE / "SOURCE.json").read_text())
 
@@ -36,9 +40,9 @@ def vendored(name: str) -> bytes:
     return data
 
 
-@functools.lru_cache(maxsize=1)
-def _crd() -> dict:
-    return yaml.safe_load(vendored(CRD_FILE))
+@functools.lru_cache(maxsize=None)
+def _crd(crd_file: str = CRD_FILE) -> dict:
+    return yaml.safe_load(vendored(crd_file))
 
 
 def runtime() -> dict:
@@ -50,9 +54,45 @@ def crd() -> dict:
     return copy.deepcopy(_crd())
 
 
-def version_schema(version: str = "v1alpha1") -> dict:
-    (entry,) = [v for v in _crd()["spec"]["versions"] if v["name"] == version]
+def version_schema(version: str = "v1alpha1", crd_file: str = CRD_FILE) -> dict:
+    (entry,) = [v for v in _crd(crd_file)["spec"]["versions"] if v["name"] == version]
     return copy.deepcopy(entry["schema"]["openAPIV3Schema"])
+
+
+def _prune(value: Any, schema: dict, path: str, pruned: list[str]) -> None:
+    """Drop from ``value`` (in place) what ``schema`` does not declare, appending each dropped field's path."""
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            _prune(item, schema["items"], f"{path}[{i}]", pruned)
+    if not isinstance(value, dict):
+        return
+    properties, additional = schema.get("properties", {}), schema.get("additionalProperties")
+    for key in list(value):
+        child = f"{path}.{key}" if path else key
+        if key in properties:
+            _prune(value[key], properties[key], child, pruned)
+        elif isinstance(additional, dict):
+            _prune(value[key], additional, child, pruned)
+        elif not (additional is True or schema.get("x-kubernetes-preserve-unknown-fields")):
+            pruned.append(child)
+            del value[key]
+
+
+def prune_unknown(obj: dict, crd_file: str = CRD_FILE) -> tuple[dict, list[str]]:
+    """(the object as the API server stores it, the paths of the fields it dropped, sorted: "spec.runtimePatches").
+
+    As apiextensions-apiserver's structural pruning: apiVersion, kind and metadata (ObjectMeta) are
+    not the schema's to prune; list items are named ``field[i]``.
+    """
+    out, pruned = copy.deepcopy(obj), []
+    root = version_schema(crd_file=crd_file)
+    for key in [k for k in out if k not in ("apiVersion", "kind", "metadata")]:
+        if key in root.get("properties", {}):
+            _prune(out[key], root["properties"][key], key, pruned)
+        else:
+            pruned.append(key)
+            del out[key]
+    return out, sorted(pruned)
 
 
 def strict(schema: Any) -> Any:
@@ -94,16 +134,16 @@ def name_problems(obj: dict) -> list[str]:
     return problems + ([f"metadata.name {name!r} must be no more than 63 characters"] if len(name) > 63 else [])
 
 
-@functools.lru_cache(maxsize=1)
-def _validator() -> Draft7Validator:
-    return StrictValidator(strict(version_schema()))
+@functools.lru_cache(maxsize=None)
+def _validator(crd_file: str = CRD_FILE) -> Draft7Validator:
+    return StrictValidator(strict(version_schema(crd_file=crd_file)))
 
 
-def validate_trainjob(obj: dict) -> list[str]:
+def validate_trainjob(obj: dict, crd_file: str = CRD_FILE) -> list[str]:
     """Every problem of a TrainJob object (empty when a strict API server would accept its shape)."""
     problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-                for e in sorted(_validator().iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
-    crd_spec = _crd()["spec"]
+                for e in sorted(_validator(crd_file).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+    crd_spec = _crd(crd_file)["spec"]
     if obj.get("apiVersion") != f"{crd_spec['group']}/v1alpha1" or obj.get("kind") != crd_spec["names"]["kind"]:
         problems.append(f"apiVersion/kind {obj.get('apiVersion')}/{obj.get('kind')} is not this CRD's")
     return problems + name_problems(obj)

@@ -1,10 +1,15 @@
 """A loopback HTTP server speaking the part of the Kubernetes API the kubernetes client uses for TrainJobs,
 with a stand-in for the Trainer controller that moves each TrainJob through its status.
 
-Endpoints: POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs (the body is validated
-against the vendored CRD like an API server does: 422 on a violation, 409 when the name exists),
-GET and DELETE .../trainjobs/{name} (404 Status when absent). Errors are Kubernetes ``Status`` objects.
-``deny``: every request answers 403 (no RBAC); ``installed=False``: 404 (no TrainJob API).
+Endpoints: POST /apis/trainer.kubeflow.org/v1alpha1/namespaces/{ns}/trainjobs, handled as an API server
+handles a custom object: fields the CRD does not declare are pruned, with a ``Warning`` header each
+(``?fieldValidation=Warn``, the default), silently (``Ignore``), or refused with 400 BadRequest naming
+them all (``Strict``: "TrainJob in version "v1alpha1" cannot be handled as a TrainJob: strict decoding
+error: unknown field "spec.runtimePatches""); then the rest is validated against the vendored CRD
+(422 Invalid, as are owner references without apiVersion, kind, name or uid), and 409 answers a name
+that exists. GET and DELETE .../trainjobs/{name} (404 Status when absent). Errors are Kubernetes
+``Status`` objects. ``crd_file``: the CRD the cluster serves (crd_schema.OLDER_CRD_FILE: a Trainer
+v2.1.0); ``deny``: every request answers 403 (no RBAC); ``installed=False``: 404 (no TrainJob API).
 
 Controllers (what a TrainJob's status does after it is created):
 - ``Scripted(statuses)``: the n-th GET of a job returns the n-th status document (the last one sticks).
@@ -27,13 +32,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from crd_schema import validate_trainjob
+from crd_schema import CRD_FILE, prune_unknown, validate_trainjob
 
 PREFIX = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/"
 CREATED_AT = "2026-08-01T10:00:00Z"
 NAME = "hybridmi-train-0123456789"
+TASK_POD = ("hybridmi-multinode-abc12-system-container-impl-1234567890", "5f0e6a4c-2b1d-4c3e-9a8f-0123456789ab")  # name, uid
 
 
 def sample_trainjob(name: str = NAME) -> dict:
@@ -67,6 +73,16 @@ COMPLETE = {"conditions": [condition("Complete", "AllJobsCompleted", "jobset com
             "jobsStatus": jobs_status(succeeded=1)}
 FAILED = {"conditions": [condition("Failed", "FailedJobs", "jobset failed due to one or more job failures (first failed job: x-node-0)")],
           "jobsStatus": jobs_status(failed=1)}
+
+
+def owner_reference_problems(obj: dict) -> list[str]:
+    """ObjectMeta validation of metadata.ownerReferences (apimachinery ValidateOwnerReferences, in part)."""
+    problems = []
+    for i, ref in enumerate(obj.get("metadata", {}).get("ownerReferences") or []):
+        for key, what in (("apiVersion", "version"), ("kind", "kind"), ("name", "name"), ("uid", "uid")):
+            if not ref.get(key):
+                problems.append(f'metadata.ownerReferences[{i}].{key}: Invalid value: "": {what} must not be empty')
+    return problems
 
 
 class Scripted:
@@ -155,13 +171,14 @@ class Recorded:
     method: str
     path: str
     query: str
+    body: dict | None = None
 
 
 class FakeKubeAPI:
     """The server: ``url`` for a kubernetes ``Configuration(host=...)``; ``jobs`` holds the stored objects."""
 
-    def __init__(self, controller: Any, *, deny: bool = False, installed: bool = True) -> None:
-        self.controller, self.deny, self.installed = controller, deny, installed
+    def __init__(self, controller: Any, *, deny: bool = False, installed: bool = True, crd_file: str = CRD_FILE) -> None:
+        self.controller, self.deny, self.installed, self.crd_file = controller, deny, installed, crd_file
         self.jobs: dict[str, dict] = {}
         self.requests: list[Recorded] = []
         self.port = free_port()
@@ -175,7 +192,9 @@ class FakeKubeAPI:
         return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
                 "reason": reason, "code": code}
 
-    def handle(self, method: str, path: str, body: dict | None) -> tuple[int, dict]:
+    def handle(self, method: str, path: str, body: dict | None, query: dict[str, list[str]] | None = None,
+               warnings: list[str] | None = None) -> tuple[int, dict]:
+        """(HTTP status, response object) of one request; ``warnings`` receives the Warning headers to send."""
         if self.deny:
             return 403, self.status_object(403, "Forbidden", f'trainjobs.trainer.kubeflow.org is forbidden: User '
                                            f'"system:serviceaccount:kubeflow:pipeline-runner" cannot {method.lower()} resource "trainjobs"')
@@ -187,7 +206,8 @@ class FakeKubeAPI:
             return 404, self.status_object(404, "NotFound", "the server could not find the requested resource")
         with self._lock:
             if method == "POST" and not name:
-                return self._create(namespace, body or {})
+                directive = (query or {}).get("fieldValidation", ["Warn"])[-1]
+                return self._create(namespace, body or {}, directive, [] if warnings is None else warnings)
             stored = self.jobs.get(name)
             if stored is None:
                 return 404, self.status_object(404, "NotFound", f'trainjobs.trainer.kubeflow.org "{name}" not found')
@@ -199,9 +219,19 @@ class FakeKubeAPI:
                 return 200, {**self.status_object(200, "", ""), "status": "Success"}
         return 405, self.status_object(405, "MethodNotAllowed", f"{method} is not supported here")
 
-    def _create(self, namespace: str, obj: dict) -> tuple[int, dict]:
+    def _create(self, namespace: str, obj: dict, directive: str, warnings: list[str]) -> tuple[int, dict]:
         name = obj.get("metadata", {}).get("name", "")
-        problems = validate_trainjob(obj)
+        if directive not in ("Ignore", "Warn", "Strict"):
+            return 400, self.status_object(400, "BadRequest", f"fieldValidation {directive!r} is not Ignore, Warn or Strict")
+        obj, unknown = prune_unknown(obj, self.crd_file)
+        if unknown and directive == "Strict":  # apiserver handlers: transformDecodeError of a StrictDecodingError
+            version = obj.get("apiVersion", "").rpartition("/")[2]
+            return 400, self.status_object(400, "BadRequest", f'{obj.get("kind")} in version "{version}" cannot be handled as '
+                                           "a TrainJob: strict decoding error: "
+                                           + ", ".join(f'unknown field "{path}"' for path in unknown))
+        if directive == "Warn":
+            warnings.extend(f'unknown field "{path}"' for path in unknown)
+        problems = validate_trainjob(obj, self.crd_file) + owner_reference_problems(obj)
         if obj.get("metadata", {}).get("namespace", namespace) != namespace:
             problems.append("the namespace of the provided object does not match the namespace sent on the request")
         if problems:
@@ -223,10 +253,14 @@ class FakeKubeAPI:
                 parts = urlsplit(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                api.requests.append(Recorded(self.command, parts.path, parts.query))
-                code, payload = api.handle(self.command, parts.path, json.loads(raw) if raw else None)
+                body = json.loads(raw) if raw else None
+                api.requests.append(Recorded(self.command, parts.path, parts.query, body))
+                warnings: list[str] = []
+                code, payload = api.handle(self.command, parts.path, body, parse_qs(parts.query), warnings)
                 data = json.dumps(payload).encode()
                 self.send_response(code)
+                for warning in warnings:
+                    self.send_header("Warning", f"299 - {json.dumps(warning)}")
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()

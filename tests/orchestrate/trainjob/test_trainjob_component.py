@@ -1,6 +1,7 @@
 """The multi-node train task as KFP runs it: the pipeline's own wiring (prepare → train as a TrainJob) under
 kfp.local's SubprocessRunner, the task finding the Kubernetes API through a kubeconfig and its namespace,
-run id and storage through env as in its pod; the fake cluster runs the TrainJob's node for real."""
+run id, storage and its pod's name and uid through env as in its pod; the fake cluster runs the TrainJob's
+node for real."""
 from __future__ import annotations
 
 import json
@@ -8,9 +9,9 @@ import warnings
 from pathlib import Path
 
 import yaml
-from fake_kube_api import FakeKubeAPI
+from fake_kube_api import TASK_POD, FakeKubeAPI
 
-from hybridmi.cluster import NAMESPACE_VAR, RUN_ID_VAR, STORE_SECRET_KEYS
+from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, RUN_ID_VAR, STORE_SECRET_KEYS
 from hybridmi.orchestrate.task import config_to_text
 from hybridmi.orchestrate.trainjob.launch import model_key
 from hybridmi.stages.common import read_sidecar
@@ -54,18 +55,23 @@ def test_component__trains_through_the_trainjob_and_outputs_its_model(tiny_cfg, 
         monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
         monkeypatch.setenv(NAMESPACE_VAR, "team-a")
         monkeypatch.setenv(RUN_ID_VAR, run_id)
+        monkeypatch.setenv(POD_NAME_VAR, TASK_POD[0])
+        monkeypatch.setenv(POD_UID_VAR, TASK_POD[1])
         monkeypatch.setenv("PYTHONPATH", str(ROOT))
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), raise_on_error=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             two_step_pipeline()(config=config_to_text(tiny_cfg), train_nodes="1", gpu_type="", gpu_count="")
         posted = [r for r in kube.requests if r.method == "POST"]
+        left = dict(kube.jobs)
     (run_dir,) = [p for p in (tmp_path / "root").iterdir() if p.is_dir()]
     outputs = json.loads((run_dir / "train-trainjob" / "executor_output.json").read_text())["artifacts"]
     model_dir = Path(outputs["model"]["artifacts"][0]["uri"])
     assert (model_dir / "model.pt").is_file() and read_sidecar(model_dir)["config_hash"] == tiny_cfg.hash()
     assert outputs["metrics"]["artifacts"][0]["metadata"]["steps"] > 0  # logged on the KFP Metrics output
     assert [p.path for p in posted] == ["/apis/trainer.kubeflow.org/v1alpha1/namespaces/team-a/trainjobs"]
+    assert [(o["name"], o["uid"]) for o in posted[0].body["metadata"]["ownerReferences"]] == [TASK_POD]
+    assert left == {}  # deleted once its model was in the store
     from hybridmi.store import store_from_env
 
     store = store_from_env(secret["store"], {STORE_SECRET_KEYS[k]: v for k, v in secret.items()})

@@ -28,10 +28,11 @@ def request(**changes) -> TrainJobRequest:
     return TrainJobRequest(**{**values, **changes})
 
 
+POD = ("hybridmi-multinode-x7k2p-system-container-impl-2417", "0d2c8a4e-1f3b-4e5d-8c7a-9b6f5e4d3c2b")
 SHAPES = {
-    "4 nodes x 8 GPUs, selector, toleration, pull secret, resume": dict(
+    "4 nodes x 8 GPUs, selector, toleration, pull secret, resume, owner": dict(
         node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}, tolerations=[GPU_TOLERATION],
-        image_pull_secret="regcred", resume_from="earlier-run"),
+        image_pull_secret="regcred", resume_from="earlier-run", owner_pod=POD),
     "2 CPU nodes": dict(nodes=2, gpus_per_node=0, gpu_resource=""),
     "1 node, defaults": dict(nodes=1, gpus_per_node=1),
 }
@@ -98,7 +99,7 @@ def test_nodes__gpus_set_processes_per_node_and_the_gpu_limit_cpu_nodes_run_one_
 
 
 def test_scheduling__selector_tolerations_pull_secret_and_shm_reach_the_node_pods():
-    spec = render_trainjob(request(**SHAPES["4 nodes x 8 GPUs, selector, toleration, pull secret, resume"]))
+    spec = render_trainjob(request(**SHAPES["4 nodes x 8 GPUs, selector, toleration, pull secret, resume, owner"]))
     pod = spec["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
     pod = pod["template"]["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
@@ -106,6 +107,13 @@ def test_scheduling__selector_tolerations_pull_secret_and_shm_reach_the_node_pod
     assert pod["containers"] == [{"name": NODE, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}]
     plain = render_trainjob(request())["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
     assert set(plain["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]) == {"volumes", "containers"}
+
+
+def test_owner__the_task_pod_owns_the_trainjob_without_blocking_its_deletion():
+    meta = render_trainjob(request(owner_pod=POD))["metadata"]
+    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": POD[0], "uid": POD[1],
+                                        "blockOwnerDeletion": False}]  # true would need update on pods/finalizers
+    assert "ownerReferences" not in render_trainjob(request())["metadata"]
 
 
 def test_name__one_per_run_and_config_a_dns_label_short_enough_for_the_pod_hostnames():
@@ -122,6 +130,7 @@ def test_name__one_per_run_and_config_a_dns_label_short_enough_for_the_pod_hostn
     (dict(model_uri="/local/model"), "model_uri='/local/model' is not an s3:// URI"),
     (dict(name="x" * 60), "at most 50 characters"),
     (dict(image=""), "image is empty"),
+    (dict(owner_pod=("pod-1", "")), r"owner_pod=\('pod-1', ''\) is not a \(pod name, pod uid\) pair"),
 ])
 def test_request__refuses_what_the_cluster_could_not_run(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -10,10 +10,12 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
-from fake_kube_api import COMPLETE, CREATED, FAILED, NAME, RUNNING, FakeKubeAPI, Scripted, condition
+from crd_schema import OLDER_CRD_FILE
+from fake_kube_api import COMPLETE, CREATED, FAILED, NAME, PREFIX, RUNNING, FakeKubeAPI, Scripted, condition
 from fake_kube_api import sample_trainjob as body
 
 from hybridmi.orchestrate.trainjob.api import ApiUnavailable, TrainJobApiError, TrainJobs
@@ -111,13 +113,42 @@ def test_api__refusals_end_in_one_line_saying_what_to_fix(server, message):
     assert "\n" not in str(refused.value)
 
 
-def test_api__an_object_the_crd_refuses_is_named_with_the_servers_message():
+@pytest.mark.parametrize("field, value, message", [
+    ("numNode", 2, r'400 TrainJob in version "v1alpha1" cannot be handled as a TrainJob: strict decoding error: '
+                   r'unknown field "spec.trainer.numNode" \(the cluster\'s TrainJob CRD has no field spec.trainer.numNode'),
+    ("numNodes", "two", r"422 .* is invalid: spec.trainer.numNodes: 'two' is not of type 'integer'"),
+], ids=["a field the CRD lacks", "a value the CRD refuses"])
+def test_api__an_object_the_crd_refuses_is_named_with_the_servers_message(field, value, message):
     bad = body()
-    bad["spec"]["trainer"]["numNode"] = 2  # a typo: the real field is numNodes
+    bad["spec"]["trainer"][field] = value
     with FakeKubeAPI(Scripted([RUNNING])) as kube:
-        with pytest.raises(TrainJobApiError, match=r"creating TrainJob .*: 422 .* is invalid: .*'numNode' was unexpected"):
+        with pytest.raises(TrainJobApiError, match=rf"creating TrainJob {NAME} in namespace kubeflow: {message}"):
             TrainJobs(kube.api_client(), "kubeflow").create(bad)
         assert kube.jobs == {}
+
+
+def test_fake_api__without_strict_validation_an_older_trainer_drops_the_fields_it_lacks_with_a_warning():
+    """What the Strict create guards against, as a real API server does it (fieldValidation defaults to Warn)."""
+    with FakeKubeAPI(Scripted([RUNNING]), crd_file=OLDER_CRD_FILE) as kube:
+        request = urllib.request.Request(f"{kube.url}{PREFIX}kubeflow/trainjobs", data=json.dumps(body()).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201
+            warnings = response.headers.get_all("Warning")
+        stored = kube.jobs[NAME]
+    assert warnings == ['299 - "unknown field \\"spec.activeDeadlineSeconds\\""',
+                        '299 - "unknown field \\"spec.runtimePatches\\""']
+    assert "runtimePatches" not in stored["spec"] and "activeDeadlineSeconds" not in stored["spec"]
+
+
+def test_retried_task__waits_out_a_trainjob_being_deleted_and_creates_it_again():
+    with FakeKubeAPI(Scripted([RUNNING, FAILED], [COMPLETE])) as kube:  # waited for, the going one would fail the step
+        going = {**body(), "metadata": {**body()["metadata"], "deletionTimestamp": "2026-08-01T10:05:00Z"}}
+        kube.jobs[NAME] = going  # the earlier attempt deleted it; its pods are still terminating
+        kube.controller.start(going)
+        state = run_trainjob(TrainJobs(kube.api_client(), "kubeflow"), body(), poll_s=0.01)
+    assert state.phase == "Complete"
+    assert [r.method for r in kube.requests][:4] == ["GET", "DELETE", "GET", "POST"]
 
 
 def test_sigterm__deletes_the_trainjob_so_its_nodes_stop(tmp_path):
