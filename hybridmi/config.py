@@ -19,8 +19,14 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message is one line naming the field."""
 
 
+# A config file is a page of settings: bigger files, and YAML aliases (which expand to any size), are refused.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_SHOWN_VALUE = 80  # characters of a bad value quoted in an error line
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # allow_inf_nan=False: every float is finite (an infinite budget or temperature would fail hours later).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -151,6 +157,13 @@ class DiffusionConfig(_Section):
     num_timesteps: int = Field(1000, ge=2, description="T")
 
 
+    @model_validator(mode="after")
+    def _increasing(self) -> "DiffusionConfig":
+        if self.beta_start >= self.beta_end:
+            raise ValueError(f"diffusion.beta_start {self.beta_start} must be below diffusion.beta_end {self.beta_end}")
+        return self
+
+
 class DDIMTrainConfig(_Section):
     epochs: float = Field(100.0, gt=0.0, description="passes over the latent train set")
     batch_size: int = Field(128, ge=1, description="latents per step")
@@ -233,6 +246,9 @@ class Config(BaseModel):
                 f"train.batch_size {batch} does not split into objective.bn_splits {o.bn_splits} BatchNorm groups "
                 f"of at least 2 images each"
             )
+        if self.sampling.steps > self.diffusion.num_timesteps:
+            raise ValueError(f"sampling.steps {self.sampling.steps} exceeds the {self.diffusion.num_timesteps} training "
+                             "timesteps (diffusion.num_timesteps)")
         ranks = self.train.ranks
         if isinstance(ranks, int) and ranks > 1:
             if batch % ranks:
@@ -254,7 +270,9 @@ def _format_error(err: ValidationError) -> str:
     msg = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
-    detail = f" (got {first['input']!r})" if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict) else ""
+    shown = repr(first.get("input"))
+    shown = shown if len(shown) <= MAX_SHOWN_VALUE else shown[:MAX_SHOWN_VALUE] + "..."
+    detail = f" (got {shown})" if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict) else ""
     more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
     prefix = "" if first["type"] == "value_error" else f"{where}: "
     return f"config error: {prefix}{msg}{detail}{more}"
@@ -262,7 +280,7 @@ def _format_error(err: ValidationError) -> str:
 
 def _apply_override(tree: dict[str, Any], assignment: str) -> None:
     if "=" not in assignment:
-        raise ConfigError(f"config error: override {assignment!r} is not of the form a.b=value")
+        raise ConfigError(f"config error: override {assignment[:MAX_SHOWN_VALUE]!r} is not of the form a.b=value")
     dotted, raw = assignment.split("=", 1)
     keys = dotted.strip().split(".")
     node = tree
@@ -295,13 +313,42 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config error: file {path} does not exist")
-        try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config error: {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if not isinstance(tree, dict):
-            raise ConfigError(f"config error: {path} must hold a mapping at the top level")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config error: {path} is {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES}")
+        tree = parse_config_text(path.read_text(), where=str(path))
     return config_from_dict(tree, overrides)
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without aliases: ``*name`` can expand a few hundred bytes into gigabytes (nested references)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.events.AliasEvent):
+            raise ConfigError(f"config error: YAML aliases are not allowed in a config (line {self.peek_event().start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def parse_config_text(text: str, *, where: str = "config") -> dict[str, Any]:
+    """A config's YAML text as a dict (empty text: ``{}``); ConfigError for oversized, aliased or malformed text."""
+    if len(text.encode()) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config error: {where} is larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        tree = yaml.load(text, Loader=_NoAliasLoader) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config error: {where} is not valid YAML: {str(exc).splitlines()[0][:200]}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"config error: {where} must hold a mapping at the top level")
+    return tree
+
+
+def config_from_text(text: str, overrides: list[str] | tuple[str, ...] = (), *, where: str = "config") -> Config:
+    """The Config whose YAML (or JSON) text is ``text`` (empty: the defaults), plus overrides; ConfigError naming ``where``."""
+    return config_from_dict(parse_config_text(text, where=where), overrides)
+
+
+def config_to_text(cfg: Config) -> str:
+    """The one text form of a resolved config: YAML that ``config_from_text`` reads back to an equal Config."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
 def write_config(cfg: Config, directory: str | Path, name: str = "config.yaml") -> Path:
@@ -309,5 +356,5 @@ def write_config(cfg: Config, directory: str | Path, name: str = "config.yaml") 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     out = directory / name
-    out.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    out.write_text(config_to_text(cfg))
     return out
