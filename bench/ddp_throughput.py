@@ -46,13 +46,13 @@ def measure(ranks: int, *, preset: str, overrides: list[str], steps: int, warmup
 
 def _worker(args: argparse.Namespace) -> None:
     import torch
+    from flops import build_step  # the benchmarks' one step builder (bench/ is this script's sys.path[0])
 
     from hybridmi.config import load_config
     from hybridmi.data.augment import to_float
     from hybridmi.data.synthetic import make_synthetic
     from hybridmi.runtime import choose_device, seed_everything
     from hybridmi.train.distributed import Ranks, process_group, rank_device
-    from flops import build_step  # the benchmarks' one step builder (bench/ is this script's sys.path[0])
 
     ranks = Ranks.from_env(os.environ)
     if args.threads:

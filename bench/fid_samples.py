@@ -25,7 +25,13 @@ if str(ROOT) not in sys.path:
 from hybridmi.config import DataConfig  # noqa: E402
 from hybridmi.data.prepare import cached_decode  # noqa: E402
 from hybridmi.data.prepared import content_checksum  # noqa: E402
-from hybridmi.eval.fid import activation_statistics, frechet_distance, load_inception, reference_statistics, uint8_batches  # noqa: E402
+from hybridmi.eval.fid import (  # noqa: E402
+    activation_statistics,
+    frechet_distance,
+    load_inception,
+    reference_statistics,
+    uint8_batches,
+)
 
 ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 

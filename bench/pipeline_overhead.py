@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hybridmi.orchestrate import run_local
+from hybridmi.runners.local import run_local
 from hybridmi.stages import STAGE_NAMES
 
 TASKS_PER_RUN = len(STAGE_NAMES) + 1  # every stage plus the configure task

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hybridmi.orchestrate.local import patched_environ, run_local
-from hybridmi.orchestrate.summary import task_times
+from hybridmi.runners.local import patched_environ, run_local
+from hybridmi.runners.summary import task_times
 
 
 def convert_weights(directory: Path) -> tuple[Path, float]:

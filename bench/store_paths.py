@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 from hybridmi.config import load_config
-from hybridmi.orchestrate.task import STORE_VAR, run_task
 from hybridmi.store import CheckpointSync, store_from_env
+from hybridmi.task.run import STORE_VAR, run_task
 from hybridmi.train.checkpoint import save_checkpoint
 from hybridmi.train.hybrid import build_models, make_optimizer
 

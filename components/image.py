@@ -1,28 +1,30 @@
-"""The project image's immutable tag: ``hybridmi:<version>-<source digest>[-cpu]`` (stdlib only; also a script).
+"""The project image's names: the pipelines' default ``hybridmi:<version>`` and a build's tag (stdlib only; also a script).
 
-The digest is a sha256 over the files the Docker build context holds (``.dockerignore`` admits
-exactly ``IMAGE_SOURCES``, minus caches and ``pipelines/compiled``) plus ``docker/Dockerfile``:
-relative path and content of each. So the tag names what is inside the image, whatever the git
-state: an unchanged tree gives the same tag (KFP's cache, keyed on the image string, stays valid),
-any change to what the image holds gives a new one. A git sha could not serve as the default of
-``pipelines/compiled``: those files are committed, and a commit cannot contain its own sha.
+``DEFAULT_IMAGE`` is ``hybridmi:<package version>``, read from the installed distribution's metadata
+(from ``pyproject.toml`` when this is a checkout that is not installed). It is the default of the
+pipelines' ``image`` run parameter and the ``base_image`` of the components, so the compiled
+pipelines change with the version and the pipeline code only, never with an edit elsewhere. It names
+no particular build: a run sets ``image`` to the reference it pushed.
 
-The torch variant (build argument ``TORCH_VARIANT``, docker/requirements.py) is not in the context,
-so it goes into the tag itself: the CPU-only image is ``…-<digest>-cpu``, the CUDA image has no
-suffix, and the two never share a tag.
-
-``docker/build.sh`` tags the image it builds with ``python components/image.py [--torch-variant cpu]``
-(this file run as a script prints the tag); the pipelines default their ``image`` parameter to
-``PROJECT_IMAGE``, the tag of this checkout's CUDA image. Changing anything under ``IMAGE_SOURCES``
-therefore changes the compiled pipelines: regenerate them (``hybridmi compile``; the golden test says so).
+``project_image(root)`` is the tag ``docker/build.sh`` gives the image of a checkout,
+``hybridmi:<version>-<source digest>[-cpu]``: a sha256 over the files the Docker build context holds
+(``.dockerignore`` admits exactly ``IMAGE_SOURCES``, minus caches and ``pipelines/compiled``) plus
+``docker/Dockerfile``, relative path and content of each. An unchanged tree gives the same tag (KFP's
+cache, keyed on the image string, stays valid); any change to what the image holds gives a new one.
+The torch variant (build argument ``TORCH_VARIANT``, docker/requirements.py) is not in the context, so
+it goes into the tag: the CPU-only image is ``…-<digest>-cpu``, the CUDA image has no suffix. Only a
+checkout has these files: the tag is computed where a checkout is at hand (``docker/build.sh`` runs
+this file as a script; the Docker runner of ``hybridmi run`` and ``hybridmi submit`` without
+``--image`` call ``checkout_image``), never at import.
 """
 from __future__ import annotations
 
 import hashlib
 import tomllib
+from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]  # the checkout, when this file is in one (checkout_root)
 IMAGE_NAME = "hybridmi"
 # What docker/Dockerfile copies (the .dockerignore allow-list) and the recipe itself.
 IMAGE_SOURCES = ("pyproject.toml", "hybridmi", "components", "pipelines", "configs", "docker/requirements.py",
@@ -30,10 +32,32 @@ IMAGE_SOURCES = ("pyproject.toml", "hybridmi", "components", "pipelines", "confi
 # The torch builds docker/requirements.py installs and the suffix each adds to the tag.
 TORCH_VARIANT_SUFFIXES = {"cuda": "", "cpu": "-cpu"}
 # Left out of the build context and of the digest (.dockerignore says the same): caches, build
-# metadata, documentation, and the compiled pipelines (they contain the tag, so it cannot be
-# computed from them).
+# metadata, documentation, and the compiled pipelines (regenerated from the sources; not needed in the image).
 EXCLUDED_DIRS = ("pipelines/compiled",)
 EXCLUDED_SUFFIXES = (".pyc", ".md")
+
+
+def checkout_root(root: Path = REPO) -> Path | None:
+    """``root`` when it is a checkout of the repository (pyproject.toml and docker/Dockerfile beside the packages);
+    None for an installed package (site-packages holds neither)."""
+    return root if (root / "pyproject.toml").is_file() and (root / "docker" / "Dockerfile").is_file() else None
+
+
+def _pyproject_version(root: Path) -> str:
+    return tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+
+
+def package_version() -> str:
+    """hybridmi's version: the installed distribution's, else (a checkout on sys.path, not installed) pyproject's."""
+    try:
+        return metadata.version(IMAGE_NAME)
+    except metadata.PackageNotFoundError:
+        if checkout_root() is None:
+            raise
+        return _pyproject_version(REPO)
+
+
+DEFAULT_IMAGE = f"{IMAGE_NAME}:{package_version()}"
 
 
 def _excluded(rel: Path) -> bool:
@@ -64,14 +88,21 @@ def source_digest(root: Path = REPO) -> str:
 
 
 def project_image(root: Path = REPO, *, torch_variant: str = "cuda") -> str:
-    """``hybridmi:<pyproject version>-<source digest><variant suffix>``: the tag docker/build.sh gives this tree's image."""
+    """``hybridmi:<pyproject version>-<source digest><variant suffix>``: the tag docker/build.sh gives the image of ``root``."""
     if torch_variant not in TORCH_VARIANT_SUFFIXES:
         raise ValueError(f"torch variant {torch_variant!r} is not one of {', '.join(TORCH_VARIANT_SUFFIXES)}")
-    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
-    return f"{IMAGE_NAME}:{version}-{source_digest(root)}{TORCH_VARIANT_SUFFIXES[torch_variant]}"
+    digest = source_digest(root)  # first: it names a missing source file
+    return f"{IMAGE_NAME}:{_pyproject_version(root)}-{digest}{TORCH_VARIANT_SUFFIXES[torch_variant]}"
 
 
-PROJECT_IMAGE = project_image()
+def checkout_image(*, torch_variant: str = "cuda", needed_for: str = "this command") -> str:
+    """The tag docker/build.sh gives the image of the checkout this code runs from; ValueError from an installed package."""
+    root = checkout_root()
+    if root is None:
+        raise ValueError(f"{needed_for} needs --image: hybridmi runs from an installed package ({REPO}), not a checkout, "
+                         "so there is no docker/build.sh tag to default to")
+    return project_image(root, torch_variant=torch_variant)
+
 
 if __name__ == "__main__":
     import argparse

@@ -4,23 +4,23 @@ Used in place of ``train`` by the multi-node pipeline (pipelines/hybridmi_pipeli
 The task itself needs no GPU: it publishes the data set to object storage, creates the TrainJob
 (``train_nodes`` nodes × ``gpu_count`` GPUs of ``image`` on the torch-distributed runtime, the storage
 Secret as env, the same config), logs its state until it ends, and downloads the model its rank 0
-published under the run's id (hybridmi/orchestrate/trainjob/). ``deadline_s``: the TrainJob's
+published under the run's id (hybridmi/task/trainjob/). ``deadline_s``: the TrainJob's
 activeDeadlineSeconds (the compile-time train timeout).
 """
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components.image import PROJECT_IMAGE
+from components.image import DEFAULT_IMAGE
 
 
-@dsl.component(base_image=PROJECT_IMAGE, install_kfp_package=False)
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def train_trainjob(config: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics], image: str,
                    train_nodes: str, deadline_s: int, gpu_type: str, gpu_count: str, gpu_node_selector: dict,
                    gpu_tolerations: list, task_cpu_request: str, task_cpu_limit: str, task_memory_request: str,
                    task_memory_limit: str, image_pull_secret: str, store_secret: str, resume_from: str = ""):
     """Train the hybrid model on train_nodes nodes x gpu_count GPUs through a Kubeflow Trainer TrainJob."""
-    from hybridmi.orchestrate.task import log_metrics, setup_task_logging
-    from hybridmi.orchestrate.trainjob.launch import node_settings, run_trainjob_task
+    from hybridmi.task.component import log_metrics, setup_task_logging
+    from hybridmi.task.trainjob.launch import node_settings, run_trainjob_task
 
     setup_task_logging()
     nodes = node_settings(image=image, train_nodes=train_nodes, deadline_s=deadline_s, gpu_type=gpu_type,

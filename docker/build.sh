@@ -7,8 +7,9 @@
 #   docker/build.sh --print-tag                       # the tag only: no Docker needed, nothing built
 #
 # The tag is hybridmi:<version>-<source digest> (components/image.py: a digest of exactly what the
-# build context holds), the default `image` parameter of the compiled pipelines; the CPU-only image
-# is hybridmi:<version>-<source digest>-cpu. It never moves: another tree or torch variant gives
+# build context holds, computed here from the checkout); the CPU-only image is
+# hybridmi:<version>-<source digest>-cpu. The compiled pipelines default their `image` parameter to
+# hybridmi:<version>, which names no build: pass the tag or the pushed reference to the run. It never moves: another tree or torch variant gives
 # another tag. hybridmi:dev (hybridmi:dev-cpu) is also set, as a local alias for people; nothing
 # in the pipelines names it. --push tags the image REGISTRY/NAME:<same tag part>, pushes it and
 # prints that reference (pass it to `hybridmi submit --image`).

@@ -23,7 +23,8 @@ EXPECTED_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, RuntimeErr
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML preset (configs/*.yaml); defaults when omitted")
+    parser.add_argument("--config", type=Path, help="YAML preset, a path (configs/*.yaml in a checkout, "
+                        "/opt/hybridmi/configs/*.yaml in the image); defaults when omitted")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=VALUE",
                         help="override one config field (repeatable)")
 
@@ -50,8 +51,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     """prepare → train → probe → reconstruction in this process, each as a pipeline task runs it (metrics
     pushed, checkpoints mirrored, data set published when the environment configures them); artifacts under --out."""
     from hybridmi.cluster import RUN_ID_VAR
-    from hybridmi.orchestrate.identity import new_run_id
-    from hybridmi.orchestrate.task import run_task
+    from hybridmi.task.identity import new_run_id
+    from hybridmi.task.run import run_task
 
     cfg = load_config(args.config, args.overrides)
     out = Path(args.out)
@@ -107,20 +108,12 @@ def _stage_config(args: argparse.Namespace):
         return load_config(args.config, args.overrides)
     if args.config is not None:
         raise ValueError("--config and --config-env exclude each other")
-    import yaml
-
-    from hybridmi.config import config_from_dict
+    from hybridmi.config import config_from_text
 
     text = os.environ.get(args.config_env)
     if text is None:
         raise ConfigError(f"config error: environment variable {args.config_env} (--config-env) is not set")
-    try:
-        tree = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config error: {args.config_env} is not valid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(tree, dict):
-        raise ConfigError(f"config error: {args.config_env} must hold a mapping at the top level")
-    return config_from_dict(tree, args.overrides)
+    return config_from_text(text, args.overrides, where=args.config_env)
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
@@ -131,8 +124,8 @@ def cmd_stage(args: argparse.Namespace) -> int:
     a scratch directory, the stage runs, and outputs are published (kept and named if that fails).
     Started by torchrun (WORLD_SIZE > 1), every rank fetches the inputs and only rank 0 publishes.
     """
-    from hybridmi.orchestrate.scratch import scratch_dir
-    from hybridmi.orchestrate.task import run_task
+    from hybridmi.task.run import run_task
+    from hybridmi.task.scratch import scratch_dir
     from hybridmi.train.distributed import Ranks
 
     cfg = _stage_config(args)
@@ -188,8 +181,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     Prints where the report is, its headline numbers and where the time went (``--json``: the run as JSON).
     """
-    from hybridmi.orchestrate.local import run_local
-    from hybridmi.orchestrate.summary import run_summary
+    from hybridmi.runners.local import run_local
+    from hybridmi.runners.summary import run_summary
 
     store = args.store or os.environ.get("HYBRIDMI_STORE") or str(Path(args.root).resolve() / "store")
     if store != "none" and "://" not in store:
@@ -224,17 +217,18 @@ def cmd_fid_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from hybridmi.orchestrate import compile_pipelines
+    from hybridmi.runners.compile import compile_pipelines
 
-    for path in compile_pipelines(args.out, _limits(args)):
+    limits = _limits(args) if args.image is None else replace(_limits(args), default_image=args.image)
+    for path in compile_pipelines(args.out, limits):
         print(path)
     return 0
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
     """Compile and submit to a Kubeflow Pipelines cluster; with --wait, the exit code says the final state."""
-    from hybridmi.orchestrate.connection import WAIT_TIMED_OUT, Auth
-    from hybridmi.orchestrate.remote import submit
+    from hybridmi.runners.connection import WAIT_TIMED_OUT, Auth
+    from hybridmi.runners.submit import submit
 
     try:
         result = submit(
@@ -283,7 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--store", help="artifact store for data sets and checkpoints: s3://bucket/prefix (creds from env) "
                    "or a directory; default $HYBRIDMI_STORE, else ROOT/store; 'none' for no store")
     p.add_argument("--caching", action="store_true", help="let kfp.local reuse cached task results")
-    p.add_argument("--image", help="image of the docker runner's containers (default: the tag docker/build.sh gives this checkout)")
+    p.add_argument("--image", help="image of the docker runner's containers (default: the tag docker/build.sh gives this "
+                   "checkout; needed when hybridmi is an installed package)")
     p.add_argument("--json", action="store_true", help="print the run (directories of every output) as JSON")
     p.set_defaults(func=cmd_run)
 
@@ -298,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
     p.add_argument("--out", default="pipelines/compiled", type=Path)
     p.add_argument("--image-pull-secret", help="docker-registry Secret every pod pulls the image with (default: none)")
+    p.add_argument("--image", help="default of the pipelines' image parameter, e.g. the reference docker/build.sh --push "
+                   "prints (default: hybridmi:<package version>, which names no build)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("submit", help="compile and submit to a Kubeflow Pipelines cluster",
@@ -320,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     caching.add_argument("--cache", dest="caching", action="store_const", const=True,
                          help="reuse cached task results everywhere (reruns included)")
     caching.add_argument("--no-cache", dest="caching", action="store_const", const=False, help="run every task")
-    p.add_argument("--image", help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push prints it)")
+    p.add_argument("--image", help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push "
+                   "prints it); default: the tag docker/build.sh gives this checkout, needed when hybridmi is an installed package")
     p.add_argument("--image-pull-secret", help="docker-registry Secret in the run's namespace for a private registry "
                                                "(compiled into every pod; default: none)")
     p.add_argument("--accelerator-type", help="GPU resource of the GPU stages; '' removes the GPU request")
@@ -338,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pipeline", choices=("hybridmi", "alpha_sweep"), default="hybridmi")
+    from hybridmi.runners.compile import PIPELINES
+
+    p.add_argument("--pipeline", choices=PIPELINES, default="hybridmi")
     p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
                    help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, train_nodes, ...; see components/README.md)")
     p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
@@ -350,8 +350,8 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hybridmi.orchestrate.scratch import exit_on_sigterm
     from hybridmi.runtime import setup_logging
+    from hybridmi.task.scratch import exit_on_sigterm
 
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)

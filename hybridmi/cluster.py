@@ -45,7 +45,7 @@ KFP_BACKEND_VERSION = "2.17.0"
 
 # Kubeflow Trainer release that k8s/trainer installs (github.com/kubeflow/trainer tags: ..., v2.2.0,
 # v2.2.1, v2.3.0-rc.*; v2.2.1 is the newest release that is not a candidate). The TrainJob the
-# multi-node train step creates is validated against this tag's CRD (tests/orchestrate/trainjob/trainer_crd);
+# multi-node train step creates is validated against this tag's CRD (tests/task/trainjob/trainer_crd);
 # tests/k8s keeps the pins in step with it.
 TRAINER_VERSION = "v2.2.1"
 TRAINER_RUNTIME = "torch-distributed"  # ClusterTrainingRuntime of k8s/trainer/runtimes: torchrun, PET_* env

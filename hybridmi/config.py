@@ -180,8 +180,7 @@ class SamplingConfig(_Section):
     eta: float = Field(0.0, ge=0.0, description="DDIM eta; 1 with steps = T is ancestral DDPM")
     steps: int = Field(100, ge=1, description="sampling steps S")
     spacing: Literal["uniform", "quadratic"] = Field("uniform", description="timestep skip spacing")
-    num_samples: int = Field(50000, ge=1, description="samples drawn for FID")
-    saved_samples: int = Field(1000, ge=1, description="samples the sample stage writes as a uint8 tensor file")
+    num_samples: int = Field(50000, ge=1, description="samples the sample stage draws once per run: FID's N (the figures' grid takes the first)")
     batch_size: int = Field(500, ge=1, description="samples per sampler call")
     seed: int = Field(0, description="sampler seed")
 
@@ -261,6 +260,21 @@ class Config(BaseModel):
     def hash(self) -> str:
         """Short content hash of the resolved config (stable key order)."""
         blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def training_identity(self) -> dict[str, Any]:
+        """What the trainers' weights depend on: the sections a checkpoint may not be resumed across (their
+        ``RESUME_SECTIONS``), and the batch and seed that shape each step. Evaluation, sampling, FID, figures,
+        monitoring, the name and the device settings are left out: a run may resume under other values of those."""
+        dump = self.model_dump(mode="json")
+        identity = {section: dump[section] for section in ("data", "model", "objective", "optim", "unet", "diffusion")}
+        identity["train_shape"] = {"batch_size": self.train.batch_size, "seed": self.train.seed}
+        identity["ddim_shape"] = {"batch_size": self.ddim.batch_size}
+        return identity
+
+    def training_hash(self) -> str:
+        """Short hash of ``training_identity``: one branch of training (the α sweep's branches differ in it)."""
+        blob = json.dumps(self.training_identity(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 

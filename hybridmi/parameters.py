@@ -32,7 +32,7 @@ CONFIG_PARAMETERS = (
               "train.time_budget_minutes"),
     Parameter("hybrid_seed", "", "seed of weights, augmentation and shuffling", "train.seed"),
     Parameter("ddim_epochs", "", "latent DDIM training length in epochs", "ddim.epochs"),
-    Parameter("ddim_sample_steps", "", "DDIM sampling steps S (sample, fid, figures)", "sampling.steps"),
+    Parameter("ddim_sample_steps", "", "DDIM sampling steps S (the sample stage)", "sampling.steps"),
     Parameter("ddim_eta", "", "DDIM η (0: deterministic sampler)", "sampling.eta"),
     Parameter("fid_num_samples", "", "generated samples FID is computed on", "sampling.num_samples"),
 )

@@ -1,7 +1,7 @@
 """KFP pipelines: the full hybridmi DAG, the α sweep and one-stage reruns (compiled YAML in compiled/).
 
 Run parameters are defined here (``parameters.py``; config parameters come from ``hybridmi/parameters.py``);
-runners (``hybridmi/orchestrate``) import this package, never the other way round.
+runners (``hybridmi/runners``) import this package, never the other way round.
 """
 from pipelines.alpha_sweep import alpha_sweep, build_alpha_sweep
 from pipelines.hybridmi_pipeline import build_hybridmi_pipeline, hybridmi_multinode_pipeline, hybridmi_pipeline

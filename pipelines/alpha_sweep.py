@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Metrics
 
-from components import configure, prepare, probe, reconstruction, train, tradeoff
+from components import configure, prepare, probe, reconstruction, tradeoff, train
 from hybridmi.parameters import Parameter
 from pipelines.parameters import PARAMETERS, TASK_PARAMETERS, config_values, define_pipeline
 from pipelines.settings import Limits, TaskSettings, control_task, stage_task
@@ -55,7 +55,8 @@ def build_alpha_sweep(limits: Limits = Limits()):
                             description="Train and evaluate one α on a prepared data set.", parameters=POINT_PARAMETERS,
                             inputs=[dataset], required=[q.name for q in POINT_PARAMETERS], returns=AlphaPoint)
     return define_pipeline(lambda p: wire_sweep(p, limits, point), name=PIPELINE_NAME, description=DESCRIPTION,
-                           parameters=(*TASK_PARAMETERS, ALPHAS, *(PARAMETERS[n] for n in SWEEP_CONFIG)))
+                           parameters=(*TASK_PARAMETERS, ALPHAS, *(PARAMETERS[n] for n in SWEEP_CONFIG)),
+                           defaults={"image": limits.default_image})
 
 
 alpha_sweep = build_alpha_sweep()

@@ -1,4 +1,4 @@
-"""The hybridmi pipeline: prepare → train → {probe, reconstruction, latents → ddim → {sample, fid, figures}} → report.
+"""The hybridmi pipeline: prepare → train → {probe, reconstruction, latents → ddim → sample → {fid, figures}} → report.
 
 Only wiring lives here. The signature is generated from the parameter tables (pipelines/parameters.py);
 task settings come from pipelines/settings.py. ``build_hybridmi_pipeline(limits)`` compiles other
@@ -10,8 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from components import (configure, ddim, fid, figures, latents, prepare, probe, reconstruction, report, sample, train,
-                        train_trainjob)
+from components import (
+    configure,
+    ddim,
+    fid,
+    figures,
+    latents,
+    prepare,
+    probe,
+    reconstruction,
+    report,
+    sample,
+    train,
+    train_trainjob,
+)
 from pipelines.parameters import MULTINODE_PARAMETERS, PIPELINE_PARAMETERS, config_values, define_pipeline
 from pipelines.settings import Limits, TaskSettings, control_task, stage_task, trainjob_task
 
@@ -46,10 +58,10 @@ def wire(p: dict[str, Any], limits: Limits, *, multinode: bool = False) -> None:
     encoded = stage_task(latents(config=cfg, dataset=dataset, model=model), settings)
     z = encoded.outputs["latents"]
     diffusion = stage_task(ddim(config=cfg, latents=z, resume_from=p["resume_from"]), settings)
-    sampler = diffusion.outputs["ddim"]
-    stage_task(sample(config=cfg, ddim=sampler, latents=z, model=model), settings)
-    scored = stage_task(fid(config=cfg, ddim=sampler, latents=z, model=model, dataset=dataset), settings)
-    drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, ddim=sampler, latents=z), settings)
+    sampled = stage_task(sample(config=cfg, ddim=diffusion.outputs["ddim"], latents=z, model=model), settings)
+    samples = sampled.outputs["samples"]
+    scored = stage_task(fid(config=cfg, samples=samples, dataset=dataset), settings)
+    drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, samples=samples), settings)
     stage_task(report(config=cfg, probe=probed.outputs["metrics"], reconstruction=recon.outputs["metrics"],
                       fid=scored.outputs["metrics"], figures=drawn.outputs["figures"]), settings)
 
@@ -63,9 +75,10 @@ def build_hybridmi_pipeline(limits: Limits = Limits(), *, multinode: bool = Fals
     """
     if not multinode:
         return define_pipeline(lambda p: wire(p, limits), name=PIPELINE_NAME, description=DESCRIPTION,
-                               parameters=PIPELINE_PARAMETERS)
+                               parameters=PIPELINE_PARAMETERS, defaults={"image": limits.default_image})
     return define_pipeline(lambda p: wire(p, limits, multinode=True), name=MULTINODE_NAME,
-                           description=MULTINODE_DESCRIPTION, parameters=PIPELINE_PARAMETERS + MULTINODE_PARAMETERS)
+                           description=MULTINODE_DESCRIPTION, parameters=PIPELINE_PARAMETERS + MULTINODE_PARAMETERS,
+                           defaults={"image": limits.default_image})
 
 
 hybridmi_pipeline = build_hybridmi_pipeline()

@@ -18,15 +18,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 from kfp import dsl
 
-from components.image import PROJECT_IMAGE
+from components.image import DEFAULT_IMAGE
 from hybridmi.cluster import GPU_TOLERATION, OBJECT_NAME, RUN_ID_PATTERN, STORE_SECRET_NAME
 from hybridmi.parameters import CONFIG_PARAMETERS, Parameter
 
 TASK_PARAMETERS = (
     Parameter("config", "", "YAML text of the resolved config (hybridmi config); empty = defaults; never credentials"),
-    Parameter("image", PROJECT_IMAGE, "container image of every task; on a cluster a registry reference "
-              "(`docker/build.sh --push REGISTRY/NAME` prints it); default: the tag `docker/build.sh` gives this checkout"),
-    Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, fid); empty: no GPU request"),
+    Parameter("image", DEFAULT_IMAGE, "container image of every task: set it to the reference you pushed "
+              "(`docker/build.sh --push REGISTRY/NAME` prints it); the default names the package version, not a build"),
+    Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, sample, fid); empty: no GPU request"),
     Parameter("gpu_count", "1", "GPUs per GPU stage (train runs one DDP rank per GPU); empty: no GPU request (GPU-less clusters, CI)"),
     Parameter("gpu_node_selector", {}, "node labels the GPU stages require, a JSON object; `{}`: none (the GPU request alone picks GPU nodes)"),
     Parameter("gpu_tolerations", [GPU_TOLERATION], "tolerations of the GPU stages, a JSON list; default: the `nvidia.com/gpu` taint; `[]`: none"),
@@ -115,15 +115,20 @@ def pipeline_arguments(config_text: str, **task_values: Any) -> dict[str, Any]:
 def define_pipeline(
     body: Callable[[dict[str, Any]], Any], *, name: str, description: str, parameters: Sequence[Parameter],
     inputs: Sequence[inspect.Parameter] = (), required: Sequence[str] = (), returns: Any = inspect.Signature.empty,
+    defaults: Mapping[str, Any] | None = None,
 ):
     """A ``dsl.pipeline`` whose signature is ``parameters`` (defaults from the table) plus artifact ``inputs``.
 
     body receives {parameter name: pipeline channel}. ``required`` names parameters without a default
-    (a nested pipeline's inputs, which its caller always passes).
+    (a nested pipeline's inputs, which its caller always passes); ``defaults`` replaces some of the
+    table's (a compile-time ``image``: ``Limits.default_image``).
     """
+    defaults = dict(defaults or {})
+
     def declared(p: Parameter) -> inspect.Parameter:
+        value = defaults.get(p.name, p.default)
         # A fresh copy with sorted keys: kfp may reorder a dict default in place, which made the compiled text vary.
-        default = inspect.Parameter.empty if p.name in required else json.loads(json.dumps(p.default, sort_keys=True))
+        default = inspect.Parameter.empty if p.name in required else json.loads(json.dumps(value, sort_keys=True))
         return inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=type(p.default), default=default)
 
     # Python's order: parameters without defaults (required ones, artifact inputs) first.
@@ -148,7 +153,7 @@ def parameters_markdown() -> str:
 
     rows = ["| parameter | default | sets | meaning |", "|---|---|---|---|"]
     for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS:
-        default = "(this checkout's image tag)" if p.name == "image" else f"`{shown(p.default)}`"
+        default = "`hybridmi:<version>`" if p.name == "image" else f"`{shown(p.default)}`"
         rows.append(f"| `{p.name}` | {default} | {f'`{p.config_path}`' if p.config_path else '—'} | {p.description} |")
     return "\n".join(rows) + "\n"
 

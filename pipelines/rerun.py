@@ -85,4 +85,5 @@ def rerun_pipeline(stage: str, limits: Limits = Limits()):
         task.set_display_name(f"rerun {stage}").set_caching_options(False)
 
     return define_pipeline(wire, name=f"hybridmi-rerun-{stage}", description=f"Rerun stage {stage} on imported artifacts.",
-                           parameters=(*TASK_PARAMETERS, *uris), required=[u.name for u in uris])
+                           parameters=(*TASK_PARAMETERS, *uris), required=[u.name for u in uris],
+                           defaults={"image": limits.default_image})

@@ -16,10 +16,21 @@ from typing import Any, Mapping
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from hybridmi.cluster import NAMESPACE_VAR, OBJECT_NAME, POD_NAME_VAR, POD_UID_VAR, RUN_ID_LABEL, RUN_ID_VAR, SHM_SIZE, STORE_SECRET_KEYS
+from components.image import DEFAULT_IMAGE
+from hybridmi.cluster import (
+    NAMESPACE_VAR,
+    OBJECT_NAME,
+    POD_NAME_VAR,
+    POD_UID_VAR,
+    RUN_ID_LABEL,
+    RUN_ID_VAR,
+    SHM_SIZE,
+    STORE_SECRET_KEYS,
+)
 from hybridmi.stages import STAGE_NAMES
+from pipelines.parameters import check_image
 
-GPU_STAGES = frozenset({"train", "latents", "ddim", "fid"})
+GPU_STAGES = frozenset({"train", "latents", "ddim", "sample", "fid"})
 # Argo retries a GPU task whose main container failed (crash, OOM kill, timeout). A pod deleted by
 # node loss or spot preemption is an Argo *error*, which KFP's retryStrategy (no retryPolicy) does
 # not retry: resubmit with --resume-from RUN, which continues from the mirrored checkpoint.
@@ -41,11 +52,13 @@ TRAINJOB_TASK_MEMORY = ("1Gi", "4Gi")
 @dataclass(frozen=True)
 class Limits:
     """Compile-time task settings: pod timeout per stage (seconds; ``control`` for configure/tradeoff), sweep
-    parallelism, and the docker-registry Secret every pod pulls its image with (``""``: none, the compiled default)."""
+    parallelism, the docker-registry Secret every pod pulls its image with (``""``: none, the compiled default),
+    and the default of the ``image`` run parameter (``hybridmi compile --image``; a run's ``image`` replaces it)."""
 
     timeouts_s: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     sweep_parallelism: int = SWEEP_PARALLELISM
     image_pull_secret: str = ""
+    default_image: str = DEFAULT_IMAGE
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.timeouts_s) - set(DEFAULT_TIMEOUTS_S))
@@ -58,6 +71,7 @@ class Limits:
             raise ValueError(f"sweep parallelism must be a positive integer, got {self.sweep_parallelism!r}")
         if self.image_pull_secret and not OBJECT_NAME.fullmatch(self.image_pull_secret):
             raise ValueError(f"image pull secret {self.image_pull_secret!r} is not a Kubernetes object name")
+        check_image(self.default_image)
 
     def timeout_s(self, stage: str) -> int:
         return self.timeouts_s.get(stage, DEFAULT_TIMEOUTS_S[stage])

@@ -1,6 +1,6 @@
 """``hybridmi stage`` as a TrainJob's nodes run it: the config from an environment variable, and the refusal of a
 distributed launch (WORLD_SIZE > 1) of a stage that trains in one process — one line, before anything is written
-(the train stage trains distributed: tests/orchestrate/trainjob, tests/train/test_distributed_*)."""
+(the train stage trains distributed: tests/task/trainjob, tests/train/test_distributed_*)."""
 from __future__ import annotations
 
 import os
@@ -8,8 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hybridmi.config import load_config
-from hybridmi.orchestrate.task import config_to_text
+from hybridmi.config import config_to_text, load_config
 from hybridmi.stages.common import read_sidecar
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,13 @@ import torch
 from hybridmi.config import DataConfig
 from hybridmi.data import sources, synthetic
 from hybridmi.data.prepared import (
-    DATASET_JSON, IMAGE_SHAPE, SPLIT_NAMES, Split, combined_checksum, load_split, save_split,
+    DATASET_JSON,
+    IMAGE_SHAPE,
+    SPLIT_NAMES,
+    Split,
+    combined_checksum,
+    load_split,
+    save_split,
 )
 from hybridmi.runtime import write_json
 

@@ -5,13 +5,15 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
-from hybridmi.config import Config, write_config
+from hybridmi.config import Config, SamplingConfig, write_config
+from hybridmi.eval.samples import read_index
 from hybridmi.runtime import code_version, write_json
 from hybridmi.train.callbacks import CallbackList
 
 SIDECAR = "artifact.json"
+UPSTREAM_KEYS = ("stage", "seconds", "config_hash", "checksum", "dataset_checksum", "code_version")
 
 
 def directory_checksum(directory: Path) -> str:
@@ -57,3 +59,38 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not a finished artifact (no {SIDECAR})")
     return json.loads(path.read_text())
+
+
+def upstream(inputs: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
+    """Input name → the parts of its sidecar that say where it came from (stage, seconds, checksums).
+
+    Inputs' own ``upstream`` records are carried along (the fid artifact names the ddim, latents and
+    model behind its samples); a direct input wins over a carried record of the same name.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    direct: dict[str, dict[str, Any]] = {}
+    for name, directory in inputs.items():
+        if (Path(directory) / SIDECAR).is_file():
+            sidecar = read_sidecar(directory)
+            found.update(sidecar.get("upstream", {}))
+            direct[name] = {k: sidecar[k] for k in UPSTREAM_KEYS if k in sidecar}
+    return {**found, **direct}
+
+
+def sampler_settings(sampling: SamplingConfig) -> dict[str, Any]:
+    """The sampling settings that fix a set of samples (seed and batch size fix the noise sequence)."""
+    return {"seed": sampling.seed, "steps": sampling.steps, "eta": sampling.eta, "spacing": sampling.spacing,
+            "batch_size": sampling.batch_size}
+
+
+def matching_samples(cfg: Config, directory: Path) -> dict[str, Any]:
+    """The index of a samples artifact drawn with this config's sampling settings and count; ValueError naming
+    each difference (a stage reading samples drawn otherwise would record a config that did not make them)."""
+    index = read_index(directory)
+    expected = {**sampler_settings(cfg.sampling), "num_samples": cfg.sampling.num_samples}
+    found = {**index["sampler"], "num_samples": index["count"]}
+    differ = [f"{k} {found.get(k)!r} (config: {v!r})" for k, v in expected.items() if found.get(k) != v]
+    if differ:
+        raise ValueError(f"the samples in {directory} were drawn with other sampling settings: {', '.join(differ)}; "
+                         f"rerun the sample stage with this config")
+    return index

@@ -1,7 +1,7 @@
 """Stage report: the page a person reads — report.html (self-contained) and report.md — from the evaluation artifacts.
 
 Inputs: the probe, reconstruction and fid metrics and the figures. The data checksum and the times
-of the stages that are not inputs (prepare, train, latents, ddim) come from the fid artifact's
+of the stages that are not inputs (prepare, train, latents, ddim, sample) come from the fid artifact's
 ``upstream`` record. Output ``report/``: report.html, report.md, metrics.json (the headline numbers).
 """
 from __future__ import annotations

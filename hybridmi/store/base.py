@@ -22,8 +22,18 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Iterable, Iterator
 
-from hybridmi.store.manifest import (MANIFEST, VERSIONS, ArtifactNotFound, ChecksumMismatch, FileEntry, Manifest,
-                                     ObjectMissing, PreconditionFailed, StoreError, check_key)
+from hybridmi.store.manifest import (
+    MANIFEST,
+    VERSIONS,
+    ArtifactNotFound,
+    ChecksumMismatch,
+    FileEntry,
+    Manifest,
+    ObjectMissing,
+    PreconditionFailed,
+    StoreError,
+    check_key,
+)
 from hybridmi.store.publish import Progress, Publisher
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,18 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from hybridmi.store.manifest import (MANIFEST, VERSIONS, FileEntry, Manifest, ObjectMissing, PreconditionFailed,
-                                     PublishConflict, StoreError, new_version)
 from hybridmi.runtime import sha256_file
+from hybridmi.store.manifest import (
+    MANIFEST,
+    VERSIONS,
+    FileEntry,
+    Manifest,
+    ObjectMissing,
+    PreconditionFailed,
+    PublishConflict,
+    StoreError,
+    new_version,
+)
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from hybridmi.store.base import PROBE_DIR, ArtifactStore
-from hybridmi.store.manifest import (ObjectMissing, PreconditionFailed, StoreAuthError, StoreError,
-                                     StoreUnavailable)
+from hybridmi.store.manifest import ObjectMissing, PreconditionFailed, StoreAuthError, StoreError, StoreUnavailable
 from hybridmi.store.retry import RetryPolicy, TransientError, call_with_retry
 
 T = TypeVar("T")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -16,13 +17,25 @@ import pytest
 import torch
 
 import hybridmi
-from components.image import PROJECT_IMAGE
+from components.image import project_image
+from hybridmi.stages import STAGE_NAMES
 
 pytestmark = pytest.mark.docker
 
-IMAGE = os.environ.get("HYBRIDMI_IMAGE", PROJECT_IMAGE)
+IMAGE = os.environ.get("HYBRIDMI_IMAGE") or project_image()
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 RUN_TIMEOUT_S = 120
+# The image's smoke preset shrunk to seconds per stage (as tests/ops/test_main_script.py); FID uses the baked weights.
+TINY = [
+    "data.synthetic_classes=4", "data.synthetic_train=128", "data.synthetic_test=16", "model.channels=8",
+    "model.proj_hidden=32", "model.proj_dim=16", "train.batch_size=32", "objective.queue_size=64", "train.epochs=0.5",
+    "train.checkpoint_every=1", "optim.warmup_epochs=0", "eval.batch_size=64", "eval.probe_epochs=2",
+    "eval.probe_batch_size=64", "eval.probe_weight_decays=[0.0]", "eval.knn_k=5", "latents.batch_size=64",
+    "latents.flip=false", "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_resolutions=[]", "ddim.epochs=0.5",
+    "ddim.batch_size=32", "ddim.warmup_steps=0", "ddim.checkpoint_every=1", "diffusion.num_timesteps=20",
+    "sampling.steps=2", "sampling.num_samples=6", "sampling.batch_size=6",
+    "fid.batch_size=20", "fid.reference_samples=8", "figures.pairs=1", "figures.steps=2", "figures.grid_samples=4",
+]
 
 
 def _docker(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
@@ -95,6 +108,33 @@ def test_image__python3_and_hybridmi_script_come_from_the_venv(image: str) -> No
 
 def test_image__hybridmi_cli_prints_help(image: str) -> None:
     assert run_in_image(image, "hybridmi", "--help").startswith("usage: hybridmi")
+
+
+def test_image__compiles_and_runs_the_smoke_preset_as_its_default_user_offline(image: str, tmp_path: Path) -> None:
+    """The installed package needs no checkout: `hybridmi compile`, then every stage of the smoke preset the image
+    carries (/opt/hybridmi/configs), each a kfp.local task in its own process, with no network."""
+    from hybridmi.stages import stage_module
+    from hybridmi.stages.common import read_sidecar
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    os.chmod(out_dir, 0o777)  # written by the image's user, uid 1000
+    sets = " ".join(f"--set {shlex.quote(o)}" for o in TINY)
+    script = ("set -e; cd /tmp; id -u; hybridmi compile --out /out/compiled; OMP_NUM_THREADS=1 hybridmi run "
+              f"--config /opt/hybridmi/configs/smoke.yaml --root /out/runs --json {sets}")
+    result = _docker("run", "--rm", "--network", "none", "--volume", f"{out_dir}:/out:rw", image, "sh", "-c", script,
+                     timeout=900)
+    assert result.returncode == 0, f"exited {result.returncode}: {(result.stdout + result.stderr)[-3000:]}"
+    uid, *compiled = result.stdout.splitlines()[:4]
+    assert uid == "1000"
+    assert sorted(compiled) == [f"/out/compiled/{n}.yaml" for n in ("alpha_sweep", "hybridmi", "hybridmi_multinode")]
+    out = result.stdout
+    run = json.loads(out[out.rfind("\n{\n") + 1:])  # kfp.local streams the task logs to stdout before it
+    assert run["runner"] == "subprocess"
+    for stage in STAGE_NAMES:
+        for output in stage_module(stage).OUTPUTS:
+            artifact = out_dir / Path(run["outputs"][stage][output]).relative_to("/out")
+            assert read_sidecar(artifact)["stage"] == stage
 
 
 def test_image__runs_as_uid_1000_by_default(image: str) -> None:

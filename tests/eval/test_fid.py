@@ -11,9 +11,18 @@ import pytest
 import torch
 from pytorch_fid.fid_score import calculate_frechet_distance
 
-from hybridmi.eval.fid import (WEIGHTS_FILE, FIDInceptionV3, activation_statistics, default_weights_path,
-                               frechet_distance, load_inception, record_path, reference_statistics, reference_subset,
-                               uint8_batches)
+from hybridmi.eval.fid import (
+    WEIGHTS_FILE,
+    FIDInceptionV3,
+    activation_statistics,
+    default_weights_path,
+    frechet_distance,
+    load_inception,
+    record_path,
+    reference_statistics,
+    reference_subset,
+    uint8_batches,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,13 @@ import torch.nn.functional as F
 
 from hybridmi.data.synthetic import make_synthetic
 from hybridmi.eval.fid import WEIGHTS_FILE, activation_statistics, frechet_distance, read_record, uint8_batches
-from hybridmi.eval.fid_weights import (TOLERANCE, convert_state_dict, load_torchscript, max_feature_difference,
-                                       read_torchscript_from_wheel)
+from hybridmi.eval.fid_weights import (
+    TOLERANCE,
+    convert_state_dict,
+    load_torchscript,
+    max_feature_difference,
+    read_torchscript_from_wheel,
+)
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from hybridmi.eval.fid import record_path
-from hybridmi.eval.fid_weights import (TORCHSCRIPT_MEMBER, convert_torchscript, install_fid_weights,
-                                       read_torchscript_from_wheel)
+from hybridmi.eval.fid_weights import (
+    TORCHSCRIPT_MEMBER,
+    convert_torchscript,
+    install_fid_weights,
+    read_torchscript_from_wheel,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -3,8 +3,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from hybridmi.eval.figures import (grid_size, interpolate_latents, interpolation_change, interpolation_images, pick_pairs,
-                                   reconstruction_images, save_grid)
+from hybridmi.eval.figures import (
+    grid_size,
+    interpolate_latents,
+    interpolation_change,
+    interpolation_images,
+    pick_pairs,
+    reconstruction_images,
+    save_grid,
+)
 
 
 class IdentityAutoencoder:

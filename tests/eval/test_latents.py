@@ -1,8 +1,17 @@
 import pytest
 import torch
 
-from hybridmi.eval.latents import (LatentSet, channel_stats, destandardise, extract_latents, load_latents, load_stats,
-                                   save_latents, save_stats, standardise)
+from hybridmi.eval.latents import (
+    LatentSet,
+    channel_stats,
+    destandardise,
+    extract_latents,
+    load_latents,
+    load_stats,
+    save_latents,
+    save_stats,
+    standardise,
+)
 from hybridmi.models.autoencoder import Autoencoder
 
 

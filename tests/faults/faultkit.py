@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))  # store_
 
 from store_testkit import TEST_KEY, TEST_SECRET  # noqa: E402
 
-from hybridmi.orchestrate.mirror import local_checkpoint  # noqa: E402
+from hybridmi.task.mirror import local_checkpoint  # noqa: E402
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]

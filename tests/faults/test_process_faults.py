@@ -12,8 +12,8 @@ import torch
 from faultkit import last_line, run, s3_env, spawn, stage, wait_for
 from store_testkit import make_client
 
-from hybridmi.orchestrate.mirror import first_nonfinite
 from hybridmi.store import CheckpointSync, S3Store
+from hybridmi.task.mirror import first_nonfinite
 
 
 def scratch_dirs(env: dict[str, str]) -> list[Path]:

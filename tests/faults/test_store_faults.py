@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from faultkit import last_line, run, s3_env, checkpoint_step, spawn, stage, wait_for
+from faultkit import checkpoint_step, last_line, run, s3_env, spawn, stage, wait_for
 from store_testkit import TEST_SECRET, make_client
 
 from hybridmi.stages.common import read_sidecar

@@ -9,9 +9,9 @@ import yaml
 from test_k8s_manifests import K8S, TRAINER_BASES, by_kind, render, rendered_stack
 
 from hybridmi.cluster import PIPELINE_RUNNER_SA, PROFILE_RUNNER_SA, TRAINER_VERSION
-from hybridmi.orchestrate.trainjob.manifest import GROUP, PLURAL
+from hybridmi.task.trainjob.manifest import GROUP, PLURAL
 
-TRAINJOB_TESTS = Path(__file__).resolve().parents[1] / "orchestrate" / "trainjob"
+TRAINJOB_TESTS = Path(__file__).resolve().parents[1] / "task" / "trainjob"
 # kubeflow/trainer release tags seen in the repository (snapshot of 2026-08-21): v2.3.0 exists only as candidates.
 UPSTREAM_TRAINER_TAGS = ("v2.0.0", "v2.0.1", "v2.1.0", "v2.2.0", "v2.2.1")
 ROLE = "hybridmi-trainjob-launcher"
@@ -45,8 +45,8 @@ def test_rbac__the_standalone_pipeline_runner_may_do_what_the_train_task_does(mo
     monkeypatch.syspath_prepend(str(TRAINJOB_TESTS))
     from fake_kube_api import COMPLETE, FAILED, FakeKubeAPI, Scripted, sample_trainjob
 
-    from hybridmi.orchestrate.trainjob.api import TrainJobs
-    from hybridmi.orchestrate.trainjob.launch import run_trainjob
+    from hybridmi.task.trainjob.api import TrainJobs
+    from hybridmi.task.trainjob.launch import run_trainjob
 
     with FakeKubeAPI(Scripted([FAILED], [COMPLETE])) as kube:  # a failed first attempt, replaced by the retry
         jobs = TrainJobs(kube.api_client(), "kubeflow")

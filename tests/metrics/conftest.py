@@ -7,8 +7,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from promstack import (PROMETHEUS, PUSHGATEWAY, Service, free_port, prometheus_config, require_binary, start_service,
-                       stop_service)
+from promstack import (
+    PROMETHEUS,
+    PUSHGATEWAY,
+    Service,
+    free_port,
+    prometheus_config,
+    require_binary,
+    start_service,
+    stop_service,
+)
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import time
 import urllib.error
 
 import pytest
-from promstack import free_port, http_get
 from prometheus_client.parser import text_string_to_metric_families
+from promstack import free_port, http_get
 
 from hybridmi.metrics import StageMetrics
 from hybridmi.train.callbacks import StepMetrics

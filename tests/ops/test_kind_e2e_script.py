@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from components.image import PROJECT_IMAGE, project_image
+from components.image import project_image
 from hybridmi.cluster import GPU_NODE_LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +19,7 @@ SCRIPT = ROOT / "scripts" / "kind-e2e.sh"
 SERVICES = ROOT / "scripts" / "services.sh"
 WORKFLOW = ROOT / ".github" / "workflows" / "kind-e2e.yml"
 KIND_CONFIG = ROOT / "k8s" / "kind" / "cluster.yaml"
-CPU_IMAGE = project_image(torch_variant="cpu")
+CUDA_IMAGE, CPU_IMAGE = project_image(), project_image(torch_variant="cpu")
 
 
 def dry_run(**env: str) -> str:
@@ -109,9 +109,9 @@ def test_dry_run__builds_the_cpu_only_image_unless_told_otherwise():
     plan = dry_run()
     build = next(line for line in plan.splitlines() if line.startswith("+ ") and "docker/build.sh" in line)
     assert "TORCH_VARIANT=cpu" in build.split()
-    assert CPU_IMAGE == f"{PROJECT_IMAGE}-cpu" and kind_load(plan)[3] == CPU_IMAGE
+    assert CPU_IMAGE == f"{CUDA_IMAGE}-cpu" and kind_load(plan)[3] == CPU_IMAGE
     cuda = dry_run(TORCH_VARIANT="cuda")
-    assert "TORCH_VARIANT=cuda" in cuda.split() and kind_load(cuda)[3] == PROJECT_IMAGE
+    assert "TORCH_VARIANT=cuda" in cuda.split() and kind_load(cuda)[3] == CUDA_IMAGE
 
 
 def test_dry_run__submits_with_empty_accelerators_pushing_to_the_cluster_gateway():

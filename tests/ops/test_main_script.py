@@ -16,7 +16,7 @@ TINY = [
     "eval.probe_batch_size=64", "eval.probe_weight_decays=[0.0]", "eval.knn_k=5", "latents.batch_size=64",
     "latents.flip=false", "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_resolutions=[]", "ddim.epochs=0.5",
     "ddim.batch_size=32", "ddim.warmup_steps=0", "ddim.checkpoint_every=1", "diffusion.num_timesteps=20",
-    "sampling.steps=2", "sampling.num_samples=6", "sampling.saved_samples=6", "sampling.batch_size=6",
+    "sampling.steps=2", "sampling.num_samples=6", "sampling.batch_size=6",
     "fid.batch_size=20", "fid.reference_samples=8", "figures.pairs=1", "figures.steps=2", "figures.grid_samples=4",
 ]
 

@@ -16,7 +16,7 @@ TINY = [
     "eval.knn_k=5", "latents.batch_size=64", "latents.flip=false",
     "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_resolutions=[]",
     "ddim.epochs=0.5", "ddim.batch_size=32", "ddim.warmup_steps=0", "ddim.checkpoint_every=1",
-    "diffusion.num_timesteps=20", "sampling.steps=2", "sampling.num_samples=4", "sampling.saved_samples=4",
+    "diffusion.num_timesteps=20", "sampling.steps=2", "sampling.num_samples=4",
     "sampling.batch_size=4", "fid.batch_size=20", "fid.reference_split=test",
     "figures.pairs=1", "figures.steps=2", "figures.grid_samples=4",
 ]

@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from hybridmi.orchestrate import run_local
+from hybridmi.runners.local import run_local
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 

@@ -1,6 +1,6 @@
 """The container tier: the smoke pipeline under kfp.local's DockerRunner on the project image, outputs in S3.
 
-Needs the image of this checkout, ``PROJECT_IMAGE`` (the tag docker/build.sh gives it), and a Docker
+Needs the image of this checkout, ``project_image()`` (the tag docker/build.sh gives it), and a Docker
 engine; skipped only when the engine is unavailable outside CI (``CI`` set: a missing engine or image
 is a failure, never a skip).
 """
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components import PROJECT_IMAGE
-from hybridmi.orchestrate import run_local
+from components.image import project_image
+from hybridmi.runners.local import run_local
 from hybridmi.stages import STAGE_NAMES, stage_module
 from hybridmi.stages.common import read_sidecar
 from hybridmi.store import dataset_key, store_from_env
@@ -42,7 +42,8 @@ def docker_client():
 
 def test_docker_runner__smoke_pipeline_runs_in_containers_with_outputs_in_s3(tiny, fid_weights, s3_store_uri, tmp_path):
     client = docker_client()
-    assert client.images.list(name=PROJECT_IMAGE), f"image {PROJECT_IMAGE} is missing: build it with docker/build.sh"
+    image = project_image()  # what the Docker runner runs when no image is given
+    assert client.images.list(name=image), f"image {image} is missing: build it with docker/build.sh"
     root = tmp_path / "runs"
     root.mkdir()
     weights = shutil.copy(fid_weights, root / "fid-weights.pth")  # only the pipeline root is mounted in the containers

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from kfp import compiler, dsl, kubernetes
 
-from hybridmi.orchestrate.compile import COMPILED_DIR
+from hybridmi.runners.compile import COMPILED_DIR
 from hybridmi.stages import STAGE_NAMES
 from pipelines import build_hybridmi_pipeline, rerun_pipeline
 from pipelines.driver_contract import BACKEND_TAG, QUANTITY, check_package, check_package_text

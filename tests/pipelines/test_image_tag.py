@@ -1,5 +1,5 @@
-"""The project image's tag (components/image.py): a digest of exactly the Docker build context, the tag
-docker/build.sh gives the image, and the default ``image`` of the compiled pipelines."""
+"""The project image's names (components/image.py): the pipelines' default ``hybridmi:<version>``, which no edit
+outside the version moves, and the tag docker/build.sh gives a checkout's image, a digest of exactly its build context."""
 from __future__ import annotations
 
 import ast
@@ -8,14 +8,26 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from components.image import (IMAGE_SOURCES, PROJECT_IMAGE, REPO, TORCH_VARIANT_SUFFIXES, image_files, project_image,
-                              source_digest)
+from components.image import (
+    DEFAULT_IMAGE,
+    IMAGE_SOURCES,
+    REPO,
+    TORCH_VARIANT_SUFFIXES,
+    checkout_image,
+    checkout_root,
+    image_files,
+    project_image,
+    source_digest,
+)
 
 BUILD = REPO / "docker" / "build.sh"
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
 @pytest.fixture
@@ -38,16 +50,39 @@ def print_tag(**env: str) -> subprocess.CompletedProcess[str]:
                           env={**inherited, "HOST_PYTHON": sys.executable, **env})
 
 
+def test_default_image__is_the_package_version_and_no_digest():
+    # The installed metadata and pyproject agree (a stale editable install is reinstalled by scripts/setup.sh).
+    assert DEFAULT_IMAGE == f"hybridmi:{VERSION}" == f"hybridmi:{metadata.version('hybridmi')}"
+    assert not re.search(r"[0-9a-f]{12}", DEFAULT_IMAGE)
+
+
+def test_default_image__does_not_move_when_the_image_contents_do(context):
+    """Computed without reading the sources: an edit anywhere but the version leaves it (and the compiled pipelines) as is."""
+    code = "import sys; from components.image import DEFAULT_IMAGE, project_image; print(DEFAULT_IMAGE, project_image())"
+    runs = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=context,
+                             env={**os.environ, "PYTHONPATH": str(context)})
+        assert out.returncode == 0, out.stderr
+        runs.append(out.stdout.split())
+        (context / "hybridmi" / "losses.py").write_text((context / "hybridmi" / "losses.py").read_text() + "\n# changed\n")
+    (default_before, tag_before), (default_after, tag_after) = runs
+    assert default_before == default_after == DEFAULT_IMAGE
+    assert tag_before != tag_after  # the build's tag does follow the contents
+
+
 def test_tag__is_version_and_digest_and_what_build_sh_prints():
-    assert re.fullmatch(r"hybridmi:0\.1\.0-[0-9a-f]{12}", PROJECT_IMAGE)
+    tag = project_image()
+    assert re.fullmatch(rf"hybridmi:{re.escape(VERSION)}-[0-9a-f]{{12}}", tag)
+    assert checkout_image() == tag  # what the Docker runner and submit default to in a checkout
     out = print_tag()
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == PROJECT_IMAGE
+    assert out.stdout.strip() == tag
 
 
 def test_tag__of_the_cpu_only_image_is_its_own_and_what_build_sh_prints_for_it():
-    cpu = project_image(torch_variant="cpu")
-    assert cpu == f"{PROJECT_IMAGE}-cpu" and project_image(torch_variant="cuda") == PROJECT_IMAGE
+    cuda, cpu = project_image(), project_image(torch_variant="cpu")
+    assert cpu == f"{cuda}-cpu" and project_image(torch_variant="cuda") == cuda
     # A CUDA tag ends in the hex digest, a CPU tag in "-cpu": no tree's CPU image can carry another's CUDA tag.
     assert not re.fullmatch(r"hybridmi:\d+\.\d+\.\d+-[0-9a-f]{12}", cpu)
     out = print_tag(TORCH_VARIANT="cpu")
@@ -63,9 +98,15 @@ def test_tag__of_an_unknown_torch_variant_is_refused():
     assert out.returncode == 2 and "TORCH_VARIANT 'gpu' is not cuda or cpu" in out.stderr
 
 
+def test_checkout_root__is_the_repository_and_not_an_installed_package(tmp_path):
+    assert checkout_root() == REPO
+    (tmp_path / "pyproject.toml").write_text("")  # site-packages may hold a stray pyproject.toml, never docker/Dockerfile
+    assert checkout_root(tmp_path) is None
+
+
 def test_digest__follows_the_image_contents_only(context):
     before = source_digest(context)
-    assert source_digest(context) == before and project_image(context) == f"hybridmi:0.1.0-{before}"
+    assert source_digest(context) == before and project_image(context) == f"hybridmi:{VERSION}-{before}"
     for outside in ("pipelines/compiled/hybridmi.yaml", "hybridmi/README.md", "hybridmi/__pycache__/x.cpython-311.pyc", "README.md"):
         (context / outside).parent.mkdir(parents=True, exist_ok=True)
         (context / outside).write_text("changed")
@@ -91,7 +132,7 @@ def test_dockerignore__admits_what_the_digest_covers():
 
 
 def test_pipelines_and_components__import_no_runner_at_module_level():
-    """One direction: hybridmi/orchestrate imports pipelines; pipelines and components never import it back
+    """One direction: hybridmi/runners imports pipelines; pipelines and components never import it back
     (component bodies do, inside the pod, which is why those imports sit inside the functions)."""
     for package in ("pipelines", "components"):
         for path in (REPO / package).glob("*.py"):
@@ -99,13 +140,13 @@ def test_pipelines_and_components__import_no_runner_at_module_level():
             for node in tree.body:  # module level only
                 names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
                         [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-                assert not any(n.startswith("hybridmi.orchestrate") for n in names), f"{path.relative_to(REPO)} imports {names}"
+                assert not any(n.startswith("hybridmi.runners") for n in names), f"{path.relative_to(REPO)} imports {names}"
 
 
 def test_configure_task__loads_the_library_only():
-    """What the configure pod imports (resolve_config_text) pulls in neither pipelines, components nor kfp:
-    components/image.py would look for the checkout's sources, which an installed image does not have."""
-    code = ("import sys, hybridmi.orchestrate.parameters, hybridmi.orchestrate.task; "
+    """What the configure pod imports (resolve_config_text) pulls in neither pipelines, components nor kfp: a pod
+    runs the library, not the definitions that compile the pipelines."""
+    code = ("import sys, hybridmi.task.configure, hybridmi.task.component, hybridmi.task.run; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)})

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from hybridmi.orchestrate.compile import compile_pipeline, without_retries
+from hybridmi.runners.compile import compile_pipeline, without_retries
 from pipelines import alpha_sweep, hybridmi_pipeline, rerun_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,17 +14,17 @@ import pytest
 import yaml
 from kfp import compiler
 
-from components import PROJECT_IMAGE, STAGE_COMPONENTS, configure, tradeoff
+from components import DEFAULT_IMAGE, STAGE_COMPONENTS, configure, tradeoff
 from hybridmi.cluster import GPU_TOLERATION, RUN_ID_LABEL, RUN_ID_VAR
-from hybridmi.orchestrate.compile import COMPILED_DIR, IMAGE_PLACEHOLDER, REGENERATE, compile_pipelines
-from hybridmi.orchestrate.dag import wiring
 from hybridmi.parameters import CONFIG_PARAMETERS
+from hybridmi.runners.compile import COMPILED_DIR, IMAGE_PLACEHOLDER, REGENERATE, compile_pipelines
+from hybridmi.runners.dag import wiring
 from hybridmi.stages import STAGE_NAMES, stage_module
 from pipelines import COMPILED, build_alpha_sweep, build_hybridmi_pipeline, hybridmi_pipeline, rerun_pipeline
 from pipelines.parameters import MULTINODE_PARAMETERS, PARAMETERS, PIPELINE_PARAMETERS, TASK_PARAMETERS
 from pipelines.settings import DEFAULT_TIMEOUTS_S, GPU_RETRIES, GPU_STAGES, Limits
 
-GPU_TASKS = {"train", "latents", "ddim", "fid"}
+GPU_TASKS = {"train", "latents", "ddim", "sample", "fid"}
 
 
 def load(path) -> tuple[dict, dict]:
@@ -71,8 +71,8 @@ def test_compiled_yaml__matches_the_committed_files(compiled):
         fresh, old = path.read_text(), committed.read_text()
         if fresh != old:
             diff = "".join(list(difflib.unified_diff(old.splitlines(True), fresh.splitlines(True), str(committed), "fresh"))[:40])
-            pytest.fail(f"{committed} is out of date with the code, the image sources (its default image tag is a digest "
-                        f"of them, components/image.py) or the kfp SDK; regenerate with: {REGENERATE}\n{diff}")
+            pytest.fail(f"{committed} is out of date with the components, the pipelines, the package version (its "
+                        f"default image, components/image.py) or the kfp SDK; regenerate with: {REGENERATE}\n{diff}")
 
 
 @pytest.mark.parametrize("name", [*STAGE_COMPONENTS, "configure", "tradeoff"])
@@ -82,7 +82,7 @@ def test_component__compiles_on_the_project_image_without_installing_kfp(name, t
     compiler.Compiler().compile(component, str(path))
     spec = yaml.safe_load(path.read_text())
     (executor,) = spec["deploymentSpec"]["executors"].values()
-    assert executor["container"]["image"] == PROJECT_IMAGE
+    assert executor["container"]["image"] == DEFAULT_IMAGE
     assert "pip install" not in " ".join(executor["container"]["command"])
 
 
@@ -95,17 +95,35 @@ def test_stage_component__artifacts_are_named_after_the_stage_contract(stage):
     assert set(module.OUTPUTS) <= set(spec.outputs)
 
 
-def test_image__every_executor_runs_the_image_parameter_whose_default_is_immutable(compiled):
-    assert re.fullmatch(r"hybridmi:\d+\.\d+\.\d+-[0-9a-f]{12}", PROJECT_IMAGE)
-    for path in compiled.values():
+def test_image__every_executor_runs_the_image_parameter_whose_default_is_the_package_version(compiled):
+    """The default names the version, not a digest of the sources: an edit outside components/ and pipelines/
+    leaves the compiled files as they are. A run sets ``image`` to the reference it pushed."""
+    assert re.fullmatch(r"hybridmi:\d+\.\d+\.\d+", DEFAULT_IMAGE)
+    for path in [*compiled.values(), *COMPILED_DIR.glob("*.yaml")]:
         spec, platform = load(path)
-        assert spec["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == PROJECT_IMAGE
+        assert spec["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == DEFAULT_IMAGE
         for label, executor in spec["deploymentSpec"]["executors"].items():
             if "container" in executor:
                 assert executor["container"]["image"] == IMAGE_PLACEHOLDER, (path.name, label)
                 assert "imagePullSecret" not in platform[label]  # only a compile-time secret adds one (test_driver_contract)
         text = path.read_text()
         assert not re.search(r"\b[\w./-]+:(dev|latest)\b", text), f"{path.name} names a mutable tag"
+
+
+def test_compile_image__writes_that_reference_as_every_pipelines_default(tmp_path, capsys):
+    from hybridmi.cli import main
+
+    ref = "registry.example.com/ml/hybridmi:0.1.0-abcdef012345"
+    assert main(["compile", "--out", str(tmp_path), "--image", ref]) == 0
+    written = sorted(tmp_path.glob("*.yaml"))
+    assert [p.name for p in written] == sorted(COMPILED)
+    for path in written:
+        spec, _ = load(path)
+        assert spec["root"]["inputDefinitions"]["parameters"]["image"]["defaultValue"] == ref
+        assert f"image: str [Default: '{ref}']" in path.read_text()  # the header comment says the same
+    assert main(["compile", "--out", str(tmp_path / "latest"), "--image", "hybridmi:latest"]) == 1
+    assert "needs an explicit non-latest tag" in capsys.readouterr().err
+    assert not (tmp_path / "latest").exists()
 
 
 def test_image__each_task_passes_the_image_parameter_for_the_driver_to_resolve(main_spec):
@@ -235,7 +253,7 @@ def test_rerun_pipeline__imports_each_input_runs_one_stage_and_never_caches(tmp_
     assert uris == {f"{name}_uri" for name in stage_module("fid").INPUTS}
     assert all(not params[u].get("isOptional") for u in uris)  # required: a rerun without its inputs is refused
     importers = [t for t in tasks if t.startswith("importer")]
-    assert len(importers) == 4
+    assert len(importers) == len(stage_module("fid").INPUTS) == 2
     for name, task in tasks.items():
         assert task.get("cachingOptions", {}).get("enableCache") is not True, name
     assert tasks["fid"]["taskInfo"]["name"] == "rerun fid"

@@ -7,7 +7,8 @@ import yaml
 
 from components import train_trainjob
 from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, RUN_ID_LABEL, RUN_ID_VAR
-from hybridmi.orchestrate.compile import COMPILED_DIR, pipeline_for, train_nodes
+from hybridmi.runners.arguments import train_nodes
+from hybridmi.runners.compile import COMPILED_DIR, pipeline_for
 from pipelines import build_hybridmi_pipeline
 from pipelines.hybridmi_pipeline import MULTINODE_NAME, TRAINJOB_INPUTS
 from pipelines.parameters import check_value, pipeline_arguments
@@ -99,7 +100,7 @@ def test_submission__train_nodes_is_checked_and_refused_where_nothing_trains_on_
 
 
 def test_local_run__refuses_train_nodes_above_1_before_running_anything(tmp_path):
-    from hybridmi.orchestrate.local import run_local
+    from hybridmi.runners.local import run_local
 
     with pytest.raises(ValueError, match="train_nodes=3 makes the train step a Kubeflow Trainer TrainJob.*hybridmi submit"):
         run_local(None, ["train.epochs=1"], runner="inprocess", pipeline_root=tmp_path, parameters={"train_nodes": "3"})
@@ -109,24 +110,24 @@ def test_local_run__refuses_train_nodes_above_1_before_running_anything(tmp_path
 def test_component__compiles_on_the_project_image_without_installing_kfp(tmp_path):
     from kfp import compiler
 
-    from components import PROJECT_IMAGE
+    from components import DEFAULT_IMAGE
 
     path = tmp_path / "train_trainjob.yaml"
     compiler.Compiler().compile(train_trainjob, str(path))
     (executor,) = yaml.safe_load(path.read_text())["deploymentSpec"]["executors"].values()
-    assert executor["container"]["image"] == PROJECT_IMAGE
+    assert executor["container"]["image"] == DEFAULT_IMAGE
     assert "pip install" not in " ".join(executor["container"]["command"])
 
 
 def test_task__loads_the_library_only():
-    """The task pod imports the launcher: neither pipelines, components nor kfp (components/image.py would look for
-    the checkout's sources, which an installed image does not have)."""
+    """The task pod imports the launcher: neither pipelines, components nor kfp (a pod runs the library, not the
+    definitions that compile the pipelines)."""
     import os
     import subprocess
     import sys
 
     root = COMPILED_DIR.parents[1]
-    code = ("import sys, hybridmi.orchestrate.trainjob.launch; "
+    code = ("import sys, hybridmi.task.trainjob.launch; "
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
                          env={**os.environ, "PYTHONPATH": str(root)})

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from hybridmi.orchestrate import StageFailed, run_local
+from hybridmi.config import load_config
+from hybridmi.runners.inprocess import StageFailed
+from hybridmi.runners.local import run_local
 from hybridmi.stages import STAGE_NAMES, stage_module
 from hybridmi.stages.common import read_sidecar
 from hybridmi.store import CheckpointSync, dataset_key, store_from_env
@@ -60,9 +62,9 @@ def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run
     assert store.exists(dataset_key(checksum))
     assert smoke_run.run_id.startswith("local-")
     for stage, output in (("train", "model"), ("ddim", "ddim")):
-        config_hash = read_sidecar(smoke_run.artifact(stage, output))["config_hash"]
+        branch = load_config(smoke_run.artifact(stage, output) / "config.yaml").training_hash()
         steps = _metrics(smoke_run.artifact(stage, output))["steps" if stage == "train" else "ddim_steps"]
-        assert CheckpointSync(store, f"checkpoints/{smoke_run.run_id}/{config_hash}/{stage}").latest_step() == steps
+        assert CheckpointSync(store, f"checkpoints/{smoke_run.run_id}/{branch}/{stage}").latest_step() == steps
 
 
 def test_second_run__fetches_the_published_dataset_instead_of_decoding(smoke_run, s3_store_uri, tiny, tmp_path):

@@ -12,9 +12,9 @@ import pytest
 from hybridmi.cluster import RUN_ID_VAR
 from hybridmi.config import config_from_dict, load_config
 from hybridmi.metrics import StageMetrics
-from hybridmi.orchestrate.identity import RunIdentity, task_identity
-from hybridmi.orchestrate.task import STORE_VAR, run_task
 from hybridmi.store import CheckpointSync, store_from_env
+from hybridmi.task.identity import RunIdentity, task_identity
+from hybridmi.task.run import STORE_VAR, run_task
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
@@ -74,10 +74,22 @@ def test_resume_from__continues_another_runs_checkpoint_only_when_asked(cfg, dat
         train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-later", resume_from="run-none")
 
 
+def test_resume_from__accepts_changed_monitoring_sampling_fid_and_eval_sections(cfg, dataset, env, tmp_path, caplog):
+    done = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-m")
+    changed = cfg.model_copy(deep=True)
+    changed.monitoring.pushgateway_url = "http://127.0.0.1:9"  # closed port: one warning, training unaffected
+    changed.sampling.num_samples, changed.fid.reference_samples, changed.eval.probe_epochs = 7, 11, 3
+    assert changed.hash() != cfg.hash() and changed.training_hash() == cfg.training_hash()
+    with caplog.at_level(logging.INFO, logger="hybridmi"):
+        resumed = train_in_a_fresh_pod(changed, dataset, env, tmp_path, "run-m2", resume_from="run-m")
+    assert resumed["steps"] == done["steps"] and resumed["loss"] == done["loss"]
+    assert any("resuming from checkpoint step" in r.getMessage() for r in caplog.records)
+
+
 def test_checkpoint_keys__separate_runs_and_the_configs_within_a_run():
     a, b = config_from_dict({"objective": {"alpha": 0.1}}), config_from_dict({"objective": {"alpha": 0.9}})
     run = RunIdentity("2f1c-run")
-    assert run.checkpoint_key(a, "train") == f"checkpoints/2f1c-run/{a.hash()}/train"
+    assert run.checkpoint_key(a, "train") == f"checkpoints/2f1c-run/{a.training_hash()}/train"
     assert run.checkpoint_key(a, "train") != run.checkpoint_key(b, "train")  # the α sweep's branches of one run
     assert RunIdentity("other").checkpoint_key(a, "train") != run.checkpoint_key(a, "train")
 

@@ -12,7 +12,7 @@ import pytest
 from kfp_api_server import FakeKFP, Serving
 
 from hybridmi.cli import main
-from hybridmi.orchestrate.task import config_from_text
+from hybridmi.config import config_from_text
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 IMAGE = "registry.example.com/ml/hybridmi:0.1.0-abcdef012345"

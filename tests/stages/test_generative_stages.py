@@ -1,22 +1,35 @@
-"""The generative half end to end on tiny inputs: latents → ddim → sample / fid / figures.
+"""The generative half end to end on tiny inputs: latents → ddim → sample → fid / figures.
 
 FID here runs on randomly initialised Inception weights: these tests check the protocol and code
 paths (what is measured and recorded), not FID values (tests/eval/test_fid_real.py does that).
 """
+import hashlib
 import json
+import re
+import shutil
 
 import pytest
 import torch
 from PIL import Image
 
+import hybridmi.eval.samples
+import hybridmi.train.ddim
+import hybridmi.train.sampling
 from hybridmi.data.prepared import load_dataset
-from hybridmi.eval.fid import (WEIGHTS_FILE, activation_statistics, frechet_distance, load_inception,
-                               reference_statistics, uint8_batches)
+from hybridmi.eval.fid import (
+    WEIGHTS_FILE,
+    activation_statistics,
+    frechet_distance,
+    load_inception,
+    reference_statistics,
+    uint8_batches,
+)
 from hybridmi.eval.figures import grid_size
 from hybridmi.eval.latents import load_latents, load_stats
+from hybridmi.eval.samples import INDEX, first_samples, read_index, rebatch, sample_chunks, to_uint8
 from hybridmi.stages import run_stage
 from hybridmi.stages.common import read_sidecar
-from hybridmi.stages.sample import decoded_samples, load_sampler
+from hybridmi.train.sampling import decoded_samples, load_sampler
 
 
 def test_latents_stage__writes_flipped_train_test_and_statistics(chain):
@@ -37,23 +50,69 @@ def test_ddim_stage__trains_one_epoch_over_flipped_latents_and_describes_itself(
     assert json.loads((art["ddim"] / "metrics.json").read_text()) == metrics
 
 
-def test_sample_stage__writes_seeded_uint8_samples_and_a_grid(chain, tmp_path):
+SAMPLER_INPUTS = ("ddim", "latents", "model")
+
+
+def _sampler_inputs(art):
+    return {k: art[k] for k in SAMPLER_INPUTS}
+
+
+def _drawn_directly(cfg, art):
+    """The config's samples decoded straight from the sampler, rounded to uint8: what the artifact must hold."""
+    ddim, autoencoder = load_sampler(**_sampler_inputs(art), device="cpu")
+    s = cfg.sampling
+    batches = decoded_samples(ddim, autoencoder, s.num_samples, batch_size=s.batch_size, steps=s.steps, eta=s.eta,
+                              spacing=s.spacing, seed=s.seed)
+    return [to_uint8(b) for b in batches]
+
+
+def test_sample_stage__writes_num_samples_in_several_chunk_files_with_an_index(chain, tmp_path, monkeypatch):
+    cfg, art, _, ddim_metrics = chain
+    monkeypatch.setattr(hybridmi.eval.samples, "CHUNK_SIZE", 2)
+    metrics = run_stage("sample", cfg, _sampler_inputs(art), {"samples": tmp_path})
+    index = read_index(tmp_path)
+    assert index["count"] == cfg.sampling.num_samples == metrics["samples"] == 5
+    assert [c["file"] for c in index["chunks"]] == ["samples-00000.pt", "samples-00001.pt", "samples-00002.pt"]
+    assert [c["count"] for c in index["chunks"]] == [2, 2, 1]
+    for entry in index["chunks"]:
+        assert hashlib.sha256((tmp_path / entry["file"]).read_bytes()).hexdigest() == entry["sha256"]
+        chunk = torch.load(tmp_path / entry["file"], weights_only=True)
+        assert chunk.dtype == torch.uint8 and chunk.shape == (entry["count"], 3, 32, 32)
+    s = cfg.sampling
+    assert index["sampler"] == {"seed": s.seed, "steps": s.steps, "eta": s.eta, "spacing": s.spacing,
+                                "batch_size": s.batch_size, "ddim_step": ddim_metrics["ddim_steps"]}
+    assert torch.equal(torch.cat(list(sample_chunks(tmp_path))), first_samples(art["samples"], 5))  # chunking changes nothing
+
+
+def test_sample_stage__holds_the_samplers_images_in_draw_order_and_a_grid_of_the_first(chain):
     cfg, art, _, _ = chain
-    inputs = {k: art[k] for k in ("ddim", "latents", "model")}
-    run_stage("sample", cfg, inputs, {"samples": tmp_path / "a"})
-    run_stage("sample", cfg, inputs, {"samples": tmp_path / "b"})
-    a = torch.load(tmp_path / "a" / "samples.pt", weights_only=True)
-    b = torch.load(tmp_path / "b" / "samples.pt", weights_only=True)
-    assert a["images"].shape == (5, 3, 32, 32) and a["images"].dtype == torch.uint8
-    assert torch.equal(a["images"], b["images"])  # one seed, one set of samples
-    with Image.open(tmp_path / "a" / "samples.png") as grid:
+    stored = torch.cat(list(sample_chunks(art["samples"])))
+    assert torch.equal(stored, torch.cat(_drawn_directly(cfg, art)))  # one seed, one set of samples
+    with Image.open(art["samples"] / "samples.png") as grid:
         assert grid.size == grid_size(4, ncols=2)
+    sidecar = read_sidecar(art["samples"])
+    assert sidecar["stage"] == "sample" and sidecar["upstream"]["ddim"]["stage"] == "ddim"
+    assert json.loads((art["samples"] / "metrics.json").read_text())["sample_pixel_mean"] == pytest.approx(
+        float(stored.double().mean() / 255), rel=1e-12)
 
 
-def test_figures_stage__writes_every_figure_at_its_size(chain, tmp_path):
+def test_sample_stage__runs_in_float32_whatever_the_training_precision(chain, tmp_path):
     cfg, art, _, _ = chain
-    metrics = run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "ddim", "latents")},
-                        {"figures": tmp_path})
+    bf16 = cfg.model_copy(deep=True)
+    bf16.train.precision = "bf16"  # autocast on the CPU would round the UNet to bfloat16
+    run_stage("sample", bf16, _sampler_inputs(art), {"samples": tmp_path})
+    assert torch.equal(first_samples(tmp_path, 5), first_samples(art["samples"], 5))
+
+
+def test_figures_stage__writes_every_figure_at_its_size_without_sampling(chain, tmp_path, monkeypatch):
+    cfg, art, _, _ = chain
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("the figures stage sampled instead of reading the samples artifact")
+
+    monkeypatch.setattr(hybridmi.train.ddim, "sample_latents", no_sampling)
+    monkeypatch.setattr(hybridmi.train.sampling, "sample_latents", no_sampling)
+    metrics = run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": tmp_path})
     for part in ("z", "y", "yhat"):
         with Image.open(tmp_path / f"interp_{part}.png") as image:
             assert image.size == grid_size(2 * 3, ncols=3)  # rows = 2 pairs, columns = 3 weights
@@ -62,16 +121,15 @@ def test_figures_stage__writes_every_figure_at_its_size(chain, tmp_path):
         assert image.size == grid_size(4, ncols=4)
     with Image.open(tmp_path / "samples.png") as image:
         assert image.size == grid_size(4, ncols=2)
+    assert (tmp_path / "samples.png").read_bytes() == (art["samples"] / "samples.png").read_bytes()  # the artifact's images
 
 
 def test_fid_stage__reports_fid_with_its_sample_count_and_caches_reference(fid_run, random_weights):
     metrics, out = fid_run
-    assert metrics["fid_num_samples"] == 4.0 and metrics["fid_reference_count"] == 10.0
+    assert metrics["fid_num_samples"] == 5.0 and metrics["fid_reference_count"] == 10.0
     assert metrics["fid"] == metrics["fid"] and metrics["fid"] >= 0  # finite, non-negative
     assert len(list((random_weights / "fid-cache").glob("fid-*-all.npz"))) == 1
     assert json.loads((out / "metrics.json").read_text())["fid"] == metrics["fid"]
-    with Image.open(out / "fid_samples.png") as image:
-        assert image.size == grid_size(4, ncols=2)
 
 
 def test_fid_stage__records_its_protocol_and_where_its_inputs_came_from(fid_run, chain):
@@ -79,22 +137,21 @@ def test_fid_stage__records_its_protocol_and_where_its_inputs_came_from(fid_run,
     _, art, _, _ = chain
     sidecar = read_sidecar(out)
     protocol = sidecar["fid_protocol"]
-    assert protocol["num_samples"] == 4 and protocol["reference_split"] == "test" and protocol["reference_count"] == 10
+    assert protocol["num_samples"] == 5 and protocol["reference_split"] == "test" and protocol["reference_count"] == 10
     assert protocol["reference_subset_seed"] is None and protocol["weights_record"] is None  # random weights: no record
     assert protocol["weights_sha256"] == load_inception(device="cpu").weights_sha256
+    assert protocol["sampling"] == read_index(art["samples"])["sampler"]  # the settings that drew the samples
     dataset = read_sidecar(art["dataset"])
     assert sidecar["upstream"]["dataset"]["dataset_checksum"] == dataset["dataset_checksum"]
-    assert sidecar["upstream"]["ddim"]["stage"] == "ddim" and sidecar["upstream"]["ddim"]["seconds"] > 0
+    assert sidecar["upstream"]["samples"]["stage"] == "sample"
+    assert sidecar["upstream"]["ddim"]["stage"] == "ddim" and sidecar["upstream"]["ddim"]["seconds"] > 0  # via the samples
     assert sidecar["seconds"] > 0
 
 
-def test_fid_stage__measures_the_samples_exactly_as_the_sample_stage_saves_them(chain, fid_run, random_weights, tmp_path):
-    cfg, art, _, _ = chain
+def test_fid_stage__equals_the_fid_of_the_stored_images_computed_directly(chain, fid_run, random_weights):
+    _, art, _, _ = chain
     metrics, _ = fid_run
-    same = cfg.model_copy(deep=True)
-    same.sampling.saved_samples = same.sampling.num_samples  # the same seed draws the same 4 samples
-    run_stage("sample", same, {k: art[k] for k in ("ddim", "latents", "model")}, {"samples": tmp_path})
-    saved = torch.load(tmp_path / "samples.pt", weights_only=True)["images"]
+    saved = torch.cat([torch.load(art["samples"] / c["file"], weights_only=True) for c in read_index(art["samples"])["chunks"]])
     inception = load_inception(device="cpu")
     _, test = load_dataset(art["dataset"])
     reference = reference_statistics(test.images, checksum=test.checksum, model=inception,
@@ -103,28 +160,53 @@ def test_fid_stage__measures_the_samples_exactly_as_the_sample_stage_saves_them(
     assert metrics["fid"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
+def test_fid_stage__equals_the_fid_of_samples_decoded_and_rounded_on_the_fly(chain, fid_run, random_weights):
+    """The FID of the stored samples is the number the stage gave when it drew them itself: decoded, rounded to
+    uint8 and back, re-cut into Inception batches of fid.batch_size."""
+    cfg, art, _, _ = chain
+    metrics, _ = fid_run
+    inception = load_inception(device="cpu")
+    _, test = load_dataset(art["dataset"])
+    reference = reference_statistics(test.images, checksum=test.checksum, model=inception,
+                                     cache_dir=random_weights / "fid-cache", batch_size=cfg.fid.batch_size)
+    floats = (b.float().div_(255.0) for b in _drawn_directly(cfg, art))
+    stats = activation_statistics(rebatch(floats, cfg.fid.batch_size), inception)
+    assert metrics["fid"] == frechet_distance(*stats, *reference)
+
+
 def test_fid_stage__a_random_reference_subset_is_cached_apart_and_recorded(chain, random_weights, tmp_path):
     cfg, art, _, _ = chain
     subset = cfg.model_copy(deep=True)
     subset.fid.reference_samples, subset.fid.reference_seed = 6, 3
-    metrics = run_stage("fid", subset, {k: art[k] for k in ("ddim", "latents", "model", "dataset")}, {"metrics": tmp_path})
+    metrics = run_stage("fid", subset, {k: art[k] for k in ("samples", "dataset")}, {"metrics": tmp_path})
     assert metrics["fid_reference_count"] == 6.0
     assert read_sidecar(tmp_path)["fid_protocol"]["reference_subset_seed"] == 3
     assert len(list((random_weights / "fid-cache").glob("fid-*-n6s3.npz"))) == 1
 
 
-def test_sampling__runs_in_float32_whatever_the_training_precision(chain):
+@pytest.mark.parametrize(("field", "value", "named"), [("steps", 4, "steps 5 (config: 4)"),
+                                                        ("num_samples", 6, "num_samples 5 (config: 6)")])
+def test_fid_and_figures__refuse_samples_drawn_with_other_sampling_settings(chain, random_weights, tmp_path, field, value, named):
     cfg, art, _, _ = chain
-    ddim, autoencoder = load_sampler(cfg, {k: art[k] for k in ("ddim", "latents", "model")}, torch.device("cpu"))
-    bf16 = cfg.model_copy(deep=True)
-    bf16.train.precision = "bf16"  # autocast on the CPU would round the UNet to bfloat16
-    a = torch.cat(list(decoded_samples(cfg, ddim, autoencoder, 3)))
-    b = torch.cat(list(decoded_samples(bf16, ddim, autoencoder, 3)))
-    assert a.dtype == torch.float32 and torch.equal(a, b)
+    other = cfg.model_copy(deep=True)
+    setattr(other.sampling, field, value)
+    with pytest.raises(ValueError, match=re.escape(f"other sampling settings: {named}")):
+        run_stage("fid", other, {k: art[k] for k in ("samples", "dataset")}, {"metrics": tmp_path / "m"})
+    with pytest.raises(ValueError, match=re.escape(f"other sampling settings: {named}")):
+        run_stage("figures", other, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": tmp_path / "f"})
 
 
-def test_fid_stage__missing_weights_fail_before_sampling(chain, tmp_path, monkeypatch):
+def test_fid_stage__a_chunk_that_differs_from_its_index_is_refused(chain, random_weights, tmp_path):
+    cfg, art, _, _ = chain
+    copy = shutil.copytree(art["samples"], tmp_path / "samples")
+    first = read_index(copy)["chunks"][0]["file"]
+    torch.save(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), copy / first)
+    with pytest.raises(ValueError, match=f"{first}: sha256 differs from the index {INDEX}"):
+        run_stage("fid", cfg, {"samples": copy, "dataset": art["dataset"]}, {"metrics": tmp_path / "m"})
+
+
+def test_fid_stage__missing_weights_fail_before_reading_samples(chain, tmp_path, monkeypatch):
     cfg, art, _, _ = chain
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=f"{WEIGHTS_FILE}.*hybridmi fid-weights"):
-        run_stage("fid", cfg, {k: art[k] for k in ("ddim", "latents", "model", "dataset")}, {"metrics": tmp_path / "m"})
+        run_stage("fid", cfg, {k: art[k] for k in ("samples", "dataset")}, {"metrics": tmp_path / "m"})

@@ -62,7 +62,7 @@ def report_run(chain, fid_run, tmp_path_factory):
     for stage in ("probe", "reconstruction"):
         run_stage(stage, cfg, evaluation, {"metrics": root / stage})
         inputs[stage] = root / stage
-    run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "ddim", "latents")}, {"figures": root / "figures"})
+    run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": root / "figures"})
     inputs["figures"] = root / "figures"
     metrics = run_stage("report", cfg, inputs, {"report": root / "out"})
     return cfg, inputs, metrics, root / "out"
@@ -81,7 +81,7 @@ def test_report__html_table_holds_this_run_beside_the_papers_rows(report_run):
     row = dict(zip(header, ours))
     assert row["method"] == "this run"
     assert row["MSE (Σ over 3072 values)"] == f"{recon['mse']:.3f}" and row["PSNR (dB)"] == f"{recon['psnr']:.1f}"
-    assert row["FID"] == f"{fid['fid']:.1f}" and row["FID samples N"] == "4"
+    assert row["FID"] == f"{fid['fid']:.1f}" and row["FID samples N"] == "5"
     for feature in ("z", "y", "ŷ"):
         key = "linear_acc_" + {"ŷ": "yhat"}.get(feature, feature)
         column = "linear acc. z (%)" if feature == "z" else f"{feature} (%)"
@@ -106,22 +106,22 @@ def test_report__figures_are_inline_copies_of_the_figure_files_and_nothing_is_ex
 def test_report__states_fid_protocol_checksum_timings_and_config(report_run):
     cfg, inputs, _, out = report_run
     text = (out / "report.html").read_text()
-    assert "N = 4 samples" in text and "test split" in text and "all 10 images" in text
+    assert "N = 5 samples" in text and "test split" in text and "all 10 images" in text
     assert "WITHOUT a conversion record" in text  # the tests' random weights are not the registry's
     dataset_checksum = read_sidecar(inputs["fid"])["upstream"]["dataset"]["dataset_checksum"]
     assert dataset_checksum in text and cfg.hash() in text
     timings = Page(text).tables["timings"]
     stages = [row[0] for row in timings[1:]]
-    assert stages == ["prepare", "probe", "reconstruction", "latents", "ddim", "fid", "figures"]  # pipeline order
+    assert stages == ["prepare", "probe", "reconstruction", "latents", "ddim", "sample", "fid", "figures"]  # pipeline order
     assert "contrastive_channels: 3" in text  # the resolved config, inline
 
 
 def test_report__markdown_has_the_same_table_and_metrics_hold_the_headline(report_run):
     _, inputs, metrics, out = report_run
     markdown = (out / "report.md").read_text()
-    assert "| this run |" in markdown and "| Hybrid (paper) | 2.6 |" in markdown and "N = 4 samples" in markdown
+    assert "| this run |" in markdown and "| Hybrid (paper) | 2.6 |" in markdown and "N = 5 samples" in markdown
     fid = _metrics(inputs["fid"])
-    assert metrics["fid"] == fid["fid"] and metrics["fid_num_samples"] == 4.0
+    assert metrics["fid"] == fid["fid"] and metrics["fid_num_samples"] == 5.0
     assert metrics["linear_acc_z"] == _metrics(inputs["probe"])["linear_acc_z"]
     assert _metrics(out) == metrics and read_sidecar(out)["stage"] == "report"
 

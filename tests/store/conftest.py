@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 from minio import Minio
+from store_testkit import FAST_RETRY, TcpProxy, auth_moto, make_client  # noqa: F401 (auth_moto: a fixture)
 
 from hybridmi.store import LocalStore, S3Store
-from store_testkit import FAST_RETRY, TcpProxy, auth_moto, make_client  # noqa: F401 (auth_moto: a fixture)
 
 
 @pytest.fixture

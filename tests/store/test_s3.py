@@ -9,8 +9,16 @@ import time
 import pytest
 from store_testkit import FAST_RETRY, TEST_KEY, TEST_SECRET, make_client, read_tree, write_tree
 
-from hybridmi.store import (ArtifactNotFound, CheckpointSync, RetryPolicy, S3Store, StoreAuthError, StoreError,
-                            StoreUnavailable, store_from_env)
+from hybridmi.store import (
+    ArtifactNotFound,
+    CheckpointSync,
+    RetryPolicy,
+    S3Store,
+    StoreAuthError,
+    StoreError,
+    StoreUnavailable,
+    store_from_env,
+)
 from hybridmi.store.manifest import VERSIONS
 
 MiB = 1024 * 1024

@@ -7,8 +7,8 @@ import os
 import pytest
 from store_testkit import read_tree, write_tree
 
-from hybridmi.store import ArtifactNotFound, ChecksumMismatch, LocalStore, StoreError
 from hybridmi.runtime import sha256_file
+from hybridmi.store import ArtifactNotFound, ChecksumMismatch, LocalStore, StoreError
 from hybridmi.store.manifest import MANIFEST, VERSIONS
 
 OLD = {"train.pt": b"old-train" * 100, "sub/dataset.json": b'{"v": 1}'}

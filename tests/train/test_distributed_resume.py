@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from hybridmi.config import load_config
-from hybridmi.orchestrate.mirror import local_checkpoint
 from hybridmi.stages import run_stage
+from hybridmi.task.mirror import local_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 # 256 images in global batches of 32: 8 steps an epoch, 40 in all, a checkpoint every 2 steps.

@@ -1,0 +1,104 @@
+"""The α sweep's result: linear accuracy against reconstruction MSE, one row per α (table, CSV, plot).
+
+Rows are matched by the ``config_hash`` in each artifact's sidecar and read α from its config.yaml,
+so they do not depend on the order in which a runner collects the parallel branches.
+"""
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from hybridmi.eval.render import png_data_uri, scatter_png
+from hybridmi.runtime import atomic_write_bytes
+from hybridmi.stages.common import read_sidecar
+
+ACCURACY_PREFIX = "linear_acc_"  # the probe stage's per-feature keys (fractions in [0, 1])
+ERROR_KEYS = ("mse", "psnr")  # the reconstruction stage's keys (MSE in the paper's unit, PSNR in dB)
+
+
+def _alpha_and_metrics(directory: Path) -> tuple[str, float, dict[str, float]]:
+    sidecar = read_sidecar(directory)
+    cfg = yaml.safe_load((directory / "config.yaml").read_text())
+    metrics = json.loads((directory / "metrics.json").read_text())
+    return sidecar["config_hash"], float(cfg["objective"]["alpha"]), metrics
+
+
+def tradeoff_rows(probe_dirs: Iterable[str | Path], reconstruction_dirs: Iterable[str | Path]) -> list[dict[str, float]]:
+    """One row per α: alpha, linear_acc_<feature>..., mse, psnr; sorted by α.
+
+    Every probe must have a reconstruction of the same config (and vice versa); ValueError otherwise.
+    """
+    probes = {h: (a, m) for h, a, m in map(_alpha_and_metrics, map(Path, probe_dirs))}
+    recons = {h: (a, m) for h, a, m in map(_alpha_and_metrics, map(Path, reconstruction_dirs))}
+    if probes.keys() != recons.keys():
+        raise ValueError(f"probe and reconstruction results do not pair up by config: "
+                         f"{sorted(probes.keys() ^ recons.keys())} have only one of the two")
+    rows = []
+    for key, (alpha, probe) in probes.items():
+        recon = recons[key][1]
+        missing = [k for k in ERROR_KEYS if k not in recon]
+        if missing:
+            raise ValueError(f"reconstruction metrics for alpha {alpha} lack {', '.join(missing)}")
+        accuracies = {k: float(v) for k, v in sorted(probe.items()) if k.startswith(ACCURACY_PREFIX)}
+        if not accuracies:
+            raise ValueError(f"probe metrics for alpha {alpha} have no {ACCURACY_PREFIX}* key")
+        rows.append({"alpha": alpha, **accuracies, **{k: float(recon[k]) for k in ERROR_KEYS}})
+    return sorted(rows, key=lambda row: row["alpha"])
+
+
+def _columns(rows: list[dict[str, float]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    return columns
+
+
+def markdown_table(rows: list[dict[str, float]]) -> str:
+    """A Markdown table of the rows (accuracies in %, MSE and PSNR to 3 decimals)."""
+    columns = _columns(rows)
+
+    def cell(key: str, value: float | None) -> str:
+        if value is None:
+            return "—"
+        return f"{100 * value:.1f}" if key.startswith(ACCURACY_PREFIX) else f"{value:.3f}" if key != "alpha" else f"{value:g}"
+
+    header = [f"{c} (%)" if c.startswith(ACCURACY_PREFIX) else c for c in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(c, row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def csv_text(rows: list[dict[str, float]]) -> str:
+    """The rows as CSV with a header (raw values: accuracies as fractions)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def tradeoff_png(rows: list[dict[str, float]]) -> bytes:
+    """Linear accuracy (%) against MSE, one series per probed feature, points labelled ``a=<α>`` (ASCII font)."""
+    features = [c for c in _columns(rows) if c.startswith(ACCURACY_PREFIX)]
+    series = {f.removeprefix(ACCURACY_PREFIX): [(row["mse"], 100 * row[f], f"a={row['alpha']:g}") for row in rows if f in row]
+              for f in features}
+    return scatter_png(series, x_label="reconstruction MSE (sum over 3072 values per image)", y_label="linear accuracy (%)")
+
+
+def write_tradeoff(rows: list[dict[str, float]], *, table_path: str | Path, csv_path: str | Path, html_path: str | Path) -> None:
+    """Write the Markdown table, the CSV and an HTML page (plot + table) for the KFP UI."""
+    if not rows:
+        raise ValueError("the alpha sweep produced no results")
+    table = markdown_table(rows)
+    atomic_write_bytes(table_path, table.encode())
+    atomic_write_bytes(csv_path, csv_text(rows).encode())
+    page = ("<html><head><meta charset='utf-8'><title>alpha sweep</title></head><body>"
+            "<h1>Linear accuracy against reconstruction MSE</h1>"
+            f"<img src='{png_data_uri(tradeoff_png(rows))}'><pre>{html.escape(table)}</pre></body></html>\n")
+    atomic_write_bytes(html_path, page.encode())

@@ -1,0 +1,151 @@
+"""The task-side helpers components call: config parameters, KFP metric logging, failure records, the sweep table."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+from kfp.dsl import ClassificationMetrics, Metrics
+from PIL import Image
+
+from hybridmi.config import Config, ConfigError, config_from_dict, config_from_text, config_to_text
+from hybridmi.eval.render import gallery_html
+from hybridmi.runners.dag import wiring
+from hybridmi.runtime import write_json
+from hybridmi.stages.common import finish_output
+from hybridmi.task.component import log_confusion, log_metrics
+from hybridmi.task.configure import resolve_config, resolve_config_text
+from hybridmi.task.failure import ERROR_DIR_VAR
+from hybridmi.task.run import float_metrics, run_task
+from hybridmi.task.tradeoff import csv_text, markdown_table, tradeoff_png, tradeoff_rows, write_tradeoff
+from pipelines.parameters import pipeline_arguments
+
+
+def test_config_text__round_trips_to_an_equal_config():
+    cfg = config_from_dict({"name": "x", "train": {"epochs": 2.5}})
+    assert config_from_text(config_to_text(cfg)) == cfg
+    assert config_from_text("") == Config()
+
+
+def test_resolve_config__empty_parameters_keep_the_config_and_values_override_it():
+    text = config_to_text(config_from_dict({"train": {"epochs": 3.0}, "sampling": {"steps": 7}}))
+    kept = resolve_config(text, {"hybrid_epochs": "", "ddim_sample_steps": ""})
+    assert (kept.train.epochs, kept.sampling.steps) == (3.0, 7)
+    changed = resolve_config(text, {"hybrid_epochs": "0.5", "ddim_sample_steps": "4", "hybrid_alpha": "0.25"})
+    assert (changed.train.epochs, changed.sampling.steps, changed.objective.alpha) == (0.5, 4, 0.25)
+    assert config_from_text(resolve_config_text(text, hybrid_alpha="1")).objective.alpha == 1.0
+
+
+def test_resolve_config__bad_value_names_field_and_parameter():
+    with pytest.raises(ConfigError, match=r"objective\.alpha.*hybrid_alpha='1.5'"):
+        resolve_config("", {"hybrid_alpha": "1.5"})
+    with pytest.raises(ValueError, match="unknown config parameter.*hybrid_alfa"):
+        resolve_config("", {"hybrid_alfa": "0.5"})
+
+
+def test_pipeline_arguments__carry_the_config_text_and_task_values_only():
+    cfg = config_from_dict({"name": "args"})
+    args = pipeline_arguments(config_to_text(cfg), gpu_count="")
+    assert config_from_text(args["config"]) == cfg and args["gpu_count"] == ""
+    with pytest.raises(ValueError, match="unknown pipeline parameter"):
+        pipeline_arguments(config_to_text(cfg), gpu_cout="1")
+    with pytest.raises(ValueError, match="unknown pipeline parameter.*hybrid_alpha"):
+        pipeline_arguments(config_to_text(cfg), hybrid_alpha="0.5")  # config parameters travel inside the config text
+
+
+def test_float_metrics__rejects_non_numbers_by_name():
+    assert float_metrics({"a": 1, "b": 2.5}) == {"a": 1.0, "b": 2.5}
+    with pytest.raises(ValueError, match="metric flag=True"):
+        float_metrics({"flag": True})
+
+
+def test_log_metrics__sets_kfp_metadata_and_writes_json_unless_a_directory(tmp_path):
+    file_artifact = Metrics(uri=str(tmp_path / "m"))
+    log_metrics(file_artifact, {"loss": 0.5}, metadata={"store_reused": True})
+    assert file_artifact.metadata == {"loss": 0.5, "store_reused": True}
+    assert json.loads((tmp_path / "m").read_text()) == {"loss": 0.5}
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "metrics.json").write_text("{}")
+    log_metrics(Metrics(uri=str(tmp_path / "dir")), {"acc": 1.0})
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["metrics.json"]
+
+
+def test_log_confusion__logs_the_matrix_of_confusion_json(tmp_path):
+    write_json(tmp_path / "confusion.json", {"classes": ["a", "b"], "confusion_matrix": [[3, 1], [0, 4]]})
+    artifact = ClassificationMetrics(uri=str(tmp_path / "cm"))
+    assert log_confusion(artifact, tmp_path)
+    matrix = artifact.metadata["confusionMatrix"]
+    assert [c["displayName"] for c in matrix["annotationSpecs"]] == ["a", "b"]
+    assert [r["row"] for r in matrix["rows"]] == [[3, 1], [0, 4]]
+    assert not log_confusion(ClassificationMetrics(uri=str(tmp_path / "x")), tmp_path / "nothing")
+
+
+def test_run_task__failure_is_recorded_with_the_stages_own_message(tmp_path):
+    text = config_to_text(config_from_dict({"data": {"source": "folder", "root": str(tmp_path / "no-such-data")}}))
+    env = {ERROR_DIR_VAR: str(tmp_path / "errors")}
+    with pytest.raises(Exception) as raised:
+        run_task("prepare", text, inputs={}, outputs={"dataset": tmp_path / "dataset"}, env=env)
+    record = json.loads((tmp_path / "errors" / "prepare.json").read_text())
+    assert record["stage"] == "prepare"
+    assert "no-such-data" in record["error"] and str(raised.value) in record["error"]
+
+
+def test_wiring__report_reads_the_metrics_of_the_evaluation_stages_and_the_figures():
+    assert wiring()["report"] == {"probe": ("probe", "metrics"), "reconstruction": ("reconstruction", "metrics"),
+                                  "fid": ("fid", "metrics"), "figures": ("figures", "figures")}
+    assert wiring()["train"] == {"dataset": ("prepare", "dataset")}
+
+
+def _eval_dirs(tmp_path, alpha, acc, mse):
+    cfg = config_from_dict({"objective": {"alpha": alpha}})
+    probe, recon = tmp_path / f"probe-{alpha}", tmp_path / f"recon-{alpha}"
+    for directory in (probe, recon):
+        directory.mkdir()
+    finish_output(probe, cfg, stage="probe", metrics={"linear_acc_y": acc, "linear_acc_z": acc / 2, "knn_acc_y": 0.1})
+    finish_output(recon, cfg, stage="reconstruction", metrics={"mse": mse, "psnr": 20.0})
+    return probe, recon
+
+
+def test_tradeoff_rows__pair_by_config_and_sort_by_alpha_whatever_the_order(tmp_path):
+    (p9, r9), (p1, r1) = _eval_dirs(tmp_path, 0.9, 0.3, 2.0), _eval_dirs(tmp_path, 0.1, 0.8, 9.0)
+    rows = tradeoff_rows([p9, p1], [r1, r9])
+    assert rows == [
+        {"alpha": 0.1, "linear_acc_y": 0.8, "linear_acc_z": 0.4, "mse": 9.0, "psnr": 20.0},
+        {"alpha": 0.9, "linear_acc_y": 0.3, "linear_acc_z": 0.15, "mse": 2.0, "psnr": 20.0},
+    ]
+    with pytest.raises(ValueError, match="do not pair up"):
+        tradeoff_rows([p9, p1], [r9])
+
+
+def test_tradeoff_outputs__table_csv_and_plot_hold_every_row(tmp_path):
+    rows = [{"alpha": 0.1, "linear_acc_y": 0.8, "mse": 9.0, "psnr": 20.0},
+            {"alpha": 0.9, "linear_acc_y": 0.3, "mse": 2.0, "psnr": 25.0}]
+    table = markdown_table(rows)
+    assert table.splitlines()[0] == "| alpha | linear_acc_y (%) | mse | psnr |"
+    assert "| 0.1 | 80.0 | 9.000 | 20.000 |" in table
+    assert list(csv.DictReader(io.StringIO(csv_text(rows))))[1] == {"alpha": "0.9", "linear_acc_y": "0.3", "mse": "2.0", "psnr": "25.0"}
+    image = Image.open(io.BytesIO(tradeoff_png(rows)))
+    assert image.size == (640, 440)
+    write_tradeoff(rows, table_path=tmp_path / "t.md", csv_path=tmp_path / "t.csv", html_path=tmp_path / "t.html")
+    assert "data:image/png;base64," in (tmp_path / "t.html").read_text()
+    with pytest.raises(ValueError, match="no results"):
+        write_tradeoff([], table_path=tmp_path / "a", csv_path=tmp_path / "b", html_path=tmp_path / "c")
+
+
+def test_gallery_html__embeds_every_png(tmp_path):
+    for name in ("b.png", "a.png"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name)
+    page = gallery_html(tmp_path, title="t")
+    assert page.count("data:image/png;base64,") == 2 and page.index("a.png") < page.index("b.png")
+    with pytest.raises(FileNotFoundError, match="no PNG"):
+        gallery_html(tmp_path / "a.png", title="t")
+
+
+def test_components_readme__shows_the_parameter_table_of_parameters_py():
+    from pathlib import Path
+
+    from pipelines.parameters import parameters_markdown
+
+    readme = (Path(__file__).resolve().parents[2] / "components" / "README.md").read_text()
+    assert parameters_markdown() in readme
