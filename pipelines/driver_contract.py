@@ -106,7 +106,9 @@ def _pod_spec_value(text: str, executor_inputs: Mapping[str, Any]) -> Any:
     if match.group(1) not in executor_inputs:
         raise LookupError("executorInput did not contain the input parameter " + match.group(1))
     value = executor_inputs[match.group(1)]
-    return value if value is RUNTIME else value if isinstance(value, str) else ""  # GetStringValue() of a non-string: ""
+    if value is RUNTIME or isinstance(value, str):
+        return value
+    return ""  # GetStringValue() of a non-string value
 
 
 def _container_refusals(container: Mapping[str, Any], inputs: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
