@@ -7,6 +7,7 @@ table per device (CPU, plus CUDA when present) and one JSON line per measurement
 
     .venv/bin/python bench/ddim_throughput.py --channels 32 --channel-mult 1 2 2 --train-steps 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,14 @@ def sync(device: torch.device) -> None:
 
 
 def build(args: argparse.Namespace, device: torch.device) -> UNet:
-    unet = UNet(in_channels=6, channels=args.channels, channel_mult=args.channel_mult, num_res_blocks=args.res_blocks,
-                attn_resolutions=args.attn, dropout=0.1).to(device)
+    unet = UNet(
+        in_channels=6,
+        channels=args.channels,
+        channel_mult=args.channel_mult,
+        num_res_blocks=args.res_blocks,
+        attn_resolutions=args.attn,
+        dropout=0.1,
+    ).to(device)
     return unet.to(memory_format=torch.channels_last) if device.type == "cuda" else unet
 
 
@@ -65,8 +72,13 @@ def train_rate(args: argparse.Namespace, device: torch.device) -> float:
 def sample_rate(args: argparse.Namespace, device: torch.device, steps: int) -> float:
     """DDIM (η = 0) samples/s for a batch of args.sample_batch with S = steps."""
     torch.manual_seed(0)
-    model = DDIMModel(unet=build(args, device).eval(), alphas_cumprod=schedule_from_config(SCHEDULE).to(device),
-                      mean=torch.zeros(6, dtype=torch.float64), std=torch.ones(6, dtype=torch.float64), step=0)
+    model = DDIMModel(
+        unet=build(args, device).eval(),
+        alphas_cumprod=schedule_from_config(SCHEDULE).to(device),
+        mean=torch.zeros(6, dtype=torch.float64),
+        std=torch.ones(6, dtype=torch.float64),
+        step=0,
+    )
     amp = autocast_dtype("auto", device)
     gen = torch.Generator().manual_seed(0)
     sample_latents(model, args.sample_batch, steps=2, eta=0.0, spacing="uniform", generator=gen, amp=amp)  # warm-up
@@ -81,7 +93,7 @@ def fid_rate(args: argparse.Namespace, device: torch.device) -> float:
     """Inception pool3 statistics images/s on 32x32 inputs (resized to 299 inside), fp32."""
     inception = FIDInceptionV3().to(device).eval()
     images = torch.rand(args.fid_images, 3, 32, 32, device=device)
-    batches = lambda: (images[i:i + args.fid_batch] for i in range(0, len(images), args.fid_batch))  # noqa: E731
+    batches = lambda: (images[i : i + args.fid_batch] for i in range(0, len(images), args.fid_batch))  # noqa: E731
     activation_statistics(batches(), inception)  # warm-up
     sync(device)
     start = time.perf_counter()
@@ -107,15 +119,19 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
     print(f"UNet channels={args.channels} mult={args.channel_mult} res_blocks={args.res_blocks} attn={args.attn}")
     print("| device | measurement | rate |\n|---|---|---|")
     for name in args.devices:
         device = torch.device(name)
         rows = [(f"train (batch {args.batch_size})", train_rate(args, device), "latents/s")]
-        rows += [(f"sample S={s} (batch {args.sample_batch})", sample_rate(args, device, s), "samples/s")
-                 for s in args.sample_steps]
+        rows += [
+            (f"sample S={s} (batch {args.sample_batch})", sample_rate(args, device, s), "samples/s")
+            for s in args.sample_steps
+        ]
         rows.append((f"FID statistics (batch {args.fid_batch})", fid_rate(args, device), "images/s"))
         for what, rate, unit in rows:
             print(f"| {name} | {what} | {rate:.1f} {unit} |")

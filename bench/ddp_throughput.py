@@ -13,6 +13,7 @@ largest row's cores as threads, the alternative to ranks on one CPU.
 
 ``gpu_check.py`` calls ``measure`` for its 1-GPU vs N-GPU row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,17 +30,34 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
 
-def measure(ranks: int, *, preset: str, overrides: list[str], steps: int, warmup: int, device: str,
-            threads: int) -> dict[str, Any]:
+def measure(
+    ranks: int, *, preset: str, overrides: list[str], steps: int, warmup: int, device: str, threads: int
+) -> dict[str, Any]:
     """Run ``ranks`` ranks of the timing worker; rank 0's numbers (images/s of the global batch, s/step)."""
     with tempfile.TemporaryDirectory(prefix="ddp-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        worker = [str(Path(__file__).resolve()), "--worker", str(out), "--preset", preset, "--steps", str(steps),
-                  "--warmup", str(warmup), "--device", device, "--threads", str(threads),
-                  *(arg for o in overrides for arg in ("--set", o))]
+        worker = [
+            str(Path(__file__).resolve()),
+            "--worker",
+            str(out),
+            "--preset",
+            preset,
+            "--steps",
+            str(steps),
+            "--warmup",
+            str(warmup),
+            "--device",
+            device,
+            "--threads",
+            str(threads),
+            *(arg for o in overrides for arg in ("--set", o)),
+        ]
         launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-               "OMP_NUM_THREADS": str(threads or 1)}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": str(threads or 1),
+        }
         subprocess.run([sys.executable, *launcher, *worker], env=env, check=True, cwd=ROOT)
         return json.loads(out.read_text())
 
@@ -65,24 +83,33 @@ def _worker(args: argparse.Namespace) -> None:
         seed_everything(cfg.train.seed)
         step = build_step(cfg, device, group=group)
         rows = group.shard(batch_size) if group is not None else slice(None)
-        images = make_synthetic(num_classes=10, n_train=batch_size * (args.steps + args.warmup), n_test=10,
-                                seed=0)[0].images.to(device)
+        images = make_synthetic(num_classes=10, n_train=batch_size * (args.steps + args.warmup), n_test=10, seed=0)[
+            0
+        ].images.to(device)
         generator = torch.Generator(device=device)
         start = 0.0
         for i in range(args.warmup + args.steps):
             if i == args.warmup:
                 step.guard.read()  # waits for the device (and, distributed, for every rank)
                 start = time.perf_counter()
-            batch = to_float(images[i * batch_size:(i + 1) * batch_size][rows])
+            batch = to_float(images[i * batch_size : (i + 1) * batch_size][rows])
             step(batch, generator=generator.manual_seed(i), lr=cfg.optim.lr)
         step.guard.read()
         elapsed = time.perf_counter() - start
     if ranks.main:
-        Path(args.worker).write_text(json.dumps({
-            "ranks": ranks.world_size, "threads_per_rank": torch.get_num_threads(), "device": str(device),
-            "batch_size": batch_size, "steps": args.steps, "step_time_s": elapsed / args.steps,
-            "images_per_s": args.steps * batch_size / elapsed,
-        }))
+        Path(args.worker).write_text(
+            json.dumps(
+                {
+                    "ranks": ranks.world_size,
+                    "threads_per_rank": torch.get_num_threads(),
+                    "device": str(device),
+                    "batch_size": batch_size,
+                    "steps": args.steps,
+                    "step_time_s": elapsed / args.steps,
+                    "images_per_s": args.steps * batch_size / elapsed,
+                }
+            )
+        )
 
 
 def main() -> None:
@@ -90,8 +117,11 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu", help="configs/<preset>.yaml (or a YAML path)")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts, one row each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (0: torch's default)")
-    parser.add_argument("--same-cores", action="store_true",
-                        help="also one process with threads x max(ranks) threads (the same cores as the largest row)")
+    parser.add_argument(
+        "--same-cores",
+        action="store_true",
+        help="also one process with threads x max(ranks) threads (the same cores as the largest row)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per rank)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -101,21 +131,29 @@ def main() -> None:
     if args.worker:
         _worker(args)
         return
-    kwargs = dict(preset=args.preset, overrides=args.overrides, steps=args.steps, warmup=args.warmup, device=args.device)
+    kwargs = dict(
+        preset=args.preset, overrides=args.overrides, steps=args.steps, warmup=args.warmup, device=args.device
+    )
     rows = [measure(n, threads=args.threads, **kwargs) for n in args.ranks]
     if args.same_cores:
         rows.append(measure(1, threads=args.threads * max(args.ranks), **kwargs))
     base = next((r for r in rows if r["ranks"] == 1 and r["threads_per_rank"] == rows[0]["threads_per_rank"]), None)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(f"preset {args.preset}, global batch {rows[0]['batch_size']}, {args.steps} timed steps, device {args.device}, "
-          f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at the end" if load else "")
+    print(
+        f"preset {args.preset}, global batch {rows[0]['batch_size']}, {args.steps} timed steps, device {args.device}, "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at the end"
+        if load
+        else ""
+    )
     print("| ranks | threads/rank | s/step | images/s | speed-up | scaling efficiency |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         speedup = r["images_per_s"] / base["images_per_s"] if base else float("nan")
         cores = r["ranks"] * r["threads_per_rank"] / (base["threads_per_rank"] if base else 1)
-        print(f"| {r['ranks']} | {r['threads_per_rank']} | {r['step_time_s']:.3f} | {r['images_per_s']:.0f} | "
-              f"{speedup:.2f}x | {100 * speedup / cores:.0f} % |")
+        print(
+            f"| {r['ranks']} | {r['threads_per_rank']} | {r['step_time_s']:.3f} | {r['images_per_s']:.0f} | "
+            f"{speedup:.2f}x | {100 * speedup / cores:.0f} % |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ this machine's: torch 2.14.1 here, 2.11 there.)
 
     .venv/bin/python bench/device_venv.py DIR      # prints DIR/bin/python
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,7 +28,9 @@ def normalise(name: str) -> str:
 
 def device_distributions(path: Path = HERE / "device_packages.txt") -> set[str]:
     """Normalised distribution names the device has, plus the carried ones."""
-    names = {normalise(line.strip()) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    names = {
+        normalise(line.strip()) for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")
+    }
     return names | set(CARRIED)
 
 
@@ -36,8 +39,14 @@ def build(directory: Path) -> Path:
     python = directory / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(directory)], check=True)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     allowed = device_distributions()
     linked = set()
     for dist in metadata.distributions():

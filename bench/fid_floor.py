@@ -9,6 +9,7 @@ fid.cache_dir), so after a pipeline run with fid.reference_samples = N they are 
 
 Prints one Markdown table row (and writes the JSON): FID, N, seeds, weights hash, seconds, machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,16 +45,34 @@ def fid_floor(cfg, *, num: int, seed: int | None = None) -> dict:
         if num > len(split.labels):
             raise ValueError(f"--num {num} is more than the {len(split.labels)} images of the {name} split")
         split_start = time.monotonic()
-        stats[name] = reference_statistics(split.images, checksum=split.checksum, model=model, cache_dir=cache_dir,
-                                           batch_size=cfg.fid.batch_size, num=num, seed=seed)
+        stats[name] = reference_statistics(
+            split.images,
+            checksum=split.checksum,
+            model=model,
+            cache_dir=cache_dir,
+            batch_size=cfg.fid.batch_size,
+            num=num,
+            seed=seed,
+        )
         stats[f"{name}_seconds"] = time.monotonic() - split_start
     return {
-        "fid": frechet_distance(*stats["test"], *stats["train"]), "num": num, "seed": seed,
-        "reference": "train", "candidate": "test", "train_checksum": train.checksum, "test_checksum": test.checksum,
-        "weights_sha256": model.weights_sha256, "weights_recorded": model.weights_record is not None,
-        "train_statistics_s": round(stats["train_seconds"], 1), "test_statistics_s": round(stats["test_seconds"], 1),
-        "seconds": round(time.monotonic() - start, 1), "data": cfg.data.source, "data_root": cfg.data.root,
-        "cpus": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "machine": platform.platform(),
+        "fid": frechet_distance(*stats["test"], *stats["train"]),
+        "num": num,
+        "seed": seed,
+        "reference": "train",
+        "candidate": "test",
+        "train_checksum": train.checksum,
+        "test_checksum": test.checksum,
+        "weights_sha256": model.weights_sha256,
+        "weights_recorded": model.weights_record is not None,
+        "train_statistics_s": round(stats["train_seconds"], 1),
+        "test_statistics_s": round(stats["test_seconds"], 1),
+        "seconds": round(time.monotonic() - start, 1),
+        "data": cfg.data.source,
+        "data_root": cfg.data.root,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0],
+        "machine": platform.platform(),
     }
 
 
@@ -71,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     print("| data | N (test vs train) | FID floor | statistics s (train / test) | weights |")
     print("|---|---|---|---|---|")
-    print(f"| {result['data']} {result['data_root'] or ''} | {result['num']:,} (seed {result['seed']}) | {result['fid']:.2f} | "
-          f"{result['train_statistics_s']} / {result['test_statistics_s']} | {result['weights_sha256'][:12]}"
-          f"{'' if result['weights_recorded'] else ' (no conversion record: not a result)'} |")
+    print(
+        f"| {result['data']} {result['data_root'] or ''} | {result['num']:,} (seed {result['seed']}) | {result['fid']:.2f} | "
+        f"{result['train_statistics_s']} / {result['test_statistics_s']} | {result['weights_sha256'][:12]}"
+        f"{'' if result['weights_recorded'] else ' (no conversion record: not a result)'} |"
+    )
     return 0
 
 

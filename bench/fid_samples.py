@@ -8,6 +8,7 @@ take ~6 minutes, a 10,000-image reference ~13 minutes the first time.
 
     .venv/bin/python bench/fid_samples.py /work/.device/.../samples.npz --reference-size 10000
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,28 +39,42 @@ ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("samples", type=Path, help="samples.npz from gpu_check.py (key 'images', uint8 N x 32 x 32 x 3)")
+    parser.add_argument(
+        "samples", type=Path, help="samples.npz from gpu_check.py (key 'images', uint8 N x 32 x 32 x 3)"
+    )
     parser.add_argument("--data", type=Path, default=ARCHIVE, help="the CIFAR-10 JPEG archive (class folders)")
     parser.add_argument("--reference-size", type=int, default=10000, help="random train images in the reference")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reference subset")
-    parser.add_argument("--weights", type=Path, default=None, help="pytorch-fid Inception state dict (default: torch.hub cache)")
+    parser.add_argument(
+        "--weights", type=Path, default=None, help="pytorch-fid Inception state dict (default: torch.hub cache)"
+    )
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "hybridmi" / "fid")
     args = parser.parse_args()
     with np.load(args.samples) as f:
         samples = torch.from_numpy(f["images"]).permute(0, 3, 1, 2).contiguous()  # N x 3 x 32 x 32 uint8
     if samples.dtype != torch.uint8 or samples.shape[1:] != (3, 32, 32):
-        raise SystemExit(f"{args.samples}: expected uint8 (N, 32, 32, 3) images, got {samples.dtype} {tuple(samples.shape)}")
+        raise SystemExit(
+            f"{args.samples}: expected uint8 (N, 32, 32, 3) images, got {samples.dtype} {tuple(samples.shape)}"
+        )
     train, _, _ = cached_decode(DataConfig(source="folder", root=str(args.data)))
-    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.seed))[:args.reference_size]
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.seed))[: args.reference_size]
     reference = train.images[order]
     model = load_inception(weights_path=args.weights, device="cpu")
-    mu_ref, sigma_ref = reference_statistics(reference, checksum=content_checksum(reference, train.labels[order]),
-                                             model=model, cache_dir=args.cache_dir, batch_size=args.batch_size)
+    mu_ref, sigma_ref = reference_statistics(
+        reference,
+        checksum=content_checksum(reference, train.labels[order]),
+        model=model,
+        cache_dir=args.cache_dir,
+        batch_size=args.batch_size,
+    )
     mu, sigma = activation_statistics(uint8_batches(samples, args.batch_size), model)
-    result = {"fid": frechet_distance(mu, sigma, mu_ref, sigma_ref), "num_samples": len(samples),
-              "reference": f"{len(reference)} random CIFAR-10 (JPEG copy) train images, seed {args.seed}",
-              "weights_sha256": model.weights_sha256}
+    result = {
+        "fid": frechet_distance(mu, sigma, mu_ref, sigma_ref),
+        "num_samples": len(samples),
+        "reference": f"{len(reference)} random CIFAR-10 (JPEG copy) train images, seed {args.seed}",
+        "weights_sha256": model.weights_sha256,
+    }
     (args.samples.parent / "fid.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

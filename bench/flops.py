@@ -10,6 +10,7 @@ the peak it is compared with, so the utilisation needs no datasheet number.
     .venv/bin/python bench/flops.py --presets smoke cpu cifar10 --steps 10
     .venv/bin/python bench/flops.py --presets cifar10 --device cuda --json out.json   # MFU on a GPU
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,10 +51,19 @@ def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None
             module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
     autoencoder.train()
     optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
-    return HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                      on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views,
-                      amp=autocast_dtype(cfg.train.precision, device), channels_last=channels_last,
-                      compile=cfg.train.compile if compile is None else compile, group=group)
+    return HybridStep(
+        autoencoder,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=cfg.optim.grad_clip,
+        on_nonfinite=cfg.train.on_nonfinite,
+        autoencoder_views=cfg.objective.autoencoder_views,
+        amp=autocast_dtype(cfg.train.precision, device),
+        channels_last=channels_last,
+        compile=cfg.train.compile if compile is None else compile,
+        group=group,
+    )
 
 
 def random_batch(batch_size: int, device: torch.device, seed: int = 0) -> torch.Tensor:
@@ -62,8 +72,21 @@ def random_batch(batch_size: int, device: torch.device, seed: int = 0) -> torch.
     return to_float(torch.randint(0, 256, (batch_size, 3, 32, 32), dtype=torch.uint8, generator=g).to(device))
 
 
-def conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
-                        _output_padding, _groups, output_mask, out_shape=None, **kwargs) -> int:
+def conv_backward_flops(
+    grad_out_shape,
+    x_shape,
+    w_shape,
+    _bias,
+    _stride,
+    _padding,
+    _dilation,
+    transposed,
+    _output_padding,
+    _groups,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """A convolution's backward: the input gradient and the weight gradient each cost its forward FLOPs.
 
     Replaces torch's formula, which treats a grouped (depthwise) convolution's weight gradient as dense
@@ -85,7 +108,9 @@ def image_flops(cfg: Config, device: torch.device | str = "cpu", *, count_batch:
     step = build_step(cfg, device, compile=False)
     batch = random_batch(batch_size, device)
     generator = torch.Generator(device=device).manual_seed(0)
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}) as counter:
+    with FlopCounterMode(
+        display=False, custom_mapping={torch.ops.aten.convolution_backward: conv_backward_flops}
+    ) as counter:
         step(batch, generator=generator, lr=cfg.optim.lr)
     return counter.get_total_flops() / batch_size
 
@@ -95,8 +120,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def matmul_peak(device: torch.device, *, dtype: torch.dtype | None = None, n: int | None = None,
-                repeats: int = 10) -> dict[str, Any]:
+def matmul_peak(
+    device: torch.device, *, dtype: torch.dtype | None = None, n: int | None = None, repeats: int = 10
+) -> dict[str, Any]:
     """Measured FLOP/s of an n x n x n matrix product (mean of ``repeats`` after 3 warm-ups).
 
     Defaults: bf16 at n = 8192 on a GPU (the basis of MFU there), fp32 at n = 1024 on a CPU.
@@ -132,23 +158,46 @@ def timed_steps(step: HybridStep, cfg: Config, device: torch.device, *, steps: i
         step(batches[i % len(batches)], generator=generator, lr=cfg.optim.lr)
     step.guard.read()
     seconds = time.perf_counter() - warm
-    return {"warmup_s": warm - start, "seconds": seconds, "step_s": seconds / steps,
-            "images_per_s": steps * cfg.train.batch_size / seconds}
+    return {
+        "warmup_s": warm - start,
+        "seconds": seconds,
+        "step_s": seconds / steps,
+        "images_per_s": steps * cfg.train.batch_size / seconds,
+    }
 
 
-def measure(name: str, device: torch.device, *, steps: int, warmup: int, overrides: list[str] | tuple[str, ...] = (),
-            peak: dict[str, Any] | None = None, timed: bool = True) -> dict[str, Any]:
+def measure(
+    name: str,
+    device: torch.device,
+    *,
+    steps: int,
+    warmup: int,
+    overrides: list[str] | tuple[str, ...] = (),
+    peak: dict[str, Any] | None = None,
+    timed: bool = True,
+) -> dict[str, Any]:
     """FLOPs per image and, when ``timed``, throughput, achieved FLOP/s and utilisation of a preset's step."""
     cfg = preset(name, [f"train.device={device}", *overrides])
     per_image = image_flops(cfg, device)
-    row: dict[str, Any] = {"preset": name, "batch_size": cfg.train.batch_size, "alpha": cfg.objective.alpha,
-                           "compile": cfg.train.compile, "flops_per_image": per_image}
+    row: dict[str, Any] = {
+        "preset": name,
+        "batch_size": cfg.train.batch_size,
+        "alpha": cfg.objective.alpha,
+        "compile": cfg.train.compile,
+        "flops_per_image": per_image,
+    }
     if not timed:
         return row
     peak = peak or matmul_peak(device)
     timing = timed_steps(build_step(cfg, device), cfg, device, steps=steps, warmup=warmup)
     achieved = per_image * timing["images_per_s"]
-    return {**row, **timing, "achieved_flop_per_s": achieved, "peak": peak, "utilisation": achieved / peak["flop_per_s"]}
+    return {
+        **row,
+        **timing,
+        "achieved_flop_per_s": achieved,
+        "peak": peak,
+        "utilisation": achieved / peak["flop_per_s"],
+    }
 
 
 def machine(device: torch.device) -> str:
@@ -164,7 +213,9 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override a.b=v (all presets)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], help="config override a.b=v (all presets)"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     device = choose_device(args.device)
@@ -175,10 +226,15 @@ def main() -> None:
     rows = []
     for name in [*args.presets, *args.count_only]:
         timed = name in args.presets
-        row = measure(name, device, steps=args.steps, warmup=args.warmup, overrides=args.overrides, peak=peak, timed=timed)
+        row = measure(
+            name, device, steps=args.steps, warmup=args.warmup, overrides=args.overrides, peak=peak, timed=timed
+        )
         rows.append(row)
-        speed = (f"{row['images_per_s']:.0f} | {row['achieved_flop_per_s'] / 1e12:.4f} | {100 * row['utilisation']:.1f} %"
-                 if timed else "– | – | –")
+        speed = (
+            f"{row['images_per_s']:.0f} | {row['achieved_flop_per_s'] / 1e12:.4f} | {100 * row['utilisation']:.1f} %"
+            if timed
+            else "– | – | –"
+        )
         print(f"| {name} | {row['batch_size']} | {row['flops_per_image'] / 1e9:.3f} | {speed} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(device), "peak": peak, "rows": rows}, indent=2) + "\n")

@@ -9,6 +9,7 @@ per stage (process start, imports, executor, artifact bookkeeping; plus containe
 Without --fid-weights, randomly initialised Inception weights are written to the run directory
 (FID values are then meaningless; the timing is what is measured). Prints a Markdown table.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/smoke.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=VALUE")
-    parser.add_argument("--runners", nargs="+", default=["inprocess", "subprocess", "docker"],
-                        choices=["inprocess", "subprocess", "docker"])
+    parser.add_argument(
+        "--runners",
+        nargs="+",
+        default=["inprocess", "subprocess", "docker"],
+        choices=["inprocess", "subprocess", "docker"],
+    )
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--fid-weights", type=Path, help="FID Inception weights (default: random, timing only)")
     parser.add_argument("--root", type=Path, help="pipeline root (default: a temporary directory)")
@@ -77,9 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         root.mkdir(parents=True, exist_ok=True)
         weights = args.fid_weights or random_fid_weights(root)  # under the root: mounted into Docker tasks
         overrides = [*args.overrides, f"fid.weights={Path(weights).resolve()}"]
-        results = {r: measure(r, config=args.config, overrides=overrides, root=root, repeat=args.repeat) for r in args.runners}
-    report = {"results_s": results, "config": args.config, "overrides": args.overrides, "cpus": os.cpu_count(),
-              "machine": platform.platform(), "load_avg_1m": os.getloadavg()[0]}
+        results = {
+            r: measure(r, config=args.config, overrides=overrides, root=root, repeat=args.repeat) for r in args.runners
+        }
+    report = {
+        "results_s": results,
+        "config": args.config,
+        "overrides": args.overrides,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+        "load_avg_1m": os.getloadavg()[0],
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"config {args.config} {' '.join(args.overrides)}; {os.cpu_count()} CPUs; load {report['load_avg_1m']:.1f}")

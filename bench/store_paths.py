@@ -8,6 +8,7 @@ data set; "prepare, fetched" runs it again with another empty decode cache, as a
 machine would: the source fingerprint finds the published copy and the decode is skipped. moto is
 in-process Python, far slower per byte than MinIO or S3, so the fetch row is an upper bound.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,14 @@ def moto_env() -> dict[str, str]:
         port = s.getsockname()[1]
     ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False).start()
     Minio(f"127.0.0.1:{port}", access_key="bench", secret_key="bench-secret", secure=False).make_bucket("bench")
-    return {**os.environ, "HYBRIDMI_S3_ENDPOINT": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench-secret", STORE_VAR: "s3://bench/store", "HYBRIDMI_RUN_ID": "bench"}
+    return {
+        **os.environ,
+        "HYBRIDMI_S3_ENDPOINT": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        STORE_VAR: "s3://bench/store",
+        "HYBRIDMI_RUN_ID": "bench",
+    }
 
 
 def timed(fn):
@@ -56,8 +63,15 @@ def checkpoint_of(cfg, directory: Path) -> Path:
     optimizer = make_optimizer(params, cfg)
     sum(p.sum() for p in params).backward()
     optimizer.step()
-    return save_checkpoint(directory, kind="hybrid", step=1, config={}, autoencoder=autoencoder.state_dict(),
-                           moco=moco.state_dict() if moco is not None else None, optimizer=optimizer.state_dict())
+    return save_checkpoint(
+        directory,
+        kind="hybrid",
+        step=1,
+        config={},
+        autoencoder=autoencoder.state_dict(),
+        moco=moco.state_dict() if moco is not None else None,
+        optimizer=optimizer.state_dict(),
+    )
 
 
 def main() -> None:
@@ -71,20 +85,34 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         tmp = Path(tmp)
-        for label, n in (("prepare, decoded (empty decode cache) and published", 1),
-                         ("prepare, fetched from the store (another empty decode cache)", 2)):
+        for label, n in (
+            ("prepare, decoded (empty decode cache) and published", 1),
+            ("prepare, fetched from the store (another empty decode cache)", 2),
+        ):
             cfg = load_config(args.config, [*args.overrides, f"data.cache_dir={tmp / f'cache{n}'}"])
-            result, wall, cpu = timed(lambda: run_task("prepare", cfg, inputs={}, outputs={"dataset": tmp / f"ds{n}"}, env=env))
+            result, wall, cpu = timed(
+                lambda: run_task("prepare", cfg, inputs={}, outputs={"dataset": tmp / f"ds{n}"}, env=env)
+            )
             size = sum(f.stat().st_size for f in (tmp / f"ds{n}").rglob("*.pt"))
-            rows.append({"what": f"{label}: {size / 2**20:.0f} MiB of tensors", "wall_s": wall, "cpu_s": cpu,
-                         "decode_skipped": result.metadata["decode_skipped"]})
+            rows.append(
+                {
+                    "what": f"{label}: {size / 2**20:.0f} MiB of tensors",
+                    "wall_s": wall,
+                    "cpu_s": cpu,
+                    "decode_skipped": result.metadata["decode_skipped"],
+                }
+            )
         store = store_from_env(env[STORE_VAR], env)
         _, wall, cpu = timed(lambda: store_from_env(env[STORE_VAR], env).check_access(write=True))
-        rows.append({"what": "access probe (read, write + delete, conditional-write detection)", "wall_s": wall, "cpu_s": cpu})
+        rows.append(
+            {"what": "access probe (read, write + delete, conditional-write detection)", "wall_s": wall, "cpu_s": cpu}
+        )
         path = checkpoint_of(cfg, tmp / "ckpt")
         sync = CheckpointSync(store, "checkpoints/bench/train", run_id="bench")
         _, wall, cpu = timed(lambda: sync.upload(path, 1))
-        rows.append({"what": f"one checkpoint mirrored ({path.stat().st_size / 2**20:.1f} MiB)", "wall_s": wall, "cpu_s": cpu})
+        rows.append(
+            {"what": f"one checkpoint mirrored ({path.stat().st_size / 2**20:.1f} MiB)", "wall_s": wall, "cpu_s": cpu}
+        )
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, torch {torch.__version__}"
     print(f"{args.config} on {machine}\n\n| what | wall s | CPU s |\n|---|---|---|")
     for row in rows:

@@ -8,6 +8,7 @@ Prints a Markdown table (images/s counts images, each seen as two views) and pea
 
     .venv/bin/python bench/train_throughput.py --steps 10 --batch-size 128
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,15 @@ class TwoViewPIL(Dataset):
 
     def __init__(self, images: torch.Tensor):
         self.images = images
-        self.tf = transforms.Compose([
-            transforms.RandomResizedCrop(32, scale=(0.2, 1.0)),
-            transforms.RandomHorizontalFlip(),
-            transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            transforms.RandomGrayscale(p=0.2),
-            transforms.ToTensor(),
-        ])
+        self.tf = transforms.Compose(
+            [
+                transforms.RandomResizedCrop(32, scale=(0.2, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
+                transforms.RandomGrayscale(p=0.2),
+                transforms.ToTensor(),
+            ]
+        )
 
     def __len__(self) -> int:
         return len(self.images)
@@ -64,10 +67,15 @@ def _peak_rss_mib() -> float:
 
 
 def bench(preset: str, feed: str, *, steps: int, warmup: int, batch_size: int, device: torch.device, workers: int):
-    cfg = load_config(CONFIGS / f"{preset}.yaml", [
-        f"train.batch_size={batch_size}", f"objective.queue_size={batch_size * 8}", "train.compile=false",
-        f"train.device={device}",
-    ])
+    cfg = load_config(
+        CONFIGS / f"{preset}.yaml",
+        [
+            f"train.batch_size={batch_size}",
+            f"objective.queue_size={batch_size * 8}",
+            "train.compile=false",
+            f"train.device={device}",
+        ],
+    )
     autoencoder, moco = build_models(cfg)
     channels_last = device.type == "cuda"
     for module in (autoencoder, moco):
@@ -77,8 +85,16 @@ def bench(preset: str, feed: str, *, steps: int, warmup: int, batch_size: int, d
         torch.cuda.reset_peak_memory_stats(device)
     optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
     kind = HybridStep if feed == "device" else PrecomputedViews
-    step = kind(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=0.0, on_nonfinite="stop",
-                amp=autocast_dtype(cfg.train.precision, device), channels_last=channels_last)
+    step = kind(
+        autoencoder,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=0.0,
+        on_nonfinite="stop",
+        amp=autocast_dtype(cfg.train.precision, device),
+        channels_last=channels_last,
+    )
     train, _ = make_synthetic(num_classes=10, n_train=batch_size * (steps + warmup), n_test=10, seed=0)
 
     if feed == "device":
@@ -86,10 +102,16 @@ def bench(preset: str, feed: str, *, steps: int, warmup: int, batch_size: int, d
 
         def batches():
             for i in range(steps + warmup):
-                yield to_float(images[i * batch_size:(i + 1) * batch_size])
+                yield to_float(images[i * batch_size : (i + 1) * batch_size])
     else:
-        loader = DataLoader(TwoViewPIL(train.images), batch_size=batch_size, num_workers=workers,
-                            pin_memory=device.type == "cuda", drop_last=True, persistent_workers=False)
+        loader = DataLoader(
+            TwoViewPIL(train.images),
+            batch_size=batch_size,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            drop_last=True,
+            persistent_workers=False,
+        )
 
         def batches():
             for v1, v2 in loader:
@@ -119,15 +141,24 @@ def main() -> None:
     args = parser.parse_args()
     device = choose_device(args.device)
     mem_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB (process)"
-    print(f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-          f"batch {args.batch_size}, {args.steps} timed steps")
+    print(
+        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
+        f"batch {args.batch_size}, {args.steps} timed steps"
+    )
     print(f"| preset | feed | images/s | {mem_label} | device/pil |")
     print("|---|---|---|---|---|")
     for preset in args.presets:
         rates = {}
         for feed in ("device", "pil"):
-            rate, mem = bench(preset, feed, steps=args.steps, warmup=args.warmup, batch_size=args.batch_size,
-                              device=device, workers=args.workers)
+            rate, mem = bench(
+                preset,
+                feed,
+                steps=args.steps,
+                warmup=args.warmup,
+                batch_size=args.batch_size,
+                device=device,
+                workers=args.workers,
+            )
             rates[feed] = rate
             ratio = f"{rates['device'] / rates['pil']:.2f}x" if feed == "pil" else ""
             print(f"| {preset} | {feed} | {rate:.0f} | {mem:.0f} | {ratio} |", flush=True)

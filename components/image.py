@@ -17,6 +17,7 @@ checkout has these files: the tag is computed where a checkout is at hand (``doc
 this file as a script; the Docker runner of ``hybridmi run`` and ``hybridmi submit`` without
 ``--image`` call ``checkout_image``), never at import.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -27,8 +28,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]  # the checkout, when this file is in one (checkout_root)
 IMAGE_NAME = "hybridmi"
 # What docker/Dockerfile copies (the .dockerignore allow-list) and the recipe itself.
-IMAGE_SOURCES = ("pyproject.toml", "hybridmi", "components", "pipelines", "configs", "docker/requirements.py",
-                 "docker/Dockerfile", ".dockerignore")
+IMAGE_SOURCES = (
+    "pyproject.toml",
+    "hybridmi",
+    "components",
+    "pipelines",
+    "configs",
+    "docker/requirements.py",
+    "docker/Dockerfile",
+    ".dockerignore",
+)
 # The torch builds docker/requirements.py installs and the suffix each adds to the tag.
 TORCH_VARIANT_SUFFIXES = {"cuda": "", "cpu": "-cpu"}
 # Left out of the build context and of the digest (.dockerignore says the same): caches, build
@@ -61,8 +70,11 @@ DEFAULT_IMAGE = f"{IMAGE_NAME}:{package_version()}"
 
 
 def _excluded(rel: Path) -> bool:
-    return rel.as_posix().startswith(tuple(f"{d}/" for d in EXCLUDED_DIRS)) or rel.suffix in EXCLUDED_SUFFIXES or any(
-        part.endswith(".egg-info") or part == "__pycache__" for part in rel.parts)
+    return (
+        rel.as_posix().startswith(tuple(f"{d}/" for d in EXCLUDED_DIRS))
+        or rel.suffix in EXCLUDED_SUFFIXES
+        or any(part.endswith(".egg-info") or part == "__pycache__" for part in rel.parts)
+    )
 
 
 def image_files(root: Path = REPO) -> list[Path]:
@@ -99,8 +111,10 @@ def checkout_image(*, torch_variant: str = "cuda", needed_for: str = "this comma
     """The tag docker/build.sh gives the image of the checkout this code runs from; ValueError from an installed package."""
     root = checkout_root()
     if root is None:
-        raise ValueError(f"{needed_for} needs --image: hybridmi runs from an installed package ({REPO}), not a checkout, "
-                         "so there is no docker/build.sh tag to default to")
+        raise ValueError(
+            f"{needed_for} needs --image: hybridmi runs from an installed package ({REPO}), not a checkout, "
+            "so there is no docker/build.sh tag to default to"
+        )
     return project_image(root, torch_variant=torch_variant)
 
 

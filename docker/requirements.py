@@ -12,6 +12,7 @@ fills its wheelhouse from this list and docker/Dockerfile installs it, so both t
 
 components/image.py gives each variant its own tag.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,9 @@ def image_requirements(dependencies: list[str], *, torch_variant: str) -> list[s
             continue
         pinned = _PINNED.fullmatch(line.strip())
         if pinned is None:
-            raise ValueError(f"{line!r} is not pinned as NAME==VERSION; the {torch_variant} variant needs the exact version")
+            raise ValueError(
+                f"{line!r} is not pinned as NAME==VERSION; the {torch_variant} variant needs the exact version"
+            )
         found.add(pinned["name"].lower())
         rewritten.append(f"{pinned['name']}=={pinned['version']}+{label}")
     if "torch" not in found:

@@ -1,2 +1,3 @@
 """hybridmi: hybrid mutual-information representation learning (autoencoder + MoCo-v2, latent DDIM)."""
+
 __version__ = "0.1.0"

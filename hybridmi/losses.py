@@ -8,6 +8,7 @@ I_CPC (eq. 3) is log(1+K) minus the InfoNCE cross-entropy, so the loss minimised
 
 Nothing here names a device; every function takes device and dtype from its inputs.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,9 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     per-value error of 0.1 gives 3072 · 0.01 = 30.72.
     """
     if x_hat.shape != x.shape or x.dim() < 2:
-        raise ValueError(f"reconstruction_loss needs equal (B, ...) shapes, got {tuple(x_hat.shape)} and {tuple(x.shape)}")
+        raise ValueError(
+            f"reconstruction_loss needs equal (B, ...) shapes, got {tuple(x_hat.shape)} and {tuple(x.shape)}"
+        )
     per_image = (x_hat.float() - x.float()).square().flatten(1).sum(dim=1)  # B
     return per_image.mean()
 

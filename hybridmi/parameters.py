@@ -5,6 +5,7 @@ They are strings; an empty string keeps the value of the resolved config, so a p
 because the ``configure`` task applies it inside the pod; the pipelines' other parameters (image,
 scheduling, resources) are pipeline definitions and live in ``pipelines/parameters.py``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,10 +27,21 @@ class Parameter:
 
 
 CONFIG_PARAMETERS = (
-    Parameter("hybrid_alpha", "", "α, weight of reconstruction in α·recon + (1−α)·InfoNCE, in [0, 1]", "objective.alpha"),
-    Parameter("hybrid_epochs", "", "hybrid autoencoder training length in epochs (unused while a time budget is set)", "train.epochs"),
-    Parameter("hybrid_time_budget_minutes", "", "hybrid training length in wall-clock minutes; 'null' trains for hybrid_epochs",
-              "train.time_budget_minutes"),
+    Parameter(
+        "hybrid_alpha", "", "α, weight of reconstruction in α·recon + (1−α)·InfoNCE, in [0, 1]", "objective.alpha"
+    ),
+    Parameter(
+        "hybrid_epochs",
+        "",
+        "hybrid autoencoder training length in epochs (unused while a time budget is set)",
+        "train.epochs",
+    ),
+    Parameter(
+        "hybrid_time_budget_minutes",
+        "",
+        "hybrid training length in wall-clock minutes; 'null' trains for hybrid_epochs",
+        "train.time_budget_minutes",
+    ),
     Parameter("hybrid_seed", "", "seed of weights, augmentation and shuffling", "train.seed"),
     Parameter("ddim_epochs", "", "latent DDIM training length in epochs", "ddim.epochs"),
     Parameter("ddim_sample_steps", "", "DDIM sampling steps S (the sample stage)", "sampling.steps"),
@@ -55,7 +67,9 @@ def resolve_config(cfg: Config, values: Mapping[str, Any]) -> Config:
     """
     unknown = sorted(set(values) - CONFIG_NAMES)
     if unknown:
-        raise ValueError(f"unknown config parameter(s) {', '.join(unknown)}; known: {', '.join(p.name for p in CONFIG_PARAMETERS)}")
+        raise ValueError(
+            f"unknown config parameter(s) {', '.join(unknown)}; known: {', '.join(p.name for p in CONFIG_PARAMETERS)}"
+        )
     tree = cfg.model_dump(mode="json")
     for parameter in CONFIG_PARAMETERS:
         raw = values.get(parameter.name, "")
@@ -69,5 +83,7 @@ def resolve_config(cfg: Config, values: Mapping[str, Any]) -> Config:
     try:
         return config_from_dict(tree)
     except ConfigError as err:
-        names = ", ".join(f"{p.name}={values[p.name]!r}" for p in CONFIG_PARAMETERS if values.get(p.name) not in ("", None))
+        names = ", ".join(
+            f"{p.name}={values[p.name]!r}" for p in CONFIG_PARAMETERS if values.get(p.name) not in ("", None)
+        )
         raise ConfigError(f"{err} (pipeline parameters: {names or 'none'})") from None

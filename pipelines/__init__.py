@@ -3,13 +3,24 @@
 Run parameters are defined here (``parameters.py``; config parameters come from ``hybridmi/parameters.py``);
 runners (``hybridmi/runners``) import this package, never the other way round.
 """
+
 from pipelines.alpha_sweep import alpha_sweep, build_alpha_sweep
 from pipelines.hybridmi_pipeline import build_hybridmi_pipeline, hybridmi_multinode_pipeline, hybridmi_pipeline
 from pipelines.rerun import rerun_pipeline
 
 # File name in pipelines/compiled/ -> pipeline function (what `hybridmi compile` writes), default limits.
-COMPILED = {"hybridmi.yaml": hybridmi_pipeline, "hybridmi_multinode.yaml": hybridmi_multinode_pipeline,
-            "alpha_sweep.yaml": alpha_sweep}
+COMPILED = {
+    "hybridmi.yaml": hybridmi_pipeline,
+    "hybridmi_multinode.yaml": hybridmi_multinode_pipeline,
+    "alpha_sweep.yaml": alpha_sweep,
+}
 
-__all__ = ["COMPILED", "alpha_sweep", "build_alpha_sweep", "build_hybridmi_pipeline", "hybridmi_multinode_pipeline",
-           "hybridmi_pipeline", "rerun_pipeline"]
+__all__ = [
+    "COMPILED",
+    "alpha_sweep",
+    "build_alpha_sweep",
+    "build_hybridmi_pipeline",
+    "hybridmi_multinode_pipeline",
+    "hybridmi_pipeline",
+    "rerun_pipeline",
+]

@@ -5,6 +5,7 @@ accelerator settings on a task directly inside ``dsl.ParallelFor`` fail under kf
 Only pipeline parameters and artifacts enter the loop: kfp.local 2.17.3 replaces every task-output
 *parameter* passed into a ParallelFor with the loop item, so each α resolves its config itself.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -23,14 +24,20 @@ DESCRIPTION = "Linear accuracy against reconstruction MSE over α (the paper's t
 # Strings, like every config parameter (a number would reach configure's str input as a float).
 DEFAULT_ALPHAS_TEXT = ["0.1", "0.3", "0.5", "0.7", "0.9"]
 ALPHAS = Parameter("alphas", DEFAULT_ALPHAS_TEXT, "α values of the sweep (a JSON list of strings)")
-SWEEP_CONFIG = ("hybrid_epochs", "hybrid_time_budget_minutes", "hybrid_seed")  # the config parameters the sweep exposes (α is swept)
+SWEEP_CONFIG = (
+    "hybrid_epochs",
+    "hybrid_time_budget_minutes",
+    "hybrid_seed",
+)  # the config parameters the sweep exposes (α is swept)
 POINT_PARAMETERS = (*TASK_PARAMETERS, PARAMETERS["hybrid_alpha"], *(PARAMETERS[n] for n in SWEEP_CONFIG))
 AlphaPoint = NamedTuple("AlphaPoint", probe=Metrics, reconstruction=Metrics)
 
 
 def wire_point(p: dict[str, Any], limits: Limits) -> AlphaPoint:
     settings = TaskSettings(p, limits)
-    cfg = control_task(configure(config=p["config"], **config_values(p, ("hybrid_alpha", *SWEEP_CONFIG))), settings).output
+    cfg = control_task(
+        configure(config=p["config"], **config_values(p, ("hybrid_alpha", *SWEEP_CONFIG))), settings
+    ).output
     model = stage_task(train(config=cfg, dataset=p["dataset"], resume_from=p["resume_from"]), settings).outputs["model"]
     probed = stage_task(probe(config=cfg, dataset=p["dataset"], model=model), settings)
     recon = stage_task(reconstruction(config=cfg, dataset=p["dataset"], model=model), settings)
@@ -44,19 +51,34 @@ def wire_sweep(p: dict[str, Any], limits: Limits, point) -> None:
     with dsl.ParallelFor(p["alphas"], parallelism=limits.sweep_parallelism) as alpha:
         passed = {param.name: p[param.name] for param in POINT_PARAMETERS if param.name != "hybrid_alpha"}
         result = point(hybrid_alpha=alpha, dataset=dataset, **passed)
-    control_task(tradeoff(probes=dsl.Collected(result.outputs["probe"]),
-                          reconstructions=dsl.Collected(result.outputs["reconstruction"])), settings)
+    control_task(
+        tradeoff(
+            probes=dsl.Collected(result.outputs["probe"]),
+            reconstructions=dsl.Collected(result.outputs["reconstruction"]),
+        ),
+        settings,
+    )
 
 
 def build_alpha_sweep(limits: Limits = Limits()):
     """The sweep compiled with ``limits`` (timeouts, parallelism)."""
     dataset = inspect.Parameter("dataset", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=dsl.Input[dsl.Dataset])
-    point = define_pipeline(lambda p: wire_point(p, limits), name="hybridmi-alpha-point",
-                            description="Train and evaluate one α on a prepared data set.", parameters=POINT_PARAMETERS,
-                            inputs=[dataset], required=[q.name for q in POINT_PARAMETERS], returns=AlphaPoint)
-    return define_pipeline(lambda p: wire_sweep(p, limits, point), name=PIPELINE_NAME, description=DESCRIPTION,
-                           parameters=(*TASK_PARAMETERS, ALPHAS, *(PARAMETERS[n] for n in SWEEP_CONFIG)),
-                           defaults={"image": limits.default_image})
+    point = define_pipeline(
+        lambda p: wire_point(p, limits),
+        name="hybridmi-alpha-point",
+        description="Train and evaluate one α on a prepared data set.",
+        parameters=POINT_PARAMETERS,
+        inputs=[dataset],
+        required=[q.name for q in POINT_PARAMETERS],
+        returns=AlphaPoint,
+    )
+    return define_pipeline(
+        lambda p: wire_sweep(p, limits, point),
+        name=PIPELINE_NAME,
+        description=DESCRIPTION,
+        parameters=(*TASK_PARAMETERS, ALPHAS, *(PARAMETERS[n] for n in SWEEP_CONFIG)),
+        defaults={"image": limits.default_image},
+    )
 
 
 alpha_sweep = build_alpha_sweep()

@@ -11,6 +11,7 @@ Each rule names the file of github.com/kubeflow/pipelines it is read from, at ``
 tag k8s/kfp installs, ``hybridmi.cluster.KFP_BACKEND_VERSION``). ``hybridmi submit`` runs the check
 before it submits, so a run the driver would fail is refused in one line here instead.
 """
+
 from __future__ import annotations
 
 import json
@@ -79,7 +80,9 @@ def _value_of(spec: Mapping[str, Any], dag_inputs: Mapping[str, Any]) -> Any:
     return RUNTIME  # taskOutputParameter, taskFinalStatus
 
 
-def _task_inputs(task: Mapping[str, Any], component: Mapping[str, Any], dag_inputs: Mapping[str, Any]) -> dict[str, Any]:
+def _task_inputs(
+    task: Mapping[str, Any], component: Mapping[str, Any], dag_inputs: Mapping[str, Any]
+) -> dict[str, Any]:
     """The task's input parameters: its bindings, then the component's defaults, optional ones null (driver/resolve.go)."""
     bound = {name: _value_of(spec, dag_inputs) for name, spec in task.get("inputs", {}).get("parameters", {}).items()}
     iterator = task.get("parameterIterator")
@@ -138,7 +141,11 @@ def _container_refusals(container: Mapping[str, Any], inputs: Mapping[str, Any])
     kind, count = resolved.get("accelerator.resourceType"), resolved.get("accelerator.resourceCount")
     # Both non-empty: the count is parsed as a quantity; either empty: no accelerator limit, no error.
     if kind and count and RUNTIME not in (kind, count) and not QUANTITY.fullmatch(count):
-        yield "accelerator.resourceCount", f"ParseQuantity({count!r}): quantities must match the regular expression", source
+        yield (
+            "accelerator.resourceCount",
+            f"ParseQuantity({count!r}): quantities must match the regular expression",
+            source,
+        )
 
 
 def _parameter(spec: Mapping[str, Any], dag_inputs: Mapping[str, Any]) -> tuple[Any, str | None]:
@@ -158,7 +165,9 @@ def _platform_refusals(config: Mapping[str, Any], dag_inputs: Mapping[str, Any])
     source = _source("driver/k8s.go extendPodSpecPatch; driver/resolve.go resolveInputParameterStr")
     for field, what in _NAMED_REFERENCES.items():
         for i, entry in enumerate(config.get(field, [])):
-            spec = entry.get("secretNameParameter") or entry.get("configMapNameParameter") or entry.get("pvcNameParameter")
+            spec = (
+                entry.get("secretNameParameter") or entry.get("configMapNameParameter") or entry.get("pvcNameParameter")
+            )
             if spec is None:
                 if not (entry.get("secretName") or entry.get("configMapName") or entry.get("constant")):
                     yield f"{field}[{i}]", f"missing either a {what} or a {what} parameter", source
@@ -178,8 +187,11 @@ def _platform_refusals(config: Mapping[str, Any], dag_inputs: Mapping[str, Any])
         json_source = _source("driver/k8s.go extendPodSpecPatch; driver/resolve.go resolveK8sJsonParameter")
         if error:
             yield "nodeSelector", error, json_source
-        elif value is not NULL and value is not RUNTIME and not (
-                isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+        elif (
+            value is not NULL
+            and value is not RUNTIME
+            and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
+        ):
             yield "nodeSelector", f"{json.dumps(value)} does not unmarshal into map[string]string", json_source
     for i, entry in enumerate(config.get("tolerations", [])):
         if "tolerationJson" not in entry:
@@ -190,11 +202,20 @@ def _platform_refusals(config: Mapping[str, Any], dag_inputs: Mapping[str, Any])
         elif value is not NULL and value is not RUNTIME:
             tolerations = [value] if isinstance(value, dict) else value
             if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
-                yield f"tolerations[{i}]", "encountered unexpected toleration proto value, must be either struct or list type", source
+                yield (
+                    f"tolerations[{i}]",
+                    "encountered unexpected toleration proto value, must be either struct or list type",
+                    source,
+                )
 
 
-def _walk(spec: Mapping[str, Any], platform: Mapping[str, Any], component: Mapping[str, Any], dag_inputs: Mapping[str, Any],
-          path: str) -> Iterator[Refusal]:
+def _walk(
+    spec: Mapping[str, Any],
+    platform: Mapping[str, Any],
+    component: Mapping[str, Any],
+    dag_inputs: Mapping[str, Any],
+    path: str,
+) -> Iterator[Refusal]:
     for name, task in component["dag"]["tasks"].items():
         child = spec["components"][task["componentRef"]["name"]]
         inputs = _task_inputs(task, child, dag_inputs)

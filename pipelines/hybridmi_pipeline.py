@@ -6,6 +6,7 @@ timeouts; ``hybridmi_pipeline`` is the one with the default limits (pipelines/co
 ``hybridmi_multinode_pipeline`` the same DAG whose train step is a Kubeflow Trainer TrainJob on
 ``train_nodes`` nodes (pipelines/compiled/hybridmi_multinode.yaml).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,18 +33,36 @@ MULTINODE_NAME = "hybridmi-multinode"
 DESCRIPTION = "Hybrid MI representation learning: autoencoder + MoCo-v2, latent DDIM, probe/MSE/FID, report."
 MULTINODE_DESCRIPTION = DESCRIPTION + " Training on train_nodes nodes through a Kubeflow Trainer TrainJob."
 # The run parameters the multi-node train task turns into its TrainJob's nodes (components/trainjob.py).
-TRAINJOB_INPUTS = ("image", "train_nodes", "gpu_type", "gpu_count", "gpu_node_selector", "gpu_tolerations",
-                   "task_cpu_request", "task_cpu_limit", "task_memory_request", "task_memory_limit",
-                   "store_secret", "resume_from")
+TRAINJOB_INPUTS = (
+    "image",
+    "train_nodes",
+    "gpu_type",
+    "gpu_count",
+    "gpu_node_selector",
+    "gpu_tolerations",
+    "task_cpu_request",
+    "task_cpu_limit",
+    "task_memory_request",
+    "task_memory_limit",
+    "store_secret",
+    "resume_from",
+)
 
 
 def train_step(p: dict[str, Any], settings: TaskSettings, cfg: Any, dataset: Any, *, multinode: bool):
     """The train task: the stage in one pod, or (multinode) a task that runs it as a TrainJob; both output ``model``."""
     if not multinode:
         return stage_task(train(config=cfg, dataset=dataset, resume_from=p["resume_from"]), settings)
-    return trainjob_task(train_trainjob(config=cfg, dataset=dataset, deadline_s=settings.limits.timeout_s("train"),
-                                        image_pull_secret=settings.limits.image_pull_secret,
-                                        **{name: p[name] for name in TRAINJOB_INPUTS}), settings)
+    return trainjob_task(
+        train_trainjob(
+            config=cfg,
+            dataset=dataset,
+            deadline_s=settings.limits.timeout_s("train"),
+            image_pull_secret=settings.limits.image_pull_secret,
+            **{name: p[name] for name in TRAINJOB_INPUTS},
+        ),
+        settings,
+    )
 
 
 def wire(p: dict[str, Any], limits: Limits, *, multinode: bool = False) -> None:
@@ -62,8 +81,16 @@ def wire(p: dict[str, Any], limits: Limits, *, multinode: bool = False) -> None:
     samples = sampled.outputs["samples"]
     scored = stage_task(fid(config=cfg, samples=samples, dataset=dataset), settings)
     drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, samples=samples), settings)
-    stage_task(report(config=cfg, probe=probed.outputs["metrics"], reconstruction=recon.outputs["metrics"],
-                      fid=scored.outputs["metrics"], figures=drawn.outputs["figures"]), settings)
+    stage_task(
+        report(
+            config=cfg,
+            probe=probed.outputs["metrics"],
+            reconstruction=recon.outputs["metrics"],
+            fid=scored.outputs["metrics"],
+            figures=drawn.outputs["figures"],
+        ),
+        settings,
+    )
 
 
 def build_hybridmi_pipeline(limits: Limits = Limits(), *, multinode: bool = False):
@@ -74,11 +101,20 @@ def build_hybridmi_pipeline(limits: Limits = Limits(), *, multinode: bool = Fals
     in ArtifactSelectorSpec. Got: 2", even on the untaken branch), and every local run goes through kfp.local.
     """
     if not multinode:
-        return define_pipeline(lambda p: wire(p, limits), name=PIPELINE_NAME, description=DESCRIPTION,
-                               parameters=PIPELINE_PARAMETERS, defaults={"image": limits.default_image})
-    return define_pipeline(lambda p: wire(p, limits, multinode=True), name=MULTINODE_NAME,
-                           description=MULTINODE_DESCRIPTION, parameters=PIPELINE_PARAMETERS + MULTINODE_PARAMETERS,
-                           defaults={"image": limits.default_image})
+        return define_pipeline(
+            lambda p: wire(p, limits),
+            name=PIPELINE_NAME,
+            description=DESCRIPTION,
+            parameters=PIPELINE_PARAMETERS,
+            defaults={"image": limits.default_image},
+        )
+    return define_pipeline(
+        lambda p: wire(p, limits, multinode=True),
+        name=MULTINODE_NAME,
+        description=MULTINODE_DESCRIPTION,
+        parameters=PIPELINE_PARAMETERS + MULTINODE_PARAMETERS,
+        defaults={"image": limits.default_image},
+    )
 
 
 hybridmi_pipeline = build_hybridmi_pipeline()

@@ -9,6 +9,7 @@ Run parameters are what the KFP IR lets a run change. Timeouts and the sweep's p
 numbers in the IR (``activeDeadlineSeconds``, ``parallelismLimit``): they are compile-time
 ``Limits`` (pipelines/settings.py), set per submission by ``hybridmi submit``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -24,24 +25,54 @@ from hybridmi.parameters import CONFIG_PARAMETERS, Parameter
 
 TASK_PARAMETERS = (
     Parameter("config", "", "YAML text of the resolved config (hybridmi config); empty = defaults; never credentials"),
-    Parameter("image", DEFAULT_IMAGE, "container image of every task: set it to the reference you pushed "
-              "(`docker/build.sh --push REGISTRY/NAME` prints it); the default names the package version, not a build"),
-    Parameter("gpu_type", "nvidia.com/gpu", "accelerator resource of the GPU stages (train, latents, ddim, sample, fid); empty: no GPU request"),
-    Parameter("gpu_count", "1", "GPUs per GPU stage (train runs one DDP rank per GPU); empty: no GPU request (GPU-less clusters, CI)"),
-    Parameter("gpu_node_selector", {}, "node labels the GPU stages require, a JSON object; `{}`: none (the GPU request alone picks GPU nodes)"),
-    Parameter("gpu_tolerations", [GPU_TOLERATION], "tolerations of the GPU stages, a JSON list; default: the `nvidia.com/gpu` taint; `[]`: none"),
+    Parameter(
+        "image",
+        DEFAULT_IMAGE,
+        "container image of every task: set it to the reference you pushed "
+        "(`docker/build.sh --push REGISTRY/NAME` prints it); the default names the package version, not a build",
+    ),
+    Parameter(
+        "gpu_type",
+        "nvidia.com/gpu",
+        "accelerator resource of the GPU stages (train, latents, ddim, sample, fid); empty: no GPU request",
+    ),
+    Parameter(
+        "gpu_count",
+        "1",
+        "GPUs per GPU stage (train runs one DDP rank per GPU); empty: no GPU request (GPU-less clusters, CI)",
+    ),
+    Parameter(
+        "gpu_node_selector",
+        {},
+        "node labels the GPU stages require, a JSON object; `{}`: none (the GPU request alone picks GPU nodes)",
+    ),
+    Parameter(
+        "gpu_tolerations",
+        [GPU_TOLERATION],
+        "tolerations of the GPU stages, a JSON list; default: the `nvidia.com/gpu` taint; `[]`: none",
+    ),
     Parameter("task_cpu_request", "1", "CPU request of every stage pod (Kubernetes quantity)"),
     Parameter("task_cpu_limit", "16", "CPU limit of every stage pod (Kubernetes quantity)"),
     Parameter("task_memory_request", "4Gi", "memory request of every stage pod (Kubernetes quantity)"),
     Parameter("task_memory_limit", "32Gi", "memory limit of every stage pod (Kubernetes quantity)"),
-    Parameter("store_secret", STORE_SECRET_NAME, "Kubernetes Secret whose keys become the object-storage env of every stage pod (optional)"),
-    Parameter("resume_from", "", "run id whose trainer checkpoints (train, ddim) this run resumes from; empty: start fresh"),
+    Parameter(
+        "store_secret",
+        STORE_SECRET_NAME,
+        "Kubernetes Secret whose keys become the object-storage env of every stage pod (optional)",
+    ),
+    Parameter(
+        "resume_from", "", "run id whose trainer checkpoints (train, ddim) this run resumes from; empty: start fresh"
+    ),
 )
 PIPELINE_PARAMETERS = TASK_PARAMETERS + CONFIG_PARAMETERS
 # Only the multi-node pipeline (hybridmi-multinode) has these: the one-node pipeline has no train step they could shape.
 MULTINODE_PARAMETERS = (
-    Parameter("train_nodes", "2", "nodes of the train step (multi-node pipeline only): a Kubeflow Trainer TrainJob of "
-              "train_nodes × gpu_count GPUs; `hybridmi submit --param train_nodes=N` (N > 1) submits that pipeline"),
+    Parameter(
+        "train_nodes",
+        "2",
+        "nodes of the train step (multi-node pipeline only): a Kubeflow Trainer TrainJob of "
+        "train_nodes × gpu_count GPUs; `hybridmi submit --param train_nodes=N` (N > 1) submits that pipeline",
+    ),
 )
 PARAMETERS = {p.name: p for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS}
 TASK_NAMES = tuple(p.name for p in TASK_PARAMETERS)
@@ -58,7 +89,9 @@ def check_image(ref: str) -> str:
     name, _, digest = ref.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]
     if not name or any(c.isspace() for c in ref) or (not digest and tag in ("", "latest")):
-        raise ValueError(f"image {ref!r} needs an explicit non-latest tag or a digest, e.g. registry.example.com/hybridmi:0.1.0-<digest>")
+        raise ValueError(
+            f"image {ref!r} needs an explicit non-latest tag or a digest, e.g. registry.example.com/hybridmi:0.1.0-<digest>"
+        )
     return ref
 
 
@@ -67,9 +100,15 @@ def _check_tolerations(value: Any) -> None:
         raise ValueError("gpu_tolerations must be a JSON list of objects")
     for toleration in value:
         extra = set(toleration) - _TOLERATION_KEYS
-        if extra or toleration.get("operator", "Equal") not in ("Exists", "Equal") or toleration.get("effect", "") not in _EFFECTS:
-            raise ValueError(f"gpu_tolerations entry {json.dumps(toleration)} is not a Kubernetes toleration "
-                             f"(keys {', '.join(sorted(_TOLERATION_KEYS))}; operator Exists|Equal; effect NoSchedule|PreferNoSchedule|NoExecute)")
+        if (
+            extra
+            or toleration.get("operator", "Equal") not in ("Exists", "Equal")
+            or toleration.get("effect", "") not in _EFFECTS
+        ):
+            raise ValueError(
+                f"gpu_tolerations entry {json.dumps(toleration)} is not a Kubernetes toleration "
+                f"(keys {', '.join(sorted(_TOLERATION_KEYS))}; operator Exists|Equal; effect NoSchedule|PreferNoSchedule|NoExecute)"
+            )
 
 
 def check_value(name: str, value: Any) -> Any:
@@ -91,14 +130,18 @@ def check_value(name: str, value: Any) -> Any:
     elif name == "gpu_tolerations":
         _check_tolerations(value)
     elif name.startswith("task_") and not _QUANTITY.fullmatch(value):
-        raise ValueError(f"{name}={value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi); resources cannot be empty")
+        raise ValueError(
+            f"{name}={value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi); resources cannot be empty"
+        )
     elif name == "gpu_count" and value and not (value.isdigit() and int(value) > 0):
         raise ValueError(f"gpu_count={value!r} is not a positive integer (or empty for no GPU)")
     elif name == "train_nodes" and not (value.isdigit() and int(value) > 0):
         raise ValueError(f"train_nodes={value!r} is not a positive integer")
     elif name == "store_secret" and not OBJECT_NAME.fullmatch(value):
-        raise ValueError(f"store_secret={value!r} is not a Kubernetes object name (the Secret is optional: "
-                         "a name with no Secret behind it gives the pods no store; empty is refused by the KFP driver)")
+        raise ValueError(
+            f"store_secret={value!r} is not a Kubernetes object name (the Secret is optional: "
+            "a name with no Secret behind it gives the pods no store; empty is refused by the KFP driver)"
+        )
     elif name == "resume_from" and value and not RUN_ID.fullmatch(value):
         raise ValueError(f"resume_from={value!r} is not a run id (letters, digits, '.', '_', '-')")
     return value
@@ -108,13 +151,21 @@ def pipeline_arguments(config_text: str, **task_values: Any) -> dict[str, Any]:
     """Arguments for a run: the resolved config text plus checked task parameters (config parameters stay empty)."""
     unknown = sorted(set(task_values) - set(RUN_TASK_NAMES))
     if unknown:
-        raise ValueError(f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(RUN_TASK_NAMES)}")
+        raise ValueError(
+            f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(RUN_TASK_NAMES)}"
+        )
     return {"config": config_text, **{k: check_value(k, v) for k, v in task_values.items()}}
 
 
 def define_pipeline(
-    body: Callable[[dict[str, Any]], Any], *, name: str, description: str, parameters: Sequence[Parameter],
-    inputs: Sequence[inspect.Parameter] = (), required: Sequence[str] = (), returns: Any = inspect.Signature.empty,
+    body: Callable[[dict[str, Any]], Any],
+    *,
+    name: str,
+    description: str,
+    parameters: Sequence[Parameter],
+    inputs: Sequence[inspect.Parameter] = (),
+    required: Sequence[str] = (),
+    returns: Any = inspect.Signature.empty,
     defaults: Mapping[str, Any] | None = None,
 ):
     """A ``dsl.pipeline`` whose signature is ``parameters`` (defaults from the table) plus artifact ``inputs``.
@@ -129,7 +180,9 @@ def define_pipeline(
         value = defaults.get(p.name, p.default)
         # A fresh copy with sorted keys: kfp may reorder a dict default in place, which made the compiled text vary.
         default = inspect.Parameter.empty if p.name in required else json.loads(json.dumps(value, sort_keys=True))
-        return inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=type(p.default), default=default)
+        return inspect.Parameter(
+            p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=type(p.default), default=default
+        )
 
     # Python's order: parameters without defaults (required ones, artifact inputs) first.
     params = [declared(p) for p in parameters if p.name in required] + list(inputs)
@@ -148,6 +201,7 @@ def define_pipeline(
 
 def parameters_markdown() -> str:
     """The parameter table for docs (components/README.md embeds it; a test keeps them equal)."""
+
     def shown(value: Any) -> str:
         return value if isinstance(value, str) else json.dumps(value)
 

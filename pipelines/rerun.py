@@ -12,6 +12,7 @@ configured; one in any other bucket is opened from the pod's environment alone, 
 means AWS with no endpoint. ``check_artifact_uri`` therefore accepts only URIs in the pipeline root's
 bucket (``DEFAULT_PIPELINE_ROOT`` unless the submission names another root).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -53,17 +54,25 @@ def check_artifact_uri(name: str, uri: str, pipeline_root: str | None = None) ->
     parts = urlsplit(uri)
     where = f"--from {name}={uri}"
     if parts.scheme not in RERUN_SCHEMES:
-        raise ValueError(f"{where}: scheme {parts.scheme or '(none)'!r} is not one of {', '.join(f'{s}://' for s in RERUN_SCHEMES)} "
-                         "(copy the URI the KFP UI shows for the artifact, e.g. minio://mlpipeline/v2/artifacts/...)")
+        raise ValueError(
+            f"{where}: scheme {parts.scheme or '(none)'!r} is not one of {', '.join(f'{s}://' for s in RERUN_SCHEMES)} "
+            "(copy the URI the KFP UI shows for the artifact, e.g. minio://mlpipeline/v2/artifacts/...)"
+        )
     if not _BUCKET.fullmatch(parts.netloc):
-        raise ValueError(f"{where}: {parts.netloc!r} is not a bucket name (3-63 lower-case letters, digits, '.', '-', '_')")
+        raise ValueError(
+            f"{where}: {parts.netloc!r} is not a bucket name (3-63 lower-case letters, digits, '.', '-', '_')"
+        )
     if not parts.path.strip("/") or parts.query or parts.fragment or any(c.isspace() for c in uri):
-        raise ValueError(f"{where}: no object key after the bucket (use {parts.scheme}://{parts.netloc}/path/to/artifact)")
+        raise ValueError(
+            f"{where}: no object key after the bucket (use {parts.scheme}://{parts.netloc}/path/to/artifact)"
+        )
     root = urlsplit(pipeline_root or DEFAULT_PIPELINE_ROOT)
     if (parts.scheme, parts.netloc) != (root.scheme, root.netloc):
-        raise ValueError(f"{where}: the KFP launcher reads imported artifacts only from the pipeline root's bucket "
-                         f"{root.scheme}://{root.netloc} (another bucket is opened without its endpoint); copy the artifact "
-                         "there, or submit with --pipeline-root naming a root in its bucket")
+        raise ValueError(
+            f"{where}: the KFP launcher reads imported artifacts only from the pipeline root's bucket "
+            f"{root.scheme}://{root.netloc} (another bucket is opened without its endpoint); copy the artifact "
+            "there, or submit with --pipeline-root naming a root in its bucket"
+        )
     return uri
 
 
@@ -80,10 +89,19 @@ def rerun_pipeline(stage: str, limits: Limits = Limits()):
             importer = dsl.importer(artifact_uri=p[f"{name}_uri"], artifact_class=cls, reimport=False)
             importer.set_display_name(f"import {name}").set_caching_options(False)
             imported[name] = importer.output
-        extra = {"resume_from": p["resume_from"]} if "resume_from" in inspect.signature(component.python_func).parameters else {}
+        extra = (
+            {"resume_from": p["resume_from"]}
+            if "resume_from" in inspect.signature(component.python_func).parameters
+            else {}
+        )
         task = stage_task(component(config=p["config"], **imported, **extra), settings)
         task.set_display_name(f"rerun {stage}").set_caching_options(False)
 
-    return define_pipeline(wire, name=f"hybridmi-rerun-{stage}", description=f"Rerun stage {stage} on imported artifacts.",
-                           parameters=(*TASK_PARAMETERS, *uris), required=[u.name for u in uris],
-                           defaults={"image": limits.default_image})
+    return define_pipeline(
+        wire,
+        name=f"hybridmi-rerun-{stage}",
+        description=f"Rerun stage {stage} on imported artifacts.",
+        parameters=(*TASK_PARAMETERS, *uris),
+        required=[u.name for u in uris],
+        defaults={"image": limits.default_image},
+    )

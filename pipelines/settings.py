@@ -8,6 +8,7 @@ compile-time ``Limits``: the KFP driver refuses a pull-secret parameter that res
 kfp.local ignores the Kubernetes settings (the local runners set the image and run id themselves),
 so the same pipeline runs on a laptop, on a GPU-less kind cluster (empty ``gpu_count``) and on GPU nodes.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -37,8 +38,12 @@ GPU_STAGES = frozenset({"train", "latents", "ddim", "sample", "fid"})
 GPU_RETRIES = 2
 CONTROL = "control"  # the timeout key of configure / tradeoff
 HOUR = 3600
-DEFAULT_TIMEOUTS_S: dict[str, int] = {**{stage: 6 * HOUR for stage in STAGE_NAMES}, "train": 24 * HOUR, "ddim": 24 * HOUR,
-                                      CONTROL: HOUR}
+DEFAULT_TIMEOUTS_S: dict[str, int] = {
+    **{stage: 6 * HOUR for stage in STAGE_NAMES},
+    "train": 24 * HOUR,
+    "ddim": 24 * HOUR,
+    CONTROL: HOUR,
+}
 SWEEP_PARALLELISM = 2  # α values trained at once (each holds gpu_count GPUs)
 # The multi-node train task outlives its TrainJob's deadline (the train timeout) by this much: time for the
 # nodes to be scheduled and pull the image before the deadline clock's start, and to fetch the model after.
@@ -63,11 +68,17 @@ class Limits:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.timeouts_s) - set(DEFAULT_TIMEOUTS_S))
         if unknown:
-            raise ValueError(f"timeout for unknown stage(s) {', '.join(unknown)}; stages: {', '.join(DEFAULT_TIMEOUTS_S)}")
+            raise ValueError(
+                f"timeout for unknown stage(s) {', '.join(unknown)}; stages: {', '.join(DEFAULT_TIMEOUTS_S)}"
+            )
         for stage, seconds in self.timeouts_s.items():
             if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
                 raise ValueError(f"timeout of {stage} must be a positive number of seconds, got {seconds!r}")
-        if isinstance(self.sweep_parallelism, bool) or not isinstance(self.sweep_parallelism, int) or self.sweep_parallelism < 1:
+        if (
+            isinstance(self.sweep_parallelism, bool)
+            or not isinstance(self.sweep_parallelism, int)
+            or self.sweep_parallelism < 1
+        ):
             raise ValueError(f"sweep parallelism must be a positive integer, got {self.sweep_parallelism!r}")
         if self.image_pull_secret and not OBJECT_NAME.fullmatch(self.image_pull_secret):
             raise ValueError(f"image pull secret {self.image_pull_secret!r} is not a Kubernetes object name")
@@ -79,7 +90,9 @@ class Limits:
     def with_timeouts(self, seconds: Mapping[str, int]) -> "Limits":
         """These limits with some timeouts replaced (key ``all``: every stage and control)."""
         every = {name: seconds["all"] for name in DEFAULT_TIMEOUTS_S} if "all" in seconds else {}
-        return replace(self, timeouts_s={**self.timeouts_s, **every, **{k: v for k, v in seconds.items() if k != "all"}})
+        return replace(
+            self, timeouts_s={**self.timeouts_s, **every, **{k: v for k, v in seconds.items() if k != "all"}}
+        )
 
 
 @dataclass(frozen=True)
@@ -109,8 +122,9 @@ def request_resources(task: PipelineTask, settings: TaskSettings) -> PipelineTas
 
 def use_store_secret(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
     """The object-storage address and credentials as env vars from a Secret (optional: absent = no store)."""
-    return kubernetes.use_secret_as_env(task, secret_name=settings["store_secret"], secret_key_to_env=STORE_SECRET_KEYS,
-                                        optional=True)
+    return kubernetes.use_secret_as_env(
+        task, secret_name=settings["store_secret"], secret_key_to_env=STORE_SECRET_KEYS, optional=True
+    )
 
 
 def expose_run_id(task: PipelineTask) -> PipelineTask:
@@ -128,7 +142,9 @@ def request_gpu(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
 
 def mount_shm(task: PipelineTask) -> PipelineTask:
     """A memory-backed emptyDir at /dev/shm (the container default of 64 MiB starves data loaders)."""
-    return kubernetes.empty_dir_mount(task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE)
+    return kubernetes.empty_dir_mount(
+        task, volume_name="dshm", mount_path="/dev/shm", medium="Memory", size_limit=SHM_SIZE
+    )
 
 
 def control_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:

@@ -1,5 +1,6 @@
 """Suite-wide fixtures: one torch thread (small tensors gain nothing from more, and lose a lot on a busy
 machine) and one in-process S3 endpoint (moto) on a free loopback port."""
+
 import logging
 import socket
 

@@ -1,4 +1,5 @@
 """Config validation: every bad value is rejected before work starts, with one line naming the field."""
+
 from pathlib import Path
 
 import pytest
@@ -74,8 +75,13 @@ def test_written_config__round_trips(tmp_path):
 def test_every_float_field__refuses_infinity():
     from hybridmi.config import Config
 
-    floats = [f"{section}.{name}" for section, field in Config.model_fields.items() if hasattr(field.annotation, "model_fields")
-              for name, sub in field.annotation.model_fields.items() if sub.annotation in (float, float | None, list[float])]
+    floats = [
+        f"{section}.{name}"
+        for section, field in Config.model_fields.items()
+        if hasattr(field.annotation, "model_fields")
+        for name, sub in field.annotation.model_fields.items()
+        if sub.annotation in (float, float | None, list[float])
+    ]
     assert len(floats) > 20
     for dotted in floats:
         value = "[.inf]" if dotted == "eval.probe_weight_decays" else ".inf"  # a list of floats

@@ -1,4 +1,5 @@
 """The pure loss functions against hand-computed values."""
+
 import math
 
 import pytest
@@ -89,9 +90,15 @@ def test_hybrid_loss__endpoints_return_the_pure_term_even_when_the_other_is_nan(
     assert hybrid_loss(recon, None, alpha=1.0) is recon
 
 
-@pytest.mark.parametrize(("recon", "nce", "alpha", "match"), [
-    (1.0, 1.0, 1.5, "alpha 1.5"), (1.0, 1.0, -0.1, "alpha -0.1"), (None, 1.0, 0.5, "reconstruction"), (1.0, None, 0.5, "InfoNCE"),
-])
+@pytest.mark.parametrize(
+    ("recon", "nce", "alpha", "match"),
+    [
+        (1.0, 1.0, 1.5, "alpha 1.5"),
+        (1.0, 1.0, -0.1, "alpha -0.1"),
+        (None, 1.0, 0.5, "reconstruction"),
+        (1.0, None, 0.5, "InfoNCE"),
+    ],
+)
 def test_hybrid_loss__rejects_bad_alpha_or_missing_term(recon, nce, alpha, match):
     wrap = lambda v: None if v is None else torch.tensor(v)  # noqa: E731
     with pytest.raises(ValueError, match=match):

@@ -1,4 +1,5 @@
 """The floors of the code base (pyproject.toml's import-linter contracts) hold, and every package is on one."""
+
 from __future__ import annotations
 
 import subprocess
@@ -24,8 +25,11 @@ def test_lint_imports__every_contract_is_kept():
 
 def test_floors__name_every_module_at_the_top_of_hybridmi():
     """A module no floor names is checked by no layer: a new one must be given its floor."""
-    top = {f"hybridmi.{p.stem}" for p in (ROOT / "hybridmi").iterdir()
-           if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()}
+    top = {
+        f"hybridmi.{p.stem}"
+        for p in (ROOT / "hybridmi").iterdir()
+        if (p.suffix == ".py" and p.stem != "__init__") or (p / "__init__.py").is_file()
+    }
     assert top - set(floors()) == set()
 
 
@@ -34,8 +38,17 @@ def _tool(name: str) -> str:
 
 
 def test_ruff__lint_is_clean():
-    out = subprocess.run([_tool("ruff"), "check", "--no-cache", "."], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    out = subprocess.run(
+        [_tool("ruff"), "check", "--no-cache", "."], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
     assert out.returncode == 0, f"ruff check failed:\n{out.stdout}\n{out.stderr}"
+
+
+def test_ruff__code_is_formatted():
+    out = subprocess.run(
+        [_tool("ruff"), "format", "--check", "--no-cache", "."], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert out.returncode == 0, f"ruff format --check failed (run `ruff format .`):\n{out.stdout}\n{out.stderr}"
 
 
 def test_vulture__no_dead_code_at_its_configured_confidence():

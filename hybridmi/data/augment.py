@@ -16,6 +16,7 @@ The draws and their application are separate functions (``draw_moco_params`` / `
 ``draw_flips`` / ``apply_flips``): a distributed run draws the whole global batch's parameters on every
 rank and applies only its own rows.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,9 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
-def _uniform(shape: tuple[int, ...], low: float, high: float, *, generator: torch.Generator,
-             device: torch.device) -> torch.Tensor:
+def _uniform(
+    shape: tuple[int, ...], low: float, high: float, *, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
     """float32 uniform in [low, high) from ``generator``."""
     return low + (high - low) * torch.rand(shape, generator=generator, device=device, dtype=torch.float32)
 
@@ -49,14 +51,15 @@ def _uniform(shape: tuple[int, ...], low: float, high: float, *, generator: torc
 def crop_boxes(b: int, size: int, *, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     """RandomResizedCrop boxes (B, 4) = (top, left, height, width) in pixels of a size x size image."""
     area = float(size * size)
-    target = area * _uniform((b, _ATTEMPTS), *CROP_SCALE, generator=generator, device=device)        # (B, 10)
-    log_ratio = _uniform((b, _ATTEMPTS), math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]),
-                         generator=generator, device=device)
+    target = area * _uniform((b, _ATTEMPTS), *CROP_SCALE, generator=generator, device=device)  # (B, 10)
+    log_ratio = _uniform(
+        (b, _ATTEMPTS), math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]), generator=generator, device=device
+    )
     ratio = torch.exp(log_ratio)
     w = torch.round(torch.sqrt(target * ratio))
     h = torch.round(torch.sqrt(target / ratio))
-    ok = (w > 0) & (w <= size) & (h > 0) & (h <= size)                                       # (B, 10)
-    first = ok.float().argmax(1)                                                             # first valid attempt
+    ok = (w > 0) & (w <= size) & (h > 0) & (h <= size)  # (B, 10)
+    first = ok.float().argmax(1)  # first valid attempt
     w = w.gather(1, first[:, None]).squeeze(1)
     h = h.gather(1, first[:, None]).squeeze(1)
     # torchvision's fallback is a centre crop at the clamped ratio; for a square image that is the full image
@@ -77,16 +80,16 @@ def resized_crop(x: torch.Tensor, boxes: torch.Tensor, flip: torch.Tensor) -> to
     b, _, height, width = x.shape
     top, left, h, w = boxes.float().unbind(1)
     sx, sy = w / width, h / height
-    cx = (2 * left + w) / width - 1                                                          # box centre, normalised
+    cx = (2 * left + w) / width - 1  # box centre, normalised
     cy = (2 * top + h) / height - 1
     sx = torch.where(flip, -sx, sx)
     zero = torch.zeros_like(sx)
-    theta = torch.stack([torch.stack([sx, zero, cx], 1), torch.stack([zero, sy, cy], 1)], 1)   # (B, 2, 3)
-    grid = F.affine_grid(theta, [b, x.shape[1], height, width], align_corners=False)          # (B, H, W, 2) as (x, y)
+    theta = torch.stack([torch.stack([sx, zero, cx], 1), torch.stack([zero, sy, cy], 1)], 1)  # (B, 2, 3)
+    grid = F.affine_grid(theta, [b, x.shape[1], height, width], align_corners=False)  # (B, H, W, 2) as (x, y)
     # like torchvision's resize of the cropped image: never blend in pixels outside the box
     lo = torch.stack([(2 * left + 1) / width - 1, (2 * top + 1) / height - 1], 1)[:, None, None]
     hi = torch.stack([(2 * (left + w) - 1) / width - 1, (2 * (top + h) - 1) / height - 1], 1)[:, None, None]
-    grid = torch.minimum(torch.maximum(grid, lo), hi).to(x.dtype)                              # fp32 maths, x's dtype
+    grid = torch.minimum(torch.maximum(grid, lo), hi).to(x.dtype)  # fp32 maths, x's dtype
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -125,7 +128,7 @@ def _hsv_to_rgb(x: torch.Tensor) -> torch.Tensor:
     k = (n + 6h) mod 6, n = 5, 3, 1 for R, G, B; equal to torchvision's sector-table _hsv2rgb."""
     h, s, v = x[:, 0:1], x[:, 1:2], x[:, 2:3]
     n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    k = torch.remainder(n + 6.0 * h, 6.0)                                                      # (B, 3, H, W)
+    k = torch.remainder(n + 6.0 * h, 6.0)  # (B, 3, H, W)
     return v - v * s * torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
 
 
@@ -164,12 +167,15 @@ def draw_moco_params(b: int, size: int, *, generator: torch.Generator, device: t
     boxes = crop_boxes(b, size, generator=generator, device=device)
     flip = torch.rand(b, generator=generator, device=device) < FLIP_P
     jitter_on = torch.rand(b, generator=generator, device=device) < JITTER_P
-    factors = torch.cat([
-        _uniform((b, 1), 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator=generator, device=device),
-        _uniform((b, 1), 1 - CONTRAST, 1 + CONTRAST, generator=generator, device=device),
-        _uniform((b, 1), 1 - SATURATION, 1 + SATURATION, generator=generator, device=device),
-        _uniform((b, 1), -HUE, HUE, generator=generator, device=device),
-    ], dim=1)                                                                                  # (B, 4)
+    factors = torch.cat(
+        [
+            _uniform((b, 1), 1 - BRIGHTNESS, 1 + BRIGHTNESS, generator=generator, device=device),
+            _uniform((b, 1), 1 - CONTRAST, 1 + CONTRAST, generator=generator, device=device),
+            _uniform((b, 1), 1 - SATURATION, 1 + SATURATION, generator=generator, device=device),
+            _uniform((b, 1), -HUE, HUE, generator=generator, device=device),
+        ],
+        dim=1,
+    )  # (B, 4)
     gray_on = torch.rand(b, generator=generator, device=device) < GRAY_P
     return MocoViewParams(boxes=boxes, flip=flip, jitter_on=jitter_on, factors=factors, gray_on=gray_on)
 

@@ -5,6 +5,7 @@ and, for files, the relative name and sha256 of every source file, so the same C
 archive give the same fingerprint on any machine and at any path, and any changed byte gives another.
 Hashing reads each source file once (CIFAR-10's 178 MB in well under a second); decoding is what it saves.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,13 @@ def source_fingerprint(cfg: DataConfig) -> str:
     """64 hex characters identifying what ``cfg`` decodes to (see the module docstring)."""
     description: dict[str, Any] = {"kind": cfg.source, "decoder": DECODER_VERSION}
     if cfg.source == "synthetic":
-        description.update(classes=cfg.synthetic_classes, train=cfg.synthetic_train, test=cfg.synthetic_test,
-                           seed=cfg.synthetic_seed, generator=synthetic.GENERATOR_VERSION)
+        description.update(
+            classes=cfg.synthetic_classes,
+            train=cfg.synthetic_train,
+            test=cfg.synthetic_test,
+            seed=cfg.synthetic_seed,
+            generator=synthetic.GENERATOR_VERSION,
+        )
     else:
         base, files = source_files(cfg)
         description["files"] = [[p.relative_to(base).as_posix(), sha256_file(p)] for p in files]

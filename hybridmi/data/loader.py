@@ -3,6 +3,7 @@
 The data sets are small uint8 tensors held in memory (on the GPU when present); batches are index
 tensors into them, so no DataLoader, worker processes or sampler state need checkpointing.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,7 +41,9 @@ def epoch_batches(n: int, batch_size: int, *, seed: int, epoch: int, drop_last: 
     """
     steps = steps_per_epoch(n, batch_size, drop_last=drop_last)
     if steps == 0:
-        raise ValueError(f"batch size {batch_size} exceeds the {n} items of the data set (drop_last=True leaves no batch)")
+        raise ValueError(
+            f"batch size {batch_size} exceeds the {n} items of the data set (drop_last=True leaves no batch)"
+        )
     order = epoch_permutation(n, seed=seed, epoch=epoch)
     return list(order[: steps * batch_size if drop_last else n].split(batch_size))
 

@@ -4,6 +4,7 @@ The cache lives under ``DataConfig.cache_dir`` in a folder named by the source's
 and which files: path, size and mtime for an archive; the parameters for synthetic data), so a
 second prepare of an unchanged source loads uint8 tensors (checksum-verified) instead of decoding.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,13 @@ def source_identity(cfg: DataConfig) -> dict[str, Any]:
     root = source_root(cfg)
     identity: dict[str, Any] = {"kind": cfg.source, "decoder": DECODER_VERSION}
     if cfg.source == "synthetic":
-        identity.update(classes=cfg.synthetic_classes, train=cfg.synthetic_train, test=cfg.synthetic_test,
-                        seed=cfg.synthetic_seed, generator=synthetic.GENERATOR_VERSION)
+        identity.update(
+            classes=cfg.synthetic_classes,
+            train=cfg.synthetic_train,
+            test=cfg.synthetic_test,
+            seed=cfg.synthetic_seed,
+            generator=synthetic.GENERATOR_VERSION,
+        )
     elif cfg.source in ("cifar10", "cifar100"):
         files = sources.ensure_cifar(cfg.source, root, download=cfg.download)
         identity.update(root=str(root), files=[_file_stamp(p, root) for p in files])
@@ -79,8 +85,12 @@ def cache_key(identity: dict[str, Any]) -> str:
 def decode_source(cfg: DataConfig) -> tuple[Split, Split]:
     """Decode the configured source into (train, test) splits (no cache)."""
     if cfg.source == "synthetic":
-        return synthetic.make_synthetic(num_classes=cfg.synthetic_classes, n_train=cfg.synthetic_train,
-                                        n_test=cfg.synthetic_test, seed=cfg.synthetic_seed)
+        return synthetic.make_synthetic(
+            num_classes=cfg.synthetic_classes,
+            n_train=cfg.synthetic_train,
+            n_test=cfg.synthetic_test,
+            seed=cfg.synthetic_seed,
+        )
     if cfg.source in ("cifar10", "cifar100"):
         return sources.load_cifar(cfg.source, source_root(cfg), download=cfg.download)
     return sources.load_class_folders(source_root(cfg))
@@ -121,8 +131,13 @@ def _describe(cfg: DataConfig) -> dict[str, Any]:
     """The source as recorded in dataset.json: stable for the same source (no mtimes, no cache paths)."""
     description: dict[str, Any] = {"kind": cfg.source, "title": TITLES[cfg.source]}
     if cfg.source == "synthetic":
-        description.update(classes=cfg.synthetic_classes, train=cfg.synthetic_train, test=cfg.synthetic_test,
-                           seed=cfg.synthetic_seed, generator=synthetic.GENERATOR_VERSION)
+        description.update(
+            classes=cfg.synthetic_classes,
+            train=cfg.synthetic_train,
+            test=cfg.synthetic_test,
+            seed=cfg.synthetic_seed,
+            generator=synthetic.GENERATOR_VERSION,
+        )
     else:
         description["root"] = str(source_root(cfg))
     return description

@@ -3,6 +3,7 @@
 A prepared data set is a directory holding ``train.pt``, ``test.pt`` and ``dataset.json`` (source,
 classes, counts, checksums). Training reads only these files; no image decoder is involved.
 """
+
 from __future__ import annotations
 
 import hashlib

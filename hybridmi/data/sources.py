@@ -8,6 +8,7 @@ image decoders deprecated in favour of TorchCodec, which is not among the projec
 pinned torchvision still ships them, and their per-call DeprecationWarning is silenced while decoding.
 The synthetic source lives in ``synthetic.py``.
 """
+
 from __future__ import annotations
 
 import concurrent.futures as cf
@@ -38,6 +39,7 @@ _CHUNK = 2048  # images per decode task
 
 
 # ---------------------------------------------------------------- CIFAR (torchvision pickle layout)
+
 
 class _CIFAR10Files(CIFAR10):
     """CIFAR10 that requires the files to exist but does not insist on the official md5s.
@@ -104,7 +106,9 @@ def load_cifar(name: str, root: str | Path, *, download: bool = False) -> tuple[
         try:
             ds = files_cls(str(root), train=train, download=False)
         except Exception as exc:  # unpickling errors come in many types
-            raise ValueError(f"{title} under {root} cannot be read ({split_name}): {exc.__class__.__name__}: {exc}") from None
+            raise ValueError(
+                f"{title} under {root} cannot be read ({split_name}): {exc.__class__.__name__}: {exc}"
+            ) from None
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2)  # NHWC -> NCHW
         labels = torch.as_tensor(ds.targets, dtype=torch.int64)
         splits.append(make_split(images, labels, list(ds.classes), where=f"{title} {split_name} under {root}"))
@@ -121,6 +125,7 @@ def _warn_unofficial(name: str, root: str | Path) -> None:
 
 
 # ---------------------------------------------------------------- class folders (directory or archive)
+
 
 def is_archive(path: Path) -> bool:
     """True for a file whose name ends in .tar, .tgz or .tar.gz."""
@@ -160,7 +165,9 @@ def _iter_archive(archive: Path) -> Iterator[tuple[str, bytes]]:
                         yield member.name, data
                 _check_end(tar)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        raise ValueError(f"corrupt or truncated archive {archive} (after {last}): {exc.__class__.__name__}: {exc}") from None
+        raise ValueError(
+            f"corrupt or truncated archive {archive} (after {last}): {exc.__class__.__name__}: {exc}"
+        ) from None
 
 
 def _check_end(tar: tarfile.TarFile) -> None:
@@ -225,6 +232,7 @@ def load_class_folders(root: str | Path, *, workers: int | None = None) -> tuple
 
 # ---------------------------------------------------------------- decoding
 
+
 def _clean(exc: Exception) -> str:
     """torchvision's decoder messages start with 'func, /build/path.cpp:LINE, '; keep the reason."""
     text = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
@@ -258,10 +266,11 @@ def decode_images(blobs: list[bytes], names: list[str], *, where: str = "", work
     decodes in the calling thread.
     """
     workers = default_workers(len(blobs)) if workers is None else workers
-    chunks = [blobs[i:i + _CHUNK] for i in range(0, len(blobs), _CHUNK)]
+    chunks = [blobs[i : i + _CHUNK] for i in range(0, len(blobs), _CHUNK)]
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The image decoding and encoding capabilities of TorchVision",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message="The image decoding and encoding capabilities of TorchVision", category=DeprecationWarning
+        )
         if workers > 1 and len(chunks) > 1:
             with cf.ThreadPoolExecutor(max_workers=min(workers, len(chunks)), thread_name_prefix="decode") as pool:
                 results = list(pool.map(_decode_chunk, chunks))

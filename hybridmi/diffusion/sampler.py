@@ -3,6 +3,7 @@
 Follows ermongroup/ddim ``functions/denoising.py::generalized_steps``: no x0 clipping;
 η = 0 is the deterministic DDIM, η = 1 with S = T is ancestral DDPM sampling.
 """
+
 from __future__ import annotations
 
 from typing import Callable

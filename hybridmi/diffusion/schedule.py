@@ -3,6 +3,7 @@
 Notation follows DDPM/DDIM: x_t = sqrt(ᾱ_t) x_0 + sqrt(1 − ᾱ_t) ε, ᾱ_t = Π_{s ≤ t} (1 − β_s),
 t = 0 … T − 1 (0-based, as in ermongroup/ddim).
 """
+
 from __future__ import annotations
 
 import math

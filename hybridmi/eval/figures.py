@@ -6,6 +6,7 @@ w = 0 … 1 toward b (the paper writes z_t = t z_0 + (1 − t) z_1):
     part "y":    z_w = [(1 − w) y_a + w y_b, ŷ_a]     (ŷ fixed)
     part "yhat": z_w = [y_a, (1 − w) ŷ_a + w ŷ_b]     (y fixed)
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,14 +25,18 @@ class Autoencoder(Protocol):
     def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
 
-def interpolate_latents(z_a: torch.Tensor, z_b: torch.Tensor, *, steps: int, part: str, contrastive_channels: int) -> torch.Tensor:
+def interpolate_latents(
+    z_a: torch.Tensor, z_b: torch.Tensor, *, steps: int, part: str, contrastive_channels: int
+) -> torch.Tensor:
     """z_a, z_b (P, C, H, W) → (P, steps, C, H, W): row p moves from z_a[p] to z_b[p] in the chosen part."""
     if part not in PARTS:
         raise ValueError(f"unknown interpolation part {part!r}; use one of {', '.join(PARTS)}")
     if steps < 2:
         raise ValueError(f"interpolation steps {steps} must be at least 2")
     if z_a.shape != z_b.shape or z_a.dim() != 4:
-        raise ValueError(f"latent pairs must share one (P, C, H, W) shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
+        raise ValueError(
+            f"latent pairs must share one (P, C, H, W) shape, got {tuple(z_a.shape)} and {tuple(z_b.shape)}"
+        )
     if not 0 < contrastive_channels < z_a.shape[1]:
         raise ValueError(f"contrastive_channels {contrastive_channels} must be between 1 and {z_a.shape[1] - 1}")
     w = torch.linspace(0, 1, steps, dtype=z_a.dtype, device=z_a.device)[None, :, None, None, None]
@@ -47,8 +52,9 @@ def interpolation_images(
     model: Autoencoder, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int, part: str, contrastive_channels: int
 ) -> torch.Tensor:
     """Decoded interpolations: x_a, x_b (P, 3, 32, 32) in [0, 1] → (P · steps, 3, 32, 32) in [0, 1], row-major."""
-    z = interpolate_latents(model.encode(x_a), model.encode(x_b), steps=steps, part=part,
-                            contrastive_channels=contrastive_channels)
+    z = interpolate_latents(
+        model.encode(x_a), model.encode(x_b), steps=steps, part=part, contrastive_channels=contrastive_channels
+    )
     return model.decode(z.flatten(0, 1)).float().clamp(0, 1)
 
 
@@ -83,7 +89,7 @@ def pick_pairs(n: int, pairs: int, *, seed: int) -> tuple[torch.Tensor, torch.Te
     """Indices (a, b) of ``pairs`` distinct image pairs out of n, drawn from ``seed`` (2·pairs ≤ n)."""
     if 2 * pairs > n:
         raise ValueError(f"{pairs} interpolation pairs need {2 * pairs} images, the split has {n}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:2 * pairs]
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[: 2 * pairs]
     return order[:pairs], order[pairs:]
 
 

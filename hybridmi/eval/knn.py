@@ -1,4 +1,5 @@
 """Weighted kNN accuracy on cosine similarity: a cheap representation monitor (InstDisc / MoCo demo)."""
+
 from __future__ import annotations
 
 import torch
@@ -30,18 +31,25 @@ def knn_accuracy(
     k = min(k, bank.shape[0])
     correct = 0
     for start in range(0, test_x.shape[0], batch_size):
-        query = F.normalize(test_x[start:start + batch_size].float().to(bank.device), dim=1)
+        query = F.normalize(test_x[start : start + batch_size].float().to(bank.device), dim=1)
         sim, idx = (query @ bank.T).topk(k, dim=1)  # (b, k)
         weights = (sim / temperature).exp()
         votes = torch.zeros(query.shape[0], num_classes, device=bank.device)
         votes.scatter_add_(1, train_y.to(bank.device)[idx], weights)
-        correct += (votes.argmax(1).cpu() == test_y[start:start + batch_size].cpu()).sum().item()
+        correct += (votes.argmax(1).cpu() == test_y[start : start + batch_size].cpu()).sum().item()
     return correct / test_x.shape[0]
 
 
 def knn_monitor(
-    encoder: torch.nn.Module, train: Split, test: Split, *, contrastive_channels: int, batch_size: int,
-    device: torch.device, k: int, temperature: float,
+    encoder: torch.nn.Module,
+    train: Split,
+    test: Split,
+    *,
+    contrastive_channels: int,
+    batch_size: int,
+    device: torch.device,
+    k: int,
+    temperature: float,
 ) -> float:
     """kNN accuracy of y (the contrastive half of z) with un-augmented train images as the bank.
 
@@ -51,5 +59,12 @@ def knn_monitor(
 
     bank = encode_split(encoder, train, batch_size=batch_size, device=device)[:, :contrastive_channels].flatten(1)
     queries = encode_split(encoder, test, batch_size=batch_size, device=device)[:, :contrastive_channels].flatten(1)
-    return knn_accuracy(bank.to(device), train.labels, queries.to(device), test.labels,
-                        num_classes=len(train.classes), k=k, temperature=temperature)
+    return knn_accuracy(
+        bank.to(device),
+        train.labels,
+        queries.to(device),
+        test.labels,
+        num_classes=len(train.classes),
+        k=k,
+        temperature=temperature,
+    )

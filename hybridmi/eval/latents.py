@@ -3,6 +3,7 @@
 The DDIM trains on (z − mean) / std per channel (mean and std over N, H, W of the train latents);
 samples are mapped back with ``destandardise`` before decoding (as in jiamings/d2c).
 """
+
 from __future__ import annotations
 
 import json
@@ -55,7 +56,7 @@ def extract_latents(
     out: torch.Tensor | None = None
     views = (False, True) if flip else (False,)
     for start in range(0, n, batch_size):
-        chunk = images[start:start + batch_size]
+        chunk = images[start : start + batch_size]
         if chunk.dtype != torch.uint8 or chunk.dim() != 4:
             raise ValueError(f"images must be uint8 (N, 3, H, W), got {chunk.dtype} {tuple(chunk.shape)}")
         x = chunk.to(device, non_blocking=True).float().div_(255.0)
@@ -63,7 +64,7 @@ def extract_latents(
             z = model.encode(x.flip(-1) if flipped else x)
             if out is None:
                 out = torch.empty((n * len(views), *z.shape[1:]), dtype=dtype)
-            out[k * n + start:k * n + start + len(z)] = z.to("cpu", dtype)
+            out[k * n + start : k * n + start + len(z)] = z.to("cpu", dtype)
     return out
 
 
@@ -77,14 +78,16 @@ def channel_stats(latents: torch.Tensor, *, batch_size: int = 4096) -> tuple[tor
     total = torch.zeros(latents.shape[1], dtype=torch.float64)
     total_sq = torch.zeros_like(total)
     for start in range(0, len(latents), batch_size):
-        z = latents[start:start + batch_size].to(torch.float64)
+        z = latents[start : start + batch_size].to(torch.float64)
         total += z.sum(dim=(0, 2, 3)).cpu()
         total_sq += z.square().sum(dim=(0, 2, 3)).cpu()
     count = latents.shape[0] * latents.shape[2] * latents.shape[3]
     mean = total / count
     std = (total_sq / count - mean.square()).clamp(min=0).sqrt()
     if bool((std == 0).any()):
-        raise ValueError(f"latent channels {torch.nonzero(std == 0).flatten().tolist()} are constant (std 0); cannot standardise")
+        raise ValueError(
+            f"latent channels {torch.nonzero(std == 0).flatten().tolist()} are constant (std 0); cannot standardise"
+        )
     return mean, std
 
 
@@ -108,8 +111,14 @@ def save_latents(path: str | Path, latent_set: LatentSet) -> Path:
     """Write a self-describing latent file {format, kind, latents, labels, flip, source_checksum} atomically."""
     if len(latent_set.latents) != len(latent_set.labels):
         raise ValueError(f"{len(latent_set.latents)} latents but {len(latent_set.labels)} labels")
-    payload = {"format": FORMAT, "kind": KIND, "latents": latent_set.latents, "labels": latent_set.labels,
-               "flip": latent_set.flip, "source_checksum": latent_set.source_checksum}
+    payload = {
+        "format": FORMAT,
+        "kind": KIND,
+        "latents": latent_set.latents,
+        "labels": latent_set.labels,
+        "flip": latent_set.flip,
+        "source_checksum": latent_set.source_checksum,
+    }
     return atomic_torch_save(payload, path)
 
 
@@ -121,8 +130,12 @@ def load_latents(path: str | Path) -> LatentSet:
     payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("kind") != KIND or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {KIND!r} file of format {FORMAT}")
-    return LatentSet(latents=payload["latents"], labels=payload["labels"], flip=bool(payload["flip"]),
-                     source_checksum=str(payload["source_checksum"]))
+    return LatentSet(
+        latents=payload["latents"],
+        labels=payload["labels"],
+        flip=bool(payload["flip"]),
+        source_checksum=str(payload["source_checksum"]),
+    )
 
 
 def save_stats(path: str | Path, mean: torch.Tensor, std: torch.Tensor, *, count: int) -> Path:
@@ -139,5 +152,7 @@ def load_stats(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     mean = torch.tensor(payload["mean"], dtype=torch.float64)
     std = torch.tensor(payload["std"], dtype=torch.float64)
     if mean.shape != std.shape or bool((std <= 0).any()):
-        raise ValueError(f"{path}: mean/std shapes {tuple(mean.shape)}/{tuple(std.shape)} differ or a std is not positive")
+        raise ValueError(
+            f"{path}: mean/std shapes {tuple(mean.shape)}/{tuple(std.shape)} differ or a std is not positive"
+        )
     return mean, std

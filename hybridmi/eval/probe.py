@@ -1,4 +1,5 @@
 """Linear probe: multinomial logistic regression on frozen, standardised features, on the device."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,15 @@ def standardise(train_x: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Ten
 
 
 def fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, *, num_classes: int, weight_decay: float, epochs: int,
-    batch_size: int, lr: float, seed: int,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    num_classes: int,
+    weight_decay: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
 ) -> torch.nn.Linear:
     """Minimise CE + weight_decay · ‖W‖² with Adam and a cosine learning rate; x (N, D) on its device."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -39,7 +47,7 @@ def fit_logistic(
     for _ in range(epochs):
         order = torch.randperm(x.shape[0], generator=gen).to(x.device)
         for start in range(0, x.shape[0], batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             loss = F.cross_entropy(layer(x[idx]), y[idx]) + weight_decay * layer.weight.pow(2).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -50,13 +58,23 @@ def fit_logistic(
 
 @torch.no_grad()
 def _predict(layer: torch.nn.Linear, x: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
-    return torch.cat([layer(x[s:s + batch_size]).argmax(1) for s in range(0, x.shape[0], batch_size)])
+    return torch.cat([layer(x[s : s + batch_size]).argmax(1) for s in range(0, x.shape[0], batch_size)])
 
 
 def linear_probe(
-    train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, *,
-    num_classes: int, weight_decays: list[float], val_fraction: float = 0.1, epochs: int = 100,
-    batch_size: int = 1024, lr: float = 1e-2, seed: int = 0, device: torch.device | str = "cpu",
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    *,
+    num_classes: int,
+    weight_decays: list[float],
+    val_fraction: float = 0.1,
+    epochs: int = 100,
+    batch_size: int = 1024,
+    lr: float = 1e-2,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
 ) -> ProbeResult:
     """Pick the weight decay on a held-out part of train, refit on all of train, score on test.
 
@@ -83,6 +101,8 @@ def linear_probe(
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     confusion.index_put_((test_y.cpu(), pred.cpu()), torch.ones_like(pred.cpu()), accumulate=True)
     return ProbeResult(
-        accuracy=(pred == test_y).float().mean().item(), weight_decay=best,
-        val_accuracy=val_accuracy, confusion=confusion,
+        accuracy=(pred == test_y).float().mean().item(),
+        weight_decay=best,
+        val_accuracy=val_accuracy,
+        confusion=confusion,
     )

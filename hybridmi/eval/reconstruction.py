@@ -1,4 +1,5 @@
 """Reconstruction error in the paper's unit (REFERENCE.md sec. 2) and PSNR."""
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,7 @@ def reconstruction_metrics(
     autoencoder.eval()
     total, count = 0.0, 0
     for start in range(0, len(split.labels), batch_size):
-        x = to_float(split.images[start:start + batch_size].to(device))
+        x = to_float(split.images[start : start + batch_size].to(device))
         x_hat = autoencoder.decode(autoencoder.encode(x)).clamp(0.0, 1.0)
         total += squared_error_per_image(x_hat, x).double().sum().item()
         count += x.shape[0]

@@ -3,6 +3,7 @@
 The UI shows an HTML or Markdown artifact only when it is ONE file, so PNGs are embedded as base64.
 Plots are drawn with Pillow (already a dependency) to keep matplotlib out of the image.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,12 +27,16 @@ def gallery_html(directory: str | Path, *, title: str) -> str:
     pngs = sorted(directory.rglob("*.png"))
     if not pngs:
         raise FileNotFoundError(f"no PNG figures in {directory}")
-    parts = [f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
-             f"<h1>{html.escape(title)}</h1>"]
+    parts = [
+        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+    ]
     for png in pngs:
         caption = html.escape(str(png.relative_to(directory)))
-        parts.append(f"<figure><img src='{png_data_uri(png.read_bytes())}' style='image-rendering:pixelated;max-width:100%'>"
-                     f"<figcaption>{caption}</figcaption></figure>")
+        parts.append(
+            f"<figure><img src='{png_data_uri(png.read_bytes())}' style='image-rendering:pixelated;max-width:100%'>"
+            f"<figcaption>{caption}</figcaption></figure>"
+        )
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

@@ -7,6 +7,7 @@ A samples directory (the sample stage's output, which fid and figures read):
 The index is written last, so a directory with an index holds every chunk it names. Neither writing nor
 reading holds more than one chunk (plus one batch) in memory.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,7 +53,7 @@ def chunk_name(i: int) -> str:
 
 
 def write_samples(
-    batches: Iterable[torch.Tensor], directory: str | Path, *, sampler: dict[str, Any], chunk_size: int | None = None,
+    batches: Iterable[torch.Tensor], directory: str | Path, *, sampler: dict[str, Any], chunk_size: int | None = None
 ) -> dict[str, Any]:
     """Write uint8 batches (B, 3, 32, 32) as chunk files of ``chunk_size`` images (default CHUNK_SIZE), then the index.
 
@@ -64,15 +65,22 @@ def write_samples(
     chunks: list[dict[str, Any]] = []
     for chunk in rebatch(batches, chunk_size or CHUNK_SIZE):
         if chunk.dtype != torch.uint8 or tuple(chunk.shape[1:]) != IMAGE_SHAPE:
-            raise ValueError(f"samples must be uint8 (B, {', '.join(map(str, IMAGE_SHAPE))}), got {chunk.dtype} {tuple(chunk.shape)}")
+            raise ValueError(
+                f"samples must be uint8 (B, {', '.join(map(str, IMAGE_SHAPE))}), got {chunk.dtype} {tuple(chunk.shape)}"
+            )
         buffer = io.BytesIO()
         torch.save(chunk.clone(), buffer)  # clone: a view would save its whole storage
         blob = buffer.getvalue()
         name = chunk_name(len(chunks))
         atomic_write_bytes(directory / name, blob)
         chunks.append({"file": name, "count": len(chunk), "sha256": hashlib.sha256(blob).hexdigest()})
-    index = {"format": FORMAT, "count": sum(c["count"] for c in chunks), "image_shape": list(IMAGE_SHAPE),
-             "chunks": chunks, "sampler": sampler}
+    index = {
+        "format": FORMAT,
+        "count": sum(c["count"] for c in chunks),
+        "image_shape": list(IMAGE_SHAPE),
+        "chunks": chunks,
+        "sampler": sampler,
+    }
     write_json(directory / INDEX, index)
     return index
 
@@ -106,8 +114,10 @@ def sample_chunks(directory: str | Path, *, limit: int | None = None) -> Iterato
             raise ValueError(f"{directory / entry['file']}: sha256 differs from the index {INDEX}")
         chunk = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
         if chunk.dtype != torch.uint8 or tuple(chunk.shape) != (entry["count"], *IMAGE_SHAPE):
-            raise ValueError(f"{directory / entry['file']}: {chunk.dtype} {tuple(chunk.shape)}, the index says "
-                             f"uint8 ({entry['count']}, {', '.join(map(str, IMAGE_SHAPE))})")
+            raise ValueError(
+                f"{directory / entry['file']}: {chunk.dtype} {tuple(chunk.shape)}, the index says "
+                f"uint8 ({entry['count']}, {', '.join(map(str, IMAGE_SHAPE))})"
+            )
         yield chunk[:left]
         left -= len(chunk)
 

@@ -6,6 +6,7 @@ Usage in a stage::
     with metrics.track():
         train_hybrid(cfg, split, out_dir=out, callbacks=[metrics])
 """
+
 from hybridmi.metrics.delivery import JOB, Pusher, serve_metrics
 from hybridmi.metrics.families import FEATURES, PREFIX, build_families
 from hybridmi.metrics.stage import EVAL_KEYS, StageMetrics

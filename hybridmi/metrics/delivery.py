@@ -4,6 +4,7 @@ Monitoring must never fail or slow a stage: every push runs with a short timeout
 an unreachable gateway logs ONE warning per pusher (later failures only at debug level), and the
 final push and the group deletion are bounded in wall time (DNS lookups included).
 """
+
 from __future__ import annotations
 
 import logging
@@ -92,7 +93,9 @@ class Pusher:
             self._warned = True
             log.warning(
                 "Pushgateway %s unreachable (%s: %s); training continues, further failures are logged at debug level",
-                self.url, action, exc_text,
+                self.url,
+                action,
+                exc_text,
             )
         else:
             log.debug("Pushgateway %s %s failed: %s", self.url, action, exc_text)
@@ -121,7 +124,9 @@ class Pusher:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         return self._call(
             "push",
-            lambda: push_to_gateway(self.url, job=self.job, registry=self.registry, grouping_key=self.grouping_key, timeout=timeout),
+            lambda: push_to_gateway(
+                self.url, job=self.job, registry=self.registry, grouping_key=self.grouping_key, timeout=timeout
+            ),
             timeout + 0.5,
         )
 

@@ -5,6 +5,7 @@ for counters, and only bounded labels: ``run_id`` and ``stage`` on everything, p
 term name from the trainer's code), ``feature`` (``y``, ``yhat`` or ``z``) and ``rank`` (a DDP rank,
 at most the number of GPUs of the job).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,27 +58,44 @@ def build_families(registry: CollectorRegistry) -> Families:
 
     return Families(
         train_loss=gauge("train_loss", "Total training loss, mean over the last report interval"),
-        train_loss_term=gauge("train_loss_term", "Each training loss term (e.g. recon, infonce), mean over the last report interval", ("term",)),
+        train_loss_term=gauge(
+            "train_loss_term",
+            "Each training loss term (e.g. recon, infonce), mean over the last report interval",
+            ("term",),
+        ),
         train_learning_rate=gauge("train_learning_rate", "Optimiser learning rate"),
         train_images_per_second=gauge("train_images_per_second", "Training throughput in images per second"),
         train_step=gauge("train_step", "Optimisation steps completed (resumed runs start at their checkpoint's step)"),
         train_epoch=gauge("train_epoch", "Passes over the training split completed (fractional)"),
         train_steps=counter("train_steps", "Optimisation steps run by this process"),
         train_step_duration=Histogram(
-            f"{PREFIX}_train_step_duration_seconds", "Wall time of one optimisation step",
-            BASE_LABELS, buckets=STEP_TIME_BUCKETS_S, registry=registry,
+            f"{PREFIX}_train_step_duration_seconds",
+            "Wall time of one optimisation step",
+            BASE_LABELS,
+            buckets=STEP_TIME_BUCKETS_S,
+            registry=registry,
         ),
-        train_gpu_memory=gauge("train_gpu_memory_bytes", "Peak CUDA memory allocated by the trainer (rank 0 when distributed)"),
-        train_ranks=gauge("train_ranks", "Processes (DDP ranks) training together; throughput and loss are the global batch's"),
-        train_rank_gpu_memory=gauge("train_rank_gpu_memory_bytes", "Peak CUDA memory allocated by each DDP rank", ("rank",)),
+        train_gpu_memory=gauge(
+            "train_gpu_memory_bytes", "Peak CUDA memory allocated by the trainer (rank 0 when distributed)"
+        ),
+        train_ranks=gauge(
+            "train_ranks", "Processes (DDP ranks) training together; throughput and loss are the global batch's"
+        ),
+        train_rank_gpu_memory=gauge(
+            "train_rank_gpu_memory_bytes", "Peak CUDA memory allocated by each DDP rank", ("rank",)
+        ),
         train_checkpoints=counter("train_checkpoints", "Checkpoints written"),
-        eval_linear_accuracy=gauge("eval_linear_accuracy_ratio", "Linear-probe test accuracy as a fraction in [0, 1]", ("feature",)),
+        eval_linear_accuracy=gauge(
+            "eval_linear_accuracy_ratio", "Linear-probe test accuracy as a fraction in [0, 1]", ("feature",)
+        ),
         eval_mse=gauge("eval_mse", "Reconstruction mean squared error (the paper's unit)"),
         eval_psnr=gauge("eval_psnr_decibels", "Reconstruction peak signal-to-noise ratio"),
         eval_fid=gauge("eval_fid", "Frechet inception distance of generated samples"),
         eval_fid_samples=gauge("eval_fid_samples", "Number of generated samples the FID was computed on"),
         stage_start=gauge("stage_start_timestamp_seconds", "Unix time the stage started"),
         stage_duration=gauge("stage_duration_seconds", "Wall time of the stage run, success or failure"),
-        stage_last_success=gauge("stage_last_success_timestamp_seconds", "Unix time the stage last finished successfully"),
+        stage_last_success=gauge(
+            "stage_last_success_timestamp_seconds", "Unix time the stage last finished successfully"
+        ),
         stage_failures=counter("stage_failures", "Stage runs that raised"),
     )

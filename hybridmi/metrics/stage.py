@@ -1,4 +1,5 @@
 """StageMetrics: the prometheus-client side of one stage run, plugged into the trainers as a callback."""
+
 from __future__ import annotations
 
 import contextlib
@@ -70,9 +71,16 @@ class StageMetrics:
         self.families = build_families(self.registry)
         self.labels = {"run_id": run_id, "stage": stage}
         self.pusher = (
-            Pusher(pushgateway_url, registry=self.registry, grouping_key=self.labels, job=JOB,
-                   interval_s=push_interval_s, timeout_s=push_timeout_s)
-            if pushgateway_url else None
+            Pusher(
+                pushgateway_url,
+                registry=self.registry,
+                grouping_key=self.labels,
+                job=JOB,
+                interval_s=push_interval_s,
+                timeout_s=push_timeout_s,
+            )
+            if pushgateway_url
+            else None
         )
         self.final_push_timeout_s = final_push_timeout_s
         self.delete_on_finish = delete_on_finish
@@ -80,8 +88,9 @@ class StageMetrics:
         self.metrics_addr = metrics_addr
 
     @classmethod
-    def from_config(cls, cfg: Config, *, stage: str, registry: CollectorRegistry | None = None,
-                    run_id: str | None = None) -> "StageMetrics":
+    def from_config(
+        cls, cfg: Config, *, stage: str, registry: CollectorRegistry | None = None, run_id: str | None = None
+    ) -> "StageMetrics":
         """Build from a ``Config``: its ``monitoring`` section; run_id: ``monitoring.run_id``, else ``run_id``, else ``<name>-<config hash>``."""
         mon = cfg.monitoring
         return cls(
@@ -153,7 +162,12 @@ class StageMetrics:
             elif key == "fid_num_samples" and value < 0:
                 raise ValueError(f"metric fid_num_samples={value} is negative")
             else:
-                family = {"mse": f.eval_mse, "psnr": f.eval_psnr, "fid": f.eval_fid, "fid_num_samples": f.eval_fid_samples}[key]
+                family = {
+                    "mse": f.eval_mse,
+                    "psnr": f.eval_psnr,
+                    "fid": f.eval_fid,
+                    "fid_num_samples": f.eval_fid_samples,
+                }[key]
                 self._child(family).set(value)
             recorded.append(key)
         return recorded

@@ -13,6 +13,7 @@ autocast work from the caller's side. With ``bn_group_size`` the encoder's Batch
 contiguous groups of that many images in training (``SplitBatchNorm2d``), as MoCo-v2 needs on the query
 side; the decoder's always use the whole batch.
 """
+
 from __future__ import annotations
 
 import torch
@@ -31,15 +32,18 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         hidden = max(channels // SE_REDUCTION, SE_MIN_HIDDEN)
-        self.gate = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+        self.gate = nn.Sequential(
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.gate(x.mean(dim=(2, 3)))  # BxC
         return x * gate[:, :, None, None]
 
 
-def _bn_swish_conv(c_in: int, c_out: int, *, kernel: int, stride: int = 1, groups: int = 1,
-                   bn_group_size: int | None = None) -> list[nn.Module]:
+def _bn_swish_conv(
+    c_in: int, c_out: int, *, kernel: int, stride: int = 1, groups: int = 1, bn_group_size: int | None = None
+) -> list[nn.Module]:
     return [
         batchnorm_groups(c_in, bn_group_size),
         nn.SiLU(),
@@ -119,8 +123,9 @@ class UpCell(nn.Module):
 class Encoder(nn.Module):
     """x (B, 3, 32, 32) in [0, 1] → z (B, latent_channels, 16, 16)."""
 
-    def __init__(self, *, channels: int, cells_32: int, cells_16: int, latent_channels: int,
-                 bn_group_size: int | None = None) -> None:
+    def __init__(
+        self, *, channels: int, cells_32: int, cells_16: int, latent_channels: int, bn_group_size: int | None = None
+    ) -> None:
         super().__init__()
         wide, g = 2 * channels, bn_group_size
         self.stem = nn.Conv2d(3, channels, 3, padding=1)
@@ -138,7 +143,9 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """z (B, latent_channels, 16, 16) → x̂ (B, 3, 32, 32) on the pixel scale of [0, 1], unbounded."""
 
-    def __init__(self, *, channels: int, cells_32: int, cells_16: int, decoder_expand: int, latent_channels: int) -> None:
+    def __init__(
+        self, *, channels: int, cells_32: int, cells_16: int, decoder_expand: int, latent_channels: int
+    ) -> None:
         super().__init__()
         wide = 2 * channels
         self.from_latent = nn.Conv2d(latent_channels, wide, 3, padding=1)
@@ -159,19 +166,48 @@ class Autoencoder(nn.Module):
     ``bn_group_size`` only changes training-mode statistics of the encoder (the state dict is the same).
     """
 
-    def __init__(self, *, channels: int, cells_32: int, cells_16: int, decoder_expand: int = 6, latent_channels: int = 6,
-                 bn_group_size: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        channels: int,
+        cells_32: int,
+        cells_16: int,
+        decoder_expand: int = 6,
+        latent_channels: int = 6,
+        bn_group_size: int | None = None,
+    ) -> None:
         super().__init__()
-        for name, value, low in (("channels", channels, 1), ("cells_32", cells_32, 0), ("cells_16", cells_16, 0),
-                                 ("decoder_expand", decoder_expand, 1), ("latent_channels", latent_channels, 1)):
+        for name, value, low in (
+            ("channels", channels, 1),
+            ("cells_32", cells_32, 0),
+            ("cells_16", cells_16, 0),
+            ("decoder_expand", decoder_expand, 1),
+            ("latent_channels", latent_channels, 1),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"Autoencoder {name}={value!r} must be an integer >= {low}")
-        self.init_args = dict(channels=channels, cells_32=cells_32, cells_16=cells_16,
-                              decoder_expand=decoder_expand, latent_channels=latent_channels, bn_group_size=bn_group_size)
-        self.encoder = Encoder(channels=channels, cells_32=cells_32, cells_16=cells_16, latent_channels=latent_channels,
-                               bn_group_size=bn_group_size)
-        self.decoder = Decoder(channels=channels, cells_32=cells_32, cells_16=cells_16,
-                               decoder_expand=decoder_expand, latent_channels=latent_channels)
+        self.init_args = dict(
+            channels=channels,
+            cells_32=cells_32,
+            cells_16=cells_16,
+            decoder_expand=decoder_expand,
+            latent_channels=latent_channels,
+            bn_group_size=bn_group_size,
+        )
+        self.encoder = Encoder(
+            channels=channels,
+            cells_32=cells_32,
+            cells_16=cells_16,
+            latent_channels=latent_channels,
+            bn_group_size=bn_group_size,
+        )
+        self.decoder = Decoder(
+            channels=channels,
+            cells_32=cells_32,
+            cells_16=cells_16,
+            decoder_expand=decoder_expand,
+            latent_channels=latent_channels,
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, 32, 32) in [0, 1] → z (B, latent_channels, 16, 16)."""
@@ -183,7 +219,9 @@ class Autoencoder(nn.Module):
         """z (B, latent_channels, 16, 16) → x̂ (B, 3, 32, 32), unbounded (evaluation clamps to [0, 1])."""
         expected = (self.init_args["latent_channels"], 16, 16)
         if z.dim() != 4 or tuple(z.shape[1:]) != expected:
-            raise ValueError(f"Autoencoder.decode expects (B, {', '.join(map(str, expected))}) latents, got shape {tuple(z.shape)}")
+            raise ValueError(
+                f"Autoencoder.decode expects (B, {', '.join(map(str, expected))}) latents, got shape {tuple(z.shape)}"
+            )
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,6 +235,8 @@ def split_latent(z: torch.Tensor, contrastive_channels: int) -> tuple[torch.Tens
     if z.dim() != 4:
         raise ValueError(f"split_latent expects a (B, L, H, W) latent, got shape {tuple(z.shape)}")
     if not 0 < contrastive_channels < z.shape[1]:
-        raise ValueError(f"contrastive_channels {contrastive_channels} must be between 1 and {z.shape[1] - 1} "
-                         f"for a latent with {z.shape[1]} channels")
+        raise ValueError(
+            f"contrastive_channels {contrastive_channels} must be between 1 and {z.shape[1] - 1} "
+            f"for a latent with {z.shape[1]} channels"
+        )
     return z[:, :contrastive_channels], z[:, contrastive_channels:]

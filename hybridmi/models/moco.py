@@ -26,6 +26,7 @@ rank then enqueues the keys of all ranks, so the queues stay equal.
 autoencoder's parameters plus ``moco.head_q``'s; ``encoder_k`` and ``head_k`` never get gradients.
 Nothing on the per-step path reads a device value on the host: the queue pointer is a Python int.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,8 +53,13 @@ class ProjectionHead(nn.Module):
     def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__()
         self.out_dim = out_dim
-        self.net = nn.Sequential(nn.Flatten(), RunningNorm(in_dim), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True),
-                                 nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            RunningNorm(in_dim),
+            nn.Linear(in_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, out_dim),
+        )
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.net(y)
@@ -69,8 +75,9 @@ def _output_dim(head: nn.Module) -> int:
     return linears[-1].out_features
 
 
-def stratified_permutation(n: int, group_size: int, *, generator: torch.Generator | None = None,
-                           device: torch.device | str = "cpu") -> torch.Tensor:
+def stratified_permutation(
+    n: int, group_size: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
     """A random order of range(n) whose consecutive blocks of ``group_size`` mix the blocks of range(n).
 
     Source groups are the contiguous blocks S_j = [j·g, (j+1)·g) (the query BN groups). Members of each
@@ -125,9 +132,19 @@ class MoCo(nn.Module):
     without, key group j holds the same images as query group j (the leak MoCo's shuffle-BN removes).
     """
 
-    def __init__(self, encoder: nn.Module, head: nn.Module, *, contrastive_channels: int, queue_size: int,
-                 momentum: float, temperature: float, symmetric: bool, shuffle_bn: bool,
-                 bn_group_size: int | None = None) -> None:
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        *,
+        contrastive_channels: int,
+        queue_size: int,
+        momentum: float,
+        temperature: float,
+        symmetric: bool,
+        shuffle_bn: bool,
+        bn_group_size: int | None = None,
+    ) -> None:
         super().__init__()
         if queue_size < 1:
             raise ValueError(f"MoCo queue_size {queue_size} must be >= 1")
@@ -139,8 +156,10 @@ class MoCo(nn.Module):
             raise ValueError(f"MoCo contrastive_channels {contrastive_channels} must be >= 1")
         found = group_sizes(encoder)
         if found and found != {bn_group_size}:
-            raise ValueError(f"MoCo bn_group_size {bn_group_size} does not match the encoder's BatchNorm group sizes "
-                             f"{sorted(found, key=str)}")
+            raise ValueError(
+                f"MoCo bn_group_size {bn_group_size} does not match the encoder's BatchNorm group sizes "
+                f"{sorted(found, key=str)}"
+            )
         if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in head.modules()):
             raise ValueError("the MoCo-v2 projection head must not contain BatchNorm (it mixes queries within a batch)")
         self.contrastive_channels = contrastive_channels
@@ -170,8 +189,10 @@ class MoCo(nn.Module):
         """ValueError unless the queue holds a whole number of steps' keys and B splits into BN groups."""
         n = self.keys_per_step(batch_size)
         if self.K % n:
-            raise ValueError(f"queue size {self.K} is not a multiple of {n} keys per step "
-                             f"(batch size {batch_size}{', x2 for the symmetric loss' if self.symmetric else ''})")
+            raise ValueError(
+                f"queue size {self.K} is not a multiple of {n} keys per step "
+                f"(batch size {batch_size}{', x2 for the symmetric loss' if self.symmetric else ''})"
+            )
         if self.bn_group_size is not None and batch_size % self.bn_group_size:
             raise ValueError(f"batch size {batch_size} is not a multiple of the BN group size {self.bn_group_size}")
 
@@ -194,7 +215,7 @@ class MoCo(nn.Module):
         if keys.dim() != 2 or keys.shape[1] != self.queue.shape[0]:
             raise ValueError(f"enqueue expects keys of shape (N, {self.queue.shape[0]}), got {tuple(keys.shape)}")
         ptr = self.queue_ptr
-        self.queue[:, ptr:ptr + n] = keys.detach().to(self.queue.dtype).T
+        self.queue[:, ptr : ptr + n] = keys.detach().to(self.queue.dtype).T
         self.queue_ptr = (ptr + n) % self.K
 
     def query(self, z: torch.Tensor) -> torch.Tensor:
@@ -202,8 +223,9 @@ class MoCo(nn.Module):
         y, _ = split_latent(z, self.contrastive_channels)
         return F.normalize(self.head_q(y).float(), dim=1)
 
-    def key_permutation(self, batch_size: int, *, generator: torch.Generator | None = None,
-                        device: torch.device | str = "cpu") -> torch.Tensor:
+    def key_permutation(
+        self, batch_size: int, *, generator: torch.Generator | None = None, device: torch.device | str = "cpu"
+    ) -> torch.Tensor:
         """The order in which this step's key views (2·B when symmetric, else B) go through the key encoder.
 
         Each view's B keys stay within that view's half of the key batch (BN groups never mix views)
@@ -215,8 +237,12 @@ class MoCo(nn.Module):
         g = self.bn_group_size
         if not self.shuffle_bn or g is None:
             return torch.arange(views * batch_size, device=device)
-        return torch.cat([v * batch_size + stratified_permutation(batch_size, g, generator=generator, device=device)
-                          for v in range(views)])
+        return torch.cat(
+            [
+                v * batch_size + stratified_permutation(batch_size, g, generator=generator, device=device)
+                for v in range(views)
+            ]
+        )
 
     @torch.no_grad()
     def keys(self, x: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
@@ -237,13 +263,15 @@ class MoCo(nn.Module):
         """InfoNCE of queries q (N, D) against positives k (N, D) and a queue snapshot (D, K)."""
         return info_nce(q, k, queue, temperature=self.T)
 
-    def forward_contrastive(self, z: torch.Tensor, key_views: torch.Tensor, perm: torch.Tensor,
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward_contrastive(
+        self, z: torch.Tensor, key_views: torch.Tensor, perm: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step's contrastive loss from the online latents z of the query views: ``contrastive(query(z), ...)``."""
         return self.contrastive(self.query(z), key_views, perm)
 
-    def contrastive(self, q: torch.Tensor, key_views: torch.Tensor, perm: torch.Tensor,
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def contrastive(
+        self, q: torch.Tensor, key_views: torch.Tensor, perm: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step's contrastive loss from the queries q = query(z) of the query views, and the keys to enqueue.
 
         symmetric: z = encoder(x), x = key_views = cat(v1, v2) (2B, ...): queries (q1, q2) and keys

@@ -5,6 +5,7 @@
 Loaded with ``torch.load(weights_only=True)``, so extras must be plain data (numbers, strings, lists,
 dicts, tensors).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,7 +40,9 @@ def read_autoencoder_file(path: str | Path, *, device: str | torch.device = "cpu
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # a truncated or foreign file: say which one
-        raise ValueError(f"{path} is not a readable torch file: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise ValueError(
+            f"{path} is not a readable torch file: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("kind") != KIND:
         kind = payload.get("kind") if isinstance(payload, dict) else type(payload).__name__
         raise ValueError(f"{path} holds {kind!r}, not a {KIND!r}")

@@ -4,6 +4,7 @@ The config (preset, ``--set`` overrides, then the stage-prefixed config paramete
 configure task applies) travels as the ``config`` argument's YAML text; every other parameter is a
 pipeline argument checked against ``pipelines/parameters.py``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,12 @@ from pipelines.rerun import input_artifact_types
 
 
 def run_arguments(
-    cfg_path: str | Path | None, overrides: Sequence[str] = (), *, parameters: Mapping[str, Any] | None = None,
-    only: str | None = None, inputs: Mapping[str, Any] | None = None,
+    cfg_path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    only: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
 ) -> tuple[Config, dict[str, Any]]:
     """(resolved Config, pipeline arguments): config text, task parameters, ``alphas``; checks rerun inputs."""
     parameters = dict(parameters or {})
@@ -32,8 +37,10 @@ def run_arguments(
     if only:
         expected, given = set(input_artifact_types(only)), set(inputs or {})
         if given != expected:
-            raise ValueError(f"stage {only} needs inputs {', '.join(sorted(expected)) or '(none)'}; "
-                             f"got {', '.join(sorted(given)) or '(none)'}")
+            raise ValueError(
+                f"stage {only} needs inputs {', '.join(sorted(expected)) or '(none)'}; "
+                f"got {', '.join(sorted(given)) or '(none)'}"
+            )
     return cfg, arguments
 
 

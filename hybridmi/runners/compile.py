@@ -8,6 +8,7 @@ does not resolve a parameterised one (``{{$.inputs.parameters['pipelinechannel--
 ``pipelines`` (kfp, the components) is imported when a function needs it: the CLI reads ``PIPELINES``
 for its parser in every process, a pod's ``hybridmi stage`` included.
 """
+
 from __future__ import annotations
 
 import sys
@@ -42,7 +43,7 @@ def stable_header(text: str) -> str:
         name = line[1:].strip().split(":", 1)[0]
         value = defaults.get(name, {}).get("defaultValue")
         if isinstance(value, (dict, list)) and "[Default: " in line:
-            lines[i] = line[:line.index("[Default: ")] + f"[Default: {_sorted(value)}]\n"
+            lines[i] = line[: line.index("[Default: ")] + f"[Default: {_sorted(value)}]\n"
     return "".join(lines)
 
 
@@ -66,8 +67,11 @@ def compile_pipelines(out_dir: str | Path, limits=None) -> list[Path]:
     if limits is None or limits == Limits():
         built = COMPILED
     else:
-        built = {"hybridmi.yaml": build_hybridmi_pipeline(limits), "alpha_sweep.yaml": build_alpha_sweep(limits),
-                 "hybridmi_multinode.yaml": build_hybridmi_pipeline(limits, multinode=True)}
+        built = {
+            "hybridmi.yaml": build_hybridmi_pipeline(limits),
+            "alpha_sweep.yaml": build_alpha_sweep(limits),
+            "hybridmi_multinode.yaml": build_hybridmi_pipeline(limits, multinode=True),
+        }
     return [compile_pipeline(func, Path(out_dir) / name) for name, func in built.items()]
 
 
@@ -81,8 +85,10 @@ def pipeline_for(pipeline: str = "hybridmi", only: str | None = None, limits=Non
 
     limits = Limits() if limits is None else limits
     if train_nodes > 1 and (only or pipeline != "hybridmi"):
-        raise ValueError(f"train_nodes={train_nodes} trains the hybridmi pipeline on many nodes; "
-                         f"{'a rerun of ' + only if only else 'the ' + pipeline + ' pipeline'} trains on one node per train task")
+        raise ValueError(
+            f"train_nodes={train_nodes} trains the hybridmi pipeline on many nodes; "
+            f"{'a rerun of ' + only if only else 'the ' + pipeline + ' pipeline'} trains on one node per train task"
+        )
     if only:
         return rerun_pipeline(only, limits)
     if pipeline not in PIPELINES:
@@ -124,7 +130,9 @@ def local_pipeline(pipeline_func, image: str):
     with tempfile.TemporaryDirectory(prefix="hybridmi-package-") as tmp:
         package = compile_pipeline(pipeline_func, Path(tmp) / "pipeline.yaml")
         spec = next(yaml.safe_load_all(package.read_text()))
-    return components.load_component_from_text(yaml.safe_dump(without_retries(with_image(spec, image)), sort_keys=False))
+    return components.load_component_from_text(
+        yaml.safe_dump(without_retries(with_image(spec, image)), sort_keys=False)
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ an unreachable host, a refused token, a login redirect or a host without KFP eac
 ``SubmitError`` line instead of urllib3's retries and traceback. Once the run is submitted,
 ``wait_for_final_state`` rides out an API that stops answering or answers 5xx until its deadline.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,12 +50,16 @@ class Auth:
     cookie: str | None = None
 
     @classmethod
-    def from_env(cls, *, token: str | None = None, token_file: str | None = None, cookie: str | None = None,
-                 env=os.environ) -> "Auth":
+    def from_env(
+        cls, *, token: str | None = None, token_file: str | None = None, cookie: str | None = None, env=os.environ
+    ) -> "Auth":
         if token and token_file:
             raise ValueError("give either --token or --token-file, not both")
-        return cls(token=token or None, token_file=token_file or (None if token else env.get(TOKEN_PATH_VAR) or None),
-                   cookie=cookie or None)
+        return cls(
+            token=token or None,
+            token_file=token_file or (None if token else env.get(TOKEN_PATH_VAR) or None),
+            cookie=cookie or None,
+        )
 
     def bearer(self) -> str | None:
         if self.token:
@@ -69,7 +74,10 @@ class Auth:
 
     def headers(self) -> dict[str, str]:
         token = self.bearer()
-        return {**({"Authorization": f"Bearer {token}"} if token else {}), **({"Cookie": self.cookie} if self.cookie else {})}
+        return {
+            **({"Authorization": f"Bearer {token}"} if token else {}),
+            **({"Cookie": self.cookie} if self.cookie else {}),
+        }
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -89,26 +97,36 @@ def probe(host: str, auth: Auth, *, timeout_s: float = PROBE_TIMEOUT_S) -> dict[
         raise SubmitError(_http_problem(host, err.code, err.headers.get("Location"), auth)) from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise SubmitError(f"cannot reach Kubeflow Pipelines at {host} ({reason}); is the address right and the "
-                          "port-forward running (kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80)?") from None
+        raise SubmitError(
+            f"cannot reach Kubeflow Pipelines at {host} ({reason}); is the address right and the "
+            "port-forward running (kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80)?"
+        ) from None
     try:
         return json.loads(body)
     except ValueError:
-        raise SubmitError(f"{host}{HEALTHZ} answered, but not with the KFP API's JSON (a login page?): "
-                          "check --host, and pass --token / --token-file / --cookie behind Dex or oauth2-proxy") from None
+        raise SubmitError(
+            f"{host}{HEALTHZ} answered, but not with the KFP API's JSON (a login page?): "
+            "check --host, and pass --token / --token-file / --cookie behind Dex or oauth2-proxy"
+        ) from None
 
 
 def _http_problem(host: str, status: int, location: str | None, auth: Auth) -> str:
     given = "the credentials given" if (auth.token or auth.token_file or auth.cookie) else "no credentials"
     if status in (401, 403):
-        return (f"Kubeflow Pipelines at {host} refused {given} (HTTP {status}): pass a valid --token, --token-file "
-                f"(or {TOKEN_PATH_VAR}) or --cookie, and --namespace for your profile")
+        return (
+            f"Kubeflow Pipelines at {host} refused {given} (HTTP {status}): pass a valid --token, --token-file "
+            f"(or {TOKEN_PATH_VAR}) or --cookie, and --namespace for your profile"
+        )
     if status in (301, 302, 303, 307, 308):
-        return (f"{host}{HEALTHZ} redirects to {location or 'another page'} (HTTP {status}, a login page?): "
-                "pass --token / --token-file or the session --cookie of Dex / oauth2-proxy")
+        return (
+            f"{host}{HEALTHZ} redirects to {location or 'another page'} (HTTP {status}, a login page?): "
+            "pass --token / --token-file or the session --cookie of Dex / oauth2-proxy"
+        )
     if status == 404:
-        return (f"no Kubeflow Pipelines API at {host} (HTTP 404 for {HEALTHZ}): check --host "
-                "(e.g. http://localhost:8080 for svc/ml-pipeline-ui, https://<kubeflow>/pipeline)")
+        return (
+            f"no Kubeflow Pipelines API at {host} (HTTP 404 for {HEALTHZ}): check --host "
+            "(e.g. http://localhost:8080 for svc/ml-pipeline-ui, https://<kubeflow>/pipeline)"
+        )
     return f"Kubeflow Pipelines at {host} answered HTTP {status} for {HEALTHZ}; check the KFP API server"
 
 
@@ -116,7 +134,9 @@ def api_problem(host: str, action: str, exc: BaseException) -> SubmitError:
     """One line for an exception of kfp.Client (ApiException with the server's message, or a network error)."""
     status = getattr(exc, "status", None)
     if status is None:
-        return SubmitError(f"{action} at {host} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return SubmitError(
+            f"{action} at {host} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        )
     try:
         message = json.loads(getattr(exc, "body", "") or "{}").get("message") or getattr(exc, "reason", "")
     except ValueError:
@@ -129,16 +149,24 @@ def connect(host: str, auth: Auth, *, namespace: str | None = None, ui_url: str 
     """A kfp.Client for ``host`` after a successful ``probe``; SubmitError when the host is multi-user and no namespace is given."""
     health = probe(host, auth)
     if health.get("multi_user") and not namespace:
-        raise SubmitError(f"Kubeflow Pipelines at {host} is multi-user: pass --namespace (your profile's namespace, "
-                          "where the storage Secret must exist too)")
+        raise SubmitError(
+            f"Kubeflow Pipelines at {host} is multi-user: pass --namespace (your profile's namespace, "
+            "where the storage Secret must exist too)"
+        )
     import kfp
     from kfp.client import ServiceAccountTokenVolumeCredentials
 
     credentials = ServiceAccountTokenVolumeCredentials(auth.token_file) if auth.token_file else None
     with warnings.catch_warnings(), quiet_stdout():
         warnings.filterwarnings("ignore", category=FutureWarning, message=".*client only works.*")
-        return kfp.Client(host=host, namespace=namespace or "kubeflow", existing_token=auth.token, cookies=auth.cookie,
-                          credentials=credentials, ui_host=ui_url)
+        return kfp.Client(
+            host=host,
+            namespace=namespace or "kubeflow",
+            existing_token=auth.token,
+            cookies=auth.cookie,
+            credentials=credentials,
+            ui_host=ui_url,
+        )
 
 
 @contextlib.contextmanager
@@ -222,9 +250,15 @@ class WaitTimedOut(TimeoutError):
         self.answering = answering
 
 
-def wait_for_final_state(get_run: Callable[[], Any], *, timeout_s: float, poll_s: float = 10.0,
-                         backoff: Backoff = Backoff(), clock: Callable[[], float] = time.monotonic,
-                         sleep: Callable[[float], None] = time.sleep) -> Any:
+def wait_for_final_state(
+    get_run: Callable[[], Any],
+    *,
+    timeout_s: float,
+    poll_s: float = 10.0,
+    backoff: Backoff = Backoff(),
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
     """Poll ``get_run()`` every ``poll_s`` until its state is final (FINAL_STATES); WaitTimedOut if ``timeout_s`` passes first.
 
     A poll that fails transiently (``is_transient``: no answer, 429, 5xx) is repeated after ``backoff``'s
@@ -241,13 +275,19 @@ def wait_for_final_state(get_run: Callable[[], Any], *, timeout_s: float, poll_s
             failures, problem = failures + 1, _reason(exc)
             if failures == 1:
                 lost_at = clock()
-                log.warning("lost the Kubeflow Pipelines API (%s); retrying until the wait's deadline, %.0f s from now",
-                            problem, deadline - lost_at)
+                log.warning(
+                    "lost the Kubeflow Pipelines API (%s); retrying until the wait's deadline, %.0f s from now",
+                    problem,
+                    deadline - lost_at,
+                )
             pause = backoff.pause_s(failures)
         else:
             if failures:
-                log.warning("the Kubeflow Pipelines API answers again, after %d failed polls over %.0f s",
-                            failures, clock() - lost_at)
+                log.warning(
+                    "the Kubeflow Pipelines API answers again, after %d failed polls over %.0f s",
+                    failures,
+                    clock() - lost_at,
+                )
             failures, last, pause = 0, state_of(run), poll_s
             if last in FINAL_STATES:
                 return run
@@ -255,7 +295,10 @@ def wait_for_final_state(get_run: Callable[[], Any], *, timeout_s: float, poll_s
         if left <= 0:
             if failures:
                 seen = f"the run was {last} when last seen" if last else "its state was never read"
-                raise WaitTimedOut(f"the API has not answered for the last {_seconds(clock() - lost_at)} of the "
-                                   f"{_seconds(timeout_s)} wait ({problem}); {seen}", answering=False)
+                raise WaitTimedOut(
+                    f"the API has not answered for the last {_seconds(clock() - lost_at)} of the "
+                    f"{_seconds(timeout_s)} wait ({problem}); {seen}",
+                    answering=False,
+                )
             raise WaitTimedOut(f"the run is still {last} after {_seconds(timeout_s)}", answering=True)
         sleep(min(pause, left))

@@ -4,6 +4,7 @@ An input named after a stage (report's ``probe``, ``reconstruction``, ``fid``) i
 output; any other input is the output of the one stage that declares it. The KFP pipeline wires the
 same edges by hand; tests/pipelines compares the two.
 """
+
 from __future__ import annotations
 
 from hybridmi.stages import STAGE_NAMES, stage_module

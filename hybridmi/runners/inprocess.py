@@ -3,6 +3,7 @@
 The artifact layout mirrors kfp.local's (``<run dir>/<task>/<output>``) so the runners are comparable
 and a failed run's finished artifacts can feed a rerun either way.
 """
+
 from __future__ import annotations
 
 import logging

@@ -9,6 +9,7 @@ Local runs try every task once (``compile.local_pipeline`` drops retry policies)
 preempted cluster pods would otherwise make kfp.local rerun a deterministic failure (missing file,
 bad config, checksum mismatch) twice after 30 s and 60 s of backoff.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -52,7 +53,9 @@ class LocalRun:
         try:
             return self.outputs[task][output]
         except KeyError:
-            raise KeyError(f"run {self.run_dir} has no output {task}/{output}; tasks: {', '.join(sorted(self.outputs))}") from None
+            raise KeyError(
+                f"run {self.run_dir} has no output {task}/{output}; tasks: {', '.join(sorted(self.outputs))}"
+            ) from None
 
 
 def scan_outputs(run_dir: Path) -> tuple[dict[str, dict[str, Path]], dict[str, dict[str, dict]]]:
@@ -99,7 +102,12 @@ def docker_runner(env: Mapping[str, str], *, gpu: bool | None = None):
     if gpu is None:
         gpu = shutil.which("nvidia-smi") is not None
     # Run as this user, so the outputs under the (bind-mounted) pipeline root belong to whoever started the run.
-    kwargs = {"network_mode": "host", "shm_size": DOCKER_SHM, "environment": dict(env), "user": f"{os.getuid()}:{os.getgid()}"}
+    kwargs = {
+        "network_mode": "host",
+        "shm_size": DOCKER_SHM,
+        "environment": dict(env),
+        "user": f"{os.getuid()}:{os.getgid()}",
+    }
     if gpu:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
     return local.DockerRunner(**kwargs)
@@ -113,12 +121,16 @@ def _failure(error_dir: Path, run_dir: Path, kfp_message: str) -> StageFailed:
         return StageFailed(first["stage"], " ".join(first["error"].split()), run_dir=run_dir)  # one line
     plain = re.sub(r"\x1b\[[0-9;]*m", "", kfp_message)
     named = re.search(r"Inner task failed: '([^']+)'", plain)
-    return StageFailed(named.group(1) if named else "?", f"the task failed before its stage ran; see its log above ({plain})",
-                       run_dir=run_dir)
+    return StageFailed(
+        named.group(1) if named else "?",
+        f"the task failed before its stage ran; see its log above ({plain})",
+        run_dir=run_dir,
+    )
 
 
-def _kfp_run(pipeline_func, arguments: dict[str, str], *, runner, pipeline_root: Path, error_dir: Path,
-             enable_caching: bool) -> Path:
+def _kfp_run(
+    pipeline_func, arguments: dict[str, str], *, runner, pipeline_root: Path, error_dir: Path, enable_caching: bool
+) -> Path:
     from kfp import local
 
     local.init(runner=runner, pipeline_root=str(pipeline_root), raise_on_error=True, enable_caching=enable_caching)
@@ -175,8 +187,10 @@ def run_local(
     cfg, arguments = run_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
     nodes = train_nodes(arguments)
     if nodes > 1:
-        raise ValueError(f"train_nodes={nodes} makes the train step a Kubeflow Trainer TrainJob, which needs a Kubernetes "
-                         "cluster with Trainer installed: submit it with `hybridmi submit` (a local run trains on this machine)")
+        raise ValueError(
+            f"train_nodes={nodes} makes the train step a Kubeflow Trainer TrainJob, which needs a Kubernetes "
+            "cluster with Trainer installed: submit it with `hybridmi submit` (a local run trains on this machine)"
+        )
     root = Path(pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     error_dir = root / ".errors" / uuid.uuid4().hex
@@ -184,7 +198,10 @@ def run_local(
     env = {ERROR_DIR_VAR: str(error_dir), RUN_ID_VAR: run_id, **({STORE_VAR: store_uri} if store_uri else {})}
     started_unix, start = time.time(), time.monotonic()
     if runner == "inprocess":
-        run_dir = root / f"{'hybridmi' if not only else 'hybridmi-rerun-' + only}-inprocess-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        run_dir = (
+            root
+            / f"{'hybridmi' if not only else 'hybridmi-rerun-' + only}-inprocess-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        )
         task_env = {**os.environ, **env, RESUME_FROM_VAR: arguments.get("resume_from", "")}
         if only:
             outputs = {only: run_stage_inprocess(only, cfg, inputs=dict(inputs or {}), run_dir=run_dir, env=task_env)}
@@ -196,7 +213,9 @@ def run_local(
     from components.image import DEFAULT_IMAGE, checkout_image
 
     # SubprocessRunner ignores the image; the Docker runner runs it: unless given, the tag docker/build.sh gives this checkout.
-    image = arguments.get("image") or (checkout_image(needed_for="the docker runner") if runner == "docker" else DEFAULT_IMAGE)
+    image = arguments.get("image") or (
+        checkout_image(needed_for="the docker runner") if runner == "docker" else DEFAULT_IMAGE
+    )
     pipeline_func = local_pipeline(pipeline_for(pipeline, only), image)
     if runner == "docker":
         kfp_runner, environ = docker_runner(container_env(env), gpu=gpu), {}
@@ -205,7 +224,15 @@ def run_local(
 
         kfp_runner, environ = local.SubprocessRunner(use_venv=False), env
     with patched_environ(environ):
-        run_dir = _kfp_run(pipeline_func, arguments, runner=kfp_runner, pipeline_root=root, error_dir=error_dir,
-                           enable_caching=enable_caching)
+        run_dir = _kfp_run(
+            pipeline_func,
+            arguments,
+            runner=kfp_runner,
+            pipeline_root=root,
+            error_dir=error_dir,
+            enable_caching=enable_caching,
+        )
     outputs, metadata = scan_outputs(run_dir)
-    return LocalRun(runner, run_dir, outputs, time.monotonic() - start, metadata, run_id=run_id, started_unix=started_unix)
+    return LocalRun(
+        runner, run_dir, outputs, time.monotonic() - start, metadata, run_id=run_id, started_unix=started_unix
+    )

@@ -6,6 +6,7 @@ one-stage rerun pipeline (``dsl.importer`` of artifact URIs, checked here first;
 asked). Everything the cluster could refuse is checked before the first request; everything it does
 refuse ends in one ``SubmitError`` line (connection.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,13 @@ def run_url(ui: str, run_id: str) -> str:
 
 
 def submission_arguments(
-    cfg_path: str | Path | None, overrides: Sequence[str] = (), *, parameters: Mapping[str, Any] | None = None,
-    only: str | None = None, inputs: Mapping[str, str] | None = None, pipeline_root: str | None = None,
+    cfg_path: str | Path | None,
+    overrides: Sequence[str] = (),
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    only: str | None = None,
+    inputs: Mapping[str, str] | None = None,
+    pipeline_root: str | None = None,
 ) -> dict[str, Any]:
     """The run's arguments: resolved config text, checked task parameters, ``<input>_uri`` for a rerun (URIs checked
     against the bucket of ``pipeline_root``, the only one the KFP launcher reads imported artifacts from).
@@ -93,9 +99,14 @@ def submission_arguments(
     _, arguments = run_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
     if "image" not in arguments:
         arguments["image"] = checkout_image(needed_for="hybridmi submit")
-        log.info("image %s: the tag docker/build.sh gives this checkout (a cluster that pulls needs --image "
-                 "REGISTRY/NAME:TAG)", arguments["image"])
-    arguments.update({f"{name}_uri": check_artifact_uri(name, str(uri), pipeline_root) for name, uri in (inputs or {}).items()})
+        log.info(
+            "image %s: the tag docker/build.sh gives this checkout (a cluster that pulls needs --image "
+            "REGISTRY/NAME:TAG)",
+            arguments["image"],
+        )
+    arguments.update(
+        {f"{name}_uri": check_artifact_uri(name, str(uri), pipeline_root) for name, uri in (inputs or {}).items()}
+    )
     return arguments
 
 
@@ -130,8 +141,10 @@ def run_time_bound_s(package: str, arguments: Mapping[str, Any] | None = None) -
         elif "activeDeadlineSeconds" in deadlines.get(label, {}):
             executor_s[label] = float(deadlines[label]["activeDeadlineSeconds"])
         else:
-            raise ValueError(f"executor {label} has no timeout (activeDeadlineSeconds): a run of "
-                             f"{spec['pipelineInfo']['name']} has no time bound; give the wait's timeout")
+            raise ValueError(
+                f"executor {label} has no timeout (activeDeadlineSeconds): a run of "
+                f"{spec['pipelineInfo']['name']} has no time bound; give the wait's timeout"
+            )
     defaults = spec["root"].get("inputDefinitions", {}).get("parameters", {})
     scope = {name: p["defaultValue"] for name, p in defaults.items() if "defaultValue" in p} | dict(arguments or {})
     return _dag_s(spec["root"]["dag"], scope, spec["components"], executor_s)
@@ -191,7 +204,9 @@ def _waves(name: str, task: Mapping, inputs: Mapping) -> int:
     if isinstance(values, str):
         values = json.loads(values)  # a list argument given as its JSON text
     if not isinstance(values, list):
-        raise ValueError(f"the items of loop {name} are not known before the run: no time bound; give the wait's timeout")
+        raise ValueError(
+            f"the items of loop {name} are not known before the run: no time bound; give the wait's timeout"
+        )
     limit = int(task.get("iteratorPolicy", {}).get("parallelismLimit", 0)) or max(len(values), 1)
     return math.ceil(len(values) / limit)
 
@@ -248,23 +263,35 @@ def submit(
     after polls that found the API unreachable or failing (connection.wait_for_final_state).
     Raises SubmitError (one line) for what the cluster refuses, ValueError for bad arguments, TimeoutError from waiting.
     """
-    arguments = submission_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs,
-                                     pipeline_root=pipeline_root)
+    arguments = submission_arguments(
+        cfg_path, overrides, parameters=parameters, only=only, inputs=inputs, pipeline_root=pipeline_root
+    )
     func = pipeline_for(pipeline, only, limits, train_nodes=train_nodes(arguments))
-    name = run_name or (f"hybridmi-rerun-{only}" if only else f"{pipeline}-{load_config(cfg_path, list(overrides)).name}")
+    name = run_name or (
+        f"hybridmi-rerun-{only}" if only else f"{pipeline}-{load_config(cfg_path, list(overrides)).name}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         package = compile_pipeline(func, Path(tmp) / "pipeline.yaml")
         check_driver_contract(package.read_text(), arguments)
         client = client_factory(host, auth, namespace=namespace, ui_url=ui_url)
         if wait and timeout_s is None:
             timeout_s = run_time_bound_s(package.read_text(), arguments) + WAIT_MARGIN_S
-            log.info("waiting up to %s: the pipeline's longest chain of task timeouts with retries, plus %s",
-                     _duration(timeout_s), _duration(WAIT_MARGIN_S))
+            log.info(
+                "waiting up to %s: the pipeline's longest chain of task timeouts with retries, plus %s",
+                _duration(timeout_s),
+                _duration(WAIT_MARGIN_S),
+            )
         try:
             with quiet_stdout():
                 result = client.create_run_from_pipeline_package(
-                    str(package), arguments=arguments, run_name=name, experiment_name=experiment,
-                    enable_caching=enable_caching, namespace=namespace, pipeline_root=pipeline_root)
+                    str(package),
+                    arguments=arguments,
+                    run_name=name,
+                    experiment_name=experiment,
+                    enable_caching=enable_caching,
+                    namespace=namespace,
+                    pipeline_root=pipeline_root,
+                )
         except Exception as exc:
             raise api_problem(host, f"submitting {func.name}", exc) from None
     run_id = result.run_id
@@ -274,15 +301,22 @@ def submit(
         return Submitted(run_id=run_id, url=url)
     try:
         with quiet_retries():
-            run = wait_for_final_state(lambda: client.get_run(run_id), timeout_s=timeout_s, poll_s=poll_s, backoff=backoff)
+            run = wait_for_final_state(
+                lambda: client.get_run(run_id), timeout_s=timeout_s, poll_s=poll_s, backoff=backoff
+            )
     except WaitTimedOut as exc:
         going_on = "it goes on" if exc.answering else "it may still be going on"
         raise TimeoutError(f"run {run_id}: {exc}; {going_on}: {url}") from None
     except Exception as exc:
         raise api_problem(host, f"waiting for run {run_id}", exc) from None
     state = state_of(run)
-    return Submitted(run_id=run_id, url=url, state=state, error="" if state == "SUCCEEDED" else _run_error(run),
-                     seconds=_run_seconds(run))
+    return Submitted(
+        run_id=run_id,
+        url=url,
+        state=state,
+        error="" if state == "SUCCEEDED" else _run_error(run),
+        seconds=_run_seconds(run),
+    )
 
 
 __all__ = ["Auth", "SubmitError", "Submitted", "submit", "submission_arguments", "run_url", "run_time_bound_s"]

@@ -5,6 +5,7 @@ time is from the previous task's end (its executor_output.json) to its own; the 
 the ``seconds`` its run_stage recorded in the artifact sidecar. The rest is runner overhead: process
 start, imports, the executor, artifact bookkeeping.
 """
+
 from __future__ import annotations
 
 import json
@@ -60,16 +61,24 @@ def report_page(run: LocalRun) -> Path | None:
 
 def headline_table(metrics: dict[str, float]) -> list[str]:
     """A short Markdown table of the report's headline numbers."""
+
     def pct(key: str) -> str:
         return f"{100 * metrics[key]:.1f}" if key in metrics else "–"
 
-    rows = [("linear accuracy z / y / ŷ (%)", f"{pct('linear_acc_z')} / {pct('linear_acc_y')} / {pct('linear_acc_yhat')}"),
-            ("kNN accuracy z (%)", pct("knn_acc_z"))]
+    rows = [
+        ("linear accuracy z / y / ŷ (%)", f"{pct('linear_acc_z')} / {pct('linear_acc_y')} / {pct('linear_acc_yhat')}"),
+        ("kNN accuracy z (%)", pct("knn_acc_z")),
+    ]
     if "mse" in metrics:
         rows.append(("MSE (Σ over 3072 values) / PSNR", f"{metrics['mse']:.3f} / {metrics['psnr']:.1f} dB"))
     if "fid" in metrics:
-        rows.append(("FID (N samples vs reference images)", f"{metrics['fid']:.1f} ({int(metrics['fid_num_samples']):,} "
-                     f"vs {int(metrics.get('fid_reference_count', 0)):,})"))
+        rows.append(
+            (
+                "FID (N samples vs reference images)",
+                f"{metrics['fid']:.1f} ({int(metrics['fid_num_samples']):,} "
+                f"vs {int(metrics.get('fid_reference_count', 0)):,})",
+            )
+        )
     return ["| result | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
 
 
@@ -86,8 +95,12 @@ def run_summary(run: LocalRun) -> str:
         times = task_times(run)
         if times:
             staged = sum(t.stage_s or 0.0 for t in times)
-            lines.append("time per task (wall s = stage s + runner overhead s): " + ", ".join(
-                f"{t.task} {t.wall_s:.1f} = {t.stage_s or 0.0:.1f} + {t.overhead_s:.1f}" for t in times))
-            lines.append(f"stages {staged:.1f} s, runner overhead {run.wall_s - staged:.1f} s "
-                         f"({(run.wall_s - staged) / len(times):.1f} s per task over {len(times)} tasks)")
+            lines.append(
+                "time per task (wall s = stage s + runner overhead s): "
+                + ", ".join(f"{t.task} {t.wall_s:.1f} = {t.stage_s or 0.0:.1f} + {t.overhead_s:.1f}" for t in times)
+            )
+            lines.append(
+                f"stages {staged:.1f} s, runner overhead {run.wall_s - staged:.1f} s "
+                f"({(run.wall_s - staged) / len(times):.1f} s per task over {len(times)} tasks)"
+            )
     return "\n".join(lines) + "\n"

@@ -9,6 +9,7 @@ Every stage is a module ``hybridmi.stages.<name>`` with
 and returns its scalar metrics (also written to ``metrics.json`` in its first output). The CLI
 (``hybridmi stage NAME``), the KFP components and the tests all call ``run_stage``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -47,8 +48,12 @@ def run_stage(
     unknown_in = [k for k in inputs if k not in module.INPUTS]
     missing_out = [k for k in module.OUTPUTS if k not in outputs]
     unknown_out = [k for k in outputs if k not in module.OUTPUTS]
-    for what, keys in (("missing input", missing_in), ("unknown input", unknown_in),
-                       ("missing output", missing_out), ("unknown output", unknown_out)):
+    for what, keys in (
+        ("missing input", missing_in),
+        ("unknown input", unknown_in),
+        ("missing output", missing_out),
+        ("unknown output", unknown_out),
+    ):
         if keys:
             raise ValueError(
                 f"stage {name}: {what} {', '.join(keys)} (inputs: {', '.join(module.INPUTS) or 'none'}; "

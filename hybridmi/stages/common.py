@@ -1,4 +1,5 @@
 """What every stage does with its outputs: resolved config, metrics JSON and a self-describing sidecar."""
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,12 @@ def directory_checksum(directory: Path) -> str:
 
 
 def finish_output(
-    directory: Path, cfg: Config, *, stage: str, metrics: dict[str, Any] | None = None, extra: dict[str, Any] | None = None
+    directory: Path,
+    cfg: Config,
+    *,
+    stage: str,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write config.yaml, metrics.json (if any) and artifact.json (written last) into an output directory."""
     write_config(cfg, directory)
@@ -79,8 +85,13 @@ def upstream(inputs: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
 
 def sampler_settings(sampling: SamplingConfig) -> dict[str, Any]:
     """The sampling settings that fix a set of samples (seed and batch size fix the noise sequence)."""
-    return {"seed": sampling.seed, "steps": sampling.steps, "eta": sampling.eta, "spacing": sampling.spacing,
-            "batch_size": sampling.batch_size}
+    return {
+        "seed": sampling.seed,
+        "steps": sampling.steps,
+        "eta": sampling.eta,
+        "spacing": sampling.spacing,
+        "batch_size": sampling.batch_size,
+    }
 
 
 def matching_samples(cfg: Config, directory: Path) -> dict[str, Any]:
@@ -91,6 +102,8 @@ def matching_samples(cfg: Config, directory: Path) -> dict[str, Any]:
     found = {**index["sampler"], "num_samples": index["count"]}
     differ = [f"{k} {found.get(k)!r} (config: {v!r})" for k, v in expected.items() if found.get(k) != v]
     if differ:
-        raise ValueError(f"the samples in {directory} were drawn with other sampling settings: {', '.join(differ)}; "
-                         f"rerun the sample stage with this config")
+        raise ValueError(
+            f"the samples in {directory} were drawn with other sampling settings: {', '.join(differ)}; "
+            f"rerun the sample stage with this config"
+        )
     return index

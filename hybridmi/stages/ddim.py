@@ -3,6 +3,7 @@
 Output ``ddim/``: last.pt, the self-describing checkpoint (UNet, EMA, optimiser, RNG, latent stats),
 which the sample stage loads with hybridmi.train.ddim.load_ddim (through hybridmi.eval.samples.load_sampler).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,8 +20,7 @@ OUTPUTS = ("ddim",)
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
     train = load_latents(inputs["latents"] / "train.pt")
     mean, std = load_stats(inputs["latents"] / "stats.json")
-    result = train_ddim(cfg, train.latents, mean=mean, std=std, out_dir=outputs["ddim"],
-                        callbacks=callbacks)
+    result = train_ddim(cfg, train.latents, mean=mean, std=std, out_dir=outputs["ddim"], callbacks=callbacks)
     last = result.last_metrics  # restored from the checkpoint when resumed at the end
     metrics = {"ddim_steps": float(result.step)}
     if last is not None:

@@ -12,6 +12,7 @@ Output ``metrics/``: metrics.json (fid, fid_num_samples, fid_reference_count) an
 samples' index) and ``upstream`` (the sidecars of the inputs and of the artifacts behind the samples:
 stage, time and data checksum).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,22 +49,37 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     subset = reference_subset(len(reference.labels), f.reference_samples, seed=f.reference_seed)
     reference_count = len(reference.labels) if subset is None else len(subset)
     cache_dir = Path(os.environ.get(CACHE_ENV) or f.cache_dir).expanduser()
-    mu_ref, sigma_ref = reference_statistics(reference.images, checksum=reference.checksum, model=inception,
-                                             cache_dir=cache_dir, batch_size=f.batch_size,
-                                             num=f.reference_samples, seed=f.reference_seed)
+    mu_ref, sigma_ref = reference_statistics(
+        reference.images,
+        checksum=reference.checksum,
+        model=inception,
+        cache_dir=cache_dir,
+        batch_size=f.batch_size,
+        num=f.reference_samples,
+        seed=f.reference_seed,
+    )
     batches = (b.float().div_(255.0) for b in rebatch(sample_chunks(inputs["samples"]), f.batch_size))
     mu, sigma = activation_statistics(batches, inception)
     value = frechet_distance(mu, sigma, mu_ref, sigma_ref)
     metrics = {"fid": value, "fid_num_samples": float(num), "fid_reference_count": float(reference_count)}
     protocol = {
-        "num_samples": num, "reference_split": f.reference_split,
-        "reference_count": reference_count, "reference_split_size": len(reference.labels),
+        "num_samples": num,
+        "reference_split": f.reference_split,
+        "reference_count": reference_count,
+        "reference_split_size": len(reference.labels),
         "reference_subset_seed": None if subset is None else f.reference_seed,
-        "reference_checksum": reference.checksum, "weights_sha256": inception.weights_sha256,
-        "weights_record": inception.weights_record, "sampling": index["sampler"],
+        "reference_checksum": reference.checksum,
+        "weights_sha256": inception.weights_sha256,
+        "weights_record": inception.weights_record,
+        "sampling": index["sampler"],
         "samples": "decoded DDIM samples drawn in float32 by the sample stage, rounded to uint8 as stored",
     }
     report_eval(callbacks, metrics, step=index["sampler"]["ddim_step"])
-    finish_output(out, cfg, stage="fid", metrics=metrics,
-                  extra={"fid_reference_split": f.reference_split, "fid_protocol": protocol, "upstream": upstream(inputs)})
+    finish_output(
+        out,
+        cfg,
+        stage="fid",
+        metrics=metrics,
+        extra={"fid_reference_split": f.reference_split, "fid_protocol": protocol, "upstream": upstream(inputs)},
+    )
     return metrics

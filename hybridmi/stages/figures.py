@@ -6,6 +6,7 @@ samples.png (the first cfg.figures.grid_samples of the sample stage's samples: n
 here). Metrics: the mean pixel change across each interpolation row, which shows how much of the
 decoded image each part of z carries.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     x_a, x_b = (test.images[i].to(device).float() / 255 for i in (a, b))
     metrics: dict[str, float] = {}
     for part in PARTS:
-        images = interpolation_images(autoencoder, x_a, x_b, steps=fc.steps, part=part,
-                                      contrastive_channels=cfg.model.contrastive_channels)
+        images = interpolation_images(
+            autoencoder, x_a, x_b, steps=fc.steps, part=part, contrastive_channels=cfg.model.contrastive_channels
+        )
         save_grid(images, out / f"interp_{part}.png", ncols=fc.steps)
         metrics[f"interp_{part}_pixel_change"] = interpolation_change(images, steps=fc.steps)
     save_grid(reconstruction_images(autoencoder, x_a), out / "reconstructions.png", ncols=2 * min(4, fc.pairs))

@@ -3,6 +3,7 @@
 Output ``latents/``: train.pt, test.pt (see hybridmi.eval.latents.save_latents) and stats.json
 (per-channel mean/std over the train latents, used to standardise them for the DDIM).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,14 +26,20 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     out, lc = outputs["latents"], cfg.latents
     sets = {}
     for name, split, flip in (("train", train, lc.flip), ("test", test, False)):
-        z = extract_latents(model, split.images, batch_size=lc.batch_size, device=device, flip=flip, dtype=DTYPES[lc.dtype])
+        z = extract_latents(
+            model, split.images, batch_size=lc.batch_size, device=device, flip=flip, dtype=DTYPES[lc.dtype]
+        )
         labels = split.labels.repeat(2) if flip else split.labels
         sets[name] = LatentSet(latents=z, labels=labels, flip=flip, source_checksum=split.checksum)
         save_latents(out / f"{name}.pt", sets[name])
     mean, std = channel_stats(sets["train"].latents)
     save_stats(out / "stats.json", mean, std, count=len(sets["train"].latents))
-    metrics = {"latents_train": float(len(sets["train"].latents)), "latents_test": float(len(sets["test"].latents)),
-               "latent_mean_abs": float(mean.abs().mean()), "latent_std_mean": float(std.mean())}
+    metrics = {
+        "latents_train": float(len(sets["train"].latents)),
+        "latents_test": float(len(sets["test"].latents)),
+        "latent_mean_abs": float(mean.abs().mean()),
+        "latent_std_mean": float(std.mean()),
+    }
     report_eval(callbacks, metrics)
     finish_output(out, cfg, stage="latents", metrics=metrics)
     return metrics

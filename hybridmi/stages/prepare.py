@@ -1,4 +1,5 @@
 """Stage prepare: decode a data source once into the uint8 tensor layout every later stage reads."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Stage probe: linear-probe accuracy (and the kNN monitor) of the frozen features y, ŷ and z."""
+
 from __future__ import annotations
 
 import logging
@@ -27,8 +28,10 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     train, test = load_dataset(inputs["dataset"])
     model = load_autoencoder(inputs["model"] / "model.pt", device=device)
     views = {
-        name: feature_views(encode_split(model.encoder, split, batch_size=e.batch_size, device=device),
-                            contrastive_channels=cfg.model.contrastive_channels)
+        name: feature_views(
+            encode_split(model.encoder, split, batch_size=e.batch_size, device=device),
+            contrastive_channels=cfg.model.contrastive_channels,
+        )
         for name, split in (("train", train), ("test", test))
     }
     num_classes = len(train.classes)
@@ -36,22 +39,43 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     confusion = None
     for feature in e.probe_features:
         result = linear_probe(
-            views["train"][feature], train.labels, views["test"][feature], test.labels, num_classes=num_classes,
-            weight_decays=e.probe_weight_decays, val_fraction=e.probe_val_fraction, epochs=e.probe_epochs,
-            batch_size=e.probe_batch_size, lr=e.probe_lr, seed=cfg.train.seed, device=device,
+            views["train"][feature],
+            train.labels,
+            views["test"][feature],
+            test.labels,
+            num_classes=num_classes,
+            weight_decays=e.probe_weight_decays,
+            val_fraction=e.probe_val_fraction,
+            epochs=e.probe_epochs,
+            batch_size=e.probe_batch_size,
+            lr=e.probe_lr,
+            seed=cfg.train.seed,
+            device=device,
         )
         metrics[f"linear_acc_{feature}"] = result.accuracy
         metrics[f"probe_weight_decay_{feature}"] = result.weight_decay
         metrics[f"knn_acc_{feature}"] = knn_accuracy(
-            views["train"][feature].to(device), train.labels, views["test"][feature].to(device), test.labels,
-            num_classes=num_classes, k=e.knn_k, temperature=e.knn_temperature,
+            views["train"][feature].to(device),
+            train.labels,
+            views["test"][feature].to(device),
+            test.labels,
+            num_classes=num_classes,
+            k=e.knn_k,
+            temperature=e.knn_temperature,
         )
-        log.info("probe %s: linear %.4f (wd %g), kNN %.4f", feature, result.accuracy, result.weight_decay,
-                 metrics[f"knn_acc_{feature}"])
+        log.info(
+            "probe %s: linear %.4f (wd %g), kNN %.4f",
+            feature,
+            result.accuracy,
+            result.weight_decay,
+            metrics[f"knn_acc_{feature}"],
+        )
         if feature == HEADLINE or confusion is None:
             confusion = result.confusion
     metrics["linear_acc"] = metrics.get(f"linear_acc_{HEADLINE}", metrics[f"linear_acc_{e.probe_features[0]}"])
     report_eval(callbacks, metrics)
-    write_json(outputs["metrics"] / "confusion.json", {"classes": train.classes, "confusion_matrix": confusion.tolist()})
+    write_json(
+        outputs["metrics"] / "confusion.json", {"classes": train.classes, "confusion_matrix": confusion.tolist()}
+    )
     finish_output(outputs["metrics"], cfg, stage="probe", metrics=metrics)
     return metrics

@@ -1,4 +1,5 @@
 """Stage reconstruction: test-split MSE in the paper's unit (Σ over 3072 values, mean over images) and PSNR."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -4,6 +4,7 @@ Inputs: the probe, reconstruction and fid metrics and the figures. The data chec
 of the stages that are not inputs (prepare, train, latents, ddim, sample) come from the fid artifact's
 ``upstream`` record. Output ``report/``: report.html, report.md, metrics.json (the headline numbers).
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,18 @@ from hybridmi.stages.common import SIDECAR, finish_output
 
 INPUTS = ("probe", "reconstruction", "fid", "figures")
 OUTPUTS = ("report",)
-HEADLINE_KEYS = ("linear_acc", "linear_acc_z", "linear_acc_y", "linear_acc_yhat", "knn_acc_z", "mse", "psnr", "fid",
-                 "fid_num_samples", "fid_reference_count")
+HEADLINE_KEYS = (
+    "linear_acc",
+    "linear_acc_z",
+    "linear_acc_y",
+    "linear_acc_yhat",
+    "knn_acc_z",
+    "mse",
+    "psnr",
+    "fid",
+    "fid_num_samples",
+    "fid_reference_count",
+)
 
 
 def _metrics(directory: Path) -> dict[str, float]:
@@ -43,7 +54,9 @@ def data_label(cfg: Config) -> str:
     if d.source == "folder":
         return "CIFAR-10 (JPEG copy)" if d.root and "cifar10-jpeg" in d.root else f"folder data ({d.root})"
     if d.source == "synthetic":
-        return f"synthetic data ({d.synthetic_classes} classes, {d.synthetic_train:,} train / {d.synthetic_test:,} test)"
+        return (
+            f"synthetic data ({d.synthetic_classes} classes, {d.synthetic_train:,} train / {d.synthetic_test:,} test)"
+        )
     return {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}[d.source]
 
 
@@ -59,22 +72,43 @@ def build_report(cfg: Config, inputs: dict[str, Path]) -> Report:
     upstream = fid_sidecar.get("upstream", {})
     protocol = fid_sidecar.get("fid_protocol")
     checksum = upstream.get("dataset", {}).get("dataset_checksum") or (protocol or {}).get("reference_checksum", "?")
-    figures = {name: (inputs["figures"] / name).read_bytes() for name, _ in FIGURES if (inputs["figures"] / name).is_file()}
-    timings = stage_timings([*upstream.values(), *(_sidecar(inputs[k]) for k in ("probe", "reconstruction", "fid", "figures"))])
+    figures = {
+        name: (inputs["figures"] / name).read_bytes() for name, _ in FIGURES if (inputs["figures"] / name).is_file()
+    }
+    timings = stage_timings(
+        [*upstream.values(), *(_sidecar(inputs[k]) for k in ("probe", "reconstruction", "fid", "figures"))]
+    )
     source = cfg.data.source
-    facts = [("run", cfg.name), ("α", f"{cfg.objective.alpha:g}"), ("training", f"{cfg.train.epochs:g} epochs"),
-             ("latent DDIM", f"{cfg.ddim.epochs:g} epochs"), ("config hash", cfg.hash()), ("data checksum", checksum),
-             ("code", code_version())]
+    facts = [
+        ("run", cfg.name),
+        ("α", f"{cfg.objective.alpha:g}"),
+        ("training", f"{cfg.train.epochs:g} epochs"),
+        ("latent DDIM", f"{cfg.ddim.epochs:g} epochs"),
+        ("config hash", cfg.hash()),
+        ("data checksum", checksum),
+        ("code", code_version()),
+    ]
     notes = []
     if source == "folder":
-        notes.append("Folder data such as the CIFAR-10 JPEG copy is not the official CIFAR bytes: numbers are close to, "
-                     "not equal to, numbers on the official data.")
+        notes.append(
+            "Folder data such as the CIFAR-10 JPEG copy is not the official CIFAR bytes: numbers are close to, "
+            "not equal to, numbers on the official data."
+        )
     return Report(
-        title=f"hybridmi report: {cfg.name}", data=data_label(cfg),
-        paper_dataset=paper_dataset(source) or "cifar10", comparable=source in ("cifar10", "cifar100"),
-        probe=_metrics(inputs["probe"]), reconstruction=_metrics(inputs["reconstruction"]), fid=_metrics(inputs["fid"]),
-        fid_protocol=protocol, figures=figures, figure_metrics=_metrics(inputs["figures"]), timings=timings,
-        facts=facts, config_yaml=yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), notes=notes,
+        title=f"hybridmi report: {cfg.name}",
+        data=data_label(cfg),
+        paper_dataset=paper_dataset(source) or "cifar10",
+        comparable=source in ("cifar10", "cifar100"),
+        probe=_metrics(inputs["probe"]),
+        reconstruction=_metrics(inputs["reconstruction"]),
+        fid=_metrics(inputs["fid"]),
+        fid_protocol=protocol,
+        figures=figures,
+        figure_metrics=_metrics(inputs["figures"]),
+        timings=timings,
+        facts=facts,
+        config_yaml=yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+        notes=notes,
     )
 
 

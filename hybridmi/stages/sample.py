@@ -7,6 +7,7 @@ hybridmi/eval/samples.py; drawn by hybridmi/train/sampling.py — plus samples.p
 are never all in memory. Sampling runs in float32 whatever train.precision says: bf16's 8-bit
 significand, compounded over the sampler's steps, shifts the samples that FID measures.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ OUTPUTS = ("samples",)
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
     device = choose_device(cfg.train.device)
-    ddim, autoencoder = load_sampler(ddim=inputs["ddim"], latents=inputs["latents"], model=inputs["model"], device=device)
+    ddim, autoencoder = load_sampler(
+        ddim=inputs["ddim"], latents=inputs["latents"], model=inputs["model"], device=device
+    )
     settings, out, keep = sampler_settings(cfg.sampling), outputs["samples"], cfg.figures.grid_samples
     grid: list[torch.Tensor] = []
     pixel_sum = 0
@@ -41,7 +44,7 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
             pixel_sum += int(images.sum(dtype=torch.int64))
             held = sum(len(g) for g in grid)
             if held < keep:
-                grid.append(images[:keep - held].clone())
+                grid.append(images[: keep - held].clone())
             yield images
 
     draws = decoded_samples(ddim, autoencoder, cfg.sampling.num_samples, **settings)

@@ -9,6 +9,7 @@
 See ``base.py`` for the on-store layout, ``publish.py`` for what holds under concurrent writers,
 ``datasets.py`` for content-addressed data sets and ``checkpoints.py`` for mirrored training checkpoints.
 """
+
 from hybridmi.store.base import ArtifactStore
 from hybridmi.store.checkpoints import CheckpointSync
 from hybridmi.store.datasets import PublishedDataset, dataset_key, find_by_source, publish_dataset, record_source
@@ -28,8 +29,26 @@ from hybridmi.store.s3 import S3Store
 from hybridmi.store.uri import StoreConfigError, open_store, parse_s3_uri, store_from_env
 
 __all__ = [
-    "ArtifactNotFound", "ArtifactStore", "CheckpointSync", "ChecksumMismatch", "FileEntry", "LocalStore", "Manifest",
-    "PublishConflict", "PublishedDataset", "RetryPolicy", "S3Store", "StoreAuthError", "StoreConfigError",
-    "StoreError", "StoreUnavailable", "dataset_key", "find_by_source", "open_store", "parse_s3_uri",
-    "publish_dataset", "record_source", "store_from_env",
+    "ArtifactNotFound",
+    "ArtifactStore",
+    "CheckpointSync",
+    "ChecksumMismatch",
+    "FileEntry",
+    "LocalStore",
+    "Manifest",
+    "PublishConflict",
+    "PublishedDataset",
+    "RetryPolicy",
+    "S3Store",
+    "StoreAuthError",
+    "StoreConfigError",
+    "StoreError",
+    "StoreUnavailable",
+    "dataset_key",
+    "find_by_source",
+    "open_store",
+    "parse_s3_uri",
+    "publish_dataset",
+    "record_source",
+    "store_from_env",
 ]

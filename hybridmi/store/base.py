@@ -11,6 +11,7 @@ artifact as ``s3://b`` + ``p/runs/x``).
 
 What holds with any number of concurrent writers and readers of one key is in ``publish.py``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -99,8 +100,9 @@ class ArtifactStore(Publisher):
         return clone
 
     # -- public API -------------------------------------------------------------------------------
-    def put_dir(self, local_dir: str | Path, key: str, *, progress: Progress | None = None,
-                if_absent: bool = False) -> Manifest:
+    def put_dir(
+        self, local_dir: str | Path, key: str, *, progress: Progress | None = None, if_absent: bool = False
+    ) -> Manifest:
         """Publish every file under ``local_dir`` as artifact ``key`` (replacing any previous version).
 
         PublishConflict when another writer committed ``key`` while this publish was in flight (with
@@ -261,8 +263,10 @@ class ArtifactStore(Publisher):
                 return manifest
             except ObjectMissing as missing:
                 if self.manifest(key).version == manifest.version:
-                    raise StoreError(f"artifact {self._describe(key)} is damaged: {self._describe(str(missing))} "
-                                     f"is listed in its manifest but missing") from None
+                    raise StoreError(
+                        f"artifact {self._describe(key)} is damaged: {self._describe(str(missing))} "
+                        f"is listed in its manifest but missing"
+                    ) from None
                 shutil.rmtree(staging, ignore_errors=True)
         raise StoreError(f"artifact {self._describe(key)} kept changing while it was being read")
 
@@ -274,8 +278,10 @@ class ArtifactStore(Publisher):
             digest = self._download(name, dest)
             size = dest.stat().st_size
             if digest != entry.sha256 or size != entry.size:
-                raise ChecksumMismatch(f"checksum mismatch for {self._describe(name)}: got sha256 {digest} "
-                                       f"({size} bytes), manifest says {entry.sha256} ({entry.size} bytes)")
+                raise ChecksumMismatch(
+                    f"checksum mismatch for {self._describe(name)}: got sha256 {digest} "
+                    f"({size} bytes), manifest says {entry.sha256} ({entry.size} bytes)"
+                )
 
 
 def _document_bytes(payload: dict[str, Any]) -> bytes:

@@ -12,6 +12,7 @@ Training outlives the store: a failed mirror upload logs one warning per outage,
 checkpoint, retries at the next checkpoint (without backoff while the outage lasts, so training is not
 slowed) and ``flush`` tries the last one again, with full retries, when the stage ends.
 """
+
 from __future__ import annotations
 
 import logging
@@ -36,8 +37,15 @@ Accept = Callable[[Path], "str | None"]  # a reason to refuse mirroring this che
 class CheckpointSync:
     """A TrainCallback that mirrors checkpoints of run ``run_id`` under ``key_prefix`` (newest wins)."""
 
-    def __init__(self, store: ArtifactStore, key_prefix: str, *, run_id: str = "", accept: Accept | None = None,
-                 outage_retry: RetryPolicy = RetryPolicy(attempts=1)) -> None:
+    def __init__(
+        self,
+        store: ArtifactStore,
+        key_prefix: str,
+        *,
+        run_id: str = "",
+        accept: Accept | None = None,
+        outage_retry: RetryPolicy = RetryPolicy(attempts=1),
+    ) -> None:
         self.store = store
         self.key_prefix = check_key(key_prefix)
         self.run_id = run_id
@@ -65,8 +73,12 @@ class CheckpointSync:
 
     def _holds(self, pointer: dict[str, Any] | None, step: int) -> bool:
         """True when the mirror already holds ``step`` or a later step of this run."""
-        return (pointer is not None and pointer.get("run_id") == self.run_id and int(pointer["step"]) >= step
-                and pointer.get("key") != self._damaged)
+        return (
+            pointer is not None
+            and pointer.get("run_id") == self.run_id
+            and int(pointer["step"]) >= step
+            and pointer.get("key") != self._damaged
+        )
 
     # -- writing ------------------------------------------------------------------------------------
     def upload(self, path: str | Path, step: int, *, store: ArtifactStore | None = None) -> bool:
@@ -76,8 +88,12 @@ class CheckpointSync:
         latest = f"{self.key_prefix}/{LATEST}"
         pointer, tag = store.get_document_tagged(latest)
         if self._holds(pointer, step):
-            log.info("checkpoint mirror already holds step %s of run %s; step %d not uploaded", pointer["step"],
-                     self.run_id, step)
+            log.info(
+                "checkpoint mirror already holds step %s of run %s; step %d not uploaded",
+                pointer["step"],
+                self.run_id,
+                step,
+            )
             return False
         key = self.step_key(step)
         try:
@@ -110,8 +126,12 @@ class CheckpointSync:
         reason = self.accept(Path(path)) if self.accept is not None else None
         if reason is not None:
             self._pending = None  # the file at ``path`` no longer holds the pending checkpoint
-            log.error("checkpoint step %d is not mirrored: %s; the mirror keeps step %s", step, reason,
-                      self._latest_or_unknown())
+            log.error(
+                "checkpoint step %d is not mirrored: %s; the mirror keeps step %s",
+                step,
+                reason,
+                self._latest_or_unknown(),
+            )
             return
         self._pending = (Path(path), step)
         self._try_upload(step, store=self.store.with_retry(self.outage_retry) if self._outage else self.store)
@@ -133,8 +153,14 @@ class CheckpointSync:
             self.upload(path, step, store=store)
         except StoreError as exc:
             if not self._outage:
-                log.warning("checkpoint mirror %s unavailable (%s); training continues: checkpoint step %d is kept "
-                            "locally at %s and mirroring is retried at each checkpoint", self.store.uri, exc, step, path)
+                log.warning(
+                    "checkpoint mirror %s unavailable (%s); training continues: checkpoint step %d is kept "
+                    "locally at %s and mirroring is retried at each checkpoint",
+                    self.store.uri,
+                    exc,
+                    step,
+                    path,
+                )
             else:
                 log.debug("checkpoint mirror still unavailable at step %d: %s", step, exc)
             self._outage = True
@@ -164,7 +190,9 @@ class CheckpointSync:
         if local is not None:
             path, local_step = local
             if run != self.run_id:
-                log.info("keeping the local checkpoint (step %d); the mirror holds run %s's step %d", local_step, run, step)
+                log.info(
+                    "keeping the local checkpoint (step %d); the mirror holds run %s's step %d", local_step, run, step
+                )
                 self._pending = local
                 return None
             if step <= local_step:
@@ -180,8 +208,12 @@ class CheckpointSync:
             raise  # the mirror holds newer work: fail, so that a retry can fetch it
         except StoreError as exc:  # damaged or gone: what is local (or a fresh start) is all there is
             self._damaged = str(pointer["key"])
-            log.warning("the mirrored checkpoint step %d cannot be used (%s); continuing from %s", step, exc,
-                        f"the local checkpoint (step {local[1]})" if local else "scratch")
+            log.warning(
+                "the mirrored checkpoint step %d cannot be used (%s); continuing from %s",
+                step,
+                exc,
+                f"the local checkpoint (step {local[1]})" if local else "scratch",
+            )
             if local is not None:
                 self._pending = local
             return None

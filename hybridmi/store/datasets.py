@@ -6,6 +6,7 @@ concurrent writers commits first stands and the others count as reuses (``put_di
 ``If-None-Match: *`` on the manifest). The source pointer is one small JSON object; racing writers of it
 write the same content.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
 """The embedded backend: an artifact store in a local directory (same layout and guarantees as S3)."""
+
 from __future__ import annotations
 
 import contextlib

@@ -1,4 +1,5 @@
 """The manifest that makes a publish atomic, the errors every store raises, and key/path validation."""
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,13 @@ class Manifest:
         return sum(f.size for f in self.files)
 
     def to_json(self) -> bytes:
-        doc = {"format": FORMAT, "key": self.key, "version": self.version, "created_unix": self.created_unix,
-               "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files]}
+        doc = {
+            "format": FORMAT,
+            "key": self.key,
+            "version": self.version,
+            "created_unix": self.created_unix,
+            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
+        }
         return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
@@ -87,8 +93,10 @@ def check_key(key: str) -> str:
     """A key is '/'-separated parts of [A-Za-z0-9_.-=+,@], none starting with '.' nor named MANIFEST.json."""
     parts = key.strip("/").split("/")
     if not key.strip("/") or any(not _KEY_PART.match(p) or p == MANIFEST for p in parts):
-        raise ValueError(f"artifact key {key!r} is invalid: use '/'-separated parts of letters, digits, _.-=+,@ "
-                         f"not starting with '.' and not named {MANIFEST}")
+        raise ValueError(
+            f"artifact key {key!r} is invalid: use '/'-separated parts of letters, digits, _.-=+,@ "
+            f"not starting with '.' and not named {MANIFEST}"
+        )
     return "/".join(parts)
 
 
@@ -98,8 +106,6 @@ def check_relative_path(path: str) -> str:
     if p.is_absolute() or not p.parts or any(part in ("..", ".", "") for part in p.parts):
         raise ValueError(f"path {path!r} escapes the artifact directory")
     return path
-
-
 
 
 def new_version() -> str:

@@ -19,6 +19,7 @@ Guarantees, with any number of concurrent writers and readers of one key:
   leftovers). A version still being uploaded, or just committed by a racing writer, is younger than the
   grace period and is kept. A reader whose version is pruned under it re-reads the manifest and restarts.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,12 +48,14 @@ Progress = Callable[[str, int], None]  # (relative path, bytes) after each file 
 class Publisher:
     """Mixed into ``ArtifactStore``, whose primitives it uses."""
 
-    def _publish(self, key: str, files: list[tuple[str, Path]], progress: Progress | None, *,
-                 if_absent: bool = False) -> Manifest:
+    def _publish(
+        self, key: str, files: list[tuple[str, Path]], progress: Progress | None, *, if_absent: bool = False
+    ) -> Manifest:
         base, base_tag = self._manifest_tagged(key, lenient=True)
         if if_absent and base_tag is not None:
-            raise PublishConflict(f"artifact {self._describe(key)} is already published"
-                                  f"{f' (version {base.version})' if base else ''}")
+            raise PublishConflict(
+                f"artifact {self._describe(key)} is already published{f' (version {base.version})' if base else ''}"
+            )
         version = new_version()
         entries = []
         for rel, path in files:
@@ -73,9 +76,15 @@ class Publisher:
             live, _ = self._manifest_tagged(key, lenient=True)
             raise PublishConflict(
                 f"artifact {self._describe(key)} was published concurrently by another writer (version "
-                f"{live.version if live else 'none'} stands); this publish (version {version}) was withdrawn")
-        log.info("published %s (%d files, %d bytes, version %s)", self._describe(key), len(entries),
-                 manifest.total_bytes, version)
+                f"{live.version if live else 'none'} stands); this publish (version {version}) was withdrawn"
+            )
+        log.info(
+            "published %s (%d files, %d bytes, version %s)",
+            self._describe(key),
+            len(entries),
+            manifest.total_bytes,
+            version,
+        )
         self._prune(key, known_dead={version, base.version if base else version})
         return manifest
 
@@ -106,12 +115,13 @@ class Publisher:
             live, _ = self._manifest_tagged(key)  # after listing: a version committed meanwhile is live or young
             newest: dict[str, float] = {}
             for name, modified in objects:
-                version = name[len(prefix):].split("/", 1)[0]
+                version = name[len(prefix) :].split("/", 1)[0]
                 newest[version] = max(newest.get(version, 0.0), modified)
             cutoff = time.time() - self.prune_grace_s
-            doomed = {v for v, t in newest.items()
-                      if (live is None or v != live.version) and (v in known_dead or t < cutoff)}
-            self._delete_names([n for n, _ in objects if n[len(prefix):].split("/", 1)[0] in doomed])
+            doomed = {
+                v for v, t in newest.items() if (live is None or v != live.version) and (v in known_dead or t < cutoff)
+            }
+            self._delete_names([n for n, _ in objects if n[len(prefix) :].split("/", 1)[0] in doomed])
         except StoreError as exc:
             log.warning("could not remove old versions of %s: %s", self._describe(key), exc)
 

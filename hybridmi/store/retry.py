@@ -1,4 +1,5 @@
 """Exponential backoff for transient storage errors (the policy is data; the loop is one function)."""
+
 from __future__ import annotations
 
 import logging

@@ -16,6 +16,7 @@ refused/reset, timeouts, 5xx, SlowDown) are retried with exponential backoff and
 ``StoreUnavailable`` naming the endpoint and object; rejected credentials raise ``StoreAuthError``
 at once (retrying cannot help). Messages and ``repr`` name the endpoint and bucket, never credentials.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,10 +39,21 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest multipart part (bytes)
-AUTH_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "InvalidToken",
-                        "ExpiredToken", "InvalidClientTokenId", "AllAccessDisabled", "AuthorizationHeaderMalformed"})
-TRANSIENT_CODES = frozenset({"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout",
-                             "OperationAborted", "Throttling"})
+AUTH_CODES = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "InvalidToken",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+        "AllAccessDisabled",
+        "AuthorizationHeaderMalformed",
+    }
+)
+TRANSIENT_CODES = frozenset(
+    {"InternalError", "SlowDown", "ServiceUnavailable", "RequestTimeout", "OperationAborted", "Throttling"}
+)
 # A conditional write that lost: 412 PreconditionFailed, or 409 when another conditional write of the key is in flight.
 PRECONDITION_CODES = frozenset({"PreconditionFailed", "ConditionalRequestConflict"})
 
@@ -63,8 +75,14 @@ class S3Store(ArtifactStore):
     """Artifacts under ``s3://bucket/prefix``; ``part_size`` (bytes, >= 5 MiB) splits large files into a multipart upload."""
 
     def __init__(
-        self, client: Minio, bucket: str, prefix: str = "", *, retry: RetryPolicy = RetryPolicy(),
-        part_size: int = 16 * 1024 * 1024, prune_grace_s: float = ArtifactStore.prune_grace_s,
+        self,
+        client: Minio,
+        bucket: str,
+        prefix: str = "",
+        *,
+        retry: RetryPolicy = RetryPolicy(),
+        part_size: int = 16 * 1024 * 1024,
+        prune_grace_s: float = ArtifactStore.prune_grace_s,
         conditional_writes: bool | None = None,
     ) -> None:
         if not bucket:
@@ -101,8 +119,12 @@ class S3Store(ArtifactStore):
     def conditional_writes(self) -> bool:
         if self._conditional is None:
             self._conditional = self._probe_conditional_writes()
-            log.info("%s %s conditional writes%s", self.endpoint, "honours" if self._conditional else "ignores",
-                     "" if self._conditional else "; concurrent publishes are checked by reading back")
+            log.info(
+                "%s %s conditional writes%s",
+                self.endpoint,
+                "honours" if self._conditional else "ignores",
+                "" if self._conditional else "; concurrent publishes are checked by reading back",
+            )
         return self._conditional
 
     def _probe_conditional_writes(self) -> bool:
@@ -111,8 +133,11 @@ class S3Store(ArtifactStore):
         try:
             for condition in ({"If-None-Match": "*"}, {"If-Match": f'"{"0" * 32}"'}):  # present; another ETag
                 try:
-                    self._guard("probe", name, lambda: self._client._put_object(
-                        self.bucket, self._object(name), b"2", headers=condition))
+                    self._guard(
+                        "probe",
+                        name,
+                        lambda: self._client._put_object(self.bucket, self._object(name), b"2", headers=condition),
+                    )
                     return False  # accepted: the endpoint ignored the condition
                 except PreconditionFailed:
                     continue
@@ -148,8 +173,9 @@ class S3Store(ArtifactStore):
         try:
             return call_with_retry(attempt, policy=self.retry, what=f"{action} {where}")
         except TransientError as exc:
-            raise StoreUnavailable(f"object storage unreachable: {action} {where} failed after "
-                                   f"{self.retry.attempts} attempts ({exc})") from None
+            raise StoreUnavailable(
+                f"object storage unreachable: {action} {where} failed after {self.retry.attempts} attempts ({exc})"
+            ) from None
 
     def _classify(self, exc: S3Error, action: str, name: str) -> Exception:
         code = exc.code or ""
@@ -158,10 +184,14 @@ class S3Store(ArtifactStore):
         if code in PRECONDITION_CODES:
             return PreconditionFailed(name)
         if code == "NoSuchBucket":
-            return StoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint} ({action} {self._describe(name)})")
+            return StoreError(
+                f"bucket {self.bucket!r} does not exist at {self.endpoint} ({action} {self._describe(name)})"
+            )
         if code in AUTH_CODES:
-            return StoreAuthError(f"{self.endpoint} rejected the credentials for bucket {self.bucket!r} ({code}) "
-                                  f"while trying to {action} {self._describe(name)}")
+            return StoreAuthError(
+                f"{self.endpoint} rejected the credentials for bucket {self.bucket!r} ({code}) "
+                f"while trying to {action} {self._describe(name)}"
+            )
         if code in TRANSIENT_CODES:
             return TransientError(code)
         return StoreError(f"{action} {self._describe(name)} failed: {code}: {exc.message}")
@@ -170,16 +200,26 @@ class S3Store(ArtifactStore):
     def _upload(self, name: str, src: Path, *, size: int, sha256: str) -> None:
         def put() -> None:
             with open(src, "rb") as fh:  # reopened on every attempt so a retry starts from byte 0
-                self._client.put_object(self.bucket, self._object(name), fh, size, metadata={"sha256": sha256},
-                                        part_size=self.part_size)
+                self._client.put_object(
+                    self.bucket, self._object(name), fh, size, metadata={"sha256": sha256}, part_size=self.part_size
+                )
 
         self._guard("upload", name, put)
 
     def _upload_bytes(self, name: str, data: bytes) -> None:
         digest = hashlib.sha256(data).hexdigest()
-        self._guard("upload", name, lambda: self._client.put_object(
-            self.bucket, self._object(name), io.BytesIO(data), len(data), content_type="application/json",
-            metadata={"sha256": digest}))
+        self._guard(
+            "upload",
+            name,
+            lambda: self._client.put_object(
+                self.bucket,
+                self._object(name),
+                io.BytesIO(data),
+                len(data),
+                content_type="application/json",
+                metadata={"sha256": digest},
+            ),
+        )
 
     def _download(self, name: str, dest: Path) -> str:
         def get() -> str:
@@ -198,10 +238,14 @@ class S3Store(ArtifactStore):
         return self._guard("download", name, get)
 
     def _write_conditional(self, name: str, data: bytes, *, tag: str | None) -> None:
-        headers = {"Content-Type": "application/json", "x-amz-meta-sha256": hashlib.sha256(data).hexdigest(),
-                   **({"If-None-Match": "*"} if tag is None else {"If-Match": f'"{tag}"'})}
-        self._guard("upload", name, lambda: self._client._put_object(
-            self.bucket, self._object(name), data, headers=headers))
+        headers = {
+            "Content-Type": "application/json",
+            "x-amz-meta-sha256": hashlib.sha256(data).hexdigest(),
+            **({"If-None-Match": "*"} if tag is None else {"If-Match": f'"{tag}"'}),
+        }
+        self._guard(
+            "upload", name, lambda: self._client._put_object(self.bucket, self._object(name), data, headers=headers)
+        )
 
     def _read_tagged(self, name: str) -> tuple[bytes, str]:
         def get() -> tuple[bytes, str]:
@@ -216,17 +260,27 @@ class S3Store(ArtifactStore):
 
     def _list_objects(self, prefix: str) -> Iterator[tuple[str, float]]:
         full = self._object(prefix)
-        found = self._guard("list", prefix, lambda: [
-            (o.object_name, o.last_modified.timestamp() if o.last_modified else 0.0)
-            for o in self._client.list_objects(self.bucket, prefix=full, recursive=True)])
-        return iter(sorted((n[len(self.prefix):], t) for n, t in found))
+        found = self._guard(
+            "list",
+            prefix,
+            lambda: [
+                (o.object_name, o.last_modified.timestamp() if o.last_modified else 0.0)
+                for o in self._client.list_objects(self.bucket, prefix=full, recursive=True)
+            ],
+        )
+        return iter(sorted((n[len(self.prefix) :], t) for n, t in found))
 
     def _delete_names(self, names: Iterable[str]) -> None:
         objects = [self._object(n) for n in names]
         if not objects:
             return
-        errors = self._guard("delete", objects[0][len(self.prefix):], lambda: list(
-            self._client.remove_objects(self.bucket, [DeleteObject(o) for o in objects])))
+        errors = self._guard(
+            "delete",
+            objects[0][len(self.prefix) :],
+            lambda: list(self._client.remove_objects(self.bucket, [DeleteObject(o) for o in objects])),
+        )
         if errors:
-            raise StoreError(f"could not delete {len(errors)} objects at {self.endpoint}, e.g. "
-                             f"s3://{self.bucket}/{errors[0].name}: {errors[0].code}")
+            raise StoreError(
+                f"could not delete {len(errors)} objects at {self.endpoint}, e.g. "
+                f"s3://{self.bucket}/{errors[0].name}: {errors[0].code}"
+            )

@@ -1,4 +1,5 @@
 """Store addresses (``s3://bucket/prefix``, ``file:///dir``, plain paths) and the one place that reads storage env vars."""
+
 from __future__ import annotations
 
 import os
@@ -51,7 +52,11 @@ def _local_root(uri: str) -> Path:
 
 
 def open_store(
-    uri: str | Path, *, client: Minio | None = None, retry: RetryPolicy = RetryPolicy(), part_size: int = 16 * 1024 * 1024
+    uri: str | Path,
+    *,
+    client: Minio | None = None,
+    retry: RetryPolicy = RetryPolicy(),
+    part_size: int = 16 * 1024 * 1024,
 ) -> ArtifactStore:
     """A LocalStore for ``file://``/plain paths; an S3Store for ``s3://bucket/prefix`` over ``client``."""
     uri = str(uri)
@@ -110,8 +115,9 @@ def store_from_env(uri: str | Path, env: Mapping[str, str] = os.environ) -> Arti
     without urllib3-level retries, so that RetryPolicy is the only retry loop (and the only delays).
     """
     uri = str(uri)
-    retry = RetryPolicy(attempts=int(_number(env, ATTEMPTS_VAR, int, 5)),
-                        base_delay_s=float(_number(env, DELAY_VAR, float, 0.5)))
+    retry = RetryPolicy(
+        attempts=int(_number(env, ATTEMPTS_VAR, int, 5)), base_delay_s=float(_number(env, DELAY_VAR, float, 0.5))
+    )
     if not uri.startswith("s3://"):
         return open_store(uri, retry=retry)
     parse_s3_uri(uri)
@@ -119,9 +125,19 @@ def store_from_env(uri: str | Path, env: Mapping[str, str] = os.environ) -> Arti
     access_key = _first(env, ACCESS_KEY_VARS, "the access key")
     secret_key = _first(env, SECRET_KEY_VARS, "the secret key")
     http = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=10, read=120), maxsize=10, retries=False,
-        cert_reqs="CERT_REQUIRED", ca_certs=env.get("SSL_CERT_FILE") or certifi.where(),
+        timeout=urllib3.Timeout(connect=10, read=120),
+        maxsize=10,
+        retries=False,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=env.get("SSL_CERT_FILE") or certifi.where(),
     )
-    client = Minio(host, access_key=access_key, secret_key=secret_key, session_token=env.get(SESSION_TOKEN_VAR) or None,
-                   secure=secure, region=env.get(REGION_VAR) or None, http_client=http)
+    client = Minio(
+        host,
+        access_key=access_key,
+        secret_key=secret_key,
+        session_token=env.get(SESSION_TOKEN_VAR) or None,
+        secure=secure,
+        region=env.get(REGION_VAR) or None,
+        http_client=http,
+    )
     return open_store(uri, client=client, retry=retry)

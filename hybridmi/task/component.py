@@ -3,6 +3,7 @@
 Output artifacts are duck-typed (``.path``, ``.metadata``, ``log_metric``, ``log_confusion_matrix``):
 this module imports no kfp.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,6 +43,8 @@ def log_confusion(artifact: Any, metrics_dir: str | Path) -> bool:
     if not source.is_file():
         return False
     doc = json.loads(source.read_text())
-    artifact.log_confusion_matrix([str(c) for c in doc["classes"]], [[int(v) for v in row] for row in doc["confusion_matrix"]])
+    artifact.log_confusion_matrix(
+        [str(c) for c in doc["classes"]], [[int(v) for v in row] for row in doc["confusion_matrix"]]
+    )
     write_json(Path(artifact.path), doc)
     return True

@@ -4,6 +4,7 @@ The parameter tables live with their owners: config parameters in ``hybridmi/par
 (library), every other run parameter in ``pipelines/parameters.py``. This module imports neither
 kfp nor ``pipelines``, so the configure pod loads only the library.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping

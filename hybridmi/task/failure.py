@@ -3,6 +3,7 @@
 kfp.local reports a failed task as "Inner task failed" with the task's log; the record carries the
 stage's own error, so ``hybridmi run`` ends with that line instead.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -5,6 +5,7 @@ A task's run id is the KFP run id on a cluster (``HYBRIDMI_RUN_ID`` from the pod
 retried pod of one run finds its own checkpoints and resumes, while every new run — the same config
 again included — starts fresh; continuing another run is explicit (``resume_from``). No kfp here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -55,6 +56,10 @@ def task_identity(env: Mapping[str, str], *, resume_from: str | None = None) -> 
     run_id = env.get(RUN_ID_VAR, "").strip()
     if not run_id:
         run_id = new_run_id("adhoc")
-        log.warning("%s is not set: this task is run %s (checkpoints of earlier tasks are not resumed)", RUN_ID_VAR, run_id)
+        log.warning(
+            "%s is not set: this task is run %s (checkpoints of earlier tasks are not resumed)", RUN_ID_VAR, run_id
+        )
     resume = (env.get(RESUME_FROM_VAR, "") if resume_from is None else resume_from).strip()
-    return RunIdentity(run_id=check_run_id(run_id, RUN_ID_VAR), resume_from=resume and check_run_id(resume, "resume_from"))
+    return RunIdentity(
+        run_id=check_run_id(run_id, RUN_ID_VAR), resume_from=resume and check_run_id(resume, "resume_from")
+    )

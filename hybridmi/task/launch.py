@@ -12,6 +12,7 @@ the last checkpoint stays in the model directory, and rerunning the task resumes
 told to stop when the task process dies, however it dies (Linux's parent-death signal), so ranks never
 outlive it.
 """
+
 from __future__ import annotations
 
 import json
@@ -48,25 +49,50 @@ def ranks_to_launch(stage: str, cfg: Config, ranks: Ranks) -> int:
     return local_rank_count(cfg.train.ranks, choose_device(cfg.train.device))
 
 
-def launch_ranks(stage: str, config_text: str, *, inputs: Mapping[str, Path], outputs: Mapping[str, Path],
-                 env: Mapping[str, str], resume_from: str | None, nproc: int) -> dict[str, Any]:
+def launch_ranks(
+    stage: str,
+    config_text: str,
+    *,
+    inputs: Mapping[str, Path],
+    outputs: Mapping[str, Path],
+    env: Mapping[str, str],
+    resume_from: str | None,
+    nproc: int,
+) -> dict[str, Any]:
     """Run ``stage`` on ``nproc`` local ranks through torchrun; rank 0's result {metrics, metadata}.
 
     Raises RankFailure (one line) when a rank fails; the other ranks are stopped by then.
     """
     with scratch_dir(SCRATCH_PREFIX) as scratch:
         directory = scratch.path
-        write_json(directory / "task.json", {
-            "stage": stage, "config": config_text, "resume_from": resume_from,
-            "inputs": {k: str(v) for k, v in inputs.items()}, "outputs": {k: str(v) for k, v in outputs.items()},
-        })
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                   "--max-restarts=0", "-m", "hybridmi.task.rank", str(directory)]
+        write_json(
+            directory / "task.json",
+            {
+                "stage": stage,
+                "config": config_text,
+                "resume_from": resume_from,
+                "inputs": {k: str(v) for k, v in inputs.items()},
+                "outputs": {k: str(v) for k, v in outputs.items()},
+            },
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "--max-restarts=0",
+            "-m",
+            "hybridmi.task.rank",
+            str(directory),
+        ]
         log.info("stage %s on %d ranks of this node (torchrun)", stage, nproc)
         code = _wait(subprocess.Popen(command, env=dict(env), preexec_fn=_stop_with_parent()))
         if code != 0:
-            raise RankFailure(f"stage {stage} on {nproc} ranks failed: {root_cause(directory, nproc)}; "
-                              f"{_checkpoint_hint(stage, outputs)}")
+            raise RankFailure(
+                f"stage {stage} on {nproc} ranks failed: {root_cause(directory, nproc)}; "
+                f"{_checkpoint_hint(stage, outputs)}"
+            )
         return json.loads((directory / "result.json").read_text())
 
 
@@ -104,7 +130,9 @@ class RankRecord:
         self.path, self.rank = directory / f"rank-{rank}.json", rank
 
     def write(self, state: str, error: str | None = None) -> None:
-        write_json(self.path, {"rank": self.rank, "pid": os.getpid(), "state": state, "error": error, "time": time.time()})
+        write_json(
+            self.path, {"rank": self.rank, "pid": os.getpid(), "state": state, "error": error, "time": time.time()}
+        )
 
     def read(self) -> dict[str, Any] | None:
         """The record; None when the rank wrote none (never started) or it cannot be read."""
@@ -121,7 +149,9 @@ def root_cause(directory: Path, nproc: int) -> str:
     if died:
         who = ", ".join(f"rank {rank} (pid {records[rank]['pid']})" for rank in died)
         return f"{who} died without an error of its own (killed by a signal: kill -9, the OOM killer, a node failure)"
-    failed = sorted((record["time"], rank) for rank, record in records.items() if record and record["state"] == "failed")
+    failed = sorted(
+        (record["time"], rank) for rank, record in records.items() if record and record["state"] == "failed"
+    )
     if failed:
         rank = failed[0][1]
         return f"rank {rank}: {records[rank]['error']}"

@@ -5,6 +5,7 @@ pointer, brings the newer one into the checkpoint directory (``CheckpointSync.re
 callback that mirrors every later checkpoint, refusing any that holds a non-finite tensor: the trainer
 checks before it writes; the mirror checks again, so it never replaces a good checkpoint with a bad one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,8 +62,15 @@ def first_nonfinite(path: Path) -> str | None:
     return None if bad is None else f"{bad} is non-finite"
 
 
-def open_mirror(store: ArtifactStore, *, key: str, run_id: str, directory: Path, stage: str = "",
-                resume_from: tuple[str, str] | None = None) -> CheckpointSync:
+def open_mirror(
+    store: ArtifactStore,
+    *,
+    key: str,
+    run_id: str,
+    directory: Path,
+    stage: str = "",
+    resume_from: tuple[str, str] | None = None,
+) -> CheckpointSync:
     """The mirror callback for ``stage``'s checkpoints in ``directory``, after restoring the newer of local
     and mirrored.
 
@@ -75,6 +83,8 @@ def open_mirror(store: ArtifactStore, *, key: str, run_id: str, directory: Path,
     if resume_from is not None and local is None and restored is None:
         run, source = resume_from
         if CheckpointSync(store, source, run_id=run).download_latest(directory) is None:
-            raise FileNotFoundError(f"resume_from={run}: no {stage + ' ' if stage else ''}checkpoint under {source} "
-                                    "(the run id and the config must match that run's)")
+            raise FileNotFoundError(
+                f"resume_from={run}: no {stage + ' ' if stage else ''}checkpoint under {source} "
+                "(the run id and the config must match that run's)"
+            )
     return sync

@@ -4,6 +4,7 @@ The rank reads the task from ``DIR/task.json``, runs it with ``run_task`` (rank 
 checkpoint mirror and metrics) and keeps its ``RankRecord`` up to date, so the launcher can name the
 cause of a failed launch; rank 0 leaves the task's result in ``DIR/result.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,8 +32,13 @@ def rank_main(directory: Path) -> int:
     log.info("rank %d of %d (local rank %d, pid %d)", ranks.rank, ranks.world_size, ranks.local_rank, os.getpid())
     try:
         with exit_on_sigterm():
-            result = run_task(task["stage"], task["config"], inputs=task["inputs"], outputs=task["outputs"],
-                              resume_from=task["resume_from"])
+            result = run_task(
+                task["stage"],
+                task["config"],
+                inputs=task["inputs"],
+                outputs=task["outputs"],
+                resume_from=task["resume_from"],
+            )
     except SystemExit:  # SIGTERM: torchrun stopping this rank because another one failed
         record.write("terminated")
         raise

@@ -22,6 +22,7 @@ rank 0's result. In a process that is one rank of a launch (torchrun's WORLD_SIZ
 multi-node job) only rank 0 probes the store, mirrors checkpoints and reports metrics; the other ranks
 only train.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,8 +71,14 @@ def _checkpoint_mirror(store, identity: RunIdentity, cfg: Config, stage: str, ou
     if store is None or directory is None:
         return None
     resume = identity.resume_from
-    return open_mirror(store, key=identity.checkpoint_key(cfg, stage), run_id=identity.run_id, directory=directory,
-                       stage=stage, resume_from=(resume, identity.checkpoint_key(cfg, stage, run_id=resume)) if resume else None)
+    return open_mirror(
+        store,
+        key=identity.checkpoint_key(cfg, stage),
+        run_id=identity.run_id,
+        directory=directory,
+        stage=stage,
+        resume_from=(resume, identity.checkpoint_key(cfg, stage, run_id=resume)) if resume else None,
+    )
 
 
 def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbacks) -> tuple[dict, dict[str, Any]]:
@@ -97,8 +104,12 @@ def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbac
         else:
             values = prepare.finish(cfg, directory)
             log.info("data set fetched from %s (source fingerprint %s): decode skipped", key, fingerprint)
-            return values, {"store_key": key, "store_reused": True, "decode_skipped": True,
-                            "dataset_checksum": read_sidecar(directory)["dataset_checksum"]}
+            return values, {
+                "store_key": key,
+                "store_reused": True,
+                "decode_skipped": True,
+                "dataset_checksum": read_sidecar(directory)["dataset_checksum"],
+            }
     values = run_stage("prepare", cfg, {}, outputs, callbacks=callbacks)
     checksum = read_sidecar(directory)["dataset_checksum"]
     metadata: dict[str, Any] = {"decode_skipped": False, "dataset_checksum": checksum}
@@ -140,14 +151,22 @@ def run_task(
         ranks = Ranks.from_env(env)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         if ranks.distributed and stage not in DISTRIBUTED_STAGES:
-            raise ValueError(f"WORLD_SIZE={ranks.world_size}: stage {stage} runs in one process; only "
-                             f"{', '.join(DISTRIBUTED_STAGES)} trains on several ranks")
+            raise ValueError(
+                f"WORLD_SIZE={ranks.world_size}: stage {stage} runs in one process; only "
+                f"{', '.join(DISTRIBUTED_STAGES)} trains on several ranks"
+            )
         nproc = ranks_to_launch(stage, cfg, ranks)
         if nproc > 1:
             identity = task_identity(env, resume_from=resume_from)  # one run id for every rank
-            result = launch_ranks(stage, config_to_text(cfg), inputs={k: Path(v) for k, v in inputs.items()},
-                                  outputs=out_paths, env={**env, RUN_ID_VAR: identity.run_id},
-                                  resume_from=resume_from, nproc=nproc)
+            result = launch_ranks(
+                stage,
+                config_to_text(cfg),
+                inputs={k: Path(v) for k, v in inputs.items()},
+                outputs=out_paths,
+                env={**env, RUN_ID_VAR: identity.run_id},
+                resume_from=resume_from,
+                nproc=nproc,
+            )
             return TaskResult(metrics=result["metrics"], metadata=result["metadata"])
         with _rank_outputs(ranks, out_paths) as out_paths:
             return _run(stage, cfg, ranks, inputs, out_paths, env, resume_from)
@@ -165,8 +184,15 @@ def _rank_outputs(ranks: Ranks, outputs: dict[str, Path]) -> Iterator[dict[str, 
         yield {name: scratch.path / name for name in outputs}
 
 
-def _run(stage: str, cfg: Config, ranks: Ranks, inputs: Mapping[str, str | Path], out_paths: dict[str, Path],
-         env: Mapping[str, str], resume_from: str | None) -> TaskResult:
+def _run(
+    stage: str,
+    cfg: Config,
+    ranks: Ranks,
+    inputs: Mapping[str, str | Path],
+    out_paths: dict[str, Path],
+    env: Mapping[str, str],
+    resume_from: str | None,
+) -> TaskResult:
     if not ranks.main:  # the other ranks of a launch only train: no store, mirror or metrics
         return TaskResult(metrics=float_metrics(run_stage(stage, cfg, inputs, out_paths)))
     identity = task_identity(env, resume_from=resume_from)

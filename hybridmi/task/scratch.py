@@ -7,6 +7,7 @@ whose owner is gone (killed with -9, or OOM-killed). A normal exit, an exception
 into ``SystemExit`` by ``exit_on_sigterm``) remove the directory on the way out; ``keep`` turns that off
 for a directory that holds something the user must not lose.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -90,6 +91,7 @@ def scratch_dir(prefix: str, *, root: Path | None = None) -> Iterator[Scratch]:
 def exit_on_sigterm() -> Iterator[None]:
     """Within the block (main thread only), SIGTERM raises SystemExit(143), so ``finally`` blocks and
     context managers (scratch directories, metrics, failure records) run as they do for Ctrl-C."""
+
     def handler(signum, _frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
         raise SystemExit(128 + signal.SIGTERM)

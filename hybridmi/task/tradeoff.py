@@ -3,6 +3,7 @@
 Rows are matched by the ``config_hash`` in each artifact's sidecar and read α from its config.yaml,
 so they do not depend on the order in which a runner collects the parallel branches.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,7 +30,9 @@ def _alpha_and_metrics(directory: Path) -> tuple[str, float, dict[str, float]]:
     return sidecar["config_hash"], float(cfg["objective"]["alpha"]), metrics
 
 
-def tradeoff_rows(probe_dirs: Iterable[str | Path], reconstruction_dirs: Iterable[str | Path]) -> list[dict[str, float]]:
+def tradeoff_rows(
+    probe_dirs: Iterable[str | Path], reconstruction_dirs: Iterable[str | Path]
+) -> list[dict[str, float]]:
     """One row per α: alpha, linear_acc_<feature>..., mse, psnr; sorted by α.
 
     Every probe must have a reconstruction of the same config (and vice versa); ValueError otherwise.
@@ -37,8 +40,10 @@ def tradeoff_rows(probe_dirs: Iterable[str | Path], reconstruction_dirs: Iterabl
     probes = {h: (a, m) for h, a, m in map(_alpha_and_metrics, map(Path, probe_dirs))}
     recons = {h: (a, m) for h, a, m in map(_alpha_and_metrics, map(Path, reconstruction_dirs))}
     if probes.keys() != recons.keys():
-        raise ValueError(f"probe and reconstruction results do not pair up by config: "
-                         f"{sorted(probes.keys() ^ recons.keys())} have only one of the two")
+        raise ValueError(
+            f"probe and reconstruction results do not pair up by config: "
+            f"{sorted(probes.keys() ^ recons.keys())} have only one of the two"
+        )
     rows = []
     for key, (alpha, probe) in probes.items():
         recon = recons[key][1]
@@ -66,7 +71,13 @@ def markdown_table(rows: list[dict[str, float]]) -> str:
     def cell(key: str, value: float | None) -> str:
         if value is None:
             return "—"
-        return f"{100 * value:.1f}" if key.startswith(ACCURACY_PREFIX) else f"{value:.3f}" if key != "alpha" else f"{value:g}"
+        return (
+            f"{100 * value:.1f}"
+            if key.startswith(ACCURACY_PREFIX)
+            else f"{value:.3f}"
+            if key != "alpha"
+            else f"{value:g}"
+        )
 
     header = [f"{c} (%)" if c.startswith(ACCURACY_PREFIX) else c for c in columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
@@ -86,19 +97,27 @@ def csv_text(rows: list[dict[str, float]]) -> str:
 def tradeoff_png(rows: list[dict[str, float]]) -> bytes:
     """Linear accuracy (%) against MSE, one series per probed feature, points labelled ``a=<α>`` (ASCII font)."""
     features = [c for c in _columns(rows) if c.startswith(ACCURACY_PREFIX)]
-    series = {f.removeprefix(ACCURACY_PREFIX): [(row["mse"], 100 * row[f], f"a={row['alpha']:g}") for row in rows if f in row]
-              for f in features}
-    return scatter_png(series, x_label="reconstruction MSE (sum over 3072 values per image)", y_label="linear accuracy (%)")
+    series = {
+        f.removeprefix(ACCURACY_PREFIX): [(row["mse"], 100 * row[f], f"a={row['alpha']:g}") for row in rows if f in row]
+        for f in features
+    }
+    return scatter_png(
+        series, x_label="reconstruction MSE (sum over 3072 values per image)", y_label="linear accuracy (%)"
+    )
 
 
-def write_tradeoff(rows: list[dict[str, float]], *, table_path: str | Path, csv_path: str | Path, html_path: str | Path) -> None:
+def write_tradeoff(
+    rows: list[dict[str, float]], *, table_path: str | Path, csv_path: str | Path, html_path: str | Path
+) -> None:
     """Write the Markdown table, the CSV and an HTML page (plot + table) for the KFP UI."""
     if not rows:
         raise ValueError("the alpha sweep produced no results")
     table = markdown_table(rows)
     atomic_write_bytes(table_path, table.encode())
     atomic_write_bytes(csv_path, csv_text(rows).encode())
-    page = ("<html><head><meta charset='utf-8'><title>alpha sweep</title></head><body>"
-            "<h1>Linear accuracy against reconstruction MSE</h1>"
-            f"<img src='{png_data_uri(tradeoff_png(rows))}'><pre>{html.escape(table)}</pre></body></html>\n")
+    page = (
+        "<html><head><meta charset='utf-8'><title>alpha sweep</title></head><body>"
+        "<h1>Linear accuracy against reconstruction MSE</h1>"
+        f"<img src='{png_data_uri(tradeoff_png(rows))}'><pre>{html.escape(table)}</pre></body></html>\n"
+    )
     atomic_write_bytes(html_path, page.encode())

@@ -1,4 +1,5 @@
 """The per-step hook that trainers call; monitoring and storage plug in here, the core stays unaware."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -3,6 +3,7 @@
 A checkpoint is data, never code: it holds tensors, numbers, strings and containers of them, and is
 read with ``torch.load(weights_only=True)``, so a crafted file from a shared bucket cannot run anything.
 """
+
 from __future__ import annotations
 
 import pickle

@@ -7,6 +7,7 @@ bit-identically on the CPU. Steps never wait for the device: finite checks are r
 (``FiniteGuard``) and read every ``ddim.log_every`` steps and before each checkpoint, and the whole
 state is checked finite before it is written (``train.on_nonfinite`` applies here too).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,14 +62,24 @@ class DDIMResult:
 
 def build_unet(cfg: Config, in_channels: int) -> UNet:
     u = cfg.unet
-    return UNet(in_channels=in_channels, channels=u.channels, channel_mult=u.channel_mult,
-                num_res_blocks=u.num_res_blocks, attn_resolutions=u.attn_resolutions, dropout=u.dropout)
+    return UNet(
+        in_channels=in_channels,
+        channels=u.channels,
+        channel_mult=u.channel_mult,
+        num_res_blocks=u.num_res_blocks,
+        attn_resolutions=u.attn_resolutions,
+        dropout=u.dropout,
+    )
 
 
 def schedule_from_config(diffusion: dict) -> torch.Tensor:
     """ᾱ_t (T,) float64 for a diffusion config section (as a dict: cfg.diffusion.model_dump())."""
-    betas = make_betas(diffusion["beta_schedule"], diffusion["num_timesteps"],
-                       beta_start=diffusion["beta_start"], beta_end=diffusion["beta_end"])
+    betas = make_betas(
+        diffusion["beta_schedule"],
+        diffusion["num_timesteps"],
+        beta_start=diffusion["beta_start"],
+        beta_end=diffusion["beta_end"],
+    )
     return alphas_cumprod(betas)
 
 
@@ -144,8 +155,13 @@ def train_ddim(
         last = StepMetrics(**state["last_metrics"]) if state.get("last_metrics") else None
         log.info("resumed DDIM from %s at step %d of %d", ckpt, step, total_steps)
     forward = torch.compile(unet) if t.compile else unet
-    guard = FiniteGuard(optimizer=optimizer, named_params=[(f"unet.{k}", p) for k, p in unet.named_parameters()],
-                        terms=(), mode=t.on_nonfinite, rollback=[*ema.module.parameters(), *ema.module.buffers()])
+    guard = FiniteGuard(
+        optimizer=optimizer,
+        named_params=[(f"unet.{k}", p) for k, p in unet.named_parameters()],
+        terms=(),
+        mode=t.on_nonfinite,
+        rollback=[*ema.module.parameters(), *ema.module.buffers()],
+    )
     guard.first_step = step
     data = latents.to(device)
     mean, std = mean.to(device), std.to(device)
@@ -156,12 +172,22 @@ def train_ddim(
         state = dict(unet=unet.state_dict(), ema=ema.state_dict(), optimizer=optimizer.state_dict())
         bad = first_nonfinite(state)
         if bad is not None:
-            raise NonFiniteError(f"refusing to write the DDIM checkpoint of step {step}: {bad} is not finite; "
-                                 f"last good checkpoint: {path}")
+            raise NonFiniteError(
+                f"refusing to write the DDIM checkpoint of step {step}: {bad} is not finite; "
+                f"last good checkpoint: {path}"
+            )
         saved = save_checkpoint(
-            out_dir, kind=KIND, step=step, config=_resume_view(cfg, n), unet_init_args=unet.init_args,
-            scheduler=scheduler.state_dict(), rng=rng_state(), latent_mean=mean.cpu(), latent_std=std.cpu(),
-            skipped_steps=guard.skipped_total, last_metrics=dataclasses.asdict(last) if last is not None else None,
+            out_dir,
+            kind=KIND,
+            step=step,
+            config=_resume_view(cfg, n),
+            unet_init_args=unet.init_args,
+            scheduler=scheduler.state_dict(),
+            rng=rng_state(),
+            latent_mean=mean.cpu(),
+            latent_std=std.cpu(),
+            skipped_steps=guard.skipped_total,
+            last_metrics=dataclasses.asdict(last) if last is not None else None,
             **state,
         )
         events.on_checkpoint(saved, step)
@@ -177,7 +203,7 @@ def train_ddim(
         epoch, index = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm, perm_epoch = epoch_permutation(n, seed=t.seed, epoch=epoch).to(device), epoch
-        x0 = standardise(data[perm[index * d.batch_size:(index + 1) * d.batch_size]].float(), mean, std)
+        x0 = standardise(data[perm[index * d.batch_size : (index + 1) * d.batch_size]].float(), mean, std)
         if device.type == "cuda" and t.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)
         guard.begin()
@@ -206,10 +232,16 @@ def train_ddim(
             elapsed = time.perf_counter() - window_start
             mean_loss = window_sum / window_applied if window_applied else float("nan")
             last = StepMetrics(
-                stage=KIND, step=step, epoch=step / steps_per_epoch, loss=mean_loss,
-                terms={"mse": mean_loss / x0[0].numel()}, lr=scheduler.get_last_lr()[0],
-                images_per_s=window_steps * d.batch_size / elapsed, step_time_s=elapsed / window_steps,
-                steps_in_report=window_steps, skipped_steps=guard.skipped_total,
+                stage=KIND,
+                step=step,
+                epoch=step / steps_per_epoch,
+                loss=mean_loss,
+                terms={"mse": mean_loss / x0[0].numel()},
+                lr=scheduler.get_last_lr()[0],
+                images_per_s=window_steps * d.batch_size / elapsed,
+                step_time_s=elapsed / window_steps,
+                steps_in_report=window_steps,
+                skipped_steps=guard.skipped_total,
                 gpu_mem_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
             )
             events.on_step(last)
@@ -236,13 +268,24 @@ def load_ddim(path: str | Path, *, device: torch.device | str = "cpu", use_ema: 
     unet = UNet(**state["unet_init_args"]).to(device)
     unet.load_state_dict(state["ema"]["module"] if use_ema else state["unet"])
     abar = schedule_from_config(state["config"]["diffusion"]).to(device)
-    return DDIMModel(unet=unet.eval(), alphas_cumprod=abar, mean=state["latent_mean"].double(),
-                     std=state["latent_std"].double(), step=int(state["step"]))
+    return DDIMModel(
+        unet=unet.eval(),
+        alphas_cumprod=abar,
+        mean=state["latent_mean"].double(),
+        std=state["latent_std"].double(),
+        step=int(state["step"]),
+    )
 
 
 @torch.no_grad()
 def sample_latents(
-    model: DDIMModel, num: int, *, steps: int, eta: float, spacing: str, generator: torch.Generator,
+    model: DDIMModel,
+    num: int,
+    *,
+    steps: int,
+    eta: float,
+    spacing: str,
+    generator: torch.Generator,
     amp: torch.dtype | None = None,
 ) -> torch.Tensor:
     """DDIM-sample ``num`` latents and undo the standardisation: (num, C, H, W) float32 on the model's device."""
@@ -254,6 +297,7 @@ def sample_latents(
         with autocast(device, amp):
             return model.unet(x, t)
 
-    x = ddim_sample(eps, shape, alphas_cumprod=model.alphas_cumprod, steps=steps, eta=eta, spacing=spacing,
-                    generator=generator)
+    x = ddim_sample(
+        eps, shape, alphas_cumprod=model.alphas_cumprod, steps=steps, eta=eta, spacing=spacing, generator=generator
+    )
     return destandardise(x, model.mean, model.std)

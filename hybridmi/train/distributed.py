@@ -17,6 +17,7 @@ A distributed run is the one-process run with the same config, cut by rank:
 
 Nothing here reads the environment: the stage parses torchrun's variables (``Ranks.from_env(os.environ)``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,8 +44,10 @@ class Ranks:
 
     def __post_init__(self) -> None:
         if self.world_size < 1 or not 0 <= self.rank < self.world_size or self.local_rank < 0:
-            raise ValueError(f"rank {self.rank} of world size {self.world_size} (local rank {self.local_rank}) is not a "
-                             "valid place in a launch")
+            raise ValueError(
+                f"rank {self.rank} of world size {self.world_size} (local rank {self.local_rank}) is not a "
+                "valid place in a launch"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Ranks":
@@ -78,8 +81,10 @@ def local_rank_count(spec: int | str, device: torch.device) -> int:
         return torch.cuda.device_count() if device.type == "cuda" else 1
     count = int(spec)
     if device.type == "cuda" and count > torch.cuda.device_count():
-        raise ValueError(f"train.ranks {count} exceeds the {torch.cuda.device_count()} visible CUDA devices "
-                         "(one rank per GPU; set train.ranks=auto or train.device=cpu for gloo ranks)")
+        raise ValueError(
+            f"train.ranks {count} exceeds the {torch.cuda.device_count()} visible CUDA devices "
+            "(one rank per GPU; set train.ranks=auto or train.device=cpu for gloo ranks)"
+        )
     return count
 
 
@@ -98,8 +103,10 @@ def check_batch_split(batch_size: int, world_size: int, bn_group_size: int | Non
         raise ValueError(f"train.batch_size {batch_size} does not split evenly over {world_size} ranks")
     local = batch_size // world_size
     if bn_group_size is not None and local % bn_group_size:
-        raise ValueError(f"the {local} images per rank (train.batch_size {batch_size} over {world_size} ranks) do not "
-                         f"hold whole BN groups of {bn_group_size}: objective.bn_splits must be a multiple of {world_size}")
+        raise ValueError(
+            f"the {local} images per rank (train.batch_size {batch_size} over {world_size} ranks) do not "
+            f"hold whole BN groups of {bn_group_size}: objective.bn_splits must be a multiple of {world_size}"
+        )
     return local
 
 
@@ -236,8 +243,12 @@ def process_group(ranks: Ranks, device: torch.device, *, timeout_s: float = 600.
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=ranks.rank, world_size=ranks.world_size,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    dist.init_process_group(
+        "nccl" if device.type == "cuda" else "gloo",
+        rank=ranks.rank,
+        world_size=ranks.world_size,
+        timeout=datetime.timedelta(seconds=timeout_s),
+    )
     try:
         yield RankGroup(ranks, device)
     finally:

@@ -1,4 +1,5 @@
 """Exponential moving average of a model's weights (the DDIM samples with the EMA copy)."""
+
 from __future__ import annotations
 
 import copy
@@ -47,7 +48,12 @@ class EMA:
         return d
 
     def state_dict(self) -> dict[str, Any]:
-        return {"module": self.module.state_dict(), "num_updates": self.num_updates, "decay": self.decay, "warmup": self.warmup}
+        return {
+            "module": self.module.state_dict(),
+            "num_updates": self.num_updates,
+            "decay": self.decay,
+            "warmup": self.warmup,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["module"])

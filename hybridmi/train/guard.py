@@ -18,6 +18,7 @@ the global batch's loss and raises, skips or goes on alike.
 
 ``first_nonfinite`` checks a whole state (weights, optimiser, EMA) before a checkpoint is written.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,8 +53,9 @@ class WindowSummary:
     means: dict[str, float]  # mean of each term over the window's applied steps (nan when none)
 
 
-def fused_optimizer(name: str, params: list[nn.Parameter], *, lr: float, momentum: float,
-                    weight_decay: float) -> torch.optim.Optimizer:
+def fused_optimizer(
+    name: str, params: list[nn.Parameter], *, lr: float, momentum: float, weight_decay: float
+) -> torch.optim.Optimizer:
     """AdamW (betas (momentum, 0.999)) or SGD, fused: one kernel per step that honours ``found_inf``.
 
     SGD's momentum buffers start at zero (equal to torch's first-step initialisation) so that a first
@@ -80,9 +82,16 @@ class FiniteGuard:
     across_ranks: the reductions of a distributed run (None: one process).
     """
 
-    def __init__(self, *, optimizer: torch.optim.Optimizer, named_params: Iterable[tuple[str, nn.Parameter]],
-                 terms: Iterable[str], mode: OnNonFinite, rollback: Iterable[torch.Tensor] = (),
-                 across_ranks: AcrossRanks | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        optimizer: torch.optim.Optimizer,
+        named_params: Iterable[tuple[str, nn.Parameter]],
+        terms: Iterable[str],
+        mode: OnNonFinite,
+        rollback: Iterable[torch.Tensor] = (),
+        across_ranks: AcrossRanks | None = None,
+    ) -> None:
         if mode not in ("stop", "skip_step"):
             raise ValueError(f"on_nonfinite {mode!r} is not 'stop' or 'skip_step'")
         if not all(group.get("fused") for group in optimizer.param_groups):
@@ -154,11 +163,13 @@ class FiniteGuard:
         applied: list[list[float]] = []
         for i, row in enumerate(rows):
             step = first + i + 1
-            weights = row[n_terms + len(grads):-1]
+            weights = row[n_terms + len(grads) : -1]
             bad_weight = next((j for j, w in enumerate(weights) if not math.isfinite(w)), None)
             if bad_weight is not None:
-                raise NonFiniteError(f"non-finite weights after the update of step {step}: first non-finite tensor "
-                                     f"{self.names[bad_weight]} ({self._describe(row)}){suffix}")
+                raise NonFiniteError(
+                    f"non-finite weights after the update of step {step}: first non-finite tensor "
+                    f"{self.names[bad_weight]} ({self._describe(row)}){suffix}"
+                )
             if row[-1] == 0:
                 applied.append(row[:n_terms])
                 self._consecutive = 0
@@ -176,7 +187,7 @@ class FiniteGuard:
         return WindowSummary(steps=len(rows), skipped=len(rows) - len(applied), means=dict(zip(self.terms, means)))
 
     def _describe(self, row: list[float]) -> str:
-        loss, *terms = (f"{v:.6g}" for v in row[:len(self.terms)])
+        loss, *terms = (f"{v:.6g}" for v in row[: len(self.terms)])
         return f"loss={loss}" + (f" ({', '.join(f'{k}={v}' for k, v in zip(self.terms[1:], terms))})" if terms else "")
 
 

@@ -14,6 +14,7 @@ it trains on its rows of every global batch; rank 0 alone reads and writes check
 state reaches the other ranks by broadcast), reports and runs the kNN monitor; all ranks take the
 time budget's estimate from rank 0 and average BatchNorm statistics before each checkpoint.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -93,8 +94,15 @@ def rank_memory(group: RankGroup | None, device: torch.device) -> list[int] | No
 
 
 def train_hybrid(
-    cfg: Config, train: Split, *, out_dir: str | Path, callbacks: Iterable[object] = (), resume: bool = True,
-    monitor: Split | None = None, clock: Callable[[], float] = time.perf_counter, group: RankGroup | None = None,
+    cfg: Config,
+    train: Split,
+    *,
+    out_dir: str | Path,
+    callbacks: Iterable[object] = (),
+    resume: bool = True,
+    monitor: Split | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+    group: RankGroup | None = None,
 ) -> HybridResult:
     """Train the hybrid representation on ``train``; checkpoints go to ``out_dir``.
 
@@ -120,11 +128,18 @@ def train_hybrid(
     if group is not None:
         check_batch_split(t.batch_size, group.world_size, bn_group_size(cfg))
         rows = group.shard(t.batch_size)
-    length = RunLength.plan(epochs=t.epochs, steps_per_epoch=steps_per_epoch, budget_minutes=t.time_budget_minutes,
-                            warmup_steps=round(cfg.optim.warmup_epochs * steps_per_epoch))
+    length = RunLength.plan(
+        epochs=t.epochs,
+        steps_per_epoch=steps_per_epoch,
+        budget_minutes=t.time_budget_minutes,
+        warmup_steps=round(cfg.optim.warmup_epochs * steps_per_epoch),
+    )
     if t.time_budget_minutes is not None:
-        log.info("training for %g minutes (train.time_budget_minutes); train.epochs %g is not used",
-                 t.time_budget_minutes, t.epochs)
+        log.info(
+            "training for %g minutes (train.time_budget_minutes); train.epochs %g is not used",
+            t.time_budget_minutes,
+            t.epochs,
+        )
 
     seed_everything(t.seed)
     autoencoder, moco = build_models(cfg)
@@ -152,10 +167,19 @@ def train_hybrid(
         length = RunLength.resume(state.get("run_length"), length)
         if main:
             log.info("resumed from %s at step %d of %s", ckpt, step, length.total_steps or "a time budget")
-    trainer = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                         on_nonfinite=t.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views,
-                         amp=autocast_dtype(t.precision, device), channels_last=channels_last, compile=t.compile,
-                         group=group)
+    trainer = HybridStep(
+        autoencoder,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=cfg.optim.grad_clip,
+        on_nonfinite=t.on_nonfinite,
+        autoencoder_views=cfg.objective.autoencoder_views,
+        amp=autocast_dtype(t.precision, device),
+        channels_last=channels_last,
+        compile=t.compile,
+        group=group,
+    )
     trainer.guard.first_step = step
     images = train.images.to(device)  # uint8, the whole split stays on the device
     generator = torch.Generator(device=device)
@@ -172,16 +196,28 @@ def train_hybrid(
             group.average_(buffers.values())
             if not group.main:
                 return None
-        state = dict(autoencoder=autoencoder.state_dict(), moco=moco.state_dict() if moco is not None else None,
-                     optimizer=optimizer.state_dict())
+        state = dict(
+            autoencoder=autoencoder.state_dict(),
+            moco=moco.state_dict() if moco is not None else None,
+            optimizer=optimizer.state_dict(),
+        )
         bad = first_nonfinite(state)
         if bad is not None:
-            raise NonFiniteError(f"refusing to write the checkpoint of step {step}: {bad} is not finite; "
-                                 f"last good checkpoint: {path}")
-        saved = save_checkpoint(out_dir, kind=KIND, step=step, config=_resume_view(cfg), rng=rng_state(),
-                                run_length=length.as_dict(), train_seconds=elapsed(),
-                                skipped_steps=trainer.guard.skipped_total,
-                                last_metrics=dataclasses.asdict(last) if last is not None else None, **state)
+            raise NonFiniteError(
+                f"refusing to write the checkpoint of step {step}: {bad} is not finite; last good checkpoint: {path}"
+            )
+        saved = save_checkpoint(
+            out_dir,
+            kind=KIND,
+            step=step,
+            config=_resume_view(cfg),
+            rng=rng_state(),
+            run_length=length.as_dict(),
+            train_seconds=elapsed(),
+            skipped_steps=trainer.guard.skipped_total,
+            last_metrics=dataclasses.asdict(last) if last is not None else None,
+            **state,
+        )
         events.on_checkpoint(saved, step)
         return saved
 
@@ -191,20 +227,29 @@ def train_hybrid(
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     perm_epoch, perm = -1, None
-    bar = tqdm(total=length.total_steps, initial=step, desc="hybrid", unit="step", dynamic_ncols=True, mininterval=1.0,
-               disable=not main)
+    bar = tqdm(
+        total=length.total_steps,
+        initial=step,
+        desc="hybrid",
+        unit="step",
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=not main,
+    )
     while length.total_steps is None or step < length.total_steps:
         epoch, index = divmod(step, steps_per_epoch)
         if epoch != perm_epoch:
             perm, perm_epoch = epoch_permutation(n, seed=t.seed, epoch=epoch).to(device), epoch
-        batch = to_float(images[perm[index * t.batch_size:(index + 1) * t.batch_size][rows]])
+        batch = to_float(images[perm[index * t.batch_size : (index + 1) * t.batch_size][rows]])
         generator.manual_seed(t.seed * 1_000_003 + step)
         trainer(batch, generator=generator, lr=cfg.optim.lr * length.multiplier(step))
         step += 1
         bar.update(1)
         timing = length.total_steps is None and (
-            step >= max(1, length.estimate_from // 2) if timing_mark is None
-            else step >= max(length.estimate_from, timing_mark[0] + length.estimate_from // 2))
+            step >= max(1, length.estimate_from // 2)
+            if timing_mark is None
+            else step >= max(length.estimate_from, timing_mark[0] + length.estimate_from // 2)
+        )
         report = step % t.log_every == 0 or step == length.total_steps
         save = step % t.checkpoint_every == 0 or step == length.total_steps
         knn = monitor is not None and t.knn_every and step % (t.knn_every * steps_per_epoch) == 0
@@ -214,31 +259,52 @@ def train_hybrid(
         if timing and timing_mark is None:
             timing_mark = (step, clock())
         elif timing:
-            total = length.estimate(step=step, elapsed_s=elapsed(),
-                                    step_time_s=(clock() - timing_mark[1]) / (step - timing_mark[0]))
+            total = length.estimate(
+                step=step, elapsed_s=elapsed(), step_time_s=(clock() - timing_mark[1]) / (step - timing_mark[0])
+            )
             if group is not None:  # every rank runs rank 0's number of steps
                 length = RunLength(**group.broadcast(length.as_dict()))
                 total = length.total_steps
             bar.total = total
-            log.info("time budget %.1f min: %d steps (%.3f s/step measured over steps %d-%d)",
-                     length.budget_minutes, total, length.step_time_s, timing_mark[0], step)
+            log.info(
+                "time budget %.1f min: %d steps (%.3f s/step measured over steps %d-%d)",
+                length.budget_minutes,
+                total,
+                length.step_time_s,
+                timing_mark[0],
+                step,
+            )
         if report and window.steps:
             seconds = clock() - window_start
             means = window.means()
             last = StepMetrics(
-                stage=KIND, step=step, epoch=step / steps_per_epoch, loss=means.pop("loss", float("nan")), terms=means,
-                lr=optimizer.param_groups[0]["lr"], images_per_s=window.steps * t.batch_size / seconds,
-                step_time_s=seconds / window.steps, steps_in_report=window.steps, skipped_steps=trainer.guard.skipped_total,
+                stage=KIND,
+                step=step,
+                epoch=step / steps_per_epoch,
+                loss=means.pop("loss", float("nan")),
+                terms=means,
+                lr=optimizer.param_groups[0]["lr"],
+                images_per_s=window.steps * t.batch_size / seconds,
+                step_time_s=seconds / window.steps,
+                steps_in_report=window.steps,
+                skipped_steps=trainer.guard.skipped_total,
                 gpu_mem_bytes=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None,
-                ranks=group.world_size if group is not None else 1, rank_gpu_mem_bytes=rank_memory(group, device),
+                ranks=group.world_size if group is not None else 1,
+                rank_gpu_mem_bytes=rank_memory(group, device),
             )
             events.on_step(last)
             bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "img/s": f"{last.images_per_s:.0f}"})
             window, window_start = _Window(), clock()
         if knn and main:
             accuracy = knn_monitor(
-                autoencoder.encoder, train, monitor, contrastive_channels=cfg.model.contrastive_channels,
-                batch_size=cfg.eval.batch_size, device=device, k=cfg.eval.knn_k, temperature=cfg.eval.knn_temperature,
+                autoencoder.encoder,
+                train,
+                monitor,
+                contrastive_channels=cfg.model.contrastive_channels,
+                batch_size=cfg.eval.batch_size,
+                device=device,
+                k=cfg.eval.knn_k,
+                temperature=cfg.eval.knn_temperature,
             )
             autoencoder.train()
             events.on_eval("knn_acc_y", accuracy, step)
@@ -249,5 +315,11 @@ def train_hybrid(
     if not written and ckpt is None:  # (a loop that ran always saved at its last step)
         path = checkpoint()
     autoencoder.eval()
-    return HybridResult(model=autoencoder, step=step, checkpoint=path, last_metrics=last,
-                        run_length=length.as_dict(), skipped_steps=trainer.guard.skipped_total)
+    return HybridResult(
+        model=autoencoder,
+        step=step,
+        checkpoint=path,
+        last_metrics=last,
+        run_length=length.as_dict(),
+        skipped_steps=trainer.guard.skipped_total,
+    )

@@ -12,6 +12,7 @@ query side runs under DDP, keys are shuffled and gathered across ranks, and the 
 on by all ranks. The collectives are queued on the device like kernels (NCCL), so the step still never
 waits for it on the host.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -47,15 +48,25 @@ def build_models(cfg: Config) -> tuple[Autoencoder, MoCo | None]:
     m, o = cfg.model, cfg.objective
     group = bn_group_size(cfg)
     autoencoder = Autoencoder(
-        channels=m.channels, cells_32=m.cells_32, cells_16=m.cells_16, decoder_expand=m.decoder_expand,
-        latent_channels=m.latent_channels, bn_group_size=group,
+        channels=m.channels,
+        cells_32=m.cells_32,
+        cells_16=m.cells_16,
+        decoder_expand=m.decoder_expand,
+        latent_channels=m.latent_channels,
+        bn_group_size=group,
     )
     if o.alpha >= 1.0:
         return autoencoder, None
     head = ProjectionHead(m.contrastive_channels * 16 * 16, m.proj_hidden, m.proj_dim)
     moco = MoCo(
-        autoencoder.encoder, head, contrastive_channels=m.contrastive_channels, queue_size=o.queue_size,
-        momentum=o.momentum, temperature=o.temperature, symmetric=o.symmetric, shuffle_bn=o.shuffle_bn,
+        autoencoder.encoder,
+        head,
+        contrastive_channels=m.contrastive_channels,
+        queue_size=o.queue_size,
+        momentum=o.momentum,
+        temperature=o.temperature,
+        symmetric=o.symmetric,
+        shuffle_bn=o.shuffle_bn,
         bn_group_size=group,
     )
     return autoencoder, moco
@@ -83,8 +94,9 @@ class QuerySide(nn.Module):
     L2-normalised float32 projection of y = z[:, :c] by MoCo's query head, when there is one (else None).
     """
 
-    def __init__(self, autoencoder: Autoencoder, head: nn.Module | None, *, contrastive_channels: int,
-                 decode: bool) -> None:
+    def __init__(
+        self, autoencoder: Autoencoder, head: nn.Module | None, *, contrastive_channels: int, decode: bool
+    ) -> None:
         super().__init__()
         self.encoder = autoencoder.encoder
         self.decoder = autoencoder.decoder if decode else None
@@ -109,10 +121,21 @@ class HybridStep:
     in a distributed run (``group``) it compiles the DDP-wrapped query side only.
     """
 
-    def __init__(self, autoencoder: Autoencoder, moco: MoCo | None, optimizer: torch.optim.Optimizer, *,
-                 alpha: float, grad_clip: float, on_nonfinite: OnNonFinite, autoencoder_views: AutoencoderViews = "flip",
-                 amp: torch.dtype | None = None, channels_last: bool = False, compile: bool = False,
-                 group: RankGroup | None = None) -> None:
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        moco: MoCo | None,
+        optimizer: torch.optim.Optimizer,
+        *,
+        alpha: float,
+        grad_clip: float,
+        on_nonfinite: OnNonFinite,
+        autoencoder_views: AutoencoderViews = "flip",
+        amp: torch.dtype | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
+        group: RankGroup | None = None,
+    ) -> None:
         self.autoencoder, self.moco, self.optimizer, self.group = autoencoder, moco, optimizer, group
         self.alpha, self.grad_clip, self.amp = alpha, grad_clip, amp
         self.autoencoder_views, self.channels_last = autoencoder_views, channels_last
@@ -120,12 +143,21 @@ class HybridStep:
         self.params = [p for _, p in named]
         terms = ["recon"] if moco is None else (["infonce"] if alpha == 0.0 else ["recon", "infonce"])
         self.query_side: nn.Module = QuerySide(
-            autoencoder, moco.head_q if moco is not None else None,
-            contrastive_channels=moco.contrastive_channels if moco is not None else 0, decode=moco is None or alpha > 0.0)
+            autoencoder,
+            moco.head_q if moco is not None else None,
+            contrastive_channels=moco.contrastive_channels if moco is not None else 0,
+            decode=moco is None or alpha > 0.0,
+        )
         if group is not None:
             self._distribute(group, compile=compile)
-        self.guard = FiniteGuard(optimizer=optimizer, named_params=named, terms=terms, mode=on_nonfinite,
-                                 rollback=self._rollback_tensors(), across_ranks=group)
+        self.guard = FiniteGuard(
+            optimizer=optimizer,
+            named_params=named,
+            terms=terms,
+            mode=on_nonfinite,
+            rollback=self._rollback_tensors(),
+            across_ranks=group,
+        )
         self.losses = torch.compile(self._losses) if compile and group is None else self._losses
 
     def _distribute(self, group: RankGroup, *, compile: bool) -> None:
@@ -133,9 +165,12 @@ class HybridStep:
         shuffle-BN across ranks on the key side, RunningNorm statistics over all ranks."""
         cuda = group.device.type == "cuda"
         # torch 2.14 renames broadcast_buffers (deprecated there) to forward_sync_buffers; 2.11 has only the former
-        no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS
-                          else {"broadcast_buffers": False})
-        ddp = DistributedDataParallel(self.query_side, device_ids=[group.device.index] if cuda else None, **no_buffer_sync)
+        no_buffer_sync = (
+            {"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS else {"broadcast_buffers": False}
+        )
+        ddp = DistributedDataParallel(
+            self.query_side, device_ids=[group.device.index] if cuda else None, **no_buffer_sync
+        )
         self.query_side = torch.compile(ddp) if compile else ddp
         if self.moco is not None:
             self.moco.key_shuffle = CrossRankShuffle(group, views=2 if self.moco.symmetric else 1)
@@ -149,8 +184,9 @@ class HybridStep:
         unique = {id(t): t for t in tensors}  # the query encoder's buffers are the autoencoder's
         return list(unique.values())
 
-    def views(self, batch: torch.Tensor, generator: torch.Generator,
-              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def views(
+        self, batch: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(query-side images, key-side images, key permutation) for this step; see MoCo.forward_contrastive.
 
         Random parameters are drawn for the whole global batch (this rank's rows of it with a group), so
@@ -165,7 +201,9 @@ class HybridStep:
             if self.autoencoder_views == "flip":
                 batch = apply_flips(batch, draw_flips(n, generator=generator, device=device)[rows])
             elif self.autoencoder_views == "moco":
-                batch = apply_moco(batch, draw_moco_params(n, batch.shape[-1], generator=generator, device=device)[rows])
+                batch = apply_moco(
+                    batch, draw_moco_params(n, batch.shape[-1], generator=generator, device=device)[rows]
+                )
             return self._layout(batch), None, None
         p1 = draw_moco_params(n, batch.shape[-1], generator=generator, device=device)
         p2 = draw_moco_params(n, batch.shape[-1], generator=generator, device=device)
@@ -179,8 +217,9 @@ class HybridStep:
     def _layout(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def _losses(self, x: torch.Tensor, key_x: torch.Tensor | None, perm: torch.Tensor | None,
-                ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+    def _losses(
+        self, x: torch.Tensor, key_x: torch.Tensor | None, perm: torch.Tensor | None
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
         """Loss, its terms (in the guard's order) and the keys to enqueue."""
         moco = self.moco
         _, x_hat, q = self.query_side(x)  # at α = 0 (MoCo-v2 alone) the decoder is never run

@@ -2,6 +2,7 @@
 
 The sample stage is the one caller: it draws a run's samples once and stores them (hybridmi/eval/samples.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ from hybridmi.models.serialize import load_autoencoder
 from hybridmi.train.ddim import DDIMModel, load_ddim, sample_latents
 
 
-def load_sampler(*, ddim: Path, latents: Path, model: Path, device: torch.device | str) -> tuple[DDIMModel, torch.nn.Module]:
+def load_sampler(
+    *, ddim: Path, latents: Path, model: Path, device: torch.device | str
+) -> tuple[DDIMModel, torch.nn.Module]:
     """The DDIM (EMA weights) checked against the latents artifact's standardisation, and the frozen autoencoder.
 
     ddim, latents, model: the ddim, latents and model artifact directories. ValueError when the DDIM was
@@ -24,13 +27,22 @@ def load_sampler(*, ddim: Path, latents: Path, model: Path, device: torch.device
     sampler = load_ddim(ddim, device=device)
     mean, std = load_stats(Path(latents) / "stats.json")
     if not (torch.allclose(mean, sampler.mean.cpu()) and torch.allclose(std, sampler.std.cpu())):
-        raise ValueError(f"the DDIM in {ddim} was trained on latents with other statistics than {Path(latents) / 'stats.json'}")
+        raise ValueError(
+            f"the DDIM in {ddim} was trained on latents with other statistics than {Path(latents) / 'stats.json'}"
+        )
     return sampler, load_autoencoder(Path(model) / "model.pt", device=device)
 
 
 @torch.no_grad()
 def decoded_samples(
-    ddim: DDIMModel, autoencoder: torch.nn.Module, num: int, *, batch_size: int, steps: int, eta: float, spacing: str,
+    ddim: DDIMModel,
+    autoencoder: torch.nn.Module,
+    num: int,
+    *,
+    batch_size: int,
+    steps: int,
+    eta: float,
+    spacing: str,
     seed: int,
 ) -> Iterator[torch.Tensor]:
     """Batches of decoded DDIM samples (B ≤ batch_size, 3, 32, 32) in [0, 1] on the model's device, num in all.

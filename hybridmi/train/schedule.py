@@ -4,6 +4,7 @@ A run's length is either fixed (epochs × steps per epoch) or set by a wall-cloc
 number of steps is estimated ONCE, after the warm-up, from the step time measured between two reads,
 and frozen in every later checkpoint, so a resumed run follows the same schedule bit for bit.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,9 @@ class RunLength:
     elapsed_at_estimate_s: float | None = None  # training seconds spent when it was made
 
     @classmethod
-    def plan(cls, *, epochs: float, steps_per_epoch: int, warmup_steps: int,
-             budget_minutes: float | None) -> "RunLength":
+    def plan(
+        cls, *, epochs: float, steps_per_epoch: int, warmup_steps: int, budget_minutes: float | None
+    ) -> "RunLength":
         if budget_minutes is None:
             return cls(warmup_steps=warmup_steps, total_steps=max(1, math.ceil(epochs * steps_per_epoch)))
         if budget_minutes <= 0:

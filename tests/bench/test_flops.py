@@ -1,4 +1,5 @@
 """bench/flops.py: FLOPs counted with known answers (depthwise backward included) and per image."""
+
 import pytest
 import torch
 from torch import nn

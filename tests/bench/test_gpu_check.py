@@ -1,4 +1,5 @@
 """bench/gpu_check.sh --dry-run: the GPU check's entry point end to end on the CPU, in a device-like venv."""
+
 import json
 import os
 import re
@@ -15,8 +16,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_gpu_check_dry_run__runs_every_phase_with_only_the_devices_packages(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "HYBRIDMI_DEVICE_VENV": str(tmp_path / "venv"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--dry-run", "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh", "--dry-run", "--out", str(out)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "| linear acc. y / ŷ / z" in proc.stdout and "| throughput / MFU" in proc.stdout
     report = json.loads((out / "gpu_check.json").read_text())

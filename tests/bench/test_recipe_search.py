@@ -1,4 +1,5 @@
 """bench/recipe_search.py: every variant is a valid config and gets the equal (FLOP-scaled) step budget."""
+
 import pytest
 
 from bench.flops import image_flops, preset

@@ -1,4 +1,5 @@
 """MoCo-v2 augmentation: per-sample, in range, reproducible from the generator, torchvision semantics."""
+
 from __future__ import annotations
 
 import math
@@ -77,8 +78,16 @@ def test_resized_crop__equals_torchvision_resized_crop_and_flip():
 def test_color_jitter__equals_torchvision_adjust_functions_per_sample():
     x = _images(6)
     x[0] = x[0, :1]  # a grey image: hue undefined, saturation 0
-    factors = torch.tensor([[0.6, 1.4, 0.6, 0.1], [1.4, 0.6, 1.4, -0.1], [1.0, 1.0, 1.0, 0.0],
-                            [0.8, 1.2, 0.9, 0.05], [1.3, 0.7, 1.1, -0.03], [0.9, 0.9, 1.3, 0.07]])
+    factors = torch.tensor(
+        [
+            [0.6, 1.4, 0.6, 0.1],
+            [1.4, 0.6, 1.4, -0.1],
+            [1.0, 1.0, 1.0, 0.0],
+            [0.8, 1.2, 0.9, 0.05],
+            [1.3, 0.7, 1.1, -0.03],
+            [0.9, 0.9, 1.3, 0.07],
+        ]
+    )
     out = color_jitter(x, factors)
     for image, (b, c, s, h), got in zip(x, factors.tolist(), out):
         expected = TF.adjust_hue(TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(image, b), c), s), h)

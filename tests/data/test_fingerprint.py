@@ -1,4 +1,5 @@
 """The source fingerprint that finds a published data set: content, not location, decides it."""
+
 from __future__ import annotations
 
 import shutil
@@ -24,8 +25,9 @@ def test_fingerprint__same_files_anywhere_give_the_same_fingerprint_and_one_chan
 def test_fingerprint__an_archive_is_known_by_its_bytes_not_its_name(class_tree, make_tar_gz, tmp_path):
     archive = make_tar_gz(class_tree(tmp_path / "tree"), tmp_path / "one.tar.gz")
     renamed = shutil.copy(archive, tmp_path / "two.tgz")
-    assert source_fingerprint(data_cfg("data.source=folder", f"data.root={archive}")) == \
-        source_fingerprint(data_cfg("data.source=folder", f"data.root={renamed}"))
+    assert source_fingerprint(data_cfg("data.source=folder", f"data.root={archive}")) == source_fingerprint(
+        data_cfg("data.source=folder", f"data.root={renamed}")
+    )
 
 
 def test_fingerprint__synthetic_data_is_known_by_its_parameters():

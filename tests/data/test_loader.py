@@ -1,4 +1,5 @@
 """Batch order is a pure function of (seed, epoch)."""
+
 from __future__ import annotations
 
 import pytest

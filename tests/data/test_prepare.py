@@ -1,4 +1,5 @@
 """prepare_dataset writes a self-describing directory and decodes each source only once."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,13 @@ from hybridmi.data.prepared import combined_checksum, load_dataset, load_split
 
 
 def _synthetic(tmp_path, **overrides) -> DataConfig:
-    fields = dict(source="synthetic", synthetic_classes=3, synthetic_train=30, synthetic_test=12,
-                  cache_dir=str(tmp_path / "cache"))
+    fields = dict(
+        source="synthetic",
+        synthetic_classes=3,
+        synthetic_train=30,
+        synthetic_test=12,
+        cache_dir=str(tmp_path / "cache"),
+    )
     return DataConfig(**{**fields, **overrides})
 
 

@@ -1,4 +1,5 @@
 """Prepared splits round-trip through files and refuse content that does not match its checksum."""
+
 from __future__ import annotations
 
 import hashlib
@@ -45,12 +46,15 @@ def test_load_split__truncated_file_fails_with_the_file_name(tmp_path):
         load_split(path)
 
 
-@pytest.mark.parametrize("images, labels, message", [
-    (torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.int64), "images must be uint8"),
-    (torch.zeros(2, 3, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), r"\(2, 3, 28, 28\)"),
-    (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), "N = 2"),
-    (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 5]), r"labels span \[0, 5\] but there are 3"),
-])
+@pytest.mark.parametrize(
+    "images, labels, message",
+    [
+        (torch.zeros(2, 3, 32, 32), torch.zeros(2, dtype=torch.int64), "images must be uint8"),
+        (torch.zeros(2, 3, 28, 28, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), r"\(2, 3, 28, 28\)"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(3, dtype=torch.int64), "N = 2"),
+        (torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 5]), r"labels span \[0, 5\] but there are 3"),
+    ],
+)
 def test_make_split__bad_layout_is_a_value_error(images, labels, message):
     with pytest.raises(ValueError, match=message):
         make_split(images, labels, ["a", "b", "c"])

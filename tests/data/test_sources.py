@@ -1,4 +1,5 @@
 """CIFAR pickle layouts and class-folder trees decode to the right pixels, labels and classes."""
+
 from __future__ import annotations
 
 import tarfile
@@ -104,7 +105,7 @@ def test_load_class_folders__damaged_bytes_inside_tar_gz_are_reported(tmp_path, 
     archive = make_tar_gz(class_tree(tmp_path / "tree", train=20), tmp_path / "bad.tar.gz")
     data = bytearray(archive.read_bytes())
     middle = len(data) // 2
-    data[middle:middle + 16] = bytes(255 - b for b in data[middle:middle + 16])
+    data[middle : middle + 16] = bytes(255 - b for b in data[middle : middle + 16])
     archive.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=rf"corrupt or truncated archive {tmp_path}/bad\.tar\.gz"):
         load_class_folders(archive)

@@ -1,4 +1,5 @@
 """The synthetic source has learnable class structure and is a pure function of its parameters."""
+
 from __future__ import annotations
 
 import torch

@@ -19,15 +19,25 @@ def gaussian_eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("eta,steps", [(0.0, 100), (1.0, 1000), (0.5, 250)])
 def test_ddim_sample__exact_eps_model_reproduces_gaussian_data(eta, steps):
     gen = torch.Generator().manual_seed(0)
-    x = ddim_sample(gaussian_eps, (10000, 3), alphas_cumprod=ABAR, steps=steps, eta=eta, spacing="uniform", generator=gen)
+    x = ddim_sample(
+        gaussian_eps, (10000, 3), alphas_cumprod=ABAR, steps=steps, eta=eta, spacing="uniform", generator=gen
+    )
     assert ((x.mean(0) - MU).abs() / SIGMA).max() < 0.06  # standard error 0.01 σ
     assert torch.allclose(x.std(0), SIGMA, rtol=0.05)
 
 
 def test_ddim_sample__eta0_is_deterministic_and_seeded():
     def run(seed):
-        return ddim_sample(gaussian_eps, (64, 3), alphas_cumprod=ABAR, steps=20, eta=0.0, spacing="quadratic",
-                           generator=torch.Generator().manual_seed(seed))
+        return ddim_sample(
+            gaussian_eps,
+            (64, 3),
+            alphas_cumprod=ABAR,
+            steps=20,
+            eta=0.0,
+            spacing="quadratic",
+            generator=torch.Generator().manual_seed(seed),
+        )
+
     a, b, c = run(1), run(1), run(2)
     assert torch.equal(a, b)
     assert not torch.allclose(a, c)
@@ -40,13 +50,22 @@ def test_ddim_sample__visits_timesteps_descending_from_seeded_start_noise():
         calls.append(t[0].item())
         return gaussian_eps(x, t)
 
-    out = ddim_sample(model, (4, 3), alphas_cumprod=ABAR, steps=10, eta=0.0, spacing="uniform",
-                      generator=torch.Generator().manual_seed(5))
+    out = ddim_sample(
+        model,
+        (4, 3),
+        alphas_cumprod=ABAR,
+        steps=10,
+        eta=0.0,
+        spacing="uniform",
+        generator=torch.Generator().manual_seed(5),
+    )
     assert calls == list(range(900, -1, -100))
     x = torch.randn((4, 3), generator=torch.Generator().manual_seed(5))  # x_T from the same seed
     abar = ABAR.float()
     for t in range(900, -1, -100):
-        x = ddim_step(x, gaussian_eps(x, torch.full((4,), t)), abar[t], abar[t - 100] if t else 1.0, eta=0.0, noise=None)
+        x = ddim_step(
+            x, gaussian_eps(x, torch.full((4,), t)), abar[t], abar[t - 100] if t else 1.0, eta=0.0, noise=None
+        )
     assert torch.allclose(out, x, atol=1e-6)
 
 
@@ -67,15 +86,24 @@ def test_ddim_sample__s_equals_t_with_eta1_is_ancestral_ddpm():
         return torch.tanh(x @ w) + t.float()[:, None] / 1000
 
     shape, abar, betas = (5, 3), ABAR.float(), BETAS.float()
-    out = ddim_sample(model, shape, alphas_cumprod=ABAR, steps=1000, eta=1.0, spacing="uniform",
-                      generator=torch.Generator().manual_seed(7))
+    out = ddim_sample(
+        model,
+        shape,
+        alphas_cumprod=ABAR,
+        steps=1000,
+        eta=1.0,
+        spacing="uniform",
+        generator=torch.Generator().manual_seed(7),
+    )
     gen = torch.Generator().manual_seed(7)
     x = torch.randn(shape, generator=gen)
     for t in range(999, -1, -1):
         eps = model(x, torch.full((5,), t))
         a_prev = abar[t - 1] if t > 0 else torch.tensor(1.0)
         var = betas[t] * (1 - a_prev) / (1 - abar[t])
-        x = (x - betas[t] / (1 - abar[t]).sqrt() * eps) / (1 - betas[t]).sqrt() + var.sqrt() * torch.randn(shape, generator=gen)
+        x = (x - betas[t] / (1 - abar[t]).sqrt() * eps) / (1 - betas[t]).sqrt() + var.sqrt() * torch.randn(
+            shape, generator=gen
+        )
     assert torch.allclose(out, x, rtol=1e-4, atol=1e-4)
 
 

@@ -27,14 +27,40 @@ FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 RUN_TIMEOUT_S = 120
 # The image's smoke preset shrunk to seconds per stage (as tests/ops/test_main_script.py); FID uses the baked weights.
 TINY = [
-    "data.synthetic_classes=4", "data.synthetic_train=128", "data.synthetic_test=16", "model.channels=8",
-    "model.proj_hidden=32", "model.proj_dim=16", "train.batch_size=32", "objective.queue_size=64", "train.epochs=0.5",
-    "train.checkpoint_every=1", "optim.warmup_epochs=0", "eval.batch_size=64", "eval.probe_epochs=2",
-    "eval.probe_batch_size=64", "eval.probe_weight_decays=[0.0]", "eval.knn_k=5", "latents.batch_size=64",
-    "latents.flip=false", "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_resolutions=[]", "ddim.epochs=0.5",
-    "ddim.batch_size=32", "ddim.warmup_steps=0", "ddim.checkpoint_every=1", "diffusion.num_timesteps=20",
-    "sampling.steps=2", "sampling.num_samples=6", "sampling.batch_size=6",
-    "fid.batch_size=20", "fid.reference_samples=8", "figures.pairs=1", "figures.steps=2", "figures.grid_samples=4",
+    "data.synthetic_classes=4",
+    "data.synthetic_train=128",
+    "data.synthetic_test=16",
+    "model.channels=8",
+    "model.proj_hidden=32",
+    "model.proj_dim=16",
+    "train.batch_size=32",
+    "objective.queue_size=64",
+    "train.epochs=0.5",
+    "train.checkpoint_every=1",
+    "optim.warmup_epochs=0",
+    "eval.batch_size=64",
+    "eval.probe_epochs=2",
+    "eval.probe_batch_size=64",
+    "eval.probe_weight_decays=[0.0]",
+    "eval.knn_k=5",
+    "latents.batch_size=64",
+    "latents.flip=false",
+    "unet.channels=8",
+    "unet.channel_mult=[1]",
+    "unet.attn_resolutions=[]",
+    "ddim.epochs=0.5",
+    "ddim.batch_size=32",
+    "ddim.warmup_steps=0",
+    "ddim.checkpoint_every=1",
+    "diffusion.num_timesteps=20",
+    "sampling.steps=2",
+    "sampling.num_samples=6",
+    "sampling.batch_size=6",
+    "fid.batch_size=20",
+    "fid.reference_samples=8",
+    "figures.pairs=1",
+    "figures.steps=2",
+    "figures.grid_samples=4",
 ]
 
 
@@ -120,16 +146,19 @@ def test_image__compiles_and_runs_the_smoke_preset_as_its_default_user_offline(i
     out_dir.mkdir()
     os.chmod(out_dir, 0o777)  # written by the image's user, uid 1000
     sets = " ".join(f"--set {shlex.quote(o)}" for o in TINY)
-    script = ("set -e; cd /tmp; id -u; hybridmi compile --out /out/compiled; OMP_NUM_THREADS=1 hybridmi run "
-              f"--config /opt/hybridmi/configs/smoke.yaml --root /out/runs --json {sets}")
-    result = _docker("run", "--rm", "--network", "none", "--volume", f"{out_dir}:/out:rw", image, "sh", "-c", script,
-                     timeout=900)
+    script = (
+        "set -e; cd /tmp; id -u; hybridmi compile --out /out/compiled; OMP_NUM_THREADS=1 hybridmi run "
+        f"--config /opt/hybridmi/configs/smoke.yaml --root /out/runs --json {sets}"
+    )
+    result = _docker(
+        "run", "--rm", "--network", "none", "--volume", f"{out_dir}:/out:rw", image, "sh", "-c", script, timeout=900
+    )
     assert result.returncode == 0, f"exited {result.returncode}: {(result.stdout + result.stderr)[-3000:]}"
     uid, *compiled = result.stdout.splitlines()[:4]
     assert uid == "1000"
     assert sorted(compiled) == [f"/out/compiled/{n}.yaml" for n in ("alpha_sweep", "hybridmi", "hybridmi_multinode")]
     out = result.stdout
-    run = json.loads(out[out.rfind("\n{\n") + 1:])  # kfp.local streams the task logs to stdout before it
+    run = json.loads(out[out.rfind("\n{\n") + 1 :])  # kfp.local streams the task logs to stdout before it
     assert run["runner"] == "subprocess"
     for stage in STAGE_NAMES:
         for output in stage_module(stage).OUTPUTS:
@@ -149,12 +178,13 @@ def test_image__writes_a_bind_mount_as_the_callers_uid(image: str, tmp_path: Pat
     out_dir.mkdir()
     if os.getuid() == 0:
         os.chown(out_dir, uid, uid)
-    code = (
-        "import sys; from hybridmi.runtime import write_json; "
-        "write_json(sys.argv[1], {'answer': 6 * 7})"
-    )
+    code = "import sys; from hybridmi.runtime import write_json; write_json(sys.argv[1], {'answer': 6 * 7})"
     run_in_image(
-        image, "python", "-c", code, str(out_dir / "out.json"),
+        image,
+        "python",
+        "-c",
+        code,
+        str(out_dir / "out.json"),
         options=("--user", f"{uid}:{uid}", "--volume", f"{out_dir}:{out_dir}:rw"),
     )
     written = out_dir / "out.json"

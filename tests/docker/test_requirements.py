@@ -2,6 +2,7 @@
 
 Run as a script, as docker/build.sh (for the wheelhouse) and docker/Dockerfile (for the install) run it.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -21,8 +22,9 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def requirements(*args: str) -> list[str]:
-    out = subprocess.run([sys.executable, str(SCRIPT), *args, str(ROOT / "pyproject.toml")], capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), *args, str(ROOT / "pyproject.toml")], capture_output=True, text=True, timeout=30
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()
 
@@ -56,7 +58,9 @@ def test_cpu__refuses_a_torch_that_is_not_pinned_exactly(module):
     with pytest.raises(ValueError, match="torch variant 'rocm' is not one of cuda, cpu"):
         module.image_requirements(["torch==2.14.1"], torch_variant="rocm")
     assert module.image_requirements(["torch==2.14.1", "torch-fidelity==0.3"], torch_variant="cpu")[1:3] == [
-        "torch==2.14.1+cpu", "torch-fidelity==0.3"]  # only torch and torchvision themselves
+        "torch==2.14.1+cpu",
+        "torch-fidelity==0.3",
+    ]  # only torch and torchvision themselves
 
 
 def test_variants__are_the_ones_the_image_tag_knows(module):

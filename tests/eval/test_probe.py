@@ -1,4 +1,5 @@
 """Linear probe and kNN monitor: known answers on separable and on structureless features."""
+
 import torch
 
 from hybridmi.eval.knn import knn_accuracy
@@ -51,6 +52,15 @@ def test_probe__beats_chance_clearly_on_the_synthetic_set():
     def features(split):  # 8x8 average-pooled pixels: a frozen, label-free representation
         return torch.nn.functional.avg_pool2d(to_float(split.images), 4).flatten(1)
 
-    result = linear_probe(features(train), train.labels, features(test), test.labels, num_classes=10,
-                          weight_decays=[0.0, 1e-3], epochs=30, batch_size=128, lr=1e-2)
+    result = linear_probe(
+        features(train),
+        train.labels,
+        features(test),
+        test.labels,
+        num_classes=10,
+        weight_decays=[0.0, 1e-3],
+        epochs=30,
+        batch_size=128,
+        lr=1e-2,
+    )
     assert result.accuracy > 0.5  # chance is 0.1

@@ -1,4 +1,5 @@
 """MSE in the paper's unit: Σ over the 3072 values of (x̂ − x)², averaged over images."""
+
 import math
 
 import pytest

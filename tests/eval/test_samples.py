@@ -1,4 +1,5 @@
 """Stored samples: uint8 rounding, re-batching, chunk files written as the stream goes and read back verified."""
+
 import json
 
 import pytest
@@ -38,7 +39,10 @@ def test_write_samples__chunks_read_back_in_order_with_an_index(tmp_path):
     assert index == read_index(tmp_path) == json.loads((tmp_path / INDEX).read_text())
     assert index["count"] == 11 and index["sampler"] == SAMPLER
     assert [(c["file"], c["count"]) for c in index["chunks"]] == [
-        ("samples-00000.pt", 4), ("samples-00001.pt", 4), ("samples-00002.pt", 3)]
+        ("samples-00000.pt", 4),
+        ("samples-00001.pt", 4),
+        ("samples-00002.pt", 3),
+    ]
     assert torch.equal(torch.cat(list(sample_chunks(tmp_path))), _images(11))
     assert torch.equal(first_samples(tmp_path, 5), _images(5))
     assert [len(c) for c in sample_chunks(tmp_path, limit=5)] == [4, 1]  # reads the chunks it needs, no more

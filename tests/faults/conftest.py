@@ -4,6 +4,7 @@ an auth-enforcing moto server, a Pushgateway stand-in on a closed port), each ca
 Every test here is marked ``faults``; the table of cases and what held is in README.md ("Object storage
 and faults"). Helpers live in faultkit.py (a conftest is not importable by name: every test folder has one).
 """
+
 from __future__ import annotations
 
 import os
@@ -45,9 +46,9 @@ def env(tmp_path) -> dict[str, str]:
 def tiny_dataset(tmp_path_factory) -> Path:
     """A prepared TINY data set directory (made once by the CLI)."""
     root = tmp_path_factory.mktemp("tiny-dataset")
-    done = run(stage("prepare", overrides=[f"data.cache_dir={root / 'cache'}"], outputs={"dataset": root / "ds"}),
-               base_env(root))
+    done = run(
+        stage("prepare", overrides=[f"data.cache_dir={root / 'cache'}"], outputs={"dataset": root / "ds"}),
+        base_env(root),
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return root / "ds"
-
-

@@ -1,4 +1,5 @@
 """Helpers of the fault matrix (tests/faults): command lines, environments, waiting on a state."""
+
 from __future__ import annotations
 
 import os
@@ -20,11 +21,23 @@ ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 # A run of a few seconds: 128 images, batches of 32 (4 steps an epoch), a checkpoint every 2 steps.
 TINY = [
-    "data.synthetic_classes=4", "data.synthetic_train=128", "data.synthetic_test=16",
-    "model.channels=8", "model.proj_hidden=32", "model.proj_dim=16",
-    "train.batch_size=32", "objective.queue_size=64", "train.epochs=1", "train.threads=1",
-    "train.checkpoint_every=2", "train.log_every=1", "optim.warmup_epochs=0",
-    "eval.batch_size=64", "eval.probe_epochs=2", "eval.probe_batch_size=64", "eval.probe_weight_decays=[0.0]",
+    "data.synthetic_classes=4",
+    "data.synthetic_train=128",
+    "data.synthetic_test=16",
+    "model.channels=8",
+    "model.proj_hidden=32",
+    "model.proj_dim=16",
+    "train.batch_size=32",
+    "objective.queue_size=64",
+    "train.epochs=1",
+    "train.threads=1",
+    "train.checkpoint_every=2",
+    "train.log_every=1",
+    "optim.warmup_epochs=0",
+    "eval.batch_size=64",
+    "eval.probe_epochs=2",
+    "eval.probe_batch_size=64",
+    "eval.probe_weight_decays=[0.0]",
 ]
 
 
@@ -39,20 +52,34 @@ def hybridmi_cmd(*args: str) -> list[str]:
 def base_env(tmp_path: Path) -> dict[str, str]:
     """This interpreter's env without any storage settings of the caller, one thread, a private temp dir, and
     one run id per test: every process a test starts is a pod (or a retried pod) of the same pipeline run."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("HYBRIDMI_", "AWS_", "MINIO_")) and k not in ("accesskey", "secretkey")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("HYBRIDMI_", "AWS_", "MINIO_")) and k not in ("accesskey", "secretkey")
+    }
     scratch = tmp_path / "tmp"
     scratch.mkdir(exist_ok=True)
-    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT), TMPDIR=str(scratch), PYTHONUNBUFFERED="1",
-               HYBRIDMI_RUN_ID=f"faults-{uuid.uuid4().hex[:8]}")
+    env.update(
+        OMP_NUM_THREADS="1",
+        PYTHONPATH=str(ROOT),
+        TMPDIR=str(scratch),
+        PYTHONUNBUFFERED="1",
+        HYBRIDMI_RUN_ID=f"faults-{uuid.uuid4().hex[:8]}",
+    )
     return env
 
 
-def s3_env(env: dict[str, str], endpoint: str, *, store: str | None = None, attempts: int = 2,
-           delay_s: float = 0.05) -> dict[str, str]:
-    out = {**env, "HYBRIDMI_S3_ENDPOINT": f"http://{endpoint}", "AWS_ACCESS_KEY_ID": TEST_KEY,
-           "AWS_SECRET_ACCESS_KEY": TEST_SECRET, "HYBRIDMI_S3_RETRY_ATTEMPTS": str(attempts),
-           "HYBRIDMI_S3_RETRY_DELAY_S": str(delay_s)}
+def s3_env(
+    env: dict[str, str], endpoint: str, *, store: str | None = None, attempts: int = 2, delay_s: float = 0.05
+) -> dict[str, str]:
+    out = {
+        **env,
+        "HYBRIDMI_S3_ENDPOINT": f"http://{endpoint}",
+        "AWS_ACCESS_KEY_ID": TEST_KEY,
+        "AWS_SECRET_ACCESS_KEY": TEST_SECRET,
+        "HYBRIDMI_S3_RETRY_ATTEMPTS": str(attempts),
+        "HYBRIDMI_S3_RETRY_DELAY_S": str(delay_s),
+    }
     if store:
         out["HYBRIDMI_STORE"] = store
     return out
@@ -62,10 +89,16 @@ def run(cmd: list[str], env: dict[str, str], *, timeout: float = 300) -> subproc
     return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def stage(name: str, *, overrides: list[str] = (), inputs: dict[str, object] = {}, outputs: dict[str, object] = {}) -> list[str]:
+def stage(
+    name: str, *, overrides: list[str] = (), inputs: dict[str, object] = {}, outputs: dict[str, object] = {}
+) -> list[str]:
     """The command line of ``hybridmi stage NAME`` on the smoke preset with the TINY overrides."""
-    io = [arg for kind, pairs in (("--input", inputs), ("--output", outputs)) for k, v in pairs.items()
-          for arg in (kind, f"{k}={v}")]
+    io = [
+        arg
+        for kind, pairs in (("--input", inputs), ("--output", outputs))
+        for k, v in pairs.items()
+        for arg in (kind, f"{k}={v}")
+    ]
     return hybridmi_cmd("stage", name, "--config", str(SMOKE), *sets([*TINY, *overrides]), *io)
 
 
@@ -74,7 +107,9 @@ def spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
     return subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT, text=True)
 
 
-def wait_for(condition: Callable[[], T], *, what: str, timeout_s: float = 120.0, proc: subprocess.Popen | None = None) -> T:
+def wait_for(
+    condition: Callable[[], T], *, what: str, timeout_s: float = 120.0, proc: subprocess.Popen | None = None
+) -> T:
     """Poll ``condition`` until it returns something truthy (a state, never a duration, is what tests assert)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -7,6 +7,7 @@ at the same moment), then publishes SRC_DIR under the key (MODE ``put_dir``) or 
 data set (MODE ``dataset``, key = checksum), and prints one JSON line with what it believes happened.
 Storage settings come from the environment.
 """
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Processes that die or diverge: SIGTERM and kill -9 of `hybridmi stage` (scratch directories), a pod killed
 mid-training resuming on another machine from the mirror, a retried pod whose training had finished, and a
 diverging run whose mirror must keep only finite checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,9 @@ def scratch_dirs(env: dict[str, str]) -> list[Path]:
 
 def test_sigterm_and_kill9__scratch_directories_never_accumulate(moto_endpoint, bucket, env, tiny_dataset, tmp_path):
     env = s3_env(env, moto_endpoint)
-    train = stage("train", overrides=["train.epochs=12"], inputs={"dataset": tiny_dataset},
-                  outputs={"model": f"s3://{bucket}/m"})
+    train = stage(
+        "train", overrides=["train.epochs=12"], inputs={"dataset": tiny_dataset}, outputs={"model": f"s3://{bucket}/m"}
+    )
     started = lambda: list(Path(env["TMPDIR"]).glob("hybridmi-stage-*/out/model/checkpoints/last.pt"))
     terminated = spawn(train, env, tmp_path / "term.log")
     wait_for(started, what="training to start", proc=terminated)
@@ -35,17 +37,29 @@ def test_sigterm_and_kill9__scratch_directories_never_accumulate(moto_endpoint, 
     killed.kill()  # SIGKILL: nothing runs on the way out
     killed.wait(timeout=60)
     assert len(scratch_dirs(env)) == 1
-    done = run(stage("probe", inputs={"dataset": tiny_dataset, "model": f"s3://{bucket}/nothing-here"},
-                     outputs={"metrics": tmp_path / "p"}), env)
+    done = run(
+        stage(
+            "probe",
+            inputs={"dataset": tiny_dataset, "model": f"s3://{bucket}/nothing-here"},
+            outputs={"metrics": tmp_path / "p"},
+        ),
+        env,
+    )
     assert done.returncode == 1 and "no artifact" in last_line(done.stderr)  # fails before any scratch work
-    finished = run(stage("prepare", overrides=[f"data.cache_dir={tmp_path / 'c'}"], outputs={"dataset": f"s3://{bucket}/ds"}), env)
+    finished = run(
+        stage("prepare", overrides=[f"data.cache_dir={tmp_path / 'c'}"], outputs={"dataset": f"s3://{bucket}/ds"}), env
+    )
     assert finished.returncode == 0
     assert scratch_dirs(env) == []  # the next stage swept the killed one's directory, and removed its own
 
 
-def test_kill9_mid_training__another_pod_resumes_from_the_mirror_bit_identically(moto_endpoint, bucket, env, tiny_dataset, tmp_path):
+def test_kill9_mid_training__another_pod_resumes_from_the_mirror_bit_identically(
+    moto_endpoint, bucket, env, tiny_dataset, tmp_path
+):
     env = s3_env(env, moto_endpoint, store=f"s3://{bucket}/p")
-    train = lambda model: stage("train", overrides=["train.epochs=4"], inputs={"dataset": tiny_dataset}, outputs={"model": model})
+    train = lambda model: stage(
+        "train", overrides=["train.epochs=4"], inputs={"dataset": tiny_dataset}, outputs={"model": model}
+    )
     reference = run(train(tmp_path / "reference"), {**env, "HYBRIDMI_STORE": f"s3://{bucket}/elsewhere"})
     assert reference.returncode == 0
     direct = S3Store(make_client(moto_endpoint), bucket, "p")
@@ -58,25 +72,38 @@ def test_kill9_mid_training__another_pod_resumes_from_the_mirror_bit_identically
     assert pod2.returncode == 0, pod2.stderr[-3000:]
     resumed = re.search(r"resumed from \S+ at step (\d+) of 16", pod2.stderr)
     assert resumed and int(resumed.group(1)) >= 4, pod2.stderr[-3000:]
-    ref, got = (torch.load(tmp_path / pod / "model.pt", weights_only=True)["state_dict"] for pod in ("reference", "pod2"))
+    ref, got = (
+        torch.load(tmp_path / pod / "model.pt", weights_only=True)["state_dict"] for pod in ("reference", "pod2")
+    )
     assert ref.keys() == got.keys() and all(torch.equal(v, got[k]) for k, v in ref.items())
 
 
-def test_retried_pod_after_training_finished__keeps_its_loss_metrics(moto_endpoint, bucket, env, tiny_dataset, tmp_path):
+def test_retried_pod_after_training_finished__keeps_its_loss_metrics(
+    moto_endpoint, bucket, env, tiny_dataset, tmp_path
+):
     env = s3_env(env, moto_endpoint, store=f"s3://{bucket}/p")
     train = lambda model: stage("train", inputs={"dataset": tiny_dataset}, outputs={"model": model})
     assert run(train(tmp_path / "pod1"), env).returncode == 0
     retried = run(train(tmp_path / "pod2"), env)  # e.g. the pod died while its output was being uploaded
     assert retried.returncode == 0, retried.stderr[-3000:]
     first, again = (json.loads((tmp_path / pod / "metrics.json").read_text()) for pod in ("pod1", "pod2"))
-    assert {k: v for k, v in again.items() if k != "train_seconds"} == {k: v for k, v in first.items() if k != "train_seconds"}
+    assert {k: v for k, v in again.items() if k != "train_seconds"} == {
+        k: v for k, v in first.items() if k != "train_seconds"
+    }
     assert "loss" in again
 
 
 def test_divergence__the_mirror_never_holds_a_non_finite_checkpoint(moto_endpoint, bucket, env, tiny_dataset, tmp_path):
     env = s3_env(env, moto_endpoint, store=f"s3://{bucket}/p")
-    done = run(stage("train", overrides=["optim.lr=1e6", "train.checkpoint_every=1", "train.epochs=2"],
-                     inputs={"dataset": tiny_dataset}, outputs={"model": tmp_path / "model"}), env)
+    done = run(
+        stage(
+            "train",
+            overrides=["optim.lr=1e6", "train.checkpoint_every=1", "train.epochs=2"],
+            inputs={"dataset": tiny_dataset},
+            outputs={"model": tmp_path / "model"},
+        ),
+        env,
+    )
     error = done.stderr.split("hybridmi: error: ")[-1].splitlines()[0] if "hybridmi: error: " in done.stderr else ""
     assert done.returncode == 1 and ("non-finite" in error or "not finite" in error), done.stderr[-4000:]
     assert first_nonfinite(tmp_path / "model" / "checkpoints" / "last.pt") is None  # the last good one on disk

@@ -3,6 +3,7 @@
 Strict: every key must be a field of its model (typos fail), every value must have the model's type,
 and required fields must be present (the models' own client-side validation).
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """k8s/: every kustomization renders offline and every object is a valid Kubernetes API object."""
+
 from __future__ import annotations
 
 import copy
@@ -62,8 +63,11 @@ def by_kind(objs: list[dict], kind: str) -> dict[str, dict]:
 
 
 def pod_specs(objs: list[dict]) -> list[tuple[str, dict]]:
-    return [(o["metadata"]["name"], o["spec"]["template"]["spec"]) for o in objs
-            if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+    return [
+        (o["metadata"]["name"], o["spec"]["template"]["spec"])
+        for o in objs
+        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")
+    ]
 
 
 def test_layout__only_the_kfp_and_trainer_overlays_are_remote():
@@ -72,7 +76,9 @@ def test_layout__only_the_kfp_and_trainer_overlays_are_remote():
     assert K8S in kustomizations()
 
 
-@pytest.mark.parametrize("directory", [d for d in kustomizations() if not is_remote(d)], ids=lambda d: str(d.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "directory", [d for d in kustomizations() if not is_remote(d)], ids=lambda d: str(d.relative_to(ROOT))
+)
 def test_kustomization__renders_offline_to_valid_objects(directory):
     objs = render(directory)
     assert objs
@@ -81,8 +87,12 @@ def test_kustomization__renders_offline_to_valid_objects(directory):
 
 
 def test_validator__catches_typos_and_missing_required_fields():
-    broken = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-              "spec": {"selector": {}, "template": {"spec": {"containers": [{"image": "a:1", "prots": []}]}}}}
+    broken = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {}, "template": {"spec": {"containers": [{"image": "a:1", "prots": []}]}}},
+    }
     problems = validate_object(broken)
     assert any("prots: not a field of V1Container" in p for p in problems)
     assert any("`name`, must not be `None`" in p for p in problems)
@@ -94,7 +104,9 @@ def test_images__are_pinned():
         for container in spec.get("containers", []) + spec.get("initContainers", []):
             image = container["image"]
             tag = image.rsplit("/", 1)[-1]
-            assert "@sha256:" in image or (":" in tag and not tag.endswith(":latest")), f"{name}: image {image} is not pinned"
+            assert "@sha256:" in image or (":" in tag and not tag.endswith(":latest")), (
+                f"{name}: image {image} is not pinned"
+            )
     kind_cfg = yaml.safe_load((K8S / "kind" / "cluster.yaml").read_text())
     for node in kind_cfg["nodes"]:
         assert ":" in node["image"] and not node["image"].endswith(":latest")
@@ -128,15 +140,24 @@ def test_monitoring__prometheus_scrapes_the_pushgateway_with_honor_labels():
 
 def test_monitoring__dashboard_shipped_as_labelled_configmap_and_provisioned():
     objs = rendered_stack()
-    dashboards = [o for o in by_kind(objs, "ConfigMap").values() if o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"]
+    dashboards = [
+        o
+        for o in by_kind(objs, "ConfigMap").values()
+        if o["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
     assert len(dashboards) == 1
     shipped = json.loads(dashboards[0]["data"]["hybridmi-dashboard.json"])
     assert shipped == json.loads((K8S / "monitoring" / "grafana" / "hybridmi-dashboard.json").read_text())
-    datasources = next(o for n, o in by_kind(objs, "ConfigMap").items() if n.startswith("grafana-provisioning-datasources"))
+    datasources = next(
+        o for n, o in by_kind(objs, "ConfigMap").items() if n.startswith("grafana-provisioning-datasources")
+    )
     source = yaml.safe_load(datasources["data"]["datasources.yaml"])["datasources"][0]
     prometheus = by_kind(objs, "Service")["prometheus"]
     assert source["type"] == "prometheus"
-    assert source["url"] == f"http://prometheus.{prometheus['metadata']['namespace']}.svc:{prometheus['spec']['ports'][0]['port']}"
+    assert (
+        source["url"]
+        == f"http://prometheus.{prometheus['metadata']['namespace']}.svc:{prometheus['spec']['ports'][0]['port']}"
+    )
     grafana = by_kind(objs, "Deployment")["grafana"]["spec"]["template"]["spec"]
     mounted = {v["configMap"]["name"] for v in grafana["volumes"] if "configMap" in v}
     assert dashboards[0]["metadata"]["name"] in mounted
@@ -167,7 +188,9 @@ def _minor(version: str) -> tuple[int, int]:
 
 def test_kfp__pinned_to_an_upstream_tag_of_the_sdks_minor_release():
     assert KFP_BACKEND_VERSION in UPSTREAM_BACKEND_TAGS
-    assert _minor(kfp.__version__) == _minor(KFP_BACKEND_VERSION), "the SDK compiles IR for the backend it is pinned with"
+    assert _minor(kfp.__version__) == _minor(KFP_BACKEND_VERSION), (
+        "the SDK compiles IR for the backend it is pinned with"
+    )
     assert _minor(kfp_kubernetes.__version__) == _minor(KFP_BACKEND_VERSION)
     for directory, base in KFP_BASES.items():
         resources = yaml.safe_load((directory / "kustomization.yaml").read_text())["resources"]

@@ -1,5 +1,6 @@
 """k8s/trainer: Kubeflow Trainer pinned to TRAINER_VERSION, and RBAC that grants the pipeline's service account
 exactly the TrainJob verbs the multi-node train task uses (read off a run against the fake Kubernetes API)."""
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def test_rbac__the_standalone_pipeline_runner_may_do_what_the_train_task_does(mo
     assert used == {"get", "create", "delete"}
     rendered = render(K8S / "trainer" / "rbac")
     assert used <= granted(rendered)[f"kubeflow/{PIPELINE_RUNNER_SA}"]
-    assert granted(rendered) == granted([o for o in rendered_stack() if o["kind"] in ("ClusterRole", "RoleBinding")
-                                         and o["metadata"]["name"] == ROLE])  # the k8s/ stack applies it
+    assert granted(rendered) == granted(
+        [o for o in rendered_stack() if o["kind"] in ("ClusterRole", "RoleBinding") and o["metadata"]["name"] == ROLE]
+    )  # the k8s/ stack applies it
 
 
 def test_rbac__the_role_grants_trainjobs_only_and_the_readme_binds_it_for_profile_namespaces():

@@ -1,4 +1,5 @@
 """Fixtures: a real Pushgateway and a Prometheus scraping it (honor_labels), each on a free loopback port."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,12 @@ from promstack import (
 def pushgateway(tmp_path: Path):
     require_binary(PUSHGATEWAY)
     port = free_port()
-    service = start_service([PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"],
-                            port=port, log=tmp_path / "pushgateway.log", ready_path="/-/ready")
+    service = start_service(
+        [PUSHGATEWAY, f"--web.listen-address=127.0.0.1:{port}"],
+        port=port,
+        log=tmp_path / "pushgateway.log",
+        ready_path="/-/ready",
+    )
     yield service
     stop_service(service)
 
@@ -36,9 +41,16 @@ def prometheus(tmp_path: Path, pushgateway: Service):
     config = tmp_path / "prometheus.yml"
     config.write_text(prometheus_config(pushgateway.address))
     service = start_service(
-        [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-        port=port, log=tmp_path / "prometheus.log", ready_path="/-/ready",
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1h",
+        ],
+        port=port,
+        log=tmp_path / "prometheus.log",
+        ready_path="/-/ready",
     )
     wait_for_first_scrape(service)
     yield service

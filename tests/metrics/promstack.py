@@ -2,6 +2,7 @@
 
 A missing binary skips the test only when the CI variable is unset; in CI it fails.
 """
+
 from __future__ import annotations
 
 import os
@@ -84,6 +85,8 @@ def prometheus_config(pushgateway_address: str) -> str:
     shipped = yaml.safe_load(K8S_PROMETHEUS_CONFIG.read_text())
     job = next(j for j in shipped["scrape_configs"] if j["job_name"] == "pushgateway")
     job["static_configs"] = [{"targets": [pushgateway_address]}]
-    config = {"global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-              "scrape_configs": [job]}
+    config = {
+        "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
+        "scrape_configs": [job],
+    }
     return yaml.safe_dump(config)

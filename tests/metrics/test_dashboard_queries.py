@@ -1,4 +1,5 @@
 """The Grafana dashboard against a real Prometheus fed by a real Pushgateway: every panel's query returns data."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +27,13 @@ DASHBOARD = ROOT / "k8s" / "monitoring" / "grafana" / "hybridmi-dashboard.json"
 RUN = "dash-run"
 RATE_INTERVAL = "1m"  # Grafana's $__rate_interval for a dashboard showing the last hour or more
 EVAL = {  # what the evaluation stages hand to report_eval, in their own key names
-    "probe": {"linear_acc_y": 0.41, "linear_acc_yhat": 0.36, "linear_acc_z": 0.47, "knn_acc_z": 0.44, "linear_acc": 0.47},
+    "probe": {
+        "linear_acc_y": 0.41,
+        "linear_acc_yhat": 0.36,
+        "linear_acc_z": 0.47,
+        "knn_acc_z": 0.44,
+        "linear_acc": 0.47,
+    },
     "reconstruction": {"mse": 12.5, "psnr": 19.9, "num_images": 500.0},
     "fid": {"fid": 87.0, "fid_num_samples": 200.0, "fid_reference_count": 500.0},
 }
@@ -91,13 +98,22 @@ class Paced:
 
 
 # configs/smoke.yaml made smaller still: 4 optimisation steps, a report after each, two checkpoints.
-SMOKE_OVERRIDES = ["data.synthetic_train=64", "data.synthetic_test=20", "train.epochs=1", "train.batch_size=16",
-                   "objective.queue_size=64", "train.log_every=1", "train.checkpoint_every=2"]
+SMOKE_OVERRIDES = [
+    "data.synthetic_train=64",
+    "data.synthetic_test=20",
+    "train.epochs=1",
+    "train.batch_size=16",
+    "objective.queue_size=64",
+    "train.log_every=1",
+    "train.checkpoint_every=2",
+]
 
 
 def smoke_training(tmp_path: Path, callbacks: list) -> None:
     """The real hybrid trainer on the smoke preset's synthetic data."""
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", overrides=SMOKE_OVERRIDES + [f"data.cache_dir={tmp_path / 'cache'}"])
+    cfg = load_config(
+        ROOT / "configs" / "smoke.yaml", overrides=SMOKE_OVERRIDES + [f"data.cache_dir={tmp_path / 'cache'}"]
+    )
     prepare_dataset(cfg.data, tmp_path / "data")
     train_split, _ = load_dataset(tmp_path / "data")
     train_hybrid(cfg, train_split, out_dir=tmp_path / "checkpoints", callbacks=callbacks)
@@ -131,7 +147,9 @@ def test_dashboard__every_panel_query_returns_data(prometheus, pushgateway, tmp_
             raise OSError("disk full")
 
     def scraped_everything() -> bool:
-        done = prom_query(prometheus, "/api/v1/query", query=f'hybridmi_stage_failures_total{{run_id="{RUN}",stage="figures"}}')
+        done = prom_query(
+            prometheus, "/api/v1/query", query=f'hybridmi_stage_failures_total{{run_id="{RUN}",stage="figures"}}'
+        )
         return bool(done["result"])
 
     deadline = time.monotonic() + 15
@@ -141,7 +159,9 @@ def test_dashboard__every_panel_query_returns_data(prometheus, pushgateway, tmp_
     time.sleep(1.5)  # one more scrape so instant queries at 'now' see every group
     end = time.time()
 
-    runs = prom_query(prometheus, "/api/v1/label/run_id/values", **{"match[]": "hybridmi_stage_start_timestamp_seconds"})
+    runs = prom_query(
+        prometheus, "/api/v1/label/run_id/values", **{"match[]": "hybridmi_stage_start_timestamp_seconds"}
+    )
     assert RUN in runs
     empty = []
     for panel in data_panels(dashboard()):
@@ -150,15 +170,26 @@ def test_dashboard__every_panel_query_returns_data(prometheus, pushgateway, tmp_
             if target.get("instant"):
                 result = prom_query(prometheus, "/api/v1/query", query=expr, time=str(end))["result"]
             else:
-                result = prom_query(prometheus, "/api/v1/query_range", query=expr, start=str(t0), end=str(end), step="0.5")["result"]
+                result = prom_query(
+                    prometheus, "/api/v1/query_range", query=expr, start=str(t0), end=str(end), step="0.5"
+                )["result"]
             if not finite_values(result):
                 empty.append(f"{panel['title']}: {expr}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
 
     accuracy = next(p for p in data_panels(dashboard()) if p["title"] == "Linear-probe accuracy")
-    result = prom_query(prometheus, "/api/v1/query", query=substitute(accuracy["targets"][0]["expr"]), time=str(end))["result"]
+    result = prom_query(prometheus, "/api/v1/query", query=substitute(accuracy["targets"][0]["expr"]), time=str(end))[
+        "result"
+    ]
     assert {r["metric"]["feature"]: float(r["value"][1]) for r in result} == {"y": 0.41, "yhat": 0.36, "z": 0.47}
     failures = next(p for p in data_panels(dashboard()) if p["title"] == "Stage failures")
-    result = prom_query(prometheus, "/api/v1/query", query=substitute(failures["targets"][0]["expr"]), time=str(end))["result"]
+    result = prom_query(prometheus, "/api/v1/query", query=substitute(failures["targets"][0]["expr"]), time=str(end))[
+        "result"
+    ]
     assert {r["metric"]["stage"]: float(r["value"][1]) for r in result} == {
-        "train": 0.0, "probe": 0.0, "reconstruction": 0.0, "fid": 0.0, "figures": 1.0}
+        "train": 0.0,
+        "probe": 0.0,
+        "reconstruction": 0.0,
+        "fid": 0.0,
+        "figures": 1.0,
+    }

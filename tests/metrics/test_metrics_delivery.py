@@ -1,4 +1,5 @@
 """Delivery: pushes reach a real Pushgateway; a dead gateway costs one warning and no time; /metrics serves."""
+
 from __future__ import annotations
 
 import logging
@@ -12,15 +13,27 @@ from promstack import free_port, http_get
 from hybridmi.metrics import StageMetrics
 from hybridmi.train.callbacks import StepMetrics
 
-STEP = StepMetrics(stage="hybrid", step=7, epoch=0.25, loss=1.5, terms={"recon": 2.0}, lr=0.01,
-                   images_per_s=100.0, step_time_s=0.01, steps_in_report=7)
+STEP = StepMetrics(
+    stage="hybrid",
+    step=7,
+    epoch=0.25,
+    loss=1.5,
+    terms={"recon": 2.0},
+    lr=0.01,
+    images_per_s=100.0,
+    step_time_s=0.01,
+    steps_in_report=7,
+)
 
 
 def gateway_samples(gateway_url: str) -> dict[tuple[str, frozenset], float]:
     """Every sample the gateway exposes, keyed by (name, labels)."""
     text = http_get(f"{gateway_url}/metrics").decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for fam in text_string_to_metric_families(text) for s in fam.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+    }
 
 
 def pushed(gateway_url: str, name: str, run_id: str, stage: str) -> float | None:
@@ -106,8 +119,14 @@ def test_unresponsive_gateway__final_push_is_bounded():
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         url = "127.0.0.1:%d" % listener.getsockname()[1]
-        m = StageMetrics(run_id="run-e", stage="train", pushgateway_url=url, push_interval_s=60,
-                         push_timeout_s=0.2, final_push_timeout_s=0.3)
+        m = StageMetrics(
+            run_id="run-e",
+            stage="train",
+            pushgateway_url=url,
+            push_interval_s=60,
+            push_timeout_s=0.2,
+            final_push_timeout_s=0.3,
+        )
         start = time.monotonic()
         with m.track():
             m.on_step(STEP)

@@ -1,4 +1,5 @@
 """StageMetrics records what the trainers and evaluation stages report, in its own registry."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -21,9 +22,18 @@ def value(m: StageMetrics, name: str, **extra: str) -> float | None:
 
 
 def report(step: int, *, steps: int = 5, step_time_s: float = 0.02, gpu: int | None = None) -> StepMetrics:
-    return StepMetrics(stage="hybrid", step=step, epoch=step / 10, loss=2.5 - step / 100,
-                       terms={"recon": 4.0, "infonce": 1.0}, lr=1e-3, images_per_s=640.0,
-                       step_time_s=step_time_s, steps_in_report=steps, gpu_mem_bytes=gpu)
+    return StepMetrics(
+        stage="hybrid",
+        step=step,
+        epoch=step / 10,
+        loss=2.5 - step / 100,
+        terms={"recon": 4.0, "infonce": 1.0},
+        lr=1e-3,
+        images_per_s=640.0,
+        step_time_s=step_time_s,
+        steps_in_report=steps,
+        gpu_mem_bytes=gpu,
+    )
 
 
 def test_on_step__sets_training_gauges():
@@ -87,8 +97,18 @@ def test_on_checkpoint__counts_checkpoints_from_zero():
 
 def test_record_eval__sets_known_keys_and_leaves_out_others():
     m = StageMetrics(run_id="run-1", stage="probe")
-    recorded = m.record_eval({"linear_acc_y": 0.41, "linear_acc_yhat": 0.35, "linear_acc_z": 0.47,
-                              "knn_acc_z": 0.44, "mse": 12.5, "psnr": 19.9, "fid": 87.0, "fid_num_samples": 200})
+    recorded = m.record_eval(
+        {
+            "linear_acc_y": 0.41,
+            "linear_acc_yhat": 0.35,
+            "linear_acc_z": 0.47,
+            "knn_acc_z": 0.44,
+            "mse": 12.5,
+            "psnr": 19.9,
+            "fid": 87.0,
+            "fid_num_samples": 200,
+        }
+    )
     assert sorted(recorded) == sorted(EVAL_KEYS)
     get = lambda name, **kw: m.registry.get_sample_value(name, {"run_id": "run-1", "stage": "probe", **kw})  # noqa: E731
     assert get("hybridmi_eval_linear_accuracy_ratio", feature="y") == 0.41
@@ -120,7 +140,9 @@ def test_track__success_records_duration_and_success_time():
     with m.track():
         pass
     assert value(m, "hybridmi_stage_duration_seconds") >= 0
-    assert value(m, "hybridmi_stage_last_success_timestamp_seconds") >= value(m, "hybridmi_stage_start_timestamp_seconds")
+    assert value(m, "hybridmi_stage_last_success_timestamp_seconds") >= value(
+        m, "hybridmi_stage_start_timestamp_seconds"
+    )
     assert value(m, "hybridmi_stage_failures_total") == 0
 
 
@@ -144,20 +166,27 @@ def test_registry__private_per_stage_and_injectable():
     assert REGISTRY.get_sample_value("hybridmi_train_loss", LABELS) is None
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"run_id": "", "stage": "train"}, "run_id ''"),
-    ({"run_id": "r", "stage": "Train Stage"}, "stage 'Train Stage'"),
-    ({"run_id": "r", "stage": "train", "final_push_timeout_s": 0}, "final push timeout 0"),
-    ({"run_id": "r", "stage": "train", "pushgateway_url": "localhost:9091", "push_interval_s": -1}, "push interval -1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"run_id": "", "stage": "train"}, "run_id ''"),
+        ({"run_id": "r", "stage": "Train Stage"}, "stage 'Train Stage'"),
+        ({"run_id": "r", "stage": "train", "final_push_timeout_s": 0}, "final push timeout 0"),
+        (
+            {"run_id": "r", "stage": "train", "pushgateway_url": "localhost:9091", "push_interval_s": -1},
+            "push interval -1",
+        ),
+    ],
+)
 def test_constructor__rejects_bad_values(kwargs, match):
     with pytest.raises(ValueError, match=match):
         StageMetrics(**kwargs)
 
 
 def test_from_config__uses_monitoring_section_and_derives_run_id():
-    cfg = config_from_dict({"name": "smoke", "monitoring": {"pushgateway_url": "pg:9091", "push_interval_s": 3,
-                                                            "delete_on_finish": True}})
+    cfg = config_from_dict(
+        {"name": "smoke", "monitoring": {"pushgateway_url": "pg:9091", "push_interval_s": 3, "delete_on_finish": True}}
+    )
     m = StageMetrics.from_config(cfg, stage="train")
     assert m.run_id == f"smoke-{cfg.hash()}"
     assert (m.pusher.url, m.pusher.interval_s, m.delete_on_finish) == ("pg:9091", 3.0, True)
@@ -166,7 +195,9 @@ def test_from_config__uses_monitoring_section_and_derives_run_id():
 
 
 def test_core__imports_no_monitoring_library():
-    code = ("import sys, hybridmi.train.hybrid, hybridmi.train.callbacks, hybridmi.config, hybridmi.stages.train;"
-            "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))")
+    code = (
+        "import sys, hybridmi.train.hybrid, hybridmi.train.callbacks, hybridmi.config, hybridmi.stages.train;"
+        "print(sorted(m for m in sys.modules if m.startswith('prometheus_client')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

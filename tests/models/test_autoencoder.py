@@ -1,4 +1,5 @@
 """The NVAE-style autoencoder: shapes, the latent split, memory formats, precision, constructor checks."""
+
 import pytest
 import torch
 
@@ -21,8 +22,14 @@ def test_autoencoder__maps_images_to_16x16x6_latents_and_back():
 
 def test_autoencoder__stores_exactly_its_constructor_arguments():
     model = Autoencoder(channels=4, cells_32=0, cells_16=2)
-    assert model.init_args == {"channels": 4, "cells_32": 0, "cells_16": 2, "decoder_expand": 6, "latent_channels": 6,
-                               "bn_group_size": None}
+    assert model.init_args == {
+        "channels": 4,
+        "cells_32": 0,
+        "cells_16": 2,
+        "decoder_expand": 6,
+        "latent_channels": 6,
+        "bn_group_size": None,
+    }
     assert len(model.encoder.cells_32) == 0 and len(model.encoder.cells_16) == 2 and len(model.decoder.cells_16) == 2
 
 

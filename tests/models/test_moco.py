@@ -1,4 +1,5 @@
 """MoCo on y: queue, momentum update, split/shuffled BN on both sides, the contrastive step and the objective."""
+
 import copy
 
 import pytest
@@ -16,8 +17,17 @@ def _build(*, queue_size=16, momentum=0.9, symmetric=True, shuffle_bn=True, grou
     torch.manual_seed(seed)
     ae = Autoencoder(channels=4, cells_32=1, cells_16=1, decoder_expand=2, bn_group_size=group)
     head = ProjectionHead(3 * 16 * 16, 32, 8)
-    moco = MoCo(ae.encoder, head, contrastive_channels=3, queue_size=queue_size, momentum=momentum,
-                temperature=0.2, symmetric=symmetric, shuffle_bn=shuffle_bn, bn_group_size=group)
+    moco = MoCo(
+        ae.encoder,
+        head,
+        contrastive_channels=3,
+        queue_size=queue_size,
+        momentum=momentum,
+        temperature=0.2,
+        symmetric=symmetric,
+        shuffle_bn=shuffle_bn,
+        bn_group_size=group,
+    )
     return ae, moco
 
 
@@ -85,7 +95,9 @@ def test_momentum_update__copies_batchnorm_statistics_and_keeps_key_weights_froz
         torch.testing.assert_close(b_k, b_q)
     assert all(not p.requires_grad for p in (*moco.encoder_k.parameters(), *moco.head_k.parameters()))
     assert moco.encoder_q is ae.encoder
-    assert all(p_q.data_ptr() != p_k.data_ptr() for p_q, p_k in zip(moco.encoder_q.parameters(), moco.encoder_k.parameters()))
+    assert all(
+        p_q.data_ptr() != p_k.data_ptr() for p_q, p_k in zip(moco.encoder_q.parameters(), moco.encoder_k.parameters())
+    )
 
 
 def test_enqueue__pointer_is_host_state_saved_with_the_module():
@@ -116,7 +128,7 @@ def test_running_norm__standardises_with_past_batches_only():
     torch.testing.assert_close(norm.running_mean, torch.tensor([2.0, 12.0]))  # batch 0 moves them all the way
     torch.testing.assert_close(norm.running_var, torch.tensor([2.0, 8.0]))  # unbiased
     second = torch.tensor([[6.0, 12.0], [6.0, 12.0]])
-    torch.testing.assert_close(norm(second), torch.tensor([[4.0 / 2 ** 0.5, 0.0]] * 2), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(norm(second), torch.tensor([[4.0 / 2**0.5, 0.0]] * 2), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(norm.running_mean, torch.tensor([4.0, 12.0]))  # then by max(0.25, 1/2)
     norm.eval()
     torch.testing.assert_close(norm(torch.tensor([[4.0, 12.0]])), torch.zeros(1, 2))
@@ -127,11 +139,29 @@ def test_moco__refuses_a_head_with_batchnorm_or_mismatched_encoder_groups():
     ae = Autoencoder(channels=4, cells_32=0, cells_16=1, decoder_expand=2, bn_group_size=4)
     bn_head = nn.Sequential(nn.Flatten(), nn.Linear(768, 8), nn.BatchNorm1d(8))  # the pre-fix head
     with pytest.raises(ValueError, match="must not contain BatchNorm"):
-        MoCo(ae.encoder, bn_head, contrastive_channels=3, queue_size=8, momentum=0.9, temperature=0.2,
-             symmetric=True, shuffle_bn=True, bn_group_size=4)
+        MoCo(
+            ae.encoder,
+            bn_head,
+            contrastive_channels=3,
+            queue_size=8,
+            momentum=0.9,
+            temperature=0.2,
+            symmetric=True,
+            shuffle_bn=True,
+            bn_group_size=4,
+        )
     with pytest.raises(ValueError, match="bn_group_size 2 does not match"):
-        MoCo(ae.encoder, ProjectionHead(768, 8, 4), contrastive_channels=3, queue_size=8, momentum=0.9,
-             temperature=0.2, symmetric=True, shuffle_bn=True, bn_group_size=2)
+        MoCo(
+            ae.encoder,
+            ProjectionHead(768, 8, 4),
+            contrastive_channels=3,
+            queue_size=8,
+            momentum=0.9,
+            temperature=0.2,
+            symmetric=True,
+            shuffle_bn=True,
+            bn_group_size=2,
+        )
 
 
 @pytest.mark.parametrize(("n", "g"), [(16, 2), (16, 4), (32, 8), (24, 3), (64, 8)])
@@ -253,7 +283,9 @@ def test_forward_contrastive__pairs_views_and_returns_keys_in_enqueue_order(symm
     if symmetric:
         x = torch.cat([x1, x2])
         loss, keys = moco.forward_contrastive(ae.encode(x), x, ident)
-        expected = 0.5 * (info_nce(q1, k2, queue_before, temperature=0.2) + info_nce(q2, k1, queue_before, temperature=0.2))
+        expected = 0.5 * (
+            info_nce(q1, k2, queue_before, temperature=0.2) + info_nce(q2, k1, queue_before, temperature=0.2)
+        )
         torch.testing.assert_close(keys, torch.cat([k1, k2]))
     else:
         loss, keys = moco.forward_contrastive(ae.encode(x1), x2, ident)
@@ -273,8 +305,17 @@ def _step_grads(alpha):
     loss = hybrid_loss(recon, nce, alpha=alpha)
     loss.backward()
     has_grad = lambda m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # noqa: E731
-    return loss, recon, nce, {"encoder": has_grad(ae.encoder), "decoder": has_grad(ae.decoder), "head": has_grad(moco.head_q),
-                              "key": has_grad(moco.encoder_k) or has_grad(moco.head_k)}
+    return (
+        loss,
+        recon,
+        nce,
+        {
+            "encoder": has_grad(ae.encoder),
+            "decoder": has_grad(ae.decoder),
+            "head": has_grad(moco.head_q),
+            "key": has_grad(moco.encoder_k) or has_grad(moco.head_k),
+        },
+    )
 
 
 def test_hybrid_objective__endpoints_reduce_to_the_pure_losses_and_route_gradients():

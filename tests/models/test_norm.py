@@ -1,4 +1,5 @@
 """SplitBatchNorm2d: BatchNorm over contiguous groups of a batch in one pass."""
+
 import pytest
 import torch
 from torch import nn

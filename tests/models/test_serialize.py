@@ -1,4 +1,5 @@
 """The autoencoder file: a round trip rebuilds the same function; wrong files fail with their name."""
+
 import pytest
 import torch
 

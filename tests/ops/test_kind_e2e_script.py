@@ -1,5 +1,6 @@
 """scripts/kind-e2e.sh, its workflow and scripts/services.sh: shell syntax, the dry-run plan, and a
 workflow that fits a GitHub-hosted runner's disk (freed first, CPU-only torch, workers-only load)."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,17 @@ CUDA_IMAGE, CPU_IMAGE = project_image(), project_image(torch_variant="cpu")
 
 def dry_run(**env: str) -> str:
     """The plan under the caller's environment, with the script's own settings only as given here."""
-    inherited = {k: v for k, v in os.environ.items() if k not in ("TORCH_VARIANT", "IMAGE", "PIPELINE_IMAGE", "KIND_CLUSTER")}
-    out = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, timeout=30,
-                         env={**inherited, **env}, cwd="/")
+    inherited = {
+        k: v for k, v in os.environ.items() if k not in ("TORCH_VARIANT", "IMAGE", "PIPELINE_IMAGE", "KIND_CLUSTER")
+    }
+    out = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**inherited, **env},
+        cwd="/",
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -136,8 +145,13 @@ def test_dry_run__loads_this_trees_image_and_passes_it_and_the_gpu_label_as_run_
 
 
 def test_dry_run__refuses_a_latest_image():
-    out = subprocess.run(["bash", str(SCRIPT), "--dry-run"], capture_output=True, text=True, timeout=30,
-                         env={**os.environ, "PIPELINE_IMAGE": "hybridmi:latest"})
+    out = subprocess.run(
+        ["bash", str(SCRIPT), "--dry-run"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PIPELINE_IMAGE": "hybridmi:latest"},
+    )
     assert out.returncode == 1 and "non-latest tag" in out.stderr
     assert "kind load" not in out.stdout
 
@@ -177,7 +191,9 @@ def test_workflow__installs_and_builds_with_cpu_only_torch():
     install = steps[step_index(steps, "pip install -e")]["run"]
     assert 'docker/requirements.py --torch-variant "$TORCH_VARIANT"' in install
     assert install.index("docker/requirements.py") < install.index("pip install -e")  # torch first, then the project
-    build = next(line for line in steps[step_index(steps, "docker/build.sh")]["run"].splitlines() if "docker/build.sh" in line)
+    build = next(
+        line for line in steps[step_index(steps, "docker/build.sh")]["run"].splitlines() if "docker/build.sh" in line
+    )
     preserved = re.search(r"sudo --preserve-env=(\S+)", build).group(1).split(",")  # sudo drops the rest
     assert {"TORCH_VARIANT", "PIP_NO_CACHE_DIR", "HYBRIDMI_WHEELHOUSE"} <= set(preserved)
 
@@ -198,8 +214,13 @@ def test_workflow__keeps_no_pip_cache_and_drops_the_wheelhouse_before_kind_loads
 
 def test_workflow__its_environment_loads_the_built_cpu_image_into_the_workers_only():
     env = workflow_job()["env"]
-    built = subprocess.run(["bash", str(ROOT / "docker" / "build.sh"), "--print-tag"], capture_output=True, text=True,
-                           timeout=60, env={**os.environ, "TORCH_VARIANT": env["TORCH_VARIANT"]})
+    built = subprocess.run(
+        ["bash", str(ROOT / "docker" / "build.sh"), "--print-tag"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TORCH_VARIANT": env["TORCH_VARIANT"]},
+    )
     assert built.returncode == 0, built.stderr
     plan = dry_run(KIND_CLUSTER=env["KIND_CLUSTER"], TORCH_VARIANT=env["TORCH_VARIANT"], IMAGE=built.stdout.strip())
     assert "docker tag" not in plan  # the build step's IMAGE is already the tag the run names
@@ -209,6 +230,8 @@ def test_workflow__its_environment_loads_the_built_cpu_image_into_the_workers_on
 
 
 def test_services_script__check_reports_what_is_installed():
-    present = all(os.access(p, os.X_OK) for p in ("/usr/bin/prometheus", "/usr/bin/prometheus-pushgateway", "/usr/bin/chromium"))
+    present = all(
+        os.access(p, os.X_OK) for p in ("/usr/bin/prometheus", "/usr/bin/prometheus-pushgateway", "/usr/bin/chromium")
+    )
     out = subprocess.run(["bash", str(SERVICES), "--check"], capture_output=True, text=True, timeout=30)
     assert out.returncode == (0 if present else 1), out.stderr

@@ -1,6 +1,7 @@
 """scripts/main.sh, the main job: setup, then the whole pipeline under kfp.local with the real FID weights,
 ending with where the report is, a short table and where the time went (a tiny configuration of the smoke preset).
 setup.sh, which main.sh runs first, makes the FID weights when they are missing."""
+
 import os
 import re
 import subprocess
@@ -10,14 +11,40 @@ from hybridmi.stages import STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = [
-    "data.synthetic_classes=4", "data.synthetic_train=128", "data.synthetic_test=16", "model.channels=8",
-    "model.proj_hidden=32", "model.proj_dim=16", "train.batch_size=32", "objective.queue_size=64", "train.epochs=0.5",
-    "train.checkpoint_every=1", "optim.warmup_epochs=0", "eval.batch_size=64", "eval.probe_epochs=2",
-    "eval.probe_batch_size=64", "eval.probe_weight_decays=[0.0]", "eval.knn_k=5", "latents.batch_size=64",
-    "latents.flip=false", "unet.channels=8", "unet.channel_mult=[1]", "unet.attn_resolutions=[]", "ddim.epochs=0.5",
-    "ddim.batch_size=32", "ddim.warmup_steps=0", "ddim.checkpoint_every=1", "diffusion.num_timesteps=20",
-    "sampling.steps=2", "sampling.num_samples=6", "sampling.batch_size=6",
-    "fid.batch_size=20", "fid.reference_samples=8", "figures.pairs=1", "figures.steps=2", "figures.grid_samples=4",
+    "data.synthetic_classes=4",
+    "data.synthetic_train=128",
+    "data.synthetic_test=16",
+    "model.channels=8",
+    "model.proj_hidden=32",
+    "model.proj_dim=16",
+    "train.batch_size=32",
+    "objective.queue_size=64",
+    "train.epochs=0.5",
+    "train.checkpoint_every=1",
+    "optim.warmup_epochs=0",
+    "eval.batch_size=64",
+    "eval.probe_epochs=2",
+    "eval.probe_batch_size=64",
+    "eval.probe_weight_decays=[0.0]",
+    "eval.knn_k=5",
+    "latents.batch_size=64",
+    "latents.flip=false",
+    "unet.channels=8",
+    "unet.channel_mult=[1]",
+    "unet.attn_resolutions=[]",
+    "ddim.epochs=0.5",
+    "ddim.batch_size=32",
+    "ddim.warmup_steps=0",
+    "ddim.checkpoint_every=1",
+    "diffusion.num_timesteps=20",
+    "sampling.steps=2",
+    "sampling.num_samples=6",
+    "sampling.batch_size=6",
+    "fid.batch_size=20",
+    "fid.reference_samples=8",
+    "figures.pairs=1",
+    "figures.steps=2",
+    "figures.grid_samples=4",
 ]
 
 
@@ -25,12 +52,20 @@ def test_main_script__runs_the_whole_pipeline_and_ends_with_the_report_and_a_tab
     overrides = [arg for o in [*TINY, f"data.cache_dir={tmp_path / 'data'}"] for arg in ("--set", o)]
     env = {**os.environ, "HYBRIDMI_FID_CACHE": str(tmp_path / "fid"), "PYTHONPATH": str(ROOT)}
     env.pop("HYBRIDMI_STORE", None)
-    done = subprocess.run(["bash", str(ROOT / "scripts" / "main.sh"), *overrides, "--root", str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=1200, cwd=ROOT, env=env)
+    done = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "main.sh"), *overrides, "--root", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=ROOT,
+        env=env,
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     out = done.stdout
     log = Path(re.search(r"^main: full log in (\S+)$", out, re.M).group(1))
-    assert log.is_file() and "Pipeline 'hybridmi' finished with status" in re.sub(r"\x1b\[[0-9;]*m", "", log.read_text())
+    assert log.is_file() and "Pipeline 'hybridmi' finished with status" in re.sub(
+        r"\x1b\[[0-9;]*m", "", log.read_text()
+    )
     page = Path(re.search(r"^report: (\S+report\.html)$", out, re.M).group(1))
     html = page.read_text()
     assert "<table id='results'>" in html and html.count("data:image/png;base64,") == 5

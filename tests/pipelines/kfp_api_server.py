@@ -6,6 +6,7 @@ GET /apis/v2beta1/runs/{id}. A run reports PENDING, then RUNNING ``polls_running
 ``final_state`` (with an error message unless SUCCEEDED); ``final_state=None`` keeps it RUNNING.
 Every request is recorded with its headers. ``token`` / ``cookie``: required credentials (401 otherwise).
 """
+
 from __future__ import annotations
 
 import json
@@ -86,7 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
-        self.api.requests.append(Recorded(method, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body))
+        self.api.requests.append(
+            Recorded(method, parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()}, body)
+        )
         if not self.api.authorized(self.headers):
             status, doc = 401, {"error": "Unauthenticated", "code": 16, "message": "Request is missing credentials"}
         else:

@@ -1,4 +1,5 @@
 """The α sweep under kfp.local: ParallelFor over α in a nested pipeline, Collected metrics, one trade-off table."""
+
 from __future__ import annotations
 
 import csv
@@ -12,13 +13,22 @@ SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
 
 def test_alpha_sweep__one_row_per_alpha_with_that_alphas_probe_and_mse(tiny, tmp_path):
-    run = run_local(SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path, pipeline="alpha_sweep",
-                    parameters={"alphas": [0.8, 0.2]})
+    run = run_local(
+        SMOKE,
+        tiny,
+        runner="subprocess",
+        pipeline_root=tmp_path,
+        pipeline="alpha_sweep",
+        parameters={"alphas": [0.8, 0.2]},
+    )
     rows = list(csv.DictReader(io.StringIO(run.artifact("tradeoff", "table_csv").read_text())))
     assert [float(r["alpha"]) for r in rows] == [0.2, 0.8]
     for i, row in enumerate(rows):  # each row holds the numbers its own branch's stages wrote
-        branch = [d for d in run.run_dir.glob("for-loop-*-iteration-*")
-                  if f"alpha: {row['alpha']}" in (d / "probe" / "metrics" / "config.yaml").read_text()]
+        branch = [
+            d
+            for d in run.run_dir.glob("for-loop-*-iteration-*")
+            if f"alpha: {row['alpha']}" in (d / "probe" / "metrics" / "config.yaml").read_text()
+        ]
         assert len(branch) == 1
         probe = json.loads((branch[0] / "probe" / "metrics" / "metrics.json").read_text())
         recon = json.loads((branch[0] / "reconstruction" / "metrics" / "metrics.json").read_text())

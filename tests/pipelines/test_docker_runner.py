@@ -4,6 +4,7 @@ Needs the image of this checkout, ``project_image()`` (the tag docker/build.sh g
 engine; skipped only when the engine is unavailable outside CI (``CI`` set: a missing engine or image
 is a failure, never a skip).
 """
+
 from __future__ import annotations
 
 import json

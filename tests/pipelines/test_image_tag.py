@@ -1,5 +1,6 @@
 """The project image's names (components/image.py): the pipelines' default ``hybridmi:<version>``, which no edit
 outside the version moves, and the tag docker/build.sh gives a checkout's image, a digest of exactly its build context."""
+
 from __future__ import annotations
 
 import ast
@@ -46,8 +47,13 @@ def context(tmp_path) -> Path:
 def print_tag(**env: str) -> subprocess.CompletedProcess[str]:
     """`docker/build.sh --print-tag` with TORCH_VARIANT only as given."""
     inherited = {k: v for k, v in os.environ.items() if k != "TORCH_VARIANT"}
-    return subprocess.run(["bash", str(BUILD), "--print-tag"], capture_output=True, text=True, timeout=60,
-                          env={**inherited, "HOST_PYTHON": sys.executable, **env})
+    return subprocess.run(
+        ["bash", str(BUILD), "--print-tag"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**inherited, "HOST_PYTHON": sys.executable, **env},
+    )
 
 
 def test_default_image__is_the_package_version_and_no_digest():
@@ -58,14 +64,24 @@ def test_default_image__is_the_package_version_and_no_digest():
 
 def test_default_image__does_not_move_when_the_image_contents_do(context):
     """Computed without reading the sources: an edit anywhere but the version leaves it (and the compiled pipelines) as is."""
-    code = "import sys; from components.image import DEFAULT_IMAGE, project_image; print(DEFAULT_IMAGE, project_image())"
+    code = (
+        "import sys; from components.image import DEFAULT_IMAGE, project_image; print(DEFAULT_IMAGE, project_image())"
+    )
     runs = []
     for _ in range(2):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=context,
-                             env={**os.environ, "PYTHONPATH": str(context)})
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=context,
+            env={**os.environ, "PYTHONPATH": str(context)},
+        )
         assert out.returncode == 0, out.stderr
         runs.append(out.stdout.split())
-        (context / "hybridmi" / "losses.py").write_text((context / "hybridmi" / "losses.py").read_text() + "\n# changed\n")
+        (context / "hybridmi" / "losses.py").write_text(
+            (context / "hybridmi" / "losses.py").read_text() + "\n# changed\n"
+        )
     (default_before, tag_before), (default_after, tag_after) = runs
     assert default_before == default_after == DEFAULT_IMAGE
     assert tag_before != tag_after  # the build's tag does follow the contents
@@ -100,14 +116,21 @@ def test_tag__of_an_unknown_torch_variant_is_refused():
 
 def test_checkout_root__is_the_repository_and_not_an_installed_package(tmp_path):
     assert checkout_root() == REPO
-    (tmp_path / "pyproject.toml").write_text("")  # site-packages may hold a stray pyproject.toml, never docker/Dockerfile
+    (tmp_path / "pyproject.toml").write_text(
+        ""
+    )  # site-packages may hold a stray pyproject.toml, never docker/Dockerfile
     assert checkout_root(tmp_path) is None
 
 
 def test_digest__follows_the_image_contents_only(context):
     before = source_digest(context)
     assert source_digest(context) == before and project_image(context) == f"hybridmi:{VERSION}-{before}"
-    for outside in ("pipelines/compiled/hybridmi.yaml", "hybridmi/README.md", "hybridmi/__pycache__/x.cpython-311.pyc", "README.md"):
+    for outside in (
+        "pipelines/compiled/hybridmi.yaml",
+        "hybridmi/README.md",
+        "hybridmi/__pycache__/x.cpython-311.pyc",
+        "README.md",
+    ):
         (context / outside).parent.mkdir(parents=True, exist_ok=True)
         (context / outside).write_text("changed")
     assert source_digest(context) == before  # not in the image: the tag must not move
@@ -124,9 +147,16 @@ def test_digest__of_a_tree_without_the_sources_is_refused(tmp_path):
 
 
 def test_dockerignore__admits_what_the_digest_covers():
-    lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    lines = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     admitted = {line[1:] for line in lines if line.startswith("!")}
-    assert admitted == set(IMAGE_SOURCES) - {"docker/Dockerfile", ".dockerignore"}  # those two shape the build, not its context
+    assert admitted == set(IMAGE_SOURCES) - {
+        "docker/Dockerfile",
+        ".dockerignore",
+    }  # those two shape the build, not its context
     assert {"**/__pycache__", "**/*.pyc", "**/*.egg-info", "**/*.md", "pipelines/compiled"} <= set(lines)
     assert not any(p.suffix == ".md" or "compiled" in p.parts for p in image_files())
 
@@ -138,17 +168,32 @@ def test_pipelines_and_components__import_no_runner_at_module_level():
         for path in (REPO / package).glob("*.py"):
             tree = ast.parse(path.read_text())
             for node in tree.body:  # module level only
-                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                        [node.module or ""] if isinstance(node, ast.ImportFrom) else []
-                assert not any(n.startswith("hybridmi.runners") for n in names), f"{path.relative_to(REPO)} imports {names}"
+                names = (
+                    [a.name for a in node.names]
+                    if isinstance(node, ast.Import)
+                    else [node.module or ""]
+                    if isinstance(node, ast.ImportFrom)
+                    else []
+                )
+                assert not any(n.startswith("hybridmi.runners") for n in names), (
+                    f"{path.relative_to(REPO)} imports {names}"
+                )
 
 
 def test_configure_task__loads_the_library_only():
     """What the configure pod imports (resolve_config_text) pulls in neither pipelines, components nor kfp: a pod
     runs the library, not the definitions that compile the pipelines."""
-    code = ("import sys, hybridmi.task.configure, hybridmi.task.component, hybridmi.task.run; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    code = (
+        "import sys, hybridmi.task.configure, hybridmi.task.component, hybridmi.task.run; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -6,6 +6,7 @@ downloaded; a plain path line does not run that directory's own ``.pth`` files, 
 checkout stays out of reach. The package is built from a copy of the sources: the build writes nothing into
 the checkout.
 """
+
 from __future__ import annotations
 
 import json
@@ -55,22 +56,51 @@ def installed(tmp_path_factory) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     start = time.monotonic()
-    _ok(_sh(str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-            "--no-index", "--ignore-installed", str(src), cwd=work, env=env, timeout=600))
+    _ok(
+        _sh(
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--ignore-installed",
+            str(src),
+            cwd=work,
+            env=env,
+            timeout=600,
+        )
+    )
     return {"venv": venv, "site": site, "work": work, "env": env, "install_s": time.monotonic() - start}
 
 
 def hybridmi(installed: dict, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The installed console script, run from the directory outside the checkout."""
-    return _sh(str(installed["venv"] / "bin" / "hybridmi"), *args, cwd=installed["work"], env=installed["env"], timeout=timeout)
+    return _sh(
+        str(installed["venv"] / "bin" / "hybridmi"), *args, cwd=installed["work"], env=installed["env"], timeout=timeout
+    )
 
 
 def test_installed__imports_the_venvs_copy_and_not_the_checkout(installed):
-    code = ("import json, components, hybridmi, pipelines; from components.image import DEFAULT_IMAGE, checkout_root; "
-            "print(json.dumps({'files': [m.__file__ for m in (hybridmi, components, pipelines)], "
-            "'image': DEFAULT_IMAGE, 'checkout': str(checkout_root())}))")
-    found = json.loads(_ok(_sh(str(installed["venv"] / "bin" / "python"), "-c", code, cwd=installed["work"],
-                               env=installed["env"], timeout=300)))
+    code = (
+        "import json, components, hybridmi, pipelines; from components.image import DEFAULT_IMAGE, checkout_root; "
+        "print(json.dumps({'files': [m.__file__ for m in (hybridmi, components, pipelines)], "
+        "'image': DEFAULT_IMAGE, 'checkout': str(checkout_root())}))"
+    )
+    found = json.loads(
+        _ok(
+            _sh(
+                str(installed["venv"] / "bin" / "python"),
+                "-c",
+                code,
+                cwd=installed["work"],
+                env=installed["env"],
+                timeout=300,
+            )
+        )
+    )
     assert all(Path(f).is_relative_to(installed["site"]) for f in found["files"]), found["files"]
     assert found["image"] == DEFAULT_IMAGE and found["checkout"] == "None"
 
@@ -80,7 +110,9 @@ def test_installed__compiles_the_committed_pipelines_and_prints_submit_help(inst
     written = _ok(hybridmi(installed, "compile", "--out", str(out))).split()
     assert sorted(Path(p).name for p in written) == sorted(p.name for p in COMPILED_DIR.glob("*.yaml"))
     for path in written:  # nothing in the IR depends on where the package lives
-        assert Path(path).read_text() == (COMPILED_DIR / Path(path).name).read_text(), f"{path} differs from the committed file"
+        assert Path(path).read_text() == (COMPILED_DIR / Path(path).name).read_text(), (
+            f"{path} differs from the committed file"
+        )
     assert _ok(hybridmi(installed, "submit", "--help")).startswith("usage: hybridmi submit")
 
 
@@ -100,10 +132,23 @@ def test_installed__submit_and_the_docker_runner_refuse_without_an_image_in_one_
     """An installed package has no checkout to compute a build's tag from, and the compiled default names no build.
     (Both commands in one interpreter: each imports the pipelines, which takes seconds.)"""
     smoke = str(shutil.copy(REPO / "configs" / "smoke.yaml", installed["work"] / "smoke.yaml"))
-    commands = {"hybridmi submit": ["submit", "--host", "http://127.0.0.1:9", "--config", smoke],
-                "the docker runner": ["run", "--runner", "docker", "--config", smoke, "--root", "refused"]}
-    found = json.loads(_ok(_sh(str(installed["venv"] / "bin" / "python"), "-c", REFUSALS, json.dumps(list(commands.values())),
-                               cwd=installed["work"], env=installed["env"], timeout=300)))
+    commands = {
+        "hybridmi submit": ["submit", "--host", "http://127.0.0.1:9", "--config", smoke],
+        "the docker runner": ["run", "--runner", "docker", "--config", smoke, "--root", "refused"],
+    }
+    found = json.loads(
+        _ok(
+            _sh(
+                str(installed["venv"] / "bin" / "python"),
+                "-c",
+                REFUSALS,
+                json.dumps(list(commands.values())),
+                cwd=installed["work"],
+                env=installed["env"],
+                timeout=300,
+            )
+        )
+    )
     for who, (code, err) in zip(commands, found):
         assert code == 1 and "Traceback" not in err, err
         assert f"hybridmi: error: {who} needs --image" in err
@@ -113,10 +158,11 @@ def test_installed__runs_the_smoke_pipeline_from_a_copied_preset(installed, tiny
     """Every stage under kfp.local's SubprocessRunner, each task a child of the venv's interpreter."""
     smoke = shutil.copy(REPO / "configs" / "smoke.yaml", installed["work"] / "smoke-run.yaml")
     sets = [arg for override in tiny for arg in ("--set", override)]
-    result = hybridmi(installed, "run", "--config", str(smoke), "--root", "runs", "--store", "none", *sets, "--json",
-                      timeout=900)
+    result = hybridmi(
+        installed, "run", "--config", str(smoke), "--root", "runs", "--store", "none", *sets, "--json", timeout=900
+    )
     out = _ok(result)
-    run = json.loads(out[out.rfind("\n{\n") + 1:])  # kfp.local streams the task logs to stdout before it
+    run = json.loads(out[out.rfind("\n{\n") + 1 :])  # kfp.local streams the task logs to stdout before it
     assert Path(run["run_dir"]).is_relative_to(installed["work"])
     for stage in STAGE_NAMES:
         for output in stage_module(stage).OUTPUTS:

@@ -1,5 +1,6 @@
 """A deterministic failure under kfp.local fails at once: one attempt, no 30 s / 60 s retry backoff, one line naming
 the stage. The compiled (cluster) pipeline keeps its retries for preempted GPU pods."""
+
 from __future__ import annotations
 
 import os
@@ -17,8 +18,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _retries(spec: dict) -> dict[str, int]:
     dags = [spec["root"].get("dag", {}), *(c.get("dag", {}) for c in spec["components"].values())]
-    return {name: task["retryPolicy"]["maxRetryCount"] for dag in dags for name, task in dag.get("tasks", {}).items()
-            if "retryPolicy" in task}
+    return {
+        name: task["retryPolicy"]["maxRetryCount"]
+        for dag in dags
+        for name, task in dag.get("tasks", {}).items()
+        if "retryPolicy" in task
+    }
 
 
 def test_without_retries__clears_every_tasks_retry(tmp_path):
@@ -33,9 +38,24 @@ def test_run__missing_input_fails_once_without_backoff_in_one_line_naming_the_st
     not_a_dataset = tmp_path / "not-a-dataset"
     not_a_dataset.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "hybridmi.cli", "run", "--config", str(ROOT / "configs" / "smoke.yaml"),
-         "--root", str(tmp_path / "runs"), "--only", "train", "--from", f"dataset={not_a_dataset}"],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            "-m",
+            "hybridmi.cli",
+            "run",
+            "--config",
+            str(ROOT / "configs" / "smoke.yaml"),
+            "--root",
+            str(tmp_path / "runs"),
+            "--only",
+            "train",
+            "--from",
+            f"dataset={not_a_dataset}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 1, done.stderr[-3000:]

@@ -5,6 +5,7 @@ an executor image ``{{$.inputs.parameters['pipelinechannel--X']}}`` is resolved 
 inputs; ``nodeSelectorJson`` / ``tolerationJson`` resolve a parameter and an empty ``{}`` / ``[]`` adds
 nothing; ``activeDeadlineSeconds`` becomes the pod's; ``fieldPathAsEnv`` becomes a downward-API env var.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -60,8 +61,10 @@ def executor_of(spec: dict, task: dict) -> str:
 
 def stage_executors(spec: dict) -> dict[str, str]:
     """Stage name -> executor label, across nested pipelines (executor labels are exec-<component>[-N])."""
-    return {label: label.removeprefix("exec-").rsplit("-", 1)[0] if label[-1].isdigit() else label.removeprefix("exec-")
-            for label in spec["deploymentSpec"]["executors"]}
+    return {
+        label: label.removeprefix("exec-").rsplit("-", 1)[0] if label[-1].isdigit() else label.removeprefix("exec-")
+        for label in spec["deploymentSpec"]["executors"]
+    }
 
 
 def test_compiled_yaml__matches_the_committed_files(compiled):
@@ -70,9 +73,13 @@ def test_compiled_yaml__matches_the_committed_files(compiled):
         assert committed.is_file(), f"{committed} is missing; regenerate with: {REGENERATE}"
         fresh, old = path.read_text(), committed.read_text()
         if fresh != old:
-            diff = "".join(list(difflib.unified_diff(old.splitlines(True), fresh.splitlines(True), str(committed), "fresh"))[:40])
-            pytest.fail(f"{committed} is out of date with the components, the pipelines, the package version (its "
-                        f"default image, components/image.py) or the kfp SDK; regenerate with: {REGENERATE}\n{diff}")
+            diff = "".join(
+                list(difflib.unified_diff(old.splitlines(True), fresh.splitlines(True), str(committed), "fresh"))[:40]
+            )
+            pytest.fail(
+                f"{committed} is out of date with the components, the pipelines, the package version (its "
+                f"default image, components/image.py) or the kfp SDK; regenerate with: {REGENERATE}\n{diff}"
+            )
 
 
 @pytest.mark.parametrize("name", [*STAGE_COMPONENTS, "configure", "tradeoff"])
@@ -105,7 +112,9 @@ def test_image__every_executor_runs_the_image_parameter_whose_default_is_the_pac
         for label, executor in spec["deploymentSpec"]["executors"].items():
             if "container" in executor:
                 assert executor["container"]["image"] == IMAGE_PLACEHOLDER, (path.name, label)
-                assert "imagePullSecret" not in platform[label]  # only a compile-time secret adds one (test_driver_contract)
+                assert (
+                    "imagePullSecret" not in platform[label]
+                )  # only a compile-time secret adds one (test_driver_contract)
         text = path.read_text()
         assert not re.search(r"\b[\w./-]+:(dev|latest)\b", text), f"{path.name} names a mutable tag"
 
@@ -135,16 +144,27 @@ def test_image__each_task_passes_the_image_parameter_for_the_driver_to_resolve(m
 def test_scheduling__gpu_stages_take_selector_and_tolerations_from_json_parameters(main_spec, sweep_spec):
     for spec, platform in (main_spec, sweep_spec):
         params = spec["root"]["inputDefinitions"]["parameters"]
-        assert params["gpu_node_selector"]["parameterType"] == "STRUCT" and params["gpu_node_selector"]["defaultValue"] == {}
-        assert params["gpu_tolerations"]["parameterType"] == "LIST" and params["gpu_tolerations"]["defaultValue"] == [GPU_TOLERATION]
+        assert (
+            params["gpu_node_selector"]["parameterType"] == "STRUCT"
+            and params["gpu_node_selector"]["defaultValue"] == {}
+        )
+        assert params["gpu_tolerations"]["parameterType"] == "LIST" and params["gpu_tolerations"]["defaultValue"] == [
+            GPU_TOLERATION
+        ]
         for label, stage in stage_executors(spec).items():
             settings = platform[label]
             gpu = stage in GPU_TASKS
-            assert ("nodeSelector" in settings) == ("tolerations" in settings) == ("emptyDirMounts" in settings) == gpu, label
+            assert (
+                ("nodeSelector" in settings) == ("tolerations" in settings) == ("emptyDirMounts" in settings) == gpu
+            ), label
             if gpu:
-                assert settings["nodeSelector"] == {"nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}}
+                assert settings["nodeSelector"] == {
+                    "nodeSelectorJson": {"componentInputParameter": "gpu_node_selector"}
+                }
                 assert settings["tolerations"] == [{"tolerationJson": {"componentInputParameter": "gpu_tolerations"}}]
-                assert "labels" not in settings["nodeSelector"]  # no fixed label: a stock cluster schedules by the GPU request
+                assert (
+                    "labels" not in settings["nodeSelector"]
+                )  # no fixed label: a stock cluster schedules by the GPU request
     assert GPU_STAGES == GPU_TASKS
 
 
@@ -156,15 +176,22 @@ def test_resources__requests_and_limits_are_parameters_and_gpus_only_on_gpu_stag
             continue
         resources = executors[label]["container"]["resources"]
         assert ("accelerator" in resources) == (stage in GPU_TASKS), stage
-        for field, parameter in (("resourceCpuRequest", "task_cpu_request"), ("resourceCpuLimit", "task_cpu_limit"),
-                                 ("resourceMemoryRequest", "task_memory_request"), ("resourceMemoryLimit", "task_memory_limit")):
+        for field, parameter in (
+            ("resourceCpuRequest", "task_cpu_request"),
+            ("resourceCpuLimit", "task_cpu_limit"),
+            ("resourceMemoryRequest", "task_memory_request"),
+            ("resourceMemoryLimit", "task_memory_limit"),
+        ):
             assert resources[field] == f"{{{{$.inputs.parameters['pipelinechannel--{parameter}']}}}}", (stage, field)
 
 
 def test_timeouts__every_executor_has_one_and_limits_change_them(main_spec, tmp_path):
     spec, platform = main_spec
     for label, stage in stage_executors(spec).items():
-        assert int(platform[label]["activeDeadlineSeconds"]) == DEFAULT_TIMEOUTS_S["control" if stage == "configure" else stage]
+        assert (
+            int(platform[label]["activeDeadlineSeconds"])
+            == DEFAULT_TIMEOUTS_S["control" if stage == "configure" else stage]
+        )
     _, shorter = compiled_spec(build_hybridmi_pipeline(Limits().with_timeouts({"all": 600, "train": 7200})), tmp_path)
     assert int(shorter["exec-train"]["activeDeadlineSeconds"]) == 7200
     assert int(shorter["exec-probe"]["activeDeadlineSeconds"]) == 600
@@ -183,7 +210,9 @@ def test_run_identity__stage_pods_get_the_kfp_run_id_and_trainers_resume_from(ma
     spec, platform = main_spec
     for label, stage in stage_executors(spec).items():
         env = platform[label].get("fieldPathAsEnv", [])
-        assert (env == [{"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"}]) == (stage != "configure"), label
+        assert (env == [{"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"}]) == (
+            stage != "configure"
+        ), label
     tasks = spec["root"]["dag"]["tasks"]
     for stage in ("train", "ddim"):
         assert tasks[stage]["inputs"]["parameters"]["resume_from"] == {"componentInputParameter": "resume_from"}
@@ -203,9 +232,12 @@ def test_alpha_sweep__bounded_parallelism_and_nested_tasks_on_the_image_paramete
     assert loop["iteratorPolicy"]["parallelismLimit"] == Limits().sweep_parallelism
     nested = [c for c in spec["components"].values() if "dag" in c and "train" in c["dag"]["tasks"]]
     assert nested and nested[0]["dag"]["tasks"]["train"]["inputs"]["parameters"]["pipelinechannel--image"] == {
-        "componentInputParameter": "image"}
+        "componentInputParameter": "image"
+    }
     one, _ = compiled_spec(build_alpha_sweep(Limits(sweep_parallelism=1)), tmp_path)
-    assert next(t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t)["iteratorPolicy"] == {"parallelismLimit": 1}
+    assert next(t for t in one["root"]["dag"]["tasks"].values() if "parameterIterator" in t)["iteratorPolicy"] == {
+        "parallelismLimit": 1
+    }
 
 
 def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_spec, sweep_spec, compiled):
@@ -216,7 +248,12 @@ def test_pipeline_parameters__are_the_documented_ones_with_their_defaults(main_s
     for name, parameter in PARAMETERS.items():
         assert multinode[name]["defaultValue"] == parameter.default, name
     sweep = set(sweep_spec[0]["root"]["inputDefinitions"]["parameters"])
-    assert {p.name for p in TASK_PARAMETERS} | {"alphas", "hybrid_epochs", "hybrid_time_budget_minutes", "hybrid_seed"} == sweep
+    assert {p.name for p in TASK_PARAMETERS} | {
+        "alphas",
+        "hybrid_epochs",
+        "hybrid_time_budget_minutes",
+        "hybrid_seed",
+    } == sweep
     assert [p.name for p in PIPELINE_PARAMETERS] == [p.name for p in TASK_PARAMETERS + CONFIG_PARAMETERS]
 
 
@@ -224,8 +261,10 @@ def test_pipeline_dag__wires_the_same_edges_as_the_stage_declarations(main_spec)
     tasks = main_spec[0]["root"]["dag"]["tasks"]
     for stage, edges in wiring().items():
         artifacts = tasks[stage]["inputs"].get("artifacts", {})
-        got = {name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
-               for name, a in artifacts.items()}
+        got = {
+            name: (a["taskOutputArtifact"]["producerTask"], a["taskOutputArtifact"]["outputArtifactKey"])
+            for name, a in artifacts.items()
+        }
         assert got == edges, stage
         assert tasks[stage]["inputs"]["parameters"]["config"]["taskOutputParameter"]["producerTask"] == "configure"
 
@@ -235,7 +274,9 @@ def test_secret__every_stage_reads_the_store_secret_optionally(main_spec):
     for label, stage in stage_executors(spec).items():
         if stage != "configure":
             assert platform[label]["secretAsEnv"][0]["optional"] is True
-            assert platform[label]["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "store_secret"}
+            assert platform[label]["secretAsEnv"][0]["secretNameParameter"] == {
+                "componentInputParameter": "store_secret"
+            }
 
 
 def test_compiled_pipeline__carries_no_credentials(compiled):
@@ -257,14 +298,18 @@ def test_rerun_pipeline__imports_each_input_runs_one_stage_and_never_caches(tmp_
     for name, task in tasks.items():
         assert task.get("cachingOptions", {}).get("enableCache") is not True, name
     assert tasks["fid"]["taskInfo"]["name"] == "rerun fid"
-    assert sorted(tasks[t]["taskInfo"]["name"] for t in importers) == sorted(f"import {n}" for n in stage_module("fid").INPUTS)
+    assert sorted(tasks[t]["taskInfo"]["name"] for t in importers) == sorted(
+        f"import {n}" for n in stage_module("fid").INPUTS
+    )
     assert spec["deploymentSpec"]["executors"]["exec-fid"]["container"]["image"] == IMAGE_PLACEHOLDER
     assert "activeDeadlineSeconds" in platform["exec-fid"]
 
 
 def test_rerun_pipeline__a_trainer_rerun_takes_resume_from(tmp_path):
     spec, _ = compiled_spec(rerun_pipeline("train"), tmp_path)
-    assert spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]["resume_from"] == {"componentInputParameter": "resume_from"}
+    assert spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]["resume_from"] == {
+        "componentInputParameter": "resume_from"
+    }
 
 
 def test_rerun_pipeline__unknown_stage_is_named():

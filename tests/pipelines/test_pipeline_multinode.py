@@ -1,5 +1,6 @@
 """The multi-node pipeline (pipelines/compiled/hybridmi_multinode.yaml): the one-node DAG with its train step
 replaced by a task that runs training as a Kubeflow Trainer TrainJob, and how a submission picks it."""
+
 from __future__ import annotations
 
 import pytest
@@ -60,7 +61,9 @@ def test_task__no_gpu_of_its_own_namespace_and_run_id_as_env_outlives_the_trainj
     # A small pod of its own: the task_* parameters size the TrainJob's nodes, not the task that polls it.
     resources = executor["resources"]
     assert (resources["resourceCpuRequest"], resources["resourceCpuLimit"]) == TRAINJOB_TASK_CPU == ("500m", "2")
-    assert (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == TRAINJOB_TASK_MEMORY == ("1Gi", "4Gi")
+    assert (
+        (resources["resourceMemoryRequest"], resources["resourceMemoryLimit"]) == TRAINJOB_TASK_MEMORY == ("1Gi", "4Gi")
+    )
     settings = platform[f"exec-{TASK}"]
     assert {"nodeSelector", "tolerations", "emptyDirMounts"}.isdisjoint(settings)  # the TrainJob's nodes get those
     assert {"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"} in settings["fieldPathAsEnv"]
@@ -74,15 +77,23 @@ def test_task__no_gpu_of_its_own_namespace_and_run_id_as_env_outlives_the_trainj
     from kfp import compiler
 
     path = tmp_path / "short.yaml"
-    compiler.Compiler().compile(build_hybridmi_pipeline(Limits().with_timeouts({"train": 7200}), multinode=True), str(path))
+    compiler.Compiler().compile(
+        build_hybridmi_pipeline(Limits().with_timeouts({"train": 7200}), multinode=True), str(path)
+    )
     short = list(yaml.safe_load_all(path.read_text()))
-    assert short[0]["root"]["dag"]["tasks"][TASK]["inputs"]["parameters"]["deadline_s"]["runtimeValue"]["constant"] == 7200
-    assert int(short[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{TASK}"]["activeDeadlineSeconds"]) \
+    assert (
+        short[0]["root"]["dag"]["tasks"][TASK]["inputs"]["parameters"]["deadline_s"]["runtimeValue"]["constant"] == 7200
+    )
+    assert (
+        int(short[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"][f"exec-{TASK}"]["activeDeadlineSeconds"])
         == 7200 + TRAINJOB_MARGIN_S
+    )
 
 
-@pytest.mark.parametrize("given, nodes, pipeline", [
-    ({}, 1, "hybridmi"), ({"train_nodes": "1"}, 1, "hybridmi"), ({"train_nodes": "4"}, 4, MULTINODE_NAME)])
+@pytest.mark.parametrize(
+    "given, nodes, pipeline",
+    [({}, 1, "hybridmi"), ({"train_nodes": "1"}, 1, "hybridmi"), ({"train_nodes": "4"}, 4, MULTINODE_NAME)],
+)
 def test_submission__train_nodes_above_1_picks_the_multinode_pipeline(given, nodes, pipeline):
     arguments = pipeline_arguments("", **given)
     assert train_nodes(arguments) == nodes
@@ -102,7 +113,9 @@ def test_submission__train_nodes_is_checked_and_refused_where_nothing_trains_on_
 def test_local_run__refuses_train_nodes_above_1_before_running_anything(tmp_path):
     from hybridmi.runners.local import run_local
 
-    with pytest.raises(ValueError, match="train_nodes=3 makes the train step a Kubeflow Trainer TrainJob.*hybridmi submit"):
+    with pytest.raises(
+        ValueError, match="train_nodes=3 makes the train step a Kubeflow Trainer TrainJob.*hybridmi submit"
+    ):
         run_local(None, ["train.epochs=1"], runner="inprocess", pipeline_root=tmp_path, parameters={"train_nodes": "3"})
     assert list(tmp_path.iterdir()) == []
 
@@ -127,9 +140,17 @@ def test_task__loads_the_library_only():
     import sys
 
     root = COMPILED_DIR.parents[1]
-    code = ("import sys, hybridmi.task.trainjob.launch; "
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=root,
-                         env={**os.environ, "PYTHONPATH": str(root)})
+    code = (
+        "import sys, hybridmi.task.trainjob.launch; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -4,6 +4,7 @@ One full run (module fixture) feeds the tests: every stage's artifacts, the KFP 
 and checkpoints in S3, the data set reused by a second run, a one-stage rerun reproducing the probe,
 and a failing stage stopping the run with its own message.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,7 +24,9 @@ SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory, s3_store_uri, tiny):
-    return run_local(SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path_factory.mktemp("runs"), store_uri=s3_store_uri)
+    return run_local(
+        SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path_factory.mktemp("runs"), store_uri=s3_store_uri
+    )
 
 
 def _metrics(directory: Path) -> dict[str, float]:
@@ -57,7 +60,11 @@ def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run
     dataset = smoke_run.artifact("prepare", "dataset")
     checksum = read_sidecar(dataset)["dataset_checksum"]
     assert smoke_run.metadata["prepare"]["dataset"] == {
-        "store_key": dataset_key(checksum), "store_reused": False, "decode_skipped": False, "dataset_checksum": checksum}
+        "store_key": dataset_key(checksum),
+        "store_reused": False,
+        "decode_skipped": False,
+        "dataset_checksum": checksum,
+    }
     store = store_from_env(s3_store_uri)
     assert store.exists(dataset_key(checksum))
     assert smoke_run.run_id.startswith("local-")
@@ -73,10 +80,20 @@ def test_second_run__fetches_the_published_dataset_instead_of_decoding(smoke_run
     assert again.metadata["prepare"]["dataset"] == {**first, "store_reused": True, "decode_skipped": True}
 
 
-def test_second_run__has_its_own_run_id_and_resume_from_picks_the_first_runs_checkpoint(smoke_run, s3_store_uri, tiny, tmp_path):
+def test_second_run__has_its_own_run_id_and_resume_from_picks_the_first_runs_checkpoint(
+    smoke_run, s3_store_uri, tiny, tmp_path
+):
     inputs = {"dataset": smoke_run.artifact("prepare", "dataset")}
-    again = run_local(SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path, store_uri=s3_store_uri, only="train",
-                      inputs=inputs, parameters={"resume_from": smoke_run.run_id})
+    again = run_local(
+        SMOKE,
+        tiny,
+        runner="subprocess",
+        pipeline_root=tmp_path,
+        store_uri=s3_store_uri,
+        only="train",
+        inputs=inputs,
+        parameters={"resume_from": smoke_run.run_id},
+    )
     assert again.run_id != smoke_run.run_id
     first, resumed = _metrics(smoke_run.artifact("train", "model")), _metrics(again.artifact("train", "model"))
     assert resumed["steps"] == first["steps"]  # continued at the first run's last step,
@@ -84,8 +101,14 @@ def test_second_run__has_its_own_run_id_and_resume_from_picks_the_first_runs_che
 
 
 def test_rerun_one_stage__reproduces_the_probe_from_the_runs_artifacts(smoke_run, tiny, tmp_path):
-    rerun = run_local(SMOKE, tiny, runner="subprocess", pipeline_root=tmp_path, only="probe",
-                      inputs={"dataset": smoke_run.artifact("prepare", "dataset"), "model": smoke_run.artifact("train", "model")})
+    rerun = run_local(
+        SMOKE,
+        tiny,
+        runner="subprocess",
+        pipeline_root=tmp_path,
+        only="probe",
+        inputs={"dataset": smoke_run.artifact("prepare", "dataset"), "model": smoke_run.artifact("train", "model")},
+    )
     assert sorted(rerun.outputs) == ["probe"]  # importers leave no task directory
     assert _metrics(rerun.artifact("probe", "metrics")) == _metrics(smoke_run.artifact("probe", "metrics"))
 
@@ -93,8 +116,12 @@ def test_rerun_one_stage__reproduces_the_probe_from_the_runs_artifacts(smoke_run
 def test_failing_stage__stops_the_run_with_its_own_error_message(tiny, tmp_path):
     missing = tmp_path / "no-such-images"
     with pytest.raises(StageFailed) as failed:
-        run_local(SMOKE, [*tiny, "data.source=folder", f"data.root={missing}"], runner="subprocess",
-                  pipeline_root=tmp_path / "runs")
+        run_local(
+            SMOKE,
+            [*tiny, "data.source=folder", f"data.root={missing}"],
+            runner="subprocess",
+            pipeline_root=tmp_path / "runs",
+        )
     assert failed.value.stage == "prepare"
     assert str(missing) in failed.value.error
     assert not (failed.value.run_dir / "train").exists()

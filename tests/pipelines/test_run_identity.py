@@ -1,6 +1,7 @@
 """Run-scoped checkpoints against the moto S3 server: a new run of the same config starts fresh, a retried task
 of one run resumes from its mirrored checkpoint, and resuming another run is explicit. Each "pod" is a fresh
 output directory, as on a cluster."""
+
 from __future__ import annotations
 
 import logging
@@ -39,12 +40,20 @@ def dataset(cfg, env, tmp_path_factory):
 
 def train_in_a_fresh_pod(cfg, dataset, env, tmp_path, run_id, **kwargs):
     pod = tmp_path / f"pod-{run_id}-{len(list(tmp_path.iterdir()))}"
-    return run_task("train", cfg, inputs={"dataset": dataset}, outputs={"model": pod / "model"},
-                    env={**env, RUN_ID_VAR: run_id}, **kwargs).metrics
+    return run_task(
+        "train",
+        cfg,
+        inputs={"dataset": dataset},
+        outputs={"model": pod / "model"},
+        env={**env, RUN_ID_VAR: run_id},
+        **kwargs,
+    ).metrics
 
 
 def latest(env, run_id, cfg):
-    return CheckpointSync(store_from_env(env[STORE_VAR], env), RunIdentity(run_id).checkpoint_key(cfg, "train")).latest_step()
+    return CheckpointSync(
+        store_from_env(env[STORE_VAR], env), RunIdentity(run_id).checkpoint_key(cfg, "train")
+    ).latest_step()
 
 
 def test_same_config_twice__two_runs_each_train_from_scratch(cfg, dataset, env, tmp_path, caplog):
@@ -63,14 +72,18 @@ def test_retried_task_of_one_run__resumes_from_its_checkpoint(cfg, dataset, env,
     assert retried["steps"] == done["steps"] and retried["loss"] == done["loss"]  # the loss saved with the checkpoint
     assert any("resuming from checkpoint step" in r.getMessage() for r in caplog.records)
     steps = int(done["steps"])
-    assert any(f"at step {steps} of {steps}" in r.getMessage() for r in caplog.records)  # continued at the end: nothing retrained
+    assert any(
+        f"at step {steps} of {steps}" in r.getMessage() for r in caplog.records
+    )  # continued at the end: nothing retrained
 
 
 def test_resume_from__continues_another_runs_checkpoint_only_when_asked(cfg, dataset, env, tmp_path):
     done = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-src")
     resumed = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-next", resume_from="run-src")
     assert resumed["steps"] == done["steps"] and resumed["loss"] == done["loss"]
-    with pytest.raises(FileNotFoundError, match=r"resume_from=run-none: no train checkpoint under checkpoints/run-none/"):
+    with pytest.raises(
+        FileNotFoundError, match=r"resume_from=run-none: no train checkpoint under checkpoints/run-none/"
+    ):
         train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-later", resume_from="run-none")
 
 

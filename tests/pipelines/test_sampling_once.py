@@ -1,4 +1,5 @@
 """Samples are drawn once per run: the sample task feeds fid and figures, and a whole run samples N images, no more."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ def test_pipeline_dag__sample_alone_reads_the_ddim_and_feeds_fid_figures_and_so_
     tasks = next(yaml.safe_load_all((tmp_path / "p.yaml").read_text()))["root"]["dag"]["tasks"]
     for consumer in ("fid", "figures"):
         assert tasks[consumer]["inputs"]["artifacts"]["samples"]["taskOutputArtifact"] == {
-            "producerTask": "sample", "outputArtifactKey": "samples"}
+            "producerTask": "sample",
+            "outputArtifactKey": "samples",
+        }
     assert {name for name, task in tasks.items() if "ddim" in _producers(task)} == {"sample"}
 
     def upstream(name: str) -> set[str]:
@@ -49,5 +52,8 @@ def test_inprocess_run__samples_num_samples_once_for_fid_and_figures(tiny, tmp_p
     run = run_local(SMOKE, tiny, runner="inprocess", pipeline_root=tmp_path)
     samples = run.artifact("sample", "samples")
     assert sum(drawn) == read_index(samples)["count"] == 4  # TINY's sampling.num_samples, drawn in one pass
-    assert read_sidecar(run.artifact("fid", "metrics"))["upstream"]["samples"]["checksum"] == read_sidecar(samples)["checksum"]
+    assert (
+        read_sidecar(run.artifact("fid", "metrics"))["upstream"]["samples"]["checksum"]
+        == read_sidecar(samples)["checksum"]
+    )
     assert (run.artifact("figures", "figures") / "samples.png").read_bytes() == (samples / "samples.png").read_bytes()

@@ -1,6 +1,7 @@
 """`hybridmi submit` against real loopback HTTP servers: a KFP v2beta1 stand-in (kfp_api_server.py) driven by the
 real kfp.Client, a server that answers 404 to everything, and a closed port. The command's exit code, its one
 line of output and what reached the server are the assertions."""
+
 from __future__ import annotations
 
 import socket
@@ -49,17 +50,30 @@ def test_wait__ends_on_every_final_state_with_its_exit_code_and_one_line(capsys,
         got, out, _ = submit(capsys, host, "--token", "s3cret", "--wait", "--ui-url", "https://kf.example.com/pipeline")
     assert got == code
     (run_id,) = api.runs
-    assert out == (f"run {run_id} {state} after 12m03s"
-                   + ("" if state == "SUCCEEDED" else f": the run ended {state} (task train)")
-                   + f": https://kf.example.com/pipeline/#/runs/details/{run_id}")
+    assert out == (
+        f"run {run_id} {state} after 12m03s"
+        + ("" if state == "SUCCEEDED" else f": the run ended {state} (task train)")
+        + f": https://kf.example.com/pipeline/#/runs/details/{run_id}"
+    )
     assert all(r.headers.get("authorization") == "Bearer s3cret" for r in api.requests)
 
 
 def test_submit__posts_the_compiled_pipeline_with_the_resolved_config_and_the_image(capsys):
     api = FakeKFP()
     with Serving(api) as host:
-        code, out, _ = submit(capsys, host, "--set", "train.epochs=2", "--param", "ddim_sample_steps=5",
-                              "--accelerator-count", "", "--param", 'gpu_node_selector={"pool": "a100"}', "--no-cache")
+        code, out, _ = submit(
+            capsys,
+            host,
+            "--set",
+            "train.epochs=2",
+            "--param",
+            "ddim_sample_steps=5",
+            "--accelerator-count",
+            "",
+            "--param",
+            'gpu_node_selector={"pool": "a100"}',
+            "--no-cache",
+        )
     assert code == 0
     (run,) = runs_posted(api)
     assert spec_of(run)["pipelineInfo"]["name"] == "hybridmi"
@@ -68,7 +82,9 @@ def test_submit__posts_the_compiled_pipeline_with_the_resolved_config_and_the_im
     assert (cfg.train.epochs, cfg.sampling.steps) == (2.0, 5)
     assert (params["image"], params["gpu_count"], params["gpu_node_selector"]) == (IMAGE, "", {"pool": "a100"})
     tasks = spec_of(run)["root"]["dag"]["tasks"]
-    assert all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())  # --no-cache reached the package
+    assert all(
+        not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values()
+    )  # --no-cache reached the package
     (run_id,) = api.runs
     assert out == f"run {run_id} submitted: {host}/#/runs/details/{run_id}"
     (experiment,) = api.experiments.values()
@@ -127,7 +143,9 @@ def test_unreachable_host__one_line_not_a_traceback(capsys):
         port = s.getsockname()[1]  # closed when the block ends: nothing listens there
     code, _, err = submit(capsys, f"http://127.0.0.1:{port}")
     line = one_error_line(err)
-    assert code == 1 and f"cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}" in line and "port-forward" in line
+    assert (
+        code == 1 and f"cannot reach Kubeflow Pipelines at http://127.0.0.1:{port}" in line and "port-forward" in line
+    )
 
 
 def test_package_refused_by_the_server__one_line_with_its_message(capsys):
@@ -150,8 +168,10 @@ def test_wait__gives_up_at_the_timeout_with_its_own_exit_code(capsys):
 
 def test_rerun__imports_the_uris_kfp_shows_and_never_caches_by_default(capsys):
     api = FakeKFP()
-    uris = {"dataset": "minio://mlpipeline/v2/artifacts/hybridmi/run-1/prepare/dataset",
-            "model": "minio://mlpipeline/v2/artifacts/hybridmi/run-1/train/model"}
+    uris = {
+        "dataset": "minio://mlpipeline/v2/artifacts/hybridmi/run-1/prepare/dataset",
+        "model": "minio://mlpipeline/v2/artifacts/hybridmi/run-1/train/model",
+    }
     with Serving(api) as host:
         code, _, _ = submit(capsys, host, "--only", "probe", *(f"--from={k}={v}" for k, v in uris.items()))
     assert code == 0
@@ -163,41 +183,59 @@ def test_rerun__imports_the_uris_kfp_shows_and_never_caches_by_default(capsys):
     assert run["display_name"] == "hybridmi-rerun-probe"
 
 
-@pytest.mark.parametrize("uri, problem", [
-    ("/tmp/model", "scheme '(none)' is not one of minio://, s3://, gs://"),
-    ("https://bucket/model", "scheme 'https' is not one of"),
-    ("minio:///v2/artifacts/model", "'' is not a bucket name"),
-    ("s3://My_Bucket/model", "'My_Bucket' is not a bucket name"),
-    ("gs://bucket", "no object key after the bucket"),
-    ("minio://mlpipeline/", "no object key after the bucket"),
-    # The launcher opens any bucket but the pipeline root's from the pod's environment alone (s3://: AWS).
-    ("s3://my-bucket/v2/artifacts/model", "the KFP launcher reads imported artifacts only from the pipeline root's bucket "
-                                          "minio://mlpipeline"),
-    ("minio://other-bucket/v2/artifacts/model", "the KFP launcher reads imported artifacts only from the pipeline root's "
-                                                "bucket minio://mlpipeline"),
-])
+@pytest.mark.parametrize(
+    "uri, problem",
+    [
+        ("/tmp/model", "scheme '(none)' is not one of minio://, s3://, gs://"),
+        ("https://bucket/model", "scheme 'https' is not one of"),
+        ("minio:///v2/artifacts/model", "'' is not a bucket name"),
+        ("s3://My_Bucket/model", "'My_Bucket' is not a bucket name"),
+        ("gs://bucket", "no object key after the bucket"),
+        ("minio://mlpipeline/", "no object key after the bucket"),
+        # The launcher opens any bucket but the pipeline root's from the pod's environment alone (s3://: AWS).
+        (
+            "s3://my-bucket/v2/artifacts/model",
+            "the KFP launcher reads imported artifacts only from the pipeline root's bucket minio://mlpipeline",
+        ),
+        (
+            "minio://other-bucket/v2/artifacts/model",
+            "the KFP launcher reads imported artifacts only from the pipeline root's bucket minio://mlpipeline",
+        ),
+    ],
+)
 def test_rerun__bad_uris_are_refused_before_contacting_the_cluster(capsys, uri, problem):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code, _, err = submit(capsys, f"http://127.0.0.1:{port}", "--only", "probe",
-                          "--from", "dataset=minio://mlpipeline/v2/artifacts/d", "--from", f"model={uri}")
+    code, _, err = submit(
+        capsys,
+        f"http://127.0.0.1:{port}",
+        "--only",
+        "probe",
+        "--from",
+        "dataset=minio://mlpipeline/v2/artifacts/d",
+        "--from",
+        f"model={uri}",
+    )
     line = one_error_line(err)
     assert code == 1 and f"--from model={uri}: {problem}" in line  # not "cannot reach": nothing was sent
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["--image", "hybridmi:latest"], "needs an explicit non-latest tag"),
-    (["--image", "registry.example.com/hybridmi"], "needs an explicit non-latest tag"),
-    (["--param", "gpu_tolerations={\"key\": \"x\"}"], "gpu_tolerations={'key': 'x'} must be a list"),
-    (["--param", "gpu_tolerations=[{\"key\": \"x\", \"effect\": \"Sometimes\"}]"], "is not a Kubernetes toleration"),
-    (["--param", "gpu_node_selector=pool=a100"], "is not JSON"),
-    (["--param", "task_memory_limit=lots"], "is not a Kubernetes quantity"),
-    (["--resume-from", "../other"], "resume_from='../other' is not a run id"),
-    (["--task-timeout", "trian=60"], "timeout for unknown stage(s) trian"),
-    (["--param", "store_secret=Hybridmi_Store"], "store_secret='Hybridmi_Store' is not a Kubernetes object name"),
-    (["--image-pull-secret", "Reg_Cred"], "image pull secret 'Reg_Cred' is not a Kubernetes object name"),
-])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["--image", "hybridmi:latest"], "needs an explicit non-latest tag"),
+        (["--image", "registry.example.com/hybridmi"], "needs an explicit non-latest tag"),
+        (["--param", 'gpu_tolerations={"key": "x"}'], "gpu_tolerations={'key': 'x'} must be a list"),
+        (["--param", 'gpu_tolerations=[{"key": "x", "effect": "Sometimes"}]'], "is not a Kubernetes toleration"),
+        (["--param", "gpu_node_selector=pool=a100"], "is not JSON"),
+        (["--param", "task_memory_limit=lots"], "is not a Kubernetes quantity"),
+        (["--resume-from", "../other"], "resume_from='../other' is not a run id"),
+        (["--task-timeout", "trian=60"], "timeout for unknown stage(s) trian"),
+        (["--param", "store_secret=Hybridmi_Store"], "store_secret='Hybridmi_Store' is not a Kubernetes object name"),
+        (["--image-pull-secret", "Reg_Cred"], "image pull secret 'Reg_Cred' is not a Kubernetes object name"),
+    ],
+)
 def test_bad_run_parameters__one_line_before_contacting_the_cluster(capsys, args, problem):
     code, _, err = main_submit_offline(capsys, args)
     assert code == 1 and problem in one_error_line(err)
@@ -237,8 +275,18 @@ def test_rerun__uris_in_the_bucket_of_a_named_pipeline_root_are_accepted(capsys)
     api = FakeKFP()
     model = "s3://my-bucket/v2/artifacts/hybridmi/run-1/train/model"
     with Serving(api) as host:
-        code, _, _ = submit(capsys, host, "--only", "probe", "--pipeline-root", "s3://my-bucket/v2/artifacts",
-                            "--from", "dataset=s3://my-bucket/v2/artifacts/d", "--from", f"model={model}")
+        code, _, _ = submit(
+            capsys,
+            host,
+            "--only",
+            "probe",
+            "--pipeline-root",
+            "s3://my-bucket/v2/artifacts",
+            "--from",
+            "dataset=s3://my-bucket/v2/artifacts/d",
+            "--from",
+            f"model={model}",
+        )
     assert code == 0
     (run,) = runs_posted(api)
     assert run["runtime_config"]["parameters"]["model_uri"] == model

@@ -1,4 +1,5 @@
 """The task-side helpers components call: config parameters, KFP metric logging, failure records, the sweep table."""
+
 from __future__ import annotations
 
 import csv
@@ -92,8 +93,12 @@ def test_run_task__failure_is_recorded_with_the_stages_own_message(tmp_path):
 
 
 def test_wiring__report_reads_the_metrics_of_the_evaluation_stages_and_the_figures():
-    assert wiring()["report"] == {"probe": ("probe", "metrics"), "reconstruction": ("reconstruction", "metrics"),
-                                  "fid": ("fid", "metrics"), "figures": ("figures", "figures")}
+    assert wiring()["report"] == {
+        "probe": ("probe", "metrics"),
+        "reconstruction": ("reconstruction", "metrics"),
+        "fid": ("fid", "metrics"),
+        "figures": ("figures", "figures"),
+    }
     assert wiring()["train"] == {"dataset": ("prepare", "dataset")}
 
 
@@ -119,12 +124,19 @@ def test_tradeoff_rows__pair_by_config_and_sort_by_alpha_whatever_the_order(tmp_
 
 
 def test_tradeoff_outputs__table_csv_and_plot_hold_every_row(tmp_path):
-    rows = [{"alpha": 0.1, "linear_acc_y": 0.8, "mse": 9.0, "psnr": 20.0},
-            {"alpha": 0.9, "linear_acc_y": 0.3, "mse": 2.0, "psnr": 25.0}]
+    rows = [
+        {"alpha": 0.1, "linear_acc_y": 0.8, "mse": 9.0, "psnr": 20.0},
+        {"alpha": 0.9, "linear_acc_y": 0.3, "mse": 2.0, "psnr": 25.0},
+    ]
     table = markdown_table(rows)
     assert table.splitlines()[0] == "| alpha | linear_acc_y (%) | mse | psnr |"
     assert "| 0.1 | 80.0 | 9.000 | 20.000 |" in table
-    assert list(csv.DictReader(io.StringIO(csv_text(rows))))[1] == {"alpha": "0.9", "linear_acc_y": "0.3", "mse": "2.0", "psnr": "25.0"}
+    assert list(csv.DictReader(io.StringIO(csv_text(rows))))[1] == {
+        "alpha": "0.9",
+        "linear_acc_y": "0.3",
+        "mse": "2.0",
+        "psnr": "25.0",
+    }
     image = Image.open(io.BytesIO(tradeoff_png(rows)))
     assert image.size == (640, 440)
     write_tradeoff(rows, table_path=tmp_path / "t.md", csv_path=tmp_path / "t.csv", html_path=tmp_path / "t.html")

@@ -2,6 +2,7 @@
 ApiException for an HTTP answer, urllib3's errors when nothing answers. A clock that moves only when the
 wait sleeps keeps the long backoffs instant; one test polls a real loopback server with the real kfp.Client
 while it fails, goes away and comes back."""
+
 from __future__ import annotations
 
 import json
@@ -67,10 +68,15 @@ def warnings_of(caplog) -> list[str]:
 def test_wait__rides_out_5xx_429_and_network_errors_until_the_run_succeeds(caplog):
     clock = Clock()
     get_run = scripted(
-        ApiException(status=503, reason="Service Unavailable"), ApiException(status=502, reason="Bad Gateway"),
-        ApiException(status=429, reason="Too Many Requests"), ConnectionRefusedError(111, "Connection refused"),
-        refused(), ProtocolError("Connection aborted.", RemoteDisconnected("closed without response")),
-        run("RUNNING"), run("SUCCEEDED"))
+        ApiException(status=503, reason="Service Unavailable"),
+        ApiException(status=502, reason="Bad Gateway"),
+        ApiException(status=429, reason="Too Many Requests"),
+        ConnectionRefusedError(111, "Connection refused"),
+        refused(),
+        ProtocolError("Connection aborted.", RemoteDisconnected("closed without response")),
+        run("RUNNING"),
+        run("SUCCEEDED"),
+    )
     with caplog.at_level(logging.WARNING):
         got = wait_for_final_state(get_run, timeout_s=3600, poll_s=10, clock=clock, sleep=clock.sleep)
     assert got.state == "SUCCEEDED" and get_run.calls == 8
@@ -83,8 +89,9 @@ def test_wait__rides_out_5xx_429_and_network_errors_until_the_run_succeeds(caplo
 def test_wait__backoff_doubles_up_to_its_cap():
     clock = Clock()
     get_run = scripted(*[refused()] * 6, run("FAILED"))
-    got = wait_for_final_state(get_run, timeout_s=3600, poll_s=1, backoff=Backoff(first_s=1, most_s=4), clock=clock,
-                               sleep=clock.sleep)
+    got = wait_for_final_state(
+        get_run, timeout_s=3600, poll_s=1, backoff=Backoff(first_s=1, most_s=4), clock=clock, sleep=clock.sleep
+    )
     assert got.state == "FAILED" and clock.pauses == [1, 2, 4, 4, 4, 4]
 
 
@@ -104,9 +111,11 @@ def test_wait__unreachable_until_the_deadline_says_so_and_never_sleeps_past_it()
         wait_for_final_state(get_run, timeout_s=600, poll_s=10, clock=clock, sleep=clock.sleep)
     assert not raised.value.answering and isinstance(raised.value, TimeoutError)
     assert clock.pauses == [10, 5, 10, 20, 40, 80, 160, 275] and clock.now == 600  # the last poll is at the deadline
-    assert str(raised.value) == ("the API has not answered for the last 590 s of the 600 s wait (NewConnectionError: "
-                                 "None: Failed to establish a new connection: [Errno 111] Connection refused); "
-                                 "the run was RUNNING when last seen")
+    assert str(raised.value) == (
+        "the API has not answered for the last 590 s of the 600 s wait (NewConnectionError: "
+        "None: Failed to establish a new connection: [Errno 111] Connection refused); "
+        "the run was RUNNING when last seen"
+    )
 
 
 def test_wait__still_running_at_the_deadline_while_the_api_answers():
@@ -184,11 +193,18 @@ def test_wait__outlasts_a_real_server_that_fails_goes_away_and_comes_back(caplog
                 api.start()
 
         with caplog.at_level(logging.WARNING, logger="hybridmi"):
-            got = wait_for_final_state(lambda: client.get_run("run-1"), timeout_s=30, poll_s=0.01,
-                                       backoff=Backoff(first_s=0.01, most_s=0.04), sleep=sleep)
+            got = wait_for_final_state(
+                lambda: client.get_run("run-1"),
+                timeout_s=30,
+                poll_s=0.01,
+                backoff=Backoff(first_s=0.01, most_s=0.04),
+                sleep=sleep,
+            )
     finally:
         api.stop()
-    assert got.state == "SUCCEEDED" and api.polls == 4  # 503, 503, (three polls find the port closed), RUNNING, SUCCEEDED
+    assert (
+        got.state == "SUCCEEDED" and api.polls == 4
+    )  # 503, 503, (three polls find the port closed), RUNNING, SUCCEEDED
     assert pauses == [0.01, 0.02, 0.04, 0.04, 0.04, 0.01]
     lost, back = [m for m in warnings_of(caplog) if "Kubeflow Pipelines API" in m]
     assert "HTTP 503" in lost and "after 5 failed polls" in back

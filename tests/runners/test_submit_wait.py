@@ -1,5 +1,6 @@
 """How long `submit --wait` waits by default (`run_time_bound_s` of the compiled packages in pipelines/compiled,
 and of small hand-written specs with known answers), and what the wait says when the API never answers again."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,8 +27,16 @@ def gpu_task_s(stage: str) -> float:
 def test_run_time_bound__hybridmi_is_its_longest_chain_of_timeouts_with_retries():
     t = DEFAULT_TIMEOUTS_S
     # configure → prepare → train → latents → ddim → sample → fid → report; the other branches are shorter
-    chain = t["control"] + t["prepare"] + gpu_task_s("train") + gpu_task_s("latents") + gpu_task_s("ddim") \
-        + gpu_task_s("sample") + gpu_task_s("fid") + t["report"]
+    chain = (
+        t["control"]
+        + t["prepare"]
+        + gpu_task_s("train")
+        + gpu_task_s("latents")
+        + gpu_task_s("ddim")
+        + gpu_task_s("sample")
+        + gpu_task_s("fid")
+        + t["report"]
+    )
     bound = run_time_bound_s((COMPILED / "hybridmi.yaml").read_text())
     assert bound == chain and bound > 24 * HOUR
 
@@ -52,18 +61,33 @@ def package(tasks: dict, deadlines: dict, *, components: dict | None = None, def
     """A two-document package: executor ``exec-<name>`` per deadline; task ``t`` runs component ``comp-<t's component>``."""
     spec = {
         "pipelineInfo": {"name": "toy"},
-        "root": {"dag": {"tasks": tasks},
-                 "inputDefinitions": {"parameters": {k: {"defaultValue": v} for k, v in (defaults or {}).items()}}},
+        "root": {
+            "dag": {"tasks": tasks},
+            "inputDefinitions": {"parameters": {k: {"defaultValue": v} for k, v in (defaults or {}).items()}},
+        },
         "components": {**{f"comp-{n}": {"executorLabel": f"exec-{n}"} for n in deadlines}, **(components or {})},
         "deploymentSpec": {"executors": {f"exec-{n}": {"container": {"image": "x"}} for n in deadlines}},
     }
-    platform = {"platforms": {"kubernetes": {"deploymentSpec": {"executors": {
-        f"exec-{n}": {"activeDeadlineSeconds": str(s)} for n, s in deadlines.items() if s is not None}}}}}
+    platform = {
+        "platforms": {
+            "kubernetes": {
+                "deploymentSpec": {
+                    "executors": {
+                        f"exec-{n}": {"activeDeadlineSeconds": str(s)} for n, s in deadlines.items() if s is not None
+                    }
+                }
+            }
+        }
+    }
     return yaml.safe_dump_all([spec, platform])
 
 
 def task(component: str, *after: str, **extra) -> dict:
-    return {"componentRef": {"name": f"comp-{component}"}, **({"dependentTasks": list(after)} if after else {}), **extra}
+    return {
+        "componentRef": {"name": f"comp-{component}"},
+        **({"dependentTasks": list(after)} if after else {}),
+        **extra,
+    }
 
 
 def test_run_time_bound__a_diamond_takes_its_longer_branch():
@@ -78,9 +102,12 @@ def test_run_time_bound__retries_repeat_the_timeout_and_add_capped_backoff():
 
 def test_run_time_bound__a_loop_of_a_nested_pipeline_over_a_pipeline_input():
     body = {"comp-body": {"dag": {"tasks": {"x": task("x"), "y": task("y", "x")}}}}
-    loop = task("body", parameterIterator={"items": {"inputParameter": "pipelinechannel--items"}},
-                inputs={"parameters": {"pipelinechannel--items": {"componentInputParameter": "items"}}},
-                iteratorPolicy={"parallelismLimit": 3})
+    loop = task(
+        "body",
+        parameterIterator={"items": {"inputParameter": "pipelinechannel--items"}},
+        inputs={"parameters": {"pipelinechannel--items": {"componentInputParameter": "items"}}},
+        iteratorPolicy={"parallelismLimit": 3},
+    )
     spec = package({"loop": loop}, {"x": 5, "y": 6}, components=body, defaults={"items": list(range(7))})
     assert run_time_bound_s(spec) == 3 * 11  # 7 items, 3 at a time
     assert run_time_bound_s(spec, {"items": []}) == 0
@@ -89,8 +116,11 @@ def test_run_time_bound__a_loop_of_a_nested_pipeline_over_a_pipeline_input():
 def test_run_time_bound__refuses_a_task_without_timeout_or_a_loop_over_a_task_output():
     with pytest.raises(ValueError, match="executor exec-a has no timeout"):
         run_time_bound_s(package({"a": task("a")}, {"a": None}))
-    loop = task("a", parameterIterator={"items": {"inputParameter": "pipelinechannel--xs"}},
-                inputs={"parameters": {"pipelinechannel--xs": {"taskOutputParameter": {"producerTask": "b"}}}})
+    loop = task(
+        "a",
+        parameterIterator={"items": {"inputParameter": "pipelinechannel--xs"}},
+        inputs={"parameters": {"pipelinechannel--xs": {"taskOutputParameter": {"producerTask": "b"}}}},
+    )
     with pytest.raises(ValueError, match="items of loop loop are not known before the run"):
         run_time_bound_s(package({"loop": loop}, {"a": 1}))
 
@@ -111,8 +141,17 @@ class UnreachableAfterSubmission:
 
 def test_submit_wait__unreachable_to_the_timeout_names_the_run_and_its_link():
     with pytest.raises(TimeoutError) as raised:
-        submit("http://127.0.0.1:9", SMOKE, wait=True, timeout_s=0.2, poll_s=0.01, backoff=Backoff(0.01, 0.05),
-               auth=Auth(), ui_url="https://kf.example.com/pipeline", client_factory=UnreachableAfterSubmission)
+        submit(
+            "http://127.0.0.1:9",
+            SMOKE,
+            wait=True,
+            timeout_s=0.2,
+            poll_s=0.01,
+            backoff=Backoff(0.01, 0.05),
+            auth=Auth(),
+            ui_url="https://kf.example.com/pipeline",
+            client_factory=UnreachableAfterSubmission,
+        )
     message = str(raised.value)
     assert message.startswith("run run-1: the API has not answered for the last ")
     assert "(NewConnectionError: None: Connection refused); its state was never read" in message

@@ -3,6 +3,7 @@
 FID here runs on randomly initialised Inception weights: these tests check the protocol and code
 paths (what is measured and recorded), not FID values (tests/eval/test_fid_real.py does that).
 """
+
 import hashlib
 import json
 import re
@@ -61,8 +62,16 @@ def _drawn_directly(cfg, art):
     """The config's samples decoded straight from the sampler, rounded to uint8: what the artifact must hold."""
     ddim, autoencoder = load_sampler(**_sampler_inputs(art), device="cpu")
     s = cfg.sampling
-    batches = decoded_samples(ddim, autoencoder, s.num_samples, batch_size=s.batch_size, steps=s.steps, eta=s.eta,
-                              spacing=s.spacing, seed=s.seed)
+    batches = decoded_samples(
+        ddim,
+        autoencoder,
+        s.num_samples,
+        batch_size=s.batch_size,
+        steps=s.steps,
+        eta=s.eta,
+        spacing=s.spacing,
+        seed=s.seed,
+    )
     return [to_uint8(b) for b in batches]
 
 
@@ -79,9 +88,17 @@ def test_sample_stage__writes_num_samples_in_several_chunk_files_with_an_index(c
         chunk = torch.load(tmp_path / entry["file"], weights_only=True)
         assert chunk.dtype == torch.uint8 and chunk.shape == (entry["count"], 3, 32, 32)
     s = cfg.sampling
-    assert index["sampler"] == {"seed": s.seed, "steps": s.steps, "eta": s.eta, "spacing": s.spacing,
-                                "batch_size": s.batch_size, "ddim_step": ddim_metrics["ddim_steps"]}
-    assert torch.equal(torch.cat(list(sample_chunks(tmp_path))), first_samples(art["samples"], 5))  # chunking changes nothing
+    assert index["sampler"] == {
+        "seed": s.seed,
+        "steps": s.steps,
+        "eta": s.eta,
+        "spacing": s.spacing,
+        "batch_size": s.batch_size,
+        "ddim_step": ddim_metrics["ddim_steps"],
+    }
+    assert torch.equal(
+        torch.cat(list(sample_chunks(tmp_path))), first_samples(art["samples"], 5)
+    )  # chunking changes nothing
 
 
 def test_sample_stage__holds_the_samplers_images_in_draw_order_and_a_grid_of_the_first(chain):
@@ -93,7 +110,8 @@ def test_sample_stage__holds_the_samplers_images_in_draw_order_and_a_grid_of_the
     sidecar = read_sidecar(art["samples"])
     assert sidecar["stage"] == "sample" and sidecar["upstream"]["ddim"]["stage"] == "ddim"
     assert json.loads((art["samples"] / "metrics.json").read_text())["sample_pixel_mean"] == pytest.approx(
-        float(stored.double().mean() / 255), rel=1e-12)
+        float(stored.double().mean() / 255), rel=1e-12
+    )
 
 
 def test_sample_stage__runs_in_float32_whatever_the_training_precision(chain, tmp_path):
@@ -121,7 +139,9 @@ def test_figures_stage__writes_every_figure_at_its_size_without_sampling(chain, 
         assert image.size == grid_size(4, ncols=4)
     with Image.open(tmp_path / "samples.png") as image:
         assert image.size == grid_size(4, ncols=2)
-    assert (tmp_path / "samples.png").read_bytes() == (art["samples"] / "samples.png").read_bytes()  # the artifact's images
+    assert (tmp_path / "samples.png").read_bytes() == (
+        art["samples"] / "samples.png"
+    ).read_bytes()  # the artifact's images
 
 
 def test_fid_stage__reports_fid_with_its_sample_count_and_caches_reference(fid_run, random_weights):
@@ -144,18 +164,23 @@ def test_fid_stage__records_its_protocol_and_where_its_inputs_came_from(fid_run,
     dataset = read_sidecar(art["dataset"])
     assert sidecar["upstream"]["dataset"]["dataset_checksum"] == dataset["dataset_checksum"]
     assert sidecar["upstream"]["samples"]["stage"] == "sample"
-    assert sidecar["upstream"]["ddim"]["stage"] == "ddim" and sidecar["upstream"]["ddim"]["seconds"] > 0  # via the samples
+    assert (
+        sidecar["upstream"]["ddim"]["stage"] == "ddim" and sidecar["upstream"]["ddim"]["seconds"] > 0
+    )  # via the samples
     assert sidecar["seconds"] > 0
 
 
 def test_fid_stage__equals_the_fid_of_the_stored_images_computed_directly(chain, fid_run, random_weights):
     _, art, _, _ = chain
     metrics, _ = fid_run
-    saved = torch.cat([torch.load(art["samples"] / c["file"], weights_only=True) for c in read_index(art["samples"])["chunks"]])
+    saved = torch.cat(
+        [torch.load(art["samples"] / c["file"], weights_only=True) for c in read_index(art["samples"])["chunks"]]
+    )
     inception = load_inception(device="cpu")
     _, test = load_dataset(art["dataset"])
-    reference = reference_statistics(test.images, checksum=test.checksum, model=inception,
-                                     cache_dir=random_weights / "fid-cache", batch_size=4)
+    reference = reference_statistics(
+        test.images, checksum=test.checksum, model=inception, cache_dir=random_weights / "fid-cache", batch_size=4
+    )
     expected = frechet_distance(*activation_statistics(uint8_batches(saved, 4), inception), *reference)
     assert metrics["fid"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
@@ -167,8 +192,13 @@ def test_fid_stage__equals_the_fid_of_samples_decoded_and_rounded_on_the_fly(cha
     metrics, _ = fid_run
     inception = load_inception(device="cpu")
     _, test = load_dataset(art["dataset"])
-    reference = reference_statistics(test.images, checksum=test.checksum, model=inception,
-                                     cache_dir=random_weights / "fid-cache", batch_size=cfg.fid.batch_size)
+    reference = reference_statistics(
+        test.images,
+        checksum=test.checksum,
+        model=inception,
+        cache_dir=random_weights / "fid-cache",
+        batch_size=cfg.fid.batch_size,
+    )
     floats = (b.float().div_(255.0) for b in _drawn_directly(cfg, art))
     stats = activation_statistics(rebatch(floats, cfg.fid.batch_size), inception)
     assert metrics["fid"] == frechet_distance(*stats, *reference)
@@ -184,9 +214,12 @@ def test_fid_stage__a_random_reference_subset_is_cached_apart_and_recorded(chain
     assert len(list((random_weights / "fid-cache").glob("fid-*-n6s3.npz"))) == 1
 
 
-@pytest.mark.parametrize(("field", "value", "named"), [("steps", 4, "steps 5 (config: 4)"),
-                                                        ("num_samples", 6, "num_samples 5 (config: 6)")])
-def test_fid_and_figures__refuse_samples_drawn_with_other_sampling_settings(chain, random_weights, tmp_path, field, value, named):
+@pytest.mark.parametrize(
+    ("field", "value", "named"), [("steps", 4, "steps 5 (config: 4)"), ("num_samples", 6, "num_samples 5 (config: 6)")]
+)
+def test_fid_and_figures__refuse_samples_drawn_with_other_sampling_settings(
+    chain, random_weights, tmp_path, field, value, named
+):
     cfg, art, _, _ = chain
     other = cfg.model_copy(deep=True)
     setattr(other.sampling, field, value)

@@ -1,4 +1,5 @@
 """The report stage: one self-contained HTML page and its Markdown, from the evaluation artifacts of a tiny run."""
+
 import base64
 import json
 from html.parser import HTMLParser
@@ -89,7 +90,11 @@ def test_report__html_table_holds_this_run_beside_the_papers_rows(report_run):
     assert row["kNN z (%)"] == f"{100 * probe['knn_acc_z']:.1f}"
     assert [r[0] for r in paper] == [f"{method} (paper)" for method in TABLE1]
     hybrid = dict(zip(header, paper[0]))
-    assert hybrid["MSE (Σ over 3072 values)"] == "2.6" and hybrid["FID"] == "34.6" and hybrid["linear acc. z (%)"] == "77.6"
+    assert (
+        hybrid["MSE (Σ over 3072 values)"] == "2.6"
+        and hybrid["FID"] == "34.6"
+        and hybrid["linear acc. z (%)"] == "77.6"
+    )
 
 
 def test_report__figures_are_inline_copies_of_the_figure_files_and_nothing_is_external(report_run):
@@ -112,7 +117,16 @@ def test_report__states_fid_protocol_checksum_timings_and_config(report_run):
     assert dataset_checksum in text and cfg.hash() in text
     timings = Page(text).tables["timings"]
     stages = [row[0] for row in timings[1:]]
-    assert stages == ["prepare", "probe", "reconstruction", "latents", "ddim", "sample", "fid", "figures"]  # pipeline order
+    assert stages == [
+        "prepare",
+        "probe",
+        "reconstruction",
+        "latents",
+        "ddim",
+        "sample",
+        "fid",
+        "figures",
+    ]  # pipeline order
     assert "contrastive_channels: 3" in text  # the resolved config, inline
 
 

@@ -1,6 +1,7 @@
 """Real S3 endpoints on loopback: moto's threaded server (shared state), a killable TCP proxy in front of
 it (to take the endpoint away mid-publish and bring it back on the same port), and a ``moto_server``
 subprocess with IAM authentication enforced (to see real InvalidAccessKeyId/SignatureDoesNotMatch)."""
+
 from __future__ import annotations
 
 import uuid
@@ -41,7 +42,11 @@ def store(request, tmp_path, moto_endpoint):
     name = f"test-{uuid.uuid4().hex[:12]}"
     client = make_client(moto_endpoint)
     client.make_bucket(name)
-    return S3Store(client, name, "artifacts", retry=FAST_RETRY, part_size=5 * 1024 * 1024,
-                   conditional_writes=None if request.param == "s3" else False)
-
-
+    return S3Store(
+        client,
+        name,
+        "artifacts",
+        retry=FAST_RETRY,
+        part_size=5 * 1024 * 1024,
+        conditional_writes=None if request.param == "s3" else False,
+    )

@@ -1,4 +1,5 @@
 """Helpers shared by the store tests: loopback S3 clients, a killable TCP proxy, tree read/write."""
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,13 @@ def wait_for_port(port: int, timeout_s: float = 20.0) -> None:
 
 def make_client(endpoint: str, access_key: str = TEST_KEY, secret_key: str = TEST_SECRET) -> Minio:
     """A client without urllib3-level retries, so that the store's RetryPolicy is the only retry loop."""
-    return Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=False,
-                 http_client=urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=10)))
+    return Minio(
+        endpoint,
+        access_key=access_key,
+        secret_key=secret_key,
+        secure=False,
+        http_client=urllib3.PoolManager(retries=False, timeout=urllib3.Timeout(connect=2, read=10)),
+    )
 
 
 class TcpProxy:
@@ -103,7 +109,6 @@ class TcpProxy:
                     pass
 
 
-
 def start_auth_moto(log_path: Path) -> tuple[subprocess.Popen, str, str, str, str]:
     """A moto_server subprocess enforcing IAM auth, with one user allowed s3:*:
     (process, endpoint host:port, access key, secret key, bucket). The caller terminates the process."""
@@ -111,20 +116,34 @@ def start_auth_moto(log_path: Path) -> tuple[subprocess.Popen, str, str, str, st
 
     port = free_port()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MOTO_PORT": str(port)})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MOTO_PORT": str(port)},
+        )
     try:
         wait_for_port(port)
         url = f"http://127.0.0.1:{port}"
-        kw = dict(endpoint_url=url, region_name="us-east-1", aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        kw = dict(
+            endpoint_url=url, region_name="us-east-1", aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap"
+        )
         iam, s3 = boto3.client("iam", **kw), boto3.client("s3", **kw)
         iam.create_user(UserName="pipeline")
-        iam.put_user_policy(UserName="pipeline", PolicyName="s3", PolicyDocument=(
-            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'))
+        iam.put_user_policy(
+            UserName="pipeline",
+            PolicyName="s3",
+            PolicyDocument=(
+                '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'
+            ),
+        )
         key = iam.create_access_key(UserName="pipeline")["AccessKey"]
         s3.create_bucket(Bucket="authbucket")
-        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset-auth", data=b"0", method="POST",
-                                                      headers={"Content-Type": "text/plain"})).read()
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{url}/moto-api/reset-auth", data=b"0", method="POST", headers={"Content-Type": "text/plain"}
+            )
+        ).read()
     except BaseException:
         proc.terminate()
         raise

@@ -1,5 +1,6 @@
 """Mirrored checkpoints: newest wins by (run id, step), on upload and on resume; an outage never stops
 training and is reported once; a refused (non-finite) checkpoint never replaces a good one."""
+
 from __future__ import annotations
 
 import logging
@@ -51,14 +52,17 @@ def test_upload__a_zombie_writer_overtaken_mid_upload_withdraws_its_older_step(s
     assert store.list("ckpt/") == ["ckpt/step-0000000030"]
 
 
-@pytest.mark.parametrize("local_step, mirror_run, expect", [
-    (None, "r1", 20),      # fresh pod: the mirror's checkpoint is downloaded
-    (10, "r1", 20),        # stale local copy: the newer mirrored one replaces it
-    (30, "r1", 30),        # the local checkpoint is newer: kept
-    (20, "r1", 20),        # the same step: kept, nothing downloaded
-    (5, "other", 5),       # the mirror belongs to another run: this run's local checkpoint is kept
-    (None, "other", 20),   # no local checkpoint: resume from what the mirror holds
-])
+@pytest.mark.parametrize(
+    "local_step, mirror_run, expect",
+    [
+        (None, "r1", 20),  # fresh pod: the mirror's checkpoint is downloaded
+        (10, "r1", 20),  # stale local copy: the newer mirrored one replaces it
+        (30, "r1", 30),  # the local checkpoint is newer: kept
+        (20, "r1", 20),  # the same step: kept, nothing downloaded
+        (5, "other", 5),  # the mirror belongs to another run: this run's local checkpoint is kept
+        (None, "other", 20),  # no local checkpoint: resume from what the mirror holds
+    ],
+)
 def test_restore__the_newer_of_local_and_mirrored_is_used(store, tmp_path, local_step, mirror_run, expect):
     CheckpointSync(store, "ckpt", run_id=mirror_run).upload(ckpt(tmp_path / "mirrored", 20), 20)
     work = tmp_path / "work"
@@ -79,8 +83,12 @@ def test_restore__newer_local_checkpoint_is_mirrored_by_flush(store, tmp_path):
 
 
 def test_on_checkpoint__refused_checkpoint_is_not_mirrored_and_the_good_one_stays(store, tmp_path, caplog):
-    sync = CheckpointSync(store, "ckpt", run_id="r1",
-                          accept=lambda path: "autoencoder.w is non-finite" if path.read_bytes() == b"state@30" else None)
+    sync = CheckpointSync(
+        store,
+        "ckpt",
+        run_id="r1",
+        accept=lambda path: "autoencoder.w is non-finite" if path.read_bytes() == b"state@30" else None,
+    )
     events = CallbackList([sync])
     events.on_checkpoint(ckpt(tmp_path / "w", 20), 20)
     with caplog.at_level(logging.ERROR):
@@ -90,7 +98,9 @@ def test_on_checkpoint__refused_checkpoint_is_not_mirrored_and_the_good_one_stay
     assert sync.flush() is True and sync.latest_step() == 20  # nothing pending: the refused file is not sent later
 
 
-def test_outage__training_continues_one_warning_per_outage_and_the_next_checkpoint_catches_up(bucket, proxy, tmp_path, caplog):
+def test_outage__training_continues_one_warning_per_outage_and_the_next_checkpoint_catches_up(
+    bucket, proxy, tmp_path, caplog
+):
     store = S3Store(make_client(f"127.0.0.1:{proxy.port}"), bucket, "p", retry=FAST_RETRY)
     sync = CheckpointSync(store, "run/ckpt", run_id="r1")
     events = CallbackList([sync])

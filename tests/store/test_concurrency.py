@@ -1,6 +1,7 @@
 """Writers racing on one key, made deterministic by publishing from inside another publish's progress hook,
 on every backend and on S3 both with conditional writes and with the read-back fallback.
 (tests/faults/test_concurrent_writers.py races real processes.)"""
+
 from __future__ import annotations
 
 import pytest
@@ -15,7 +16,7 @@ B = {"b.bin": b"B" * 200, "same.txt": b"from B"}
 
 def versions(store, key: str) -> set[str]:
     prefix = f"{key}/{VERSIONS}/"
-    return {n[len(prefix):].split("/")[0] for n in store._list_names(prefix)}
+    return {n[len(prefix) :].split("/")[0] for n in store._list_names(prefix)}
 
 
 def test_put_dir__writer_overtaken_mid_publish_is_told_and_the_winner_stands_whole(store, tmp_path):

@@ -1,4 +1,5 @@
 """Content-addressed data sets and the source pointers that find them, on every backend."""
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The backoff schedule and the retry loop, with known answers."""
+
 from __future__ import annotations
 
 import pytest

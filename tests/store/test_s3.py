@@ -1,4 +1,5 @@
 """S3-only behaviour against real loopback endpoints: multipart, outages, rejected credentials, secrecy."""
+
 from __future__ import annotations
 
 import logging
@@ -58,8 +59,12 @@ def test_put_dir__endpoint_gone_mid_publish_fails_naming_endpoint_and_object(buc
 
 
 def test_put_dir__endpoint_back_within_the_retries_publish_succeeds(bucket, proxy, tmp_path):
-    store = S3Store(make_client(f"127.0.0.1:{proxy.port}"), bucket, "p",
-                    retry=RetryPolicy(attempts=8, base_delay_s=0.05, max_delay_s=0.4))
+    store = S3Store(
+        make_client(f"127.0.0.1:{proxy.port}"),
+        bucket,
+        "p",
+        retry=RetryPolicy(attempts=8, base_delay_s=0.05, max_delay_s=0.4),
+    )
     files = {"a.txt": b"a" * 10, "b.txt": b"b" * 20, "c.txt": b"c" * 30}
 
     def outage(rel, size):
@@ -94,8 +99,12 @@ def test_wrong_credentials__fail_at_once_naming_endpoint_and_bucket(auth_moto, t
     bad_access, bad_secret = (access, "wrong-" + secret) if which == "secret" else ("AKIAWRONGWRONGWRONG1", secret)
     bad = S3Store(make_client(endpoint, bad_access, bad_secret), bucket, "p", retry=SLOW_RETRY)
     start = time.monotonic()
-    for op in (bad.check_access, lambda: bad.exists("k"), lambda: bad.get_dir("k", tmp_path / "o"),
-               lambda: bad.put_dir(tmp_path / "src", "k2")):
+    for op in (
+        bad.check_access,
+        lambda: bad.exists("k"),
+        lambda: bad.get_dir("k", tmp_path / "o"),
+        lambda: bad.put_dir(tmp_path / "src", "k2"),
+    ):
         with pytest.raises(StoreAuthError) as err:
             op()
         assert endpoint in str(err.value) and repr(bucket) in str(err.value)
@@ -107,22 +116,32 @@ def test_wrong_credentials__fail_at_once_naming_endpoint_and_bucket(auth_moto, t
 
 
 def test_credentials__never_in_repr_logs_messages_or_written_files(bucket, moto_endpoint, tmp_path, caplog):
-    env = {"HYBRIDMI_S3_ENDPOINT": f"http://{moto_endpoint}", "accesskey": TEST_KEY, "secretkey": TEST_SECRET,
-           "HYBRIDMI_S3_RETRY_ATTEMPTS": "2", "HYBRIDMI_S3_RETRY_DELAY_S": "0.01"}
+    env = {
+        "HYBRIDMI_S3_ENDPOINT": f"http://{moto_endpoint}",
+        "accesskey": TEST_KEY,
+        "secretkey": TEST_SECRET,
+        "HYBRIDMI_S3_RETRY_ATTEMPTS": "2",
+        "HYBRIDMI_S3_RETRY_DELAY_S": "0.01",
+    }
     caplog.set_level(logging.DEBUG)
     store = store_from_env(f"s3://{bucket}/runs", env=env)
     messages = [repr(store), repr(store._client), repr(CheckpointSync(store, "c"))]
     store.put_dir(write_tree(tmp_path / "src", {"a.txt": b"a", "b.txt": b"b"}), "k")
     store.get_dir("k", tmp_path / "out")
-    for op in (lambda: store.get_dir("missing", tmp_path / "x"), lambda: store.get_file("k", tmp_path / "y"),
-               lambda: store_from_env(f"s3://{bucket}/runs", env={**env, "HYBRIDMI_S3_ENDPOINT": "127.0.0.1:1"}).exists("k"),
-               lambda: S3Store(make_client(moto_endpoint), "no-such-bucket-here", retry=FAST_RETRY).exists("k")):
+    for op in (
+        lambda: store.get_dir("missing", tmp_path / "x"),
+        lambda: store.get_file("k", tmp_path / "y"),
+        lambda: store_from_env(f"s3://{bucket}/runs", env={**env, "HYBRIDMI_S3_ENDPOINT": "127.0.0.1:1"}).exists("k"),
+        lambda: S3Store(make_client(moto_endpoint), "no-such-bucket-here", retry=FAST_RETRY).exists("k"),
+    ):
         with pytest.raises((StoreError, ValueError)) as err:
             op()
         messages.append(str(err.value))
     on_disk = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
-    in_bucket = b"".join(make_client(moto_endpoint).get_object(bucket, o.object_name).read()
-                         for o in make_client(moto_endpoint).list_objects(bucket, recursive=True))
+    in_bucket = b"".join(
+        make_client(moto_endpoint).get_object(bucket, o.object_name).read()
+        for o in make_client(moto_endpoint).list_objects(bucket, recursive=True)
+    )
     assert "127.0.0.1:1" in messages[-2] and "no-such-bucket-here" in messages[-1]
     for secret in (TEST_SECRET, TEST_KEY):
         assert not any(secret in m for m in messages), messages

@@ -1,4 +1,5 @@
 """Behaviour every backend must show (each test runs against LocalStore and S3Store on a moto server)."""
+
 from __future__ import annotations
 
 import json
@@ -25,6 +26,7 @@ def raw_write(store, name: str, data: bytes) -> None:
         (store.root / name).write_bytes(data)
     else:
         import io
+
         store._client.put_object(store.bucket, store.prefix + name, io.BytesIO(data), len(data))
 
 
@@ -96,8 +98,12 @@ def test_put_dir__interrupted_publish_keeps_previous_version_and_hides_new_one(s
     assert len({n.split("/")[2] for n in all_names(store) if n.startswith(f"fresh/{VERSIONS}/")}) == 2
     store.prune_grace_s = 0.0  # once the leftovers are older than the grace period, the next publish removes them
     store.put_dir(new, "fresh")
-    assert all(n.startswith(f"fresh/{VERSIONS}/{store.manifest('fresh').version}/") or n.startswith("k/")
-               or n == f"fresh/{MANIFEST}" for n in all_names(store))
+    assert all(
+        n.startswith(f"fresh/{VERSIONS}/{store.manifest('fresh').version}/")
+        or n.startswith("k/")
+        or n == f"fresh/{MANIFEST}"
+        for n in all_names(store)
+    )
 
 
 def test_get_dir__corrupted_object_is_detected_and_named(store, tmp_path):

@@ -2,6 +2,7 @@
 
 The launch itself (torchrun, a rank killed with -9, the rerun) runs in tests/train/test_distributed_resume.py.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -14,7 +15,9 @@ from hybridmi.train.distributed import Ranks
 
 
 def record(directory, rank, state, *, pid, time, error=None):
-    write_json(directory / f"rank-{rank}.json", {"rank": rank, "pid": pid, "state": state, "error": error, "time": time})
+    write_json(
+        directory / f"rank-{rank}.json", {"rank": rank, "pid": pid, "state": state, "error": error, "time": time}
+    )
 
 
 def test_root_cause__a_rank_that_died_without_a_record_of_its_end_comes_first(tmp_path):
@@ -45,6 +48,8 @@ def test_ranks_to_launch__only_the_train_stage_and_only_outside_a_launch():
 
 def test_run_task__a_stage_that_trains_in_one_process_refuses_world_size_above_one(tmp_path):
     env = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}
-    with pytest.raises(ValueError, match="WORLD_SIZE=2: stage probe runs in one process; only train trains on several ranks"):
+    with pytest.raises(
+        ValueError, match="WORLD_SIZE=2: stage probe runs in one process; only train trains on several ranks"
+    ):
         run_task("probe", load_config(None, []), inputs={}, outputs={"metrics": tmp_path / "m"}, env=env)
     assert not (tmp_path / "m").exists()

@@ -1,5 +1,6 @@
 """The task side of checkpoint mirroring, on real trainer checkpoints: steps read from the file, non-finite
 tensors named and never mirrored, and the newer of local and mirrored restored."""
+
 from __future__ import annotations
 
 import logging
@@ -16,9 +17,15 @@ def write(directory, step, *, poison: bool = False):
     exp_avg = torch.zeros(3, 2)
     if poison:
         exp_avg[1, 0] = float("nan")
-    return save_checkpoint(directory, kind="hybrid", step=step, config={"optim": {"lr": 1e-3}},
-                           autoencoder={"enc.weight": weight}, optimizer={"state": {0: {"exp_avg": exp_avg}}},
-                           rng={"torch": torch.get_rng_state()})
+    return save_checkpoint(
+        directory,
+        kind="hybrid",
+        step=step,
+        config={"optim": {"lr": 1e-3}},
+        autoencoder={"enc.weight": weight},
+        optimizer={"state": {0: {"exp_avg": exp_avg}}},
+        rng={"torch": torch.get_rng_state()},
+    )
 
 
 def test_first_nonfinite__names_the_tensor_or_says_none(tmp_path):

@@ -1,4 +1,5 @@
 """Scratch directories: removed on exit and on SIGTERM, swept after SIGKILL, kept when asked; real processes."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,12 @@ with exit_on_sigterm(), scratch_dir("hx-", root=Path(sys.argv[1])) as s:
 
 
 def holder(root: Path) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(root)], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return proc, Path(proc.stdout.readline().strip())
 
 

@@ -1,5 +1,6 @@
 """run_task with a store (a local directory store here; S3 in tests/faults): the data set found again by its
 source, fetched instead of decoded, and never fetched over an earlier output or from a damaged copy."""
+
 from __future__ import annotations
 
 import logging
@@ -24,8 +25,12 @@ def test_prepare__a_later_run_on_another_machine_fetches_instead_of_decoding(tmp
     first = prepare(tmp_path, tmp_path / "store", "ds1", "cache1")
     again = prepare(tmp_path, tmp_path / "store", "ds2", "cache2")  # another machine: an empty decode cache
     checksum = read_sidecar(tmp_path / "ds1")["dataset_checksum"]
-    assert first.metadata == {"store_key": dataset_key(checksum), "store_reused": False, "decode_skipped": False,
-                              "dataset_checksum": checksum}
+    assert first.metadata == {
+        "store_key": dataset_key(checksum),
+        "store_reused": False,
+        "decode_skipped": False,
+        "dataset_checksum": checksum,
+    }
     assert again.metadata == {**first.metadata, "store_reused": True, "decode_skipped": True}
     assert again.metrics == first.metrics
     assert not (tmp_path / "cache2").exists()  # nothing was decoded

@@ -12,6 +12,7 @@ counts, on every rank, the operators and Python calls that would make the host w
 DDP steps (after one warm-up step), as test_hybrid_step.py does for one process. OUT_DIR/<name>.pt holds rank 0's losses, first-step gradients, final
 state (BatchNorm statistics averaged over ranks, as a checkpoint has them) and whether all ranks agree.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,7 +35,7 @@ DATA = dict(num_classes=4, n_train=64, n_test=16, seed=0)
 
 
 def global_batch(images: torch.Tensor, i: int, batch_size: int, nan_at: list[int] | None) -> torch.Tensor:
-    batch = to_float(images[i * batch_size:(i + 1) * batch_size])
+    batch = to_float(images[i * batch_size : (i + 1) * batch_size])
     if nan_at is not None and nan_at[0] == i:
         batch[nan_at[1]] = float("nan")
     return batch
@@ -54,15 +55,27 @@ def run_steps(case: dict, group: RankGroup, out_dir: Path) -> None:
     autoencoder.train()
     named = trainable(autoencoder, moco)
     optimizer = make_optimizer([p for _, p in named], cfg)
-    step = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                      on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views, group=group)
+    step = HybridStep(
+        autoencoder,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=cfg.optim.grad_clip,
+        on_nonfinite=cfg.train.on_nonfinite,
+        autoencoder_views=cfg.objective.autoencoder_views,
+        group=group,
+    )
     images = make_synthetic(**DATA)[0].images
     batch_size = cfg.train.batch_size
     generator = torch.Generator()
     losses, skipped, grads = [], 0, {}
     for i in range(case["steps"]):
         generator.manual_seed(1000 + i)
-        step(global_batch(images, i, batch_size, case.get("nan_at"))[group.shard(batch_size)], generator=generator, lr=3e-3)
+        step(
+            global_batch(images, i, batch_size, case.get("nan_at"))[group.shard(batch_size)],
+            generator=generator,
+            lr=3e-3,
+        )
         summary = step.guard.read()
         losses.append(summary.means)
         skipped += summary.skipped
@@ -70,11 +83,22 @@ def run_steps(case: dict, group: RankGroup, out_dir: Path) -> None:
             grads = {name: p.grad.clone() for name, p in named if p.grad is not None}
     modules = [autoencoder, *([moco] if moco is not None else [])]
     group.average_([b for m in modules for b in m.buffers()])
-    state = {f"{type(m).__name__}.{k}": v for m in modules for k, v in m.state_dict().items() if isinstance(v, torch.Tensor)}
+    state = {
+        f"{type(m).__name__}.{k}": v for m in modules for k, v in m.state_dict().items() if isinstance(v, torch.Tensor)
+    }
     agree = all_agree(group, list(state.values()))
     if group.main:
-        torch.save({"losses": losses, "skipped": skipped, "grads": grads, "state": state, "ranks_agree": agree,
-                    "queue_ptr": moco.queue_ptr if moco is not None else None}, out_dir / f"{case['name']}.pt")
+        torch.save(
+            {
+                "losses": losses,
+                "skipped": skipped,
+                "grads": grads,
+                "state": state,
+                "ranks_agree": agree,
+                "queue_ptr": moco.queue_ptr if moco is not None else None,
+            },
+            out_dir / f"{case['name']}.pt",
+        )
 
 
 class Reports:
@@ -98,8 +122,9 @@ def run_guard(group: RankGroup, out_dir: Path) -> None:
     for mode in ("skip_step", "stop"):
         model = torch.nn.Linear(4, 1)
         optimizer = fused_optimizer("sgd", list(model.parameters()), lr=0.1, momentum=0.0, weight_decay=0.0)
-        guard = FiniteGuard(optimizer=optimizer, named_params=list(model.named_parameters()), terms=[], mode=mode,
-                            across_ranks=group)
+        guard = FiniteGuard(
+            optimizer=optimizer, named_params=list(model.named_parameters()), terms=[], mode=mode, across_ranks=group
+        )
         before = [p.detach().clone() for p in model.parameters()]
         guard.begin()
         loss = model(torch.ones(2, 4)).square().mean()
@@ -129,15 +154,24 @@ def run_syncs(case: dict, group: RankGroup, out_dir: Path) -> None:
     autoencoder, moco = build_models(cfg)
     autoencoder.train()
     optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
-    step = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                      on_nonfinite=cfg.train.on_nonfinite, group=group)
+    step = HybridStep(
+        autoencoder,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=cfg.optim.grad_clip,
+        on_nonfinite=cfg.train.on_nonfinite,
+        group=group,
+    )
     images, batch_size = make_synthetic(**DATA)[0].images, cfg.train.batch_size
     batches = [global_batch(images, i, batch_size, None)[group.shard(batch_size)] for i in range(3)]
     generator = torch.Generator()
     step(batches[0], generator=generator.manual_seed(0), lr=1e-3)  # DDP builds its buckets in the first step
     reads, originals = [], {name: getattr(torch.Tensor, name) for name in HOST_READS}
     for name, original in originals.items():
-        setattr(torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (reads.append(_n), _o(self, *a, **k))[1])
+        setattr(
+            torch.Tensor, name, lambda self, *a, _o=original, _n=name, **k: (reads.append(_n), _o(self, *a, **k))[1]
+        )
     try:
         with SyncCounter() as counter:
             for i, batch in enumerate(batches[1:], start=1):

@@ -10,12 +10,27 @@ from hybridmi.train.ema import EMA, ema_decay_at
 
 
 def ddim_cfg(*extra):
-    return load_config(None, [
-        "unet.channels=8", "unet.channel_mult=[1, 2]", "unet.num_res_blocks=1", "unet.attn_resolutions=[8]",
-        "unet.dropout=0.1", "diffusion.num_timesteps=100", "ddim.batch_size=8", "ddim.epochs=2", "ddim.lr=1e-3",
-        "ddim.warmup_steps=3", "ddim.ema_decay=0.9", "ddim.log_every=1", "ddim.checkpoint_every=3",
-        "train.device=cpu", "train.seed=3", *extra,
-    ])
+    return load_config(
+        None,
+        [
+            "unet.channels=8",
+            "unet.channel_mult=[1, 2]",
+            "unet.num_res_blocks=1",
+            "unet.attn_resolutions=[8]",
+            "unet.dropout=0.1",
+            "diffusion.num_timesteps=100",
+            "ddim.batch_size=8",
+            "ddim.epochs=2",
+            "ddim.lr=1e-3",
+            "ddim.warmup_steps=3",
+            "ddim.ema_decay=0.9",
+            "ddim.log_every=1",
+            "ddim.checkpoint_every=3",
+            "train.device=cpu",
+            "train.seed=3",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +115,14 @@ def test_load_ddim__samples_with_the_ema_weights_in_latent_units(tmp_path, laten
     assert loaded.step == 4 and torch.equal(loaded.mean, mean) and torch.equal(loaded.std, std)
     for name, tensor in result.model.unet.state_dict().items():
         assert torch.equal(tensor, loaded.unet.state_dict()[name]), name
-    draw = lambda: sample_latents(loaded, 3, steps=5, eta=0.0, spacing="uniform",  # noqa: E731
-                                  generator=torch.Generator().manual_seed(1))
+    draw = lambda: sample_latents(
+        loaded,
+        3,
+        steps=5,
+        eta=0.0,
+        spacing="uniform",  # noqa: E731
+        generator=torch.Generator().manual_seed(1),
+    )
     x = draw()
     assert x.shape == (3, 6, 16, 16) and torch.equal(x, draw())
 
@@ -151,8 +172,11 @@ def test_train_ddim__nonfinite_batch_is_skipped_or_stops_and_never_reaches_a_che
 
     cfg = ddim_cfg("ddim.checkpoint_every=1", f"train.on_nonfinite={mode}")
     if mode == "stop":
-        with pytest.raises(NonFiniteLossError, match=f"non-finite loss at step {bad[0]}: loss=nan; first non-finite "
-                                                     r"gradient unet\."):
+        with pytest.raises(
+            NonFiniteLossError,
+            match=f"non-finite loss at step {bad[0]}: loss=nan; first non-finite "
+            r"gradient unet\.",
+        ):
             train_ddim(cfg, poisoned, mean=mean, std=std, out_dir=tmp_path, callbacks=[Keep()])
         assert sorted(saved) == list(range(1, bad[0]))
         assert load_ddim(tmp_path).step == bad[0] - 1

@@ -1,4 +1,5 @@
 """The distributed layer's pure parts: where a process sits, how a batch splits, rows of augmentation draws."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,16 +13,25 @@ from hybridmi.train.distributed import Ranks, check_batch_split, local_rank_coun
 def test_ranks_from_env__reads_torchrun_variables_and_defaults_to_one_process():
     assert Ranks.from_env({}) == Ranks(rank=0, world_size=1, local_rank=0)
     launched = Ranks.from_env({"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1"})
-    assert (launched.rank, launched.world_size, launched.local_rank, launched.distributed, launched.main) == (3, 4, 1, True, False)
+    assert (launched.rank, launched.world_size, launched.local_rank, launched.distributed, launched.main) == (
+        3,
+        4,
+        1,
+        True,
+        False,
+    )
     assert Ranks.from_env({"RANK": "0", "WORLD_SIZE": "1"}).distributed is False
     assert Ranks.from_env({"RANK": "2", "WORLD_SIZE": "4"}).local_rank == 2  # one node: the local rank is the rank
 
 
-@pytest.mark.parametrize("env, match", [
-    ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a non-negative integer"),
-    ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK is not set"),
-    ({"RANK": "2", "WORLD_SIZE": "2"}, "rank 2 of world size 2"),
-])
+@pytest.mark.parametrize(
+    "env, match",
+    [
+        ({"WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not a non-negative integer"),
+        ({"WORLD_SIZE": "2"}, "WORLD_SIZE=2 but RANK is not set"),
+        ({"RANK": "2", "WORLD_SIZE": "2"}, "rank 2 of world size 2"),
+    ],
+)
 def test_ranks_from_env__rejects_a_bad_launch_in_one_line(env, match):
     with pytest.raises(ValueError, match=match):
         Ranks.from_env(env)

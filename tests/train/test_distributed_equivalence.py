@@ -13,6 +13,7 @@ The step cases with a decoder use SGD: the decoder's first bias feeds only Batch
 gradient is zero and AdamW turns the float noise left there into full-size, run-specific steps. AdamW is
 checked by the trainer case, where every gradient is real.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,52 @@ from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer,
 ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("ddp_worker.py")
 RANKS = 2
-TINY = ["model.channels=8", "model.cells_32=0", "model.cells_16=1", "model.decoder_expand=2", "model.proj_hidden=32",
-        "model.proj_dim=16", "objective.queue_size=64", "objective.temperature=0.2", "train.batch_size=16",
-        "objective.bn_splits=4", "train.device=cpu"]
+TINY = [
+    "model.channels=8",
+    "model.cells_32=0",
+    "model.cells_16=1",
+    "model.decoder_expand=2",
+    "model.proj_hidden=32",
+    "model.proj_dim=16",
+    "objective.queue_size=64",
+    "objective.temperature=0.2",
+    "train.batch_size=16",
+    "objective.bn_splits=4",
+    "train.device=cpu",
+]
 STEP_CASES = [
-    {"name": "hybrid", "steps": 3, "views": 2, "overrides": [*TINY, "objective.alpha=0.5", "optim.name=sgd", "optim.grad_clip=1.0"]},
-    {"name": "moco_asymmetric", "steps": 3, "views": 1,
-     "overrides": [*TINY, "objective.alpha=0.0", "objective.symmetric=false", "optim.name=sgd"]},
+    {
+        "name": "hybrid",
+        "steps": 3,
+        "views": 2,
+        "overrides": [*TINY, "objective.alpha=0.5", "optim.name=sgd", "optim.grad_clip=1.0"],
+    },
+    {
+        "name": "moco_asymmetric",
+        "steps": 3,
+        "views": 1,
+        "overrides": [*TINY, "objective.alpha=0.0", "objective.symmetric=false", "optim.name=sgd"],
+    },
     {"name": "autoencoder", "steps": 3, "views": 1, "overrides": [*TINY, "objective.alpha=1.0", "optim.name=sgd"]},
     # a NaN image among rank 1's rows at step 2: every rank skips that update, as one process does
-    {"name": "nan_skipped", "steps": 3, "views": 2, "nan_at": [1, 15],
-     "overrides": [*TINY, "objective.alpha=0.5", "optim.name=sgd", "train.on_nonfinite=skip_step"]},
+    {
+        "name": "nan_skipped",
+        "steps": 3,
+        "views": 2,
+        "nan_at": [1, 15],
+        "overrides": [*TINY, "objective.alpha=0.5", "optim.name=sgd", "train.on_nonfinite=skip_step"],
+    },
 ]
-TRAINER = {"overrides": [*TINY, "objective.alpha=0.0", "train.epochs=2", "train.log_every=2", "train.checkpoint_every=4",
-                         "optim.warmup_epochs=0.5"]}
+TRAINER = {
+    "overrides": [
+        *TINY,
+        "objective.alpha=0.0",
+        "train.epochs=2",
+        "train.log_every=2",
+        "train.checkpoint_every=4",
+        "optim.warmup_epochs=0.5",
+    ]
+}
 
 
 class PerRankBatchNorm2d(SplitBatchNorm2d):
@@ -87,11 +120,33 @@ def two_ranks(tmp_path_factory):
     """One torchrun launch of 2 gloo ranks running every case; rank 0's results by case name."""
     out = tmp_path_factory.mktemp("ddp")
     cases = out / "cases.json"
-    cases.write_text(json.dumps({"steps": STEP_CASES, "trainer": TRAINER, "guard": True,
-                                 "syncs": {"overrides": [*TINY, "objective.alpha=0.5", "optim.grad_clip=1.0"]}}))
+    cases.write_text(
+        json.dumps(
+            {
+                "steps": STEP_CASES,
+                "trainer": TRAINER,
+                "guard": True,
+                "syncs": {"overrides": [*TINY, "objective.alpha=0.5", "optim.grad_clip=1.0"]},
+            }
+        )
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={RANKS}",
-                           str(WORKER), str(cases), str(out)], env=env, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={RANKS}",
+            str(WORKER),
+            str(cases),
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     return {path.stem: torch.load(path, weights_only=True) for path in out.glob("*.pt")} | {"dir": out}
 
@@ -105,8 +160,15 @@ def one_process(case: dict) -> dict:
     autoencoder.train()
     named = trainable(autoencoder, moco)
     optimizer = make_optimizer([p for _, p in named], cfg)
-    step = HybridStep(autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                      on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views)
+    step = HybridStep(
+        autoencoder,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=cfg.optim.grad_clip,
+        on_nonfinite=cfg.train.on_nonfinite,
+        autoencoder_views=cfg.objective.autoencoder_views,
+    )
     images = make_synthetic(**DATA)[0].images
     generator = torch.Generator()
     losses, skipped, grads = [], 0, {}
@@ -119,9 +181,16 @@ def one_process(case: dict) -> dict:
         if i == 0:
             grads = {name: p.grad.clone() for name, p in named if p.grad is not None}
     modules = [autoencoder, *([moco] if moco is not None else [])]
-    state = {f"{type(m).__name__}.{k}": v for m in modules for k, v in m.state_dict().items() if isinstance(v, torch.Tensor)}
-    return {"losses": losses, "skipped": skipped, "grads": grads, "state": state,
-            "queue_ptr": moco.queue_ptr if moco is not None else None}
+    state = {
+        f"{type(m).__name__}.{k}": v for m in modules for k, v in m.state_dict().items() if isinstance(v, torch.Tensor)
+    }
+    return {
+        "losses": losses,
+        "skipped": skipped,
+        "grads": grads,
+        "state": state,
+        "queue_ptr": moco.queue_ptr if moco is not None else None,
+    }
 
 
 def assert_close_dicts(got: dict, want: dict, *, what: str) -> None:
@@ -148,7 +217,10 @@ def test_two_ranks__equal_one_process_with_batchnorm_cut_per_rank(two_ranks, cas
     for step, (g, w) in enumerate(zip(got["losses"], want["losses"]), start=1):
         assert g.keys() == w.keys()
         for term in w:
-            assert (math.isnan(g[term]) and math.isnan(w[term])) or g[term] == pytest.approx(w[term], rel=1e-5), (step, term)
+            assert (math.isnan(g[term]) and math.isnan(w[term])) or g[term] == pytest.approx(w[term], rel=1e-5), (
+                step,
+                term,
+            )
     assert_close_dicts(got["grads"], want["grads"], what="first-step gradient")
     assert_close_dicts(got["state"], want["state"], what="state after the last step")
     assert got["queue_ptr"] == want["queue_ptr"]
@@ -174,8 +246,11 @@ def test_two_ranks__train_hybrid_equals_one_process_without_any_stand_in(two_ran
     for part in ("autoencoder", "moco"):
         assert_close_dicts(ranked[part], single[part], what=part)
     for (i, a), (_, b) in zip(ranked["optimizer"]["state"].items(), single["optimizer"]["state"].items()):
-        assert_close_dicts({k: v for k, v in a.items() if torch.is_tensor(v)},
-                           {k: v for k, v in b.items() if torch.is_tensor(v)}, what=f"optimizer state {i}")
+        assert_close_dicts(
+            {k: v for k, v in a.items() if torch.is_tensor(v)},
+            {k: v for k, v in b.items() if torch.is_tensor(v)},
+            what=f"optimizer state {i}",
+        )
 
 
 def test_finite_guard__a_loss_bad_on_one_rank_skips_or_stops_every_rank(two_ranks):

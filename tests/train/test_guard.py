@@ -1,4 +1,5 @@
 """FiniteGuard and first_nonfinite: bad updates are skipped on the device, named when read, never saved."""
+
 import math
 
 import pytest
@@ -12,8 +13,13 @@ def _setup(mode, *, name="adamw", rollback=True):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
     optimizer = fused_optimizer(name, list(model.parameters()), lr=0.1, momentum=0.9, weight_decay=0.01)
-    guard = FiniteGuard(optimizer=optimizer, named_params=model.named_parameters(), terms=["half"], mode=mode,
-                        rollback=list(model.buffers()) if rollback else ())
+    guard = FiniteGuard(
+        optimizer=optimizer,
+        named_params=model.named_parameters(),
+        terms=["half"],
+        mode=mode,
+        rollback=list(model.buffers()) if rollback else (),
+    )
     return model, optimizer, guard
 
 
@@ -29,7 +35,8 @@ def _step(model, optimizer, guard, x):
 
 def _snapshot(model, optimizer):
     return [t.clone() for t in (*model.parameters(), *model.buffers())] + [
-        v.clone() for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+        v.clone() for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)
+    ]
 
 
 @pytest.mark.parametrize("name", ["adamw", "sgd"])
@@ -56,7 +63,9 @@ def test_skip_step__first_step_skipped_leaves_a_defined_sgd_momentum():
     bad = x.clone()
     bad[0, 0] = float("inf")
     _step(model, optimizer, guard, bad)
-    assert all(torch.equal(s["momentum_buffer"], torch.zeros_like(s["momentum_buffer"])) for s in optimizer.state.values())
+    assert all(
+        torch.equal(s["momentum_buffer"], torch.zeros_like(s["momentum_buffer"])) for s in optimizer.state.values()
+    )
     _step(model, optimizer, guard, x)
     assert first_nonfinite(optimizer.state_dict()) is None
 
@@ -72,8 +81,11 @@ def test_stop__names_the_step_the_terms_and_the_first_nonfinite_gradient():
     bad[:, 0] = float("nan")
     _step(model, optimizer, guard, bad)
     _step(model, optimizer, guard, x)
-    with pytest.raises(NonFiniteError, match=r"non-finite loss at step 3: loss=nan \(half=nan\); first non-finite "
-                                             r"gradient 0\.weight; the update was not applied; ckpt 2") as err:
+    with pytest.raises(
+        NonFiniteError,
+        match=r"non-finite loss at step 3: loss=nan \(half=nan\); first non-finite "
+        r"gradient 0\.weight; the update was not applied; ckpt 2",
+    ) as err:
         guard.read(context="ckpt 2")
     assert "step 4" not in str(err.value)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad update never landed
@@ -84,7 +96,9 @@ def test_read__names_a_weight_that_became_nonfinite_after_a_finite_loss():
     model, optimizer, guard = _setup("skip_step")
     optimizer.param_groups[0]["lr"] = 1e39  # overflows float32 inside the update
     _step(model, optimizer, guard, torch.randn(8, 3))
-    with pytest.raises(NonFiniteError, match=r"non-finite weights after the update of step 1: first non-finite tensor 0\.weight"):
+    with pytest.raises(
+        NonFiniteError, match=r"non-finite weights after the update of step 1: first non-finite tensor 0\.weight"
+    ):
         guard.read()
 
 
@@ -102,17 +116,28 @@ def test_skip_step__gives_up_after_too_many_bad_steps_in_a_row():
 def test_guard__refuses_an_optimiser_that_cannot_skip_on_the_device():
     model = nn.Linear(2, 1)
     with pytest.raises(ValueError, match="fused optimiser"):
-        FiniteGuard(optimizer=torch.optim.AdamW(model.parameters()), named_params=model.named_parameters(), terms=(),
-                    mode="stop")
+        FiniteGuard(
+            optimizer=torch.optim.AdamW(model.parameters()),
+            named_params=model.named_parameters(),
+            terms=(),
+            mode="stop",
+        )
     with pytest.raises(ValueError, match="'retry' is not 'stop' or 'skip_step'"):
-        FiniteGuard(optimizer=fused_optimizer("adam", list(model.parameters()), lr=1e-3, momentum=0.9, weight_decay=0),
-                    named_params=model.named_parameters(), terms=(), mode="retry")
+        FiniteGuard(
+            optimizer=fused_optimizer("adam", list(model.parameters()), lr=1e-3, momentum=0.9, weight_decay=0),
+            named_params=model.named_parameters(),
+            terms=(),
+            mode="retry",
+        )
 
 
 def test_first_nonfinite__walks_nested_state_in_order():
-    state = {"model": {"a": torch.ones(2), "b": torch.tensor([1.0, float("inf")])},
-             "optimizer": {"state": {0: {"exp_avg": torch.tensor([float("nan")]), "step": torch.tensor(3.0)}}},
-             "ints": torch.tensor([1, 2]), "none": None}
+    state = {
+        "model": {"a": torch.ones(2), "b": torch.tensor([1.0, float("inf")])},
+        "optimizer": {"state": {0: {"exp_avg": torch.tensor([float("nan")]), "step": torch.tensor(3.0)}}},
+        "ints": torch.tensor([1, 2]),
+        "none": None,
+    }
     assert first_nonfinite(state) == "model.b"
     state["model"]["b"][1] = 0.0
     assert first_nonfinite(state) == "optimizer.state.0.exp_avg"

@@ -1,4 +1,5 @@
 """The hybrid trainer: the loss falls, resumption is bit-identical, NaN stops with the step and terms."""
+
 import pytest
 import torch
 
@@ -83,8 +84,11 @@ def _saved_state(ckpt):
 
 def test_nan_loss__stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_cfg, tiny_data, tmp_path):
     cfg = _with(tiny_cfg, "optim.lr=1e30", "optim.warmup_epochs=0", "train.checkpoint_every=1")
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step 2: loss=.*recon=.*infonce=.*first non-finite "
-                                                 r"gradient autoencoder\.") as err:
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"non-finite loss at step 2: loss=.*recon=.*infonce=.*first non-finite "
+        r"gradient autoencoder\.",
+    ) as err:
         train_hybrid(cfg, tiny_data[0], out_dir=tmp_path)
     assert "last good checkpoint" in str(err.value)
     ckpt = load_checkpoint(latest_checkpoint(tmp_path), kind="hybrid")
@@ -95,15 +99,25 @@ def test_nan_loss__stops_with_step_and_terms_and_keeps_last_checkpoint(tiny_cfg,
 def test_nonfinite_update__never_reaches_a_checkpoint(tiny_cfg, tiny_data, tmp_path):
     """A finite loss whose update overflows the weights (lr beyond float32) stops before its checkpoint."""
     cfg = _with(tiny_cfg, "optim.lr=1e39", "optim.warmup_epochs=0", "train.checkpoint_every=1")
-    with pytest.raises(NonFiniteError, match=r"non-finite weights after the update of step 1: first non-finite tensor "
-                                             r"autoencoder\.encoder\.stem\.weight .*last good checkpoint: None"):
+    with pytest.raises(
+        NonFiniteError,
+        match=r"non-finite weights after the update of step 1: first non-finite tensor "
+        r"autoencoder\.encoder\.stem\.weight .*last good checkpoint: None",
+    ):
         train_hybrid(cfg, tiny_data[0], out_dir=tmp_path)
     assert latest_checkpoint(tmp_path) is None
 
 
 def test_skip_step__skipped_updates_leave_the_saved_state_as_it_was_then_give_up(tiny_cfg, tiny_data, tmp_path):
-    cfg = _with(tiny_cfg, "optim.lr=1e30", "optim.warmup_epochs=0", "train.checkpoint_every=1", "train.log_every=1",
-                "train.on_nonfinite=skip_step", "train.epochs=2")
+    cfg = _with(
+        tiny_cfg,
+        "optim.lr=1e30",
+        "optim.warmup_epochs=0",
+        "train.checkpoint_every=1",
+        "train.log_every=1",
+        "train.on_nonfinite=skip_step",
+        "train.epochs=2",
+    )
     rec = Recorder()
     saved = {}
 
@@ -139,8 +153,11 @@ def test_training_loop__host_syncs_do_not_grow_with_steps(tiny_cfg, tiny_data, t
         original = torch.Tensor.cpu
         monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: reads.append(1) or original(self, *a, **k))
         with SyncCounter() as counter:
-            train_hybrid(_with(tiny_cfg, f"train.epochs={epochs}", "train.log_every=100", "train.checkpoint_every=100"),
-                         tiny_data[0], out_dir=tmp_path / str(epochs))
+            train_hybrid(
+                _with(tiny_cfg, f"train.epochs={epochs}", "train.log_every=100", "train.checkpoint_every=100"),
+                tiny_data[0],
+                out_dir=tmp_path / str(epochs),
+            )
         monkeypatch.undo()
         counts.append((len(counter.calls), len(reads)))
     assert counts[0] == counts[1]

@@ -1,4 +1,5 @@
 """The hybrid step: no host synchronisation, a NaN batch skipped or named, the α = 1 baseline's views."""
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -10,9 +11,19 @@ from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer,
 
 # Operators that make the host wait for the device: reading a value (item/bool/int/float/tolist all end in
 # _local_scalar_dense) or producing a shape that depends on values.
-SYNCING_OPS = {"aten::_local_scalar_dense", "aten::nonzero", "aten::masked_select", "aten::is_nonzero", "aten::equal",
-               "aten::_unique2", "aten::unique_consecutive", "aten::unique_dim", "aten::repeat_interleave",
-               "aten::masked_scatter", "aten::index_put_with_bool"}
+SYNCING_OPS = {
+    "aten::_local_scalar_dense",
+    "aten::nonzero",
+    "aten::masked_select",
+    "aten::is_nonzero",
+    "aten::equal",
+    "aten::_unique2",
+    "aten::unique_consecutive",
+    "aten::unique_dim",
+    "aten::repeat_interleave",
+    "aten::masked_scatter",
+    "aten::index_put_with_bool",
+}
 HOST_READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy")
 
 
@@ -26,7 +37,8 @@ class SyncCounter(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         name = func._schema.name
         is_bool_index = name == "aten::index.Tensor" and any(
-            t is not None and t.dtype == torch.bool for t in (args[1] if len(args) > 1 else []))
+            t is not None and t.dtype == torch.bool for t in (args[1] if len(args) > 1 else [])
+        )
         if name in SYNCING_OPS or is_bool_index:
             self.calls.append(name)
         return func(*args, **(kwargs or {}))
@@ -55,22 +67,34 @@ def _trainer(cfg):
     ae, moco = build_models(cfg)
     ae.train()
     optimizer = make_optimizer([p for _, p in trainable(ae, moco)], cfg)
-    step = HybridStep(ae, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip,
-                      on_nonfinite=cfg.train.on_nonfinite, autoencoder_views=cfg.objective.autoencoder_views)
+    step = HybridStep(
+        ae,
+        moco,
+        optimizer,
+        alpha=cfg.objective.alpha,
+        grad_clip=cfg.optim.grad_clip,
+        on_nonfinite=cfg.train.on_nonfinite,
+        autoencoder_views=cfg.objective.autoencoder_views,
+    )
     return ae, moco, optimizer, step
 
 
-@pytest.mark.parametrize("overrides", [
-    ("objective.alpha=0.5",), ("objective.alpha=0.0",), ("objective.alpha=1.0",),
-    ("objective.alpha=0.5", "train.on_nonfinite=skip_step", "optim.grad_clip=1.0"),
-    ("objective.alpha=0.5", "objective.symmetric=false", "optim.name=sgd"),
-])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("objective.alpha=0.5",),
+        ("objective.alpha=0.0",),
+        ("objective.alpha=1.0",),
+        ("objective.alpha=0.5", "train.on_nonfinite=skip_step", "optim.grad_clip=1.0"),
+        ("objective.alpha=0.5", "objective.symmetric=false", "optim.name=sgd"),
+    ],
+)
 def test_step__makes_no_host_sync(tiny_cfg, tiny_data, host_reads, overrides):
     cfg = _with(tiny_cfg, *overrides)
     _, _, _, step = _trainer(cfg)
     images = tiny_data[0].images
     generator = torch.Generator()
-    batches = [to_float(images[i * 16:(i + 1) * 16]) for i in range(3)]
+    batches = [to_float(images[i * 16 : (i + 1) * 16]) for i in range(3)]
     with SyncCounter() as counter:
         for i, batch in enumerate(batches):
             generator.manual_seed(i)
@@ -96,11 +120,16 @@ def test_step__nan_batch_is_skipped_or_named_and_never_lands_in_the_state(tiny_c
     weights = [f"ae.{n}" for n, _ in ae.named_parameters()] + [k for k in before if k.startswith("opt.")]
     assert [k for k in weights if not torch.equal(before[k], after[k])] == []  # the update was not applied
     if mode == "stop":
-        with pytest.raises(NonFiniteError, match=r"non-finite loss at step 2: loss=nan \(recon=nan, infonce=nan\); "
-                                                 r"first non-finite gradient autoencoder\.encoder\.stem\.weight"):
+        with pytest.raises(
+            NonFiniteError,
+            match=r"non-finite loss at step 2: loss=nan \(recon=nan, infonce=nan\); "
+            r"first non-finite gradient autoencoder\.encoder\.stem\.weight",
+        ):
             step.guard.read()
         return
-    assert [k for k in before if not torch.equal(before[k], after[k])] == []  # BN/running statistics, key encoder, queue too
+    assert [
+        k for k in before if not torch.equal(before[k], after[k])
+    ] == []  # BN/running statistics, key encoder, queue too
     assert moco.queue_ptr == 2 * 2 * 16 % moco.K  # the pointer moved on; the slot kept its old keys
     step(batch, generator=generator, lr=1e-3)
     summary = step.guard.read()
@@ -151,7 +180,9 @@ def test_channels_last__end_to_end_gives_the_contiguous_step_and_keeps_the_key_s
             moco.to(memory_format=torch.channels_last)  # the key encoder too, not only the autoencoder
         ae.train()
         optimizer = make_optimizer([p for _, p in trainable(ae, moco)], tiny_cfg)
-        step = HybridStep(ae, moco, optimizer, alpha=0.5, grad_clip=0.0, on_nonfinite="stop", channels_last=channels_last)
+        step = HybridStep(
+            ae, moco, optimizer, alpha=0.5, grad_clip=0.0, on_nonfinite="stop", channels_last=channels_last
+        )
         x, _, _ = step.views(batch, torch.Generator().manual_seed(0))
         assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
         convs = [m.weight for m in moco.encoder_k.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size[0] > 1]
@@ -169,8 +200,9 @@ def test_step__makes_no_host_sync_on_cuda(tiny_cfg, tiny_data):
     ae, moco = build_models(cfg)
     ae.to("cuda", memory_format=torch.channels_last).train(), moco.to("cuda", memory_format=torch.channels_last)
     optimizer = make_optimizer([p for _, p in trainable(ae, moco)], cfg)
-    step = HybridStep(ae, moco, optimizer, alpha=0.5, grad_clip=1.0, on_nonfinite="skip_step",
-                      amp=torch.bfloat16, channels_last=True)
+    step = HybridStep(
+        ae, moco, optimizer, alpha=0.5, grad_clip=1.0, on_nonfinite="skip_step", amp=torch.bfloat16, channels_last=True
+    )
     batch, generator = to_float(tiny_data[0].images[:16].cuda()), torch.Generator(device="cuda")
     step(batch, generator=generator.manual_seed(0), lr=1e-3)  # lazily created state first
     torch.cuda.synchronize()

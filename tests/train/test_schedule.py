@@ -1,4 +1,5 @@
 """Run length and learning-rate schedule: fixed, or laid over a wall-clock budget and frozen once estimated."""
+
 import math
 
 import pytest
@@ -87,15 +88,30 @@ def budgeted_run(tiny_data, tmp_path_factory):
     """One uninterrupted budgeted run (losses and learning rates per step), shared by the resume tests."""
     from hybridmi.config import load_config
 
-    cfg = load_config(None, [
-        "model.channels=8", "model.cells_32=0", "model.cells_16=1", "model.decoder_expand=2", "model.proj_hidden=32",
-        "model.proj_dim=16", "objective.queue_size=64", "objective.temperature=0.2", "train.batch_size=16",
-        "train.device=cpu", "optim.warmup_epochs=0.25", "optim.lr=3e-3",
-        "train.time_budget_minutes=0.12", "train.log_every=1", "train.checkpoint_every=8",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "model.channels=8",
+            "model.cells_32=0",
+            "model.cells_16=1",
+            "model.decoder_expand=2",
+            "model.proj_hidden=32",
+            "model.proj_dim=16",
+            "objective.queue_size=64",
+            "objective.temperature=0.2",
+            "train.batch_size=16",
+            "train.device=cpu",
+            "optim.warmup_epochs=0.25",
+            "optim.lr=3e-3",
+            "train.time_budget_minutes=0.12",
+            "train.log_every=1",
+            "train.checkpoint_every=8",
+        ],
+    )
     straight = Recorder()
-    full = train_hybrid(cfg, tiny_data[0], out_dir=tmp_path_factory.mktemp("straight"), callbacks=[straight],
-                        clock=Tick(0.1))
+    full = train_hybrid(
+        cfg, tiny_data[0], out_dir=tmp_path_factory.mktemp("straight"), callbacks=[straight], clock=Tick(0.1)
+    )
     return cfg, full, straight
 
 

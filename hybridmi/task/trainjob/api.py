@@ -6,6 +6,7 @@ action, the server's message and what to check (RBAC: k8s/trainer/rbac; no Train
 TrainJobs are created with ``fieldValidation=Strict``: by default an API server drops the fields its
 CRD lacks (an older Trainer's) with a mere warning, and the TrainJob would run without them.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ REQUEST_TIMEOUT_S = (10.0, 60.0)  # connect, read: a server that hangs is an unr
 _HINTS = {
     401: "the pod's service account token was refused",
     403: "the pipeline's service account may not do this: apply k8s/trainer/rbac (standalone KFP) or bind the "
-         "ClusterRole hybridmi-trainjob-launcher to default-editor in the profile namespace (k8s/README.md)",
+    "ClusterRole hybridmi-trainjob-launcher to default-editor in the profile namespace (k8s/README.md)",
     404: f"the cluster serves no {GROUP}/{VERSION} {PLURAL} (install Kubeflow Trainer: k8s/trainer) or the namespace does not exist",
 }
 
@@ -59,8 +60,10 @@ def _hint(status: int, message: str) -> str:
     """What to check about a refusal: the server's strict decoding error names the fields an older Trainer's CRD lacks."""
     unknown = re.findall(r'unknown field "([^"]+)"', message) if "strict decoding error" in message else []
     if unknown:
-        return (f"the cluster's TrainJob CRD has no field {', '.join(unknown)}: its Kubeflow Trainer is older than "
-                f"{MIN_TRAINER}, which this project needs (k8s/trainer installs {TRAINER_VERSION})")
+        return (
+            f"the cluster's TrainJob CRD has no field {', '.join(unknown)}: its Kubeflow Trainer is older than "
+            f"{MIN_TRAINER}, which this project needs (k8s/trainer installs {TRAINER_VERSION})"
+        )
     return _HINTS.get(status, "")
 
 
@@ -88,8 +91,10 @@ class TrainJobs:
             assert isinstance(exc, ApiException)
             message = _server_message(exc)
             hint = _hint(exc.status, message)
-            raise TrainJobApiError(f"{action} in namespace {self.namespace}: {exc.status} {message}"
-                                   + (f" ({hint})" if hint else ""), exc.status) from None
+            raise TrainJobApiError(
+                f"{action} in namespace {self.namespace}: {exc.status} {message}" + (f" ({hint})" if hint else ""),
+                exc.status,
+            ) from None
 
     def get(self, name: str) -> dict[str, Any] | None:
         """The TrainJob object, or None when there is none of that name."""
@@ -107,8 +112,12 @@ class TrainJobs:
         """
         name = body["metadata"]["name"]
         try:
-            return self._call(f"creating TrainJob {name}", self.api.create_namespaced_custom_object, dict(body),
-                              field_validation="Strict")
+            return self._call(
+                f"creating TrainJob {name}",
+                self.api.create_namespaced_custom_object,
+                dict(body),
+                field_validation="Strict",
+            )
         except TrainJobApiError as exc:
             if exc.status == 409:
                 return None
@@ -120,8 +129,12 @@ class TrainJobs:
         wait_s > 0: wait that long for it to be gone (a new TrainJob of the same name needs its JobSet gone).
         """
         try:
-            self._call(f"deleting TrainJob {name}", self.api.delete_namespaced_custom_object, name,
-                       propagation_policy="Foreground")
+            self._call(
+                f"deleting TrainJob {name}",
+                self.api.delete_namespaced_custom_object,
+                name,
+                propagation_policy="Foreground",
+            )
         except TrainJobApiError as exc:
             if exc.status == 404:
                 return False
@@ -129,20 +142,26 @@ class TrainJobs:
         deadline = time.monotonic() + wait_s
         while wait_s and self.get(name) is not None:
             if time.monotonic() > deadline:
-                raise TrainJobApiError(f"TrainJob {name} in namespace {self.namespace} was still there {wait_s:.0f} s "
-                                       "after it was deleted (a finalizer holds it?)")
+                raise TrainJobApiError(
+                    f"TrainJob {name} in namespace {self.namespace} was still there {wait_s:.0f} s "
+                    "after it was deleted (a finalizer holds it?)"
+                )
             time.sleep(poll_s)
         return True
 
 
-def task_namespace(env: Mapping[str, str] = os.environ, *, service_account_file: Path = SERVICE_ACCOUNT_NAMESPACE) -> str:
+def task_namespace(
+    env: Mapping[str, str] = os.environ, *, service_account_file: Path = SERVICE_ACCOUNT_NAMESPACE
+) -> str:
     """The namespace the task pod runs in: HYBRIDMI_NAMESPACE (downward API), else its service account's."""
     namespace = env.get(NAMESPACE_VAR, "").strip()
     if not namespace and service_account_file.is_file():
         namespace = service_account_file.read_text().strip()
     if not namespace:
-        raise ValueError(f"{NAMESPACE_VAR} is not set and {service_account_file} does not exist: "
-                         "the namespace to create the TrainJob in is unknown")
+        raise ValueError(
+            f"{NAMESPACE_VAR} is not set and {service_account_file} does not exist: "
+            "the namespace to create the TrainJob in is unknown"
+        )
     return namespace
 
 
@@ -156,10 +175,15 @@ def task_pod(env: Mapping[str, str] = os.environ) -> tuple[str, str] | None:
     if name and uid:
         return name, uid
     if name or uid:
-        raise ValueError(f"{POD_NAME_VAR}={name!r} and {POD_UID_VAR}={uid!r}: the task's pod needs both (downward API "
-                         "metadata.name and metadata.uid) to own its TrainJob")
-    log.warning("%s and %s are not set: the TrainJob gets no owner, so Kubernetes will not delete it with the task's pod",
-                POD_NAME_VAR, POD_UID_VAR)
+        raise ValueError(
+            f"{POD_NAME_VAR}={name!r} and {POD_UID_VAR}={uid!r}: the task's pod needs both (downward API "
+            "metadata.name and metadata.uid) to own its TrainJob"
+        )
+    log.warning(
+        "%s and %s are not set: the TrainJob gets no owner, so Kubernetes will not delete it with the task's pod",
+        POD_NAME_VAR,
+        POD_UID_VAR,
+    )
     return None
 
 
@@ -174,5 +198,7 @@ def kube_api_client(env: Mapping[str, str] = os.environ) -> k8s.ApiClient:
         try:
             config.load_kube_config(config_file=env.get("KUBECONFIG") or None, client_configuration=configuration)
         except (config.ConfigException, OSError) as exc:
-            raise ValueError(f"no Kubernetes API to create the TrainJob with: not in a cluster and no usable kubeconfig ({exc})") from None
+            raise ValueError(
+                f"no Kubernetes API to create the TrainJob with: not in a cluster and no usable kubeconfig ({exc})"
+            ) from None
     return k8s.ApiClient(configuration)

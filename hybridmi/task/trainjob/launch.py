@@ -13,6 +13,7 @@ store, or the reason it failed), the task deletes it, pods and logs included, un
 HYBRIDMI_KEEP_TRAINJOB is true; the task's pod owns it besides (HYBRIDMI_POD_NAME/HYBRIDMI_POD_UID),
 so Kubernetes deletes a TrainJob the task could not with the pod.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -83,16 +84,40 @@ class NodeSettings:
         return int(self.gpu_count) if self.gpu_type and self.gpu_count else 0
 
 
-def node_settings(*, image: str, train_nodes: str, deadline_s: int, gpu_type: str, gpu_count: str, cpu_request: str,
-                  cpu_limit: str, memory_request: str, memory_limit: str, node_selector: Mapping[str, str],
-                  tolerations: Sequence[Mapping[str, Any]], image_pull_secret: str, store_secret: str) -> NodeSettings:
+def node_settings(
+    *,
+    image: str,
+    train_nodes: str,
+    deadline_s: int,
+    gpu_type: str,
+    gpu_count: str,
+    cpu_request: str,
+    cpu_limit: str,
+    memory_request: str,
+    memory_limit: str,
+    node_selector: Mapping[str, str],
+    tolerations: Sequence[Mapping[str, Any]],
+    image_pull_secret: str,
+    store_secret: str,
+) -> NodeSettings:
     """NodeSettings from the run parameters as the component receives them (train_nodes as text); ValueError naming one."""
     if not str(train_nodes).strip().isdigit() or int(train_nodes) < 1:
         raise ValueError(f"train_nodes={train_nodes!r} is not a positive integer")
-    return NodeSettings(image=image, nodes=int(train_nodes), gpu_type=gpu_type, gpu_count=gpu_count,
-                        cpu_request=cpu_request, cpu_limit=cpu_limit, memory_request=memory_request,
-                        memory_limit=memory_limit, node_selector=dict(node_selector), tolerations=list(tolerations),
-                        image_pull_secret=image_pull_secret, store_secret=store_secret, deadline_s=int(deadline_s))
+    return NodeSettings(
+        image=image,
+        nodes=int(train_nodes),
+        gpu_type=gpu_type,
+        gpu_count=gpu_count,
+        cpu_request=cpu_request,
+        cpu_limit=cpu_limit,
+        memory_request=memory_request,
+        memory_limit=memory_limit,
+        node_selector=dict(node_selector),
+        tolerations=list(tolerations),
+        image_pull_secret=image_pull_secret,
+        store_secret=store_secret,
+        deadline_s=int(deadline_s),
+    )
 
 
 def model_key(run_id: str, cfg: Config) -> str:
@@ -146,19 +171,36 @@ def deleted_once_finished(jobs: TrainJobs, name: str, *, keep: bool = False) -> 
 
 def _delete_finished(jobs: TrainJobs, name: str, *, keep: bool) -> None:
     if keep:
-        log.info("keeping the finished TrainJob %s (%s): kubectl -n %s delete trainjob %s", name, KEEP_TRAINJOB_VAR,
-                 jobs.namespace, name)
+        log.info(
+            "keeping the finished TrainJob %s (%s): kubectl -n %s delete trainjob %s",
+            name,
+            KEEP_TRAINJOB_VAR,
+            jobs.namespace,
+            name,
+        )
         return
     try:
         if jobs.delete(name):
             log.info("deleted the finished TrainJob %s and its pods (%s=true keeps them)", name, KEEP_TRAINJOB_VAR)
     except (TrainJobApiError, ApiUnavailable) as exc:
-        log.warning("could not delete the finished TrainJob %s (%s); it goes with the task's pod if that owns it, "
-                    "else: kubectl -n %s delete trainjob %s", name, exc, jobs.namespace, name)
+        log.warning(
+            "could not delete the finished TrainJob %s (%s); it goes with the task's pod if that owns it, "
+            "else: kubectl -n %s delete trainjob %s",
+            name,
+            exc,
+            jobs.namespace,
+            name,
+        )
 
 
-def run_trainjob(jobs: TrainJobs, body: Mapping[str, Any], *, poll_s: float = 10.0, unreachable_s: float = 300.0,
-                 replace_wait_s: float = REPLACE_WAIT_S) -> TrainJobState:
+def run_trainjob(
+    jobs: TrainJobs,
+    body: Mapping[str, Any],
+    *,
+    poll_s: float = 10.0,
+    unreachable_s: float = 300.0,
+    replace_wait_s: float = REPLACE_WAIT_S,
+) -> TrainJobState:
     """Create the TrainJob ``body`` (or take over the one of that name), wait for its end; its final state.
 
     An existing Failed one (an earlier attempt's) or one being deleted is waited out and created again;
@@ -170,17 +212,28 @@ def run_trainjob(jobs: TrainJobs, body: Mapping[str, Any], *, poll_s: float = 10
     with deleted_on_sigterm(jobs, name):
         existing = jobs.get(name)
         earlier = trainjob_state(existing) if existing is not None else None
-        if existing is not None and (earlier.phase == FAILED or (existing.get("metadata") or {}).get("deletionTimestamp")):
-            log.warning("TrainJob %s of an earlier attempt %s; creating it again once it is gone: its nodes resume "
-                        "from the run's checkpoints", name,
-                        f"failed ({earlier.reason})" if earlier.phase == FAILED else "is being deleted")
+        if existing is not None and (
+            earlier.phase == FAILED or (existing.get("metadata") or {}).get("deletionTimestamp")
+        ):
+            log.warning(
+                "TrainJob %s of an earlier attempt %s; creating it again once it is gone: its nodes resume "
+                "from the run's checkpoints",
+                name,
+                f"failed ({earlier.reason})" if earlier.phase == FAILED else "is being deleted",
+            )
             jobs.delete(name, wait_s=replace_wait_s, poll_s=min(poll_s, 5.0))
             existing = None
         if existing is None and jobs.create(body) is not None:
             limits = trainer["resourcesPerNode"]["limits"]
-            log.info("created TrainJob %s in namespace %s: %d node(s) x %d process(es), image %s, limits %s",
-                     name, jobs.namespace, trainer["numNodes"], trainer["numProcPerNode"], trainer["image"],
-                     json.dumps(limits, sort_keys=True))
+            log.info(
+                "created TrainJob %s in namespace %s: %d node(s) x %d process(es), image %s, limits %s",
+                name,
+                jobs.namespace,
+                trainer["numNodes"],
+                trainer["numProcPerNode"],
+                trainer["image"],
+                json.dumps(limits, sort_keys=True),
+            )
         else:
             log.info("TrainJob %s exists already (an earlier attempt of this task created it): waiting for it", name)
         state = wait_for_trainjob(lambda: jobs.get(name), name=name, poll_s=poll_s, unreachable_s=unreachable_s)
@@ -227,32 +280,58 @@ def run_trainjob_task(
         identity = task_identity(env, resume_from=resume_from)
         store = open_task_store(env)
         if store is None or not store.uri.startswith("s3://"):
-            raise ValueError(f"a train step on {nodes.nodes} nodes hands data and model over through object storage every "
-                             f"node reaches: HYBRIDMI_STORE must be an s3:// store (the storage Secret {nodes.store_secret!r}), "
-                             f"got {getattr(store, 'uri', None) or 'none'}")
+            raise ValueError(
+                f"a train step on {nodes.nodes} nodes hands data and model over through object storage every "
+                f"node reaches: HYBRIDMI_STORE must be an s3:// store (the storage Secret {nodes.store_secret!r}), "
+                f"got {getattr(store, 'uri', None) or 'none'}"
+            )
         keep = env_flag(env, KEEP_TRAINJOB_VAR)
         key = model_key(identity.run_id, cfg)
         model_uri = f"{store.uri}/{key}"
         if store.exists(key):
-            log.info("the model of this run is in the store already (%s, published by an earlier attempt's TrainJob)", model_uri)
+            log.info(
+                "the model of this run is in the store already (%s, published by an earlier attempt's TrainJob)",
+                model_uri,
+            )
         else:
             name = trainjob_name(identity.run_id, cfg.hash())
             jobs = TrainJobs(api_client if api_client is not None else kube_api_client(env), task_namespace(env))
             request = TrainJobRequest(
-                name=name, namespace=jobs.namespace, image=nodes.image, nodes=nodes.nodes, gpus_per_node=nodes.gpus_per_node,
-                config_text=config_to_text(cfg), config_hash=cfg.hash(), run_id=identity.run_id,
-                dataset_uri=_dataset_uri(store, Path(dataset_dir)), model_uri=model_uri, store_secret=nodes.store_secret,
-                deadline_s=nodes.deadline_s, gpu_resource=nodes.gpu_type, cpu_request=nodes.cpu_request,
-                cpu_limit=nodes.cpu_limit, memory_request=nodes.memory_request, memory_limit=nodes.memory_limit,
-                node_selector=nodes.node_selector, tolerations=nodes.tolerations, image_pull_secret=nodes.image_pull_secret,
-                resume_from=identity.resume_from, owner_pod=task_pod(env))
+                name=name,
+                namespace=jobs.namespace,
+                image=nodes.image,
+                nodes=nodes.nodes,
+                gpus_per_node=nodes.gpus_per_node,
+                config_text=config_to_text(cfg),
+                config_hash=cfg.hash(),
+                run_id=identity.run_id,
+                dataset_uri=_dataset_uri(store, Path(dataset_dir)),
+                model_uri=model_uri,
+                store_secret=nodes.store_secret,
+                deadline_s=nodes.deadline_s,
+                gpu_resource=nodes.gpu_type,
+                cpu_request=nodes.cpu_request,
+                cpu_limit=nodes.cpu_limit,
+                memory_request=nodes.memory_request,
+                memory_limit=nodes.memory_limit,
+                node_selector=nodes.node_selector,
+                tolerations=nodes.tolerations,
+                image_pull_secret=nodes.image_pull_secret,
+                resume_from=identity.resume_from,
+                owner_pod=task_pod(env),
+            )
             with deleted_once_finished(jobs, name, keep=keep):
                 run_trainjob(jobs, render_trainjob(request), poll_s=poll_s, unreachable_s=unreachable_s)
                 if not store.exists(key):
-                    logs = (f"kubectl -n {jobs.namespace} logs -l jobset.sigs.k8s.io/jobset-name={name}" if keep else
-                            f"its pods' logs go with it unless the task runs with {KEEP_TRAINJOB_VAR}=true")
-                    raise ModelNotPublished(f"TrainJob {name} completed but no model was published at {model_uri} "
-                                            f"(rank 0 publishes it; {logs})")
+                    logs = (
+                        f"kubectl -n {jobs.namespace} logs -l jobset.sigs.k8s.io/jobset-name={name}"
+                        if keep
+                        else f"its pods' logs go with it unless the task runs with {KEEP_TRAINJOB_VAR}=true"
+                    )
+                    raise ModelNotPublished(
+                        f"TrainJob {name} completed but no model was published at {model_uri} "
+                        f"(rank 0 publishes it; {logs})"
+                    )
         store.get_dir(key, Path(model_dir))
         log.info("model fetched from %s", model_uri)
         return _model_metrics(Path(model_dir))

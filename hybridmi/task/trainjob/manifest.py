@@ -17,6 +17,7 @@ read in the Trainer's API types and CRD of that tag; the tests validate every re
 CRD's openAPIV3Schema. ``spec.runtimePatches`` and ``spec.activeDeadlineSeconds`` came with Trainer
 v2.2.0 (``MIN_TRAINER``; v2.1 had ``podTemplateOverrides``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,8 +52,18 @@ def trainjob_name(run_id: str, config_hash: str) -> str:
 
 def train_command(dataset_uri: str, model_uri: str) -> tuple[list[str], list[str]]:
     """(command, args) of every node: torchrun (PET_* env) starting the train stage on object-storage URIs."""
-    return ["torchrun"], ["--module", "hybridmi.cli", "stage", "train", "--config-env", CONFIG_TEXT_VAR,
-                          "--input", f"dataset={dataset_uri}", "--output", f"model={model_uri}"]
+    return ["torchrun"], [
+        "--module",
+        "hybridmi.cli",
+        "stage",
+        "train",
+        "--config-env",
+        CONFIG_TEXT_VAR,
+        "--input",
+        f"dataset={dataset_uri}",
+        "--output",
+        f"model={model_uri}",
+    ]
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,9 @@ class TrainJobRequest:
 
     def __post_init__(self) -> None:
         if not _RFC1035.fullmatch(self.name) or len(self.name) > MAX_NAME:
-            raise ValueError(f"TrainJob name {self.name!r} is not a DNS label of at most {MAX_NAME} characters starting with a letter")
+            raise ValueError(
+                f"TrainJob name {self.name!r} is not a DNS label of at most {MAX_NAME} characters starting with a letter"
+            )
         for what, value in (("nodes", self.nodes), ("deadline_s", self.deadline_s)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"TrainJob {what}={value!r} is not a positive integer")
@@ -94,9 +107,16 @@ class TrainJobRequest:
             raise ValueError(f"TrainJob asks for {self.gpus_per_node} GPUs per node but names no GPU resource")
         for what, uri in (("dataset_uri", self.dataset_uri), ("model_uri", self.model_uri)):
             if not uri.startswith("s3://"):
-                raise ValueError(f"TrainJob {what}={uri!r} is not an s3:// URI (every node reads it from object storage)")
-        for what, value in (("namespace", self.namespace), ("image", self.image), ("run_id", self.run_id),
-                            ("store_secret", self.store_secret), ("config_text", self.config_text)):
+                raise ValueError(
+                    f"TrainJob {what}={uri!r} is not an s3:// URI (every node reads it from object storage)"
+                )
+        for what, value in (
+            ("namespace", self.namespace),
+            ("image", self.image),
+            ("run_id", self.run_id),
+            ("store_secret", self.store_secret),
+            ("config_text", self.config_text),
+        ):
             if not value:
                 raise ValueError(f"TrainJob {what} is empty")
         if self.owner_pod is not None and (len(self.owner_pod) != 2 or not all(self.owner_pod)):
@@ -104,11 +124,17 @@ class TrainJobRequest:
 
 
 def _env(request: TrainJobRequest) -> list[dict[str, Any]]:
-    secret = [{"name": var, "valueFrom": {"secretKeyRef": {"name": request.store_secret, "key": key, "optional": True}}}
-              for key, var in STORE_SECRET_KEYS.items()]
+    secret = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": request.store_secret, "key": key, "optional": True}}}
+        for key, var in STORE_SECRET_KEYS.items()
+    ]
     resume = [{"name": RESUME_FROM_VAR, "value": request.resume_from}] if request.resume_from else []
-    return [*secret, {"name": RUN_ID_VAR, "value": request.run_id}, *resume,
-            {"name": CONFIG_TEXT_VAR, "value": request.config_text}]
+    return [
+        *secret,
+        {"name": RUN_ID_VAR, "value": request.run_id},
+        *resume,
+        {"name": CONFIG_TEXT_VAR, "value": request.config_text},
+    ]
 
 
 def _resources(request: TrainJobRequest) -> dict[str, Any]:
@@ -149,8 +175,9 @@ def render_trainjob(request: TrainJobRequest) -> dict[str, Any]:
     if request.owner_pod is not None:
         # blockOwnerDeletion true would need update on pods/finalizers (OwnerReferencesPermissionEnforcement).
         pod, uid = request.owner_pod
-        metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid,
-                                        "blockOwnerDeletion": False}]
+        metadata["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid, "blockOwnerDeletion": False}
+        ]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": KIND,

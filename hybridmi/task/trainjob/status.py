@@ -6,6 +6,7 @@ reason ``DeadlineExceeded`` past ``activeDeadlineSeconds``), and ``jobsStatus``:
 how many child Jobs are active, ready, succeeded, failed. The phases below are the ones the
 ``kubeflow`` SDK shows: Created (no pod running yet), Running, Suspended, Complete, Failed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,7 +62,9 @@ def trainjob_state(obj: Mapping[str, Any]) -> TrainJobState:
     for phase in (FAILED, COMPLETE):  # Failed wins: a deadline can fail a job the JobSet still calls running
         if phase in true:
             condition = true[phase]
-            detail = ": ".join(p for p in (condition.get("reason", ""), " ".join(str(condition.get("message", "")).split())) if p)
+            detail = ": ".join(
+                p for p in (condition.get("reason", ""), " ".join(str(condition.get("message", "")).split())) if p
+            )
             return TrainJobState(phase, texts, counts, detail)
     if SUSPENDED in true:
         return TrainJobState(SUSPENDED, texts, counts)
@@ -94,12 +97,18 @@ def wait_for_trainjob(
             now = clock()
             if down_since is None:
                 down_since = now
-                log.warning("TrainJob %s: the Kubernetes API does not answer (%s); retrying for up to %.0f s",
-                            name, " ".join(str(exc).split())[:200], unreachable_s)
+                log.warning(
+                    "TrainJob %s: the Kubernetes API does not answer (%s); retrying for up to %.0f s",
+                    name,
+                    " ".join(str(exc).split())[:200],
+                    unreachable_s,
+                )
             elif now - down_since > unreachable_s:
-                raise KubeUnreachable(f"the Kubernetes API did not answer for {now - down_since:.0f} s while the train step "
-                                      f"waited for TrainJob {name}, which may still be running "
-                                      f"(kubectl get trainjob {name})") from None
+                raise KubeUnreachable(
+                    f"the Kubernetes API did not answer for {now - down_since:.0f} s while the train step "
+                    f"waited for TrainJob {name}, which may still be running "
+                    f"(kubectl get trainjob {name})"
+                ) from None
             sleep(poll_s)
             continue
         if down_since is not None:

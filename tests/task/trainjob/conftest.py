@@ -1,5 +1,6 @@
 """Fixtures of the multi-node train step: a bucket on the loopback S3 (moto) with the storage Secret's
 keys and the env a task pod gets from it, a prepared tiny data set, the fake Kubernetes API."""
+
 from __future__ import annotations
 
 import uuid
@@ -15,10 +16,18 @@ ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 # A train stage of a few steps on 2 shared CPU cores.
 TINY = [
-    "data.synthetic_classes=4", "data.synthetic_train=128", "data.synthetic_test=16",
-    "model.channels=8", "model.proj_hidden=32", "model.proj_dim=16",
-    "train.batch_size=32", "objective.queue_size=64", "train.epochs=0.5", "train.threads=1",
-    "train.checkpoint_every=1", "optim.warmup_epochs=0",
+    "data.synthetic_classes=4",
+    "data.synthetic_train=128",
+    "data.synthetic_test=16",
+    "model.channels=8",
+    "model.proj_hidden=32",
+    "model.proj_dim=16",
+    "train.batch_size=32",
+    "objective.queue_size=64",
+    "train.epochs=0.5",
+    "train.threads=1",
+    "train.checkpoint_every=1",
+    "optim.warmup_epochs=0",
 ]
 NAMESPACE = "kubeflow"
 
@@ -44,16 +53,25 @@ def secret(moto_endpoint) -> dict[str, str]:
 
     bucket = f"trainjob-{uuid.uuid4().hex[:10]}"
     Minio(moto_endpoint, access_key="testing", secret_key="testing-secret", secure=False).make_bucket(bucket)
-    return {"store": f"s3://{bucket}/hybridmi", "endpoint": f"http://{moto_endpoint}", "accesskey": "testing",
-            "secretkey": "testing-secret"}
+    return {
+        "store": f"s3://{bucket}/hybridmi",
+        "endpoint": f"http://{moto_endpoint}",
+        "accesskey": "testing",
+        "secretkey": "testing-secret",
+    }
 
 
 @pytest.fixture
 def task_env(secret) -> dict[str, str]:
     """What the task pod sees: the Secret as env, the KFP run id, its namespace, name and uid (downward API)."""
-    return {**{STORE_SECRET_KEYS[k]: v for k, v in secret.items()}, RUN_ID_VAR: f"run-{uuid.uuid4().hex[:8]}",
-            NAMESPACE_VAR: NAMESPACE, POD_NAME_VAR: TASK_POD[0], POD_UID_VAR: TASK_POD[1],
-            "HYBRIDMI_S3_RETRY_DELAY_S": "0.05"}
+    return {
+        **{STORE_SECRET_KEYS[k]: v for k, v in secret.items()},
+        RUN_ID_VAR: f"run-{uuid.uuid4().hex[:8]}",
+        NAMESPACE_VAR: NAMESPACE,
+        POD_NAME_VAR: TASK_POD[0],
+        POD_UID_VAR: TASK_POD[1],
+        "HYBRIDMI_S3_RETRY_DELAY_S": "0.05",
+    }
 
 
 @pytest.fixture
@@ -66,5 +84,8 @@ def task_store(task_env):
 @pytest.fixture
 def processes(secret, tmp_path) -> Processes:
     """Nodes as real processes; the image's install of hybridmi is this checkout (PYTHONPATH)."""
-    return Processes(secrets={STORE_SECRET_NAME: secret}, log_dir=tmp_path,
-                     extra_env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    return Processes(
+        secrets={STORE_SECRET_NAME: secret},
+        log_dir=tmp_path,
+        extra_env={"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+    )

@@ -9,6 +9,7 @@ CEL rules (``x-kubernetes-validations``) are not evaluated: the one that concern
 name is written out in ``name_problems``. ``CRD_FILE`` is the pinned release's CRD, ``OLDER_CRD_FILE``
 that of v2.1.0 (no runtimePatches, no activeDeadlineSeconds).
 """
+
 from __future__ import annotations
 
 import copy
@@ -106,7 +107,11 @@ def strict(schema: Any) -> Any:
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     if out.pop("nullable", False) and "type" in out:
         out["type"] = [out["type"], "null"]
-    if "properties" in out and "additionalProperties" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
         out["additionalProperties"] = False
     return out
 
@@ -141,8 +146,10 @@ def _validator(crd_file: str = CRD_FILE) -> Draft7Validator:
 
 def validate_trainjob(obj: dict, crd_file: str = CRD_FILE) -> list[str]:
     """Every problem of a TrainJob object (empty when a strict API server would accept its shape)."""
-    problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
-                for e in sorted(_validator(crd_file).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))]
+    problems = [
+        f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}"
+        for e in sorted(_validator(crd_file).iter_errors(obj), key=lambda e: list(map(str, e.absolute_path)))
+    ]
     crd_spec = _crd(crd_file)["spec"]
     if obj.get("apiVersion") != f"{crd_spec['group']}/v1alpha1" or obj.get("kind") != crd_spec["names"]["kind"]:
         problems.append(f"apiVersion/kind {obj.get('apiVersion')}/{obj.get('kind')} is not this CRD's")

@@ -18,6 +18,7 @@ Controllers (what a TrainJob's status does after it is created):
   torchrun) — Running while they run, Complete when all exit 0, Failed (JobSet's FailedJobs) otherwise.
 The server can be stopped and started again on the same port (an API server that goes away).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,18 +40,32 @@ from crd_schema import CRD_FILE, prune_unknown, validate_trainjob
 PREFIX = "/apis/trainer.kubeflow.org/v1alpha1/namespaces/"
 CREATED_AT = "2026-08-01T10:00:00Z"
 NAME = "hybridmi-train-0123456789"
-TASK_POD = ("hybridmi-multinode-abc12-system-container-impl-1234567890", "5f0e6a4c-2b1d-4c3e-9a8f-0123456789ab")  # name, uid
+TASK_POD = (
+    "hybridmi-multinode-abc12-system-container-impl-1234567890",
+    "5f0e6a4c-2b1d-4c3e-9a8f-0123456789ab",
+)  # name, uid
 
 
 def sample_trainjob(name: str = NAME) -> dict:
     """A rendered TrainJob: 2 nodes x 4 GPUs in namespace kubeflow."""
     from hybridmi.task.trainjob.manifest import TrainJobRequest, render_trainjob
 
-    return render_trainjob(TrainJobRequest(
-        name=name, namespace="kubeflow", image="registry.example.com/hybridmi:0.1.0-abcdef012345", nodes=2,
-        gpus_per_node=4, config_text="train:\n  epochs: 1\n", config_hash="c0ffee", run_id="run-1",
-        dataset_uri="s3://b/p/datasets/00ff00ff", model_uri="s3://b/p/runs/run-1/c0ffee/train/model",
-        store_secret="hybridmi-store", deadline_s=3600))
+    return render_trainjob(
+        TrainJobRequest(
+            name=name,
+            namespace="kubeflow",
+            image="registry.example.com/hybridmi:0.1.0-abcdef012345",
+            nodes=2,
+            gpus_per_node=4,
+            config_text="train:\n  epochs: 1\n",
+            config_hash="c0ffee",
+            run_id="run-1",
+            dataset_uri="s3://b/p/datasets/00ff00ff",
+            model_uri="s3://b/p/runs/run-1/c0ffee/train/model",
+            store_secret="hybridmi-store",
+            deadline_s=3600,
+        )
+    )
 
 
 def free_port() -> int:
@@ -64,15 +79,23 @@ def condition(kind: str, reason: str, message: str) -> dict:
 
 
 def jobs_status(active: int = 0, ready: int = 0, succeeded: int = 0, failed: int = 0) -> list[dict]:
-    return [{"name": "node", "active": active, "ready": ready, "succeeded": succeeded, "failed": failed, "suspended": 0}]
+    return [
+        {"name": "node", "active": active, "ready": ready, "succeeded": succeeded, "failed": failed, "suspended": 0}
+    ]
 
 
 CREATED = {}
 RUNNING = {"jobsStatus": jobs_status(active=1, ready=1)}
-COMPLETE = {"conditions": [condition("Complete", "AllJobsCompleted", "jobset completed successfully")],
-            "jobsStatus": jobs_status(succeeded=1)}
-FAILED = {"conditions": [condition("Failed", "FailedJobs", "jobset failed due to one or more job failures (first failed job: x-node-0)")],
-          "jobsStatus": jobs_status(failed=1)}
+COMPLETE = {
+    "conditions": [condition("Complete", "AllJobsCompleted", "jobset completed successfully")],
+    "jobsStatus": jobs_status(succeeded=1),
+}
+FAILED = {
+    "conditions": [
+        condition("Failed", "FailedJobs", "jobset failed due to one or more job failures (first failed job: x-node-0)")
+    ],
+    "jobsStatus": jobs_status(failed=1),
+}
 
 
 def owner_reference_problems(obj: dict) -> list[str]:
@@ -137,8 +160,15 @@ class Processes:
                     raise ValueError(f"secret {ref['name']} has no key {ref['key']}")
                 if value is not None:
                     env[var["name"]] = value
-        env.update({"PET_NNODES": str(trainer.get("numNodes", 1)), "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1)),
-                    "PET_NODE_RANK": str(rank), "PET_MASTER_ADDR": "127.0.0.1", "PET_MASTER_PORT": str(port)})
+        env.update(
+            {
+                "PET_NNODES": str(trainer.get("numNodes", 1)),
+                "PET_NPROC_PER_NODE": str(trainer.get("numProcPerNode", 1)),
+                "PET_NODE_RANK": str(rank),
+                "PET_MASTER_ADDR": "127.0.0.1",
+                "PET_MASTER_PORT": str(port),
+            }
+        )
         return env
 
     def start(self, obj: dict) -> None:
@@ -146,8 +176,15 @@ class Processes:
         port, procs = free_port(), []
         for rank in range(trainer.get("numNodes", 1)):
             log = open(self.log_dir / f"{name}-node-{rank}.log", "wb") if self.log_dir else subprocess.DEVNULL
-            procs.append(subprocess.Popen(trainer["command"] + trainer.get("args", []), env=self.node_env(obj, rank, port),
-                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            procs.append(
+                subprocess.Popen(
+                    trainer["command"] + trainer.get("args", []),
+                    env=self.node_env(obj, rank, port),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
         self.running[name] = procs
 
     def status(self, obj: dict) -> dict:
@@ -156,8 +193,12 @@ class Processes:
             return {"jobsStatus": jobs_status(active=1, ready=1)}
         if all(c == 0 for c in codes):
             return COMPLETE
-        return {"conditions": [condition("Failed", "FailedJobs", f"jobset failed due to one or more job failures (exit codes {codes})")],
-                "jobsStatus": jobs_status(failed=1)}
+        return {
+            "conditions": [
+                condition("Failed", "FailedJobs", f"jobset failed due to one or more job failures (exit codes {codes})")
+            ],
+            "jobsStatus": jobs_status(failed=1),
+        }
 
     def stop(self, obj: dict) -> None:
         for proc in self.running.pop(obj["metadata"]["name"], []):
@@ -177,7 +218,9 @@ class Recorded:
 class FakeKubeAPI:
     """The server: ``url`` for a kubernetes ``Configuration(host=...)``; ``jobs`` holds the stored objects."""
 
-    def __init__(self, controller: Any, *, deny: bool = False, installed: bool = True, crd_file: str = CRD_FILE) -> None:
+    def __init__(
+        self, controller: Any, *, deny: bool = False, installed: bool = True, crd_file: str = CRD_FILE
+    ) -> None:
         self.controller, self.deny, self.installed, self.crd_file = controller, deny, installed, crd_file
         self.jobs: dict[str, dict] = {}
         self.requests: list[Recorded] = []
@@ -189,18 +232,35 @@ class FakeKubeAPI:
     # -- the API ------------------------------------------------------------------------------------
     @staticmethod
     def status_object(code: int, reason: str, message: str) -> dict:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": message,
-                "reason": reason, "code": code}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        }
 
-    def handle(self, method: str, path: str, body: dict | None, query: dict[str, list[str]] | None = None,
-               warnings: list[str] | None = None) -> tuple[int, dict]:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        body: dict | None,
+        query: dict[str, list[str]] | None = None,
+        warnings: list[str] | None = None,
+    ) -> tuple[int, dict]:
         """(HTTP status, response object) of one request; ``warnings`` receives the Warning headers to send."""
         if self.deny:
-            return 403, self.status_object(403, "Forbidden", f'trainjobs.trainer.kubeflow.org is forbidden: User '
-                                           f'"system:serviceaccount:kubeflow:pipeline-runner" cannot {method.lower()} resource "trainjobs"')
+            return 403, self.status_object(
+                403,
+                "Forbidden",
+                f"trainjobs.trainer.kubeflow.org is forbidden: User "
+                f'"system:serviceaccount:kubeflow:pipeline-runner" cannot {method.lower()} resource "trainjobs"',
+            )
         if not path.startswith(PREFIX) or not self.installed:
             return 404, self.status_object(404, "NotFound", "the server could not find the requested resource")
-        namespace, _, rest = path[len(PREFIX):].partition("/")
+        namespace, _, rest = path[len(PREFIX) :].partition("/")
         plural, _, name = rest.partition("/")
         if plural != "trainjobs":
             return 404, self.status_object(404, "NotFound", "the server could not find the requested resource")
@@ -222,24 +282,41 @@ class FakeKubeAPI:
     def _create(self, namespace: str, obj: dict, directive: str, warnings: list[str]) -> tuple[int, dict]:
         name = obj.get("metadata", {}).get("name", "")
         if directive not in ("Ignore", "Warn", "Strict"):
-            return 400, self.status_object(400, "BadRequest", f"fieldValidation {directive!r} is not Ignore, Warn or Strict")
+            return 400, self.status_object(
+                400, "BadRequest", f"fieldValidation {directive!r} is not Ignore, Warn or Strict"
+            )
         obj, unknown = prune_unknown(obj, self.crd_file)
         if unknown and directive == "Strict":  # apiserver handlers: transformDecodeError of a StrictDecodingError
             version = obj.get("apiVersion", "").rpartition("/")[2]
-            return 400, self.status_object(400, "BadRequest", f'{obj.get("kind")} in version "{version}" cannot be handled as '
-                                           "a TrainJob: strict decoding error: "
-                                           + ", ".join(f'unknown field "{path}"' for path in unknown))
+            return 400, self.status_object(
+                400,
+                "BadRequest",
+                f'{obj.get("kind")} in version "{version}" cannot be handled as '
+                "a TrainJob: strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown),
+            )
         if directive == "Warn":
             warnings.extend(f'unknown field "{path}"' for path in unknown)
         problems = validate_trainjob(obj, self.crd_file) + owner_reference_problems(obj)
         if obj.get("metadata", {}).get("namespace", namespace) != namespace:
             problems.append("the namespace of the provided object does not match the namespace sent on the request")
         if problems:
-            return 422, self.status_object(422, "Invalid", f'TrainJob.trainer.kubeflow.org "{name}" is invalid: ' + "; ".join(problems))
+            return 422, self.status_object(
+                422, "Invalid", f'TrainJob.trainer.kubeflow.org "{name}" is invalid: ' + "; ".join(problems)
+            )
         if name in self.jobs:
-            return 409, self.status_object(409, "AlreadyExists", f'trainjobs.trainer.kubeflow.org "{name}" already exists')
-        stored = {**obj, "metadata": {**obj["metadata"], "namespace": namespace, "uid": str(uuid.uuid4()),
-                                      "creationTimestamp": CREATED_AT, "resourceVersion": "1"}}
+            return 409, self.status_object(
+                409, "AlreadyExists", f'trainjobs.trainer.kubeflow.org "{name}" already exists'
+            )
+        stored = {
+            **obj,
+            "metadata": {
+                **obj["metadata"],
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "creationTimestamp": CREATED_AT,
+                "resourceVersion": "1",
+            },
+        }
         self.jobs[name] = stored
         self.controller.start(stored)
         return 201, stored

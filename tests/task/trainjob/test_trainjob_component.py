@@ -2,6 +2,7 @@
 kfp.local's SubprocessRunner, the task finding the Kubernetes API through a kubeconfig and its namespace,
 run id, storage and its pod's name and uid through env as in its pod; the fake cluster runs the TrainJob's
 node for real."""
+
 from __future__ import annotations
 
 import json
@@ -32,20 +33,30 @@ def two_step_pipeline():
         dataset = stage_task(prepare(config=cfg), settings).outputs["dataset"]
         train_step(p, settings, cfg, dataset, multinode=True)
 
-    return define_pipeline(wire, name="prepare-and-train-trainjob", description="test",
-                           parameters=TASK_PARAMETERS + MULTINODE_PARAMETERS)
+    return define_pipeline(
+        wire, name="prepare-and-train-trainjob", description="test", parameters=TASK_PARAMETERS + MULTINODE_PARAMETERS
+    )
 
 
-def test_component__trains_through_the_trainjob_and_outputs_its_model(tiny_cfg, secret, processes, tmp_path, monkeypatch):
+def test_component__trains_through_the_trainjob_and_outputs_its_model(
+    tiny_cfg, secret, processes, tmp_path, monkeypatch
+):
     from kfp import local
 
     with FakeKubeAPI(processes) as kube:
         kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump({
-            "apiVersion": "v1", "kind": "Config", "current-context": "fake",
-            "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
-            "users": [{"name": "fake", "user": {}}],
-            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}]}))
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": "fake",
+                    "clusters": [{"name": "fake", "cluster": {"server": kube.url}}],
+                    "users": [{"name": "fake", "user": {}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+                }
+            )
+        )
         run_id = "kfp-run-0001"
         for key, var in STORE_SECRET_KEYS.items():  # the storage Secret as the pod's env
             monkeypatch.delenv(var, raising=False)
@@ -58,7 +69,9 @@ def test_component__trains_through_the_trainjob_and_outputs_its_model(tiny_cfg, 
         monkeypatch.setenv(POD_NAME_VAR, TASK_POD[0])
         monkeypatch.setenv(POD_UID_VAR, TASK_POD[1])
         monkeypatch.setenv("PYTHONPATH", str(ROOT))
-        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), raise_on_error=True)
+        local.init(
+            runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"), raise_on_error=True
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             two_step_pipeline()(config=config_to_text(tiny_cfg), train_nodes="1", gpu_type="", gpu_count="")

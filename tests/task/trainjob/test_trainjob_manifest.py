@@ -1,5 +1,6 @@
 """The rendered TrainJob against Kubeflow Trainer's own CRD and runtime (vendored at TRAINER_VERSION), and
 against the train stage's command line: what every node runs must parse as ``hybridmi stage train``."""
+
 from __future__ import annotations
 
 import pytest
@@ -31,17 +32,32 @@ def request(**changes) -> TrainJobRequest:
     from hybridmi.config import load_config
 
     cfg = load_config(None, ["train.epochs=2"])
-    values = dict(name=trainjob_name("0b9c-run", cfg.hash()), namespace="team-a", image=IMAGE, nodes=4, gpus_per_node=8,
-                  config_text=config_to_text(cfg), config_hash=cfg.hash(), run_id="0b9c-run", dataset_uri=DATASET,
-                  model_uri=MODEL, store_secret="hybridmi-store", deadline_s=86400)
+    values = dict(
+        name=trainjob_name("0b9c-run", cfg.hash()),
+        namespace="team-a",
+        image=IMAGE,
+        nodes=4,
+        gpus_per_node=8,
+        config_text=config_to_text(cfg),
+        config_hash=cfg.hash(),
+        run_id="0b9c-run",
+        dataset_uri=DATASET,
+        model_uri=MODEL,
+        store_secret="hybridmi-store",
+        deadline_s=86400,
+    )
     return TrainJobRequest(**{**values, **changes})
 
 
 POD = ("hybridmi-multinode-x7k2p-system-container-impl-2417", "0d2c8a4e-1f3b-4e5d-8c7a-9b6f5e4d3c2b")
 SHAPES = {
     "4 nodes x 8 GPUs, selector, toleration, pull secret, resume, owner": dict(
-        node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}, tolerations=[GPU_TOLERATION],
-        image_pull_secret="regcred", resume_from="earlier-run", owner_pod=POD),
+        node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+        tolerations=[GPU_TOLERATION],
+        image_pull_secret="regcred",
+        resume_from="earlier-run",
+        owner_pod=POD,
+    ),
     "2 CPU nodes": dict(nodes=2, gpus_per_node=0, gpu_resource=""),
     "1 node, defaults": dict(nodes=1, gpus_per_node=1),
 }
@@ -62,8 +78,13 @@ def test_validator__refuses_typos_wrong_types_bad_quantities_and_duplicate_env()
     obj["spec"]["trainer"]["env"].append({"name": CONFIG_TEXT_VAR, "value": "again"})
     obj["metadata"]["name"] = "Hybridmi_Train"
     problems = "\n".join(validate_trainjob(obj))
-    for expected in ("'numNode' was unexpected", "'eight' is not of type 'integer'", "'lots' does not match",
-                     f"two items with the same name: ['{CONFIG_TEXT_VAR}']", "must match RFC 1035"):
+    for expected in (
+        "'numNode' was unexpected",
+        "'eight' is not of type 'integer'",
+        "'lots' does not match",
+        f"two items with the same name: ['{CONFIG_TEXT_VAR}']",
+        "must match RFC 1035",
+    ):
         assert expected in problems
 
 
@@ -94,7 +115,10 @@ def test_env__the_same_config_the_run_id_and_the_storage_secret_by_reference_onl
     assert config_from_text(env[CONFIG_TEXT_VAR]["value"]).hash() == req.config_hash
     assert env["HYBRIDMI_RUN_ID"]["value"] == "0b9c-run" and env["HYBRIDMI_RESUME_FROM"]["value"] == "earlier-run"
     for key, var in STORE_SECRET_KEYS.items():
-        assert env[var] == {"name": var, "valueFrom": {"secretKeyRef": {"name": "hybridmi-store", "key": key, "optional": True}}}
+        assert env[var] == {
+            "name": var,
+            "valueFrom": {"secretKeyRef": {"name": "hybridmi-store", "key": key, "optional": True}},
+        }
     assert not TORCHRUN_RESERVED & set(env)
 
 
@@ -120,27 +144,33 @@ def test_scheduling__selector_tolerations_pull_secret_and_shm_reach_the_node_pod
 
 def test_owner__the_task_pod_owns_the_trainjob_without_blocking_its_deletion():
     meta = render_trainjob(request(owner_pod=POD))["metadata"]
-    assert meta["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": POD[0], "uid": POD[1],
-                                        "blockOwnerDeletion": False}]  # true would need update on pods/finalizers
+    assert meta["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "Pod", "name": POD[0], "uid": POD[1], "blockOwnerDeletion": False}
+    ]  # true would need update on pods/finalizers
     assert "ownerReferences" not in render_trainjob(request())["metadata"]
 
 
 def test_name__one_per_run_and_config_a_dns_label_short_enough_for_the_pod_hostnames():
     names = {trainjob_name(run, cfg) for run in ("run-a", "run-b") for cfg in ("c1", "c2")}
     assert len(names) == 4 and trainjob_name("run-a", "c1") == trainjob_name("run-a", "c1")
-    assert all(len(n) <= MAX_NAME and validate_trainjob({**render_trainjob(request()), "metadata": {"name": n}}) == []
-               for n in names)
+    assert all(
+        len(n) <= MAX_NAME and validate_trainjob({**render_trainjob(request()), "metadata": {"name": n}}) == []
+        for n in names
+    )
 
 
-@pytest.mark.parametrize("changes, message", [
-    (dict(nodes=0), "nodes=0 is not a positive integer"),
-    (dict(gpus_per_node=-1), "gpus_per_node=-1"),
-    (dict(gpu_resource=""), "names no GPU resource"),
-    (dict(model_uri="/local/model"), "model_uri='/local/model' is not an s3:// URI"),
-    (dict(name="x" * 60), "at most 50 characters"),
-    (dict(image=""), "image is empty"),
-    (dict(owner_pod=("pod-1", "")), r"owner_pod=\('pod-1', ''\) is not a \(pod name, pod uid\) pair"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(nodes=0), "nodes=0 is not a positive integer"),
+        (dict(gpus_per_node=-1), "gpus_per_node=-1"),
+        (dict(gpu_resource=""), "names no GPU resource"),
+        (dict(model_uri="/local/model"), "model_uri='/local/model' is not an s3:// URI"),
+        (dict(name="x" * 60), "at most 50 characters"),
+        (dict(image=""), "image is empty"),
+        (dict(owner_pod=("pod-1", "")), r"owner_pod=\('pod-1', ''\) is not a \(pod name, pod uid\) pair"),
+    ],
+)
 def test_request__refuses_what_the_cluster_could_not_run(changes, message):
     with pytest.raises(ValueError, match=message):
         request(**changes)

@@ -1,5 +1,6 @@
 """Waiting for a TrainJob over a real HTTP Kubernetes API on loopback: states logged once each, failures in
 one line with the TrainJob's reason, an API server that goes away (for good, or for a while), SIGTERM."""
+
 from __future__ import annotations
 
 import json
@@ -39,11 +40,16 @@ def test_wait__logs_each_state_once_in_order_and_returns_complete(caplog):
     assert "2 node(s) x 4 process(es)" in created and '"nvidia.com/gpu": "4"' in created
 
 
-@pytest.mark.parametrize("status, reason", [
-    (FAILED, "FailedJobs: jobset failed due to one or more job failures"),
-    ({"conditions": [condition("Failed", "DeadlineExceeded", "TrainJob exceeded its activeDeadlineSeconds")]},
-     "DeadlineExceeded: TrainJob exceeded its activeDeadlineSeconds"),
-])
+@pytest.mark.parametrize(
+    "status, reason",
+    [
+        (FAILED, "FailedJobs: jobset failed due to one or more job failures"),
+        (
+            {"conditions": [condition("Failed", "DeadlineExceeded", "TrainJob exceeded its activeDeadlineSeconds")]},
+            "DeadlineExceeded: TrainJob exceeded its activeDeadlineSeconds",
+        ),
+    ],
+)
 def test_wait__a_failed_trainjob_ends_in_one_line_with_its_reason(status, reason):
     with FakeKubeAPI(Scripted([RUNNING, status])) as kube:
         with pytest.raises(TrainJobFailed) as failed:
@@ -58,7 +64,9 @@ def test_wait__an_api_server_that_goes_away_for_good_ends_the_wait_naming_the_tr
         jobs.create(body())
         kube.stop()
         start = time.monotonic()
-        with pytest.raises(KubeUnreachable, match=rf"did not answer for \d+ s .* TrainJob {NAME}, which may still be running"):
+        with pytest.raises(
+            KubeUnreachable, match=rf"did not answer for \d+ s .* TrainJob {NAME}, which may still be running"
+        ):
             wait_for_trainjob(lambda: jobs.get(NAME), name=NAME, poll_s=0.05, unreachable_s=0.5)
     assert time.monotonic() - start < 30  # bounded by unreachable_s, not by the client's own retries
 
@@ -102,10 +110,16 @@ def test_wait__a_trainjob_deleted_under_it_fails_the_step():
             wait_for_trainjob(get, name=NAME, poll_s=0.01)
 
 
-@pytest.mark.parametrize("server, message", [
-    (dict(deny=True), "403 trainjobs.trainer.kubeflow.org is forbidden.*apply k8s/trainer/rbac"),
-    (dict(installed=False), "404 the server could not find the requested resource.*install Kubeflow Trainer: k8s/trainer"),
-])
+@pytest.mark.parametrize(
+    "server, message",
+    [
+        (dict(deny=True), "403 trainjobs.trainer.kubeflow.org is forbidden.*apply k8s/trainer/rbac"),
+        (
+            dict(installed=False),
+            "404 the server could not find the requested resource.*install Kubeflow Trainer: k8s/trainer",
+        ),
+    ],
+)
 def test_api__refusals_end_in_one_line_saying_what_to_fix(server, message):
     with FakeKubeAPI(Scripted([RUNNING]), **server) as kube:
         with pytest.raises(TrainJobApiError, match=message) as refused:
@@ -113,11 +127,19 @@ def test_api__refusals_end_in_one_line_saying_what_to_fix(server, message):
     assert "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("numNode", 2, r'400 TrainJob in version "v1alpha1" cannot be handled as a TrainJob: strict decoding error: '
-                   r'unknown field "spec.trainer.numNode" \(the cluster\'s TrainJob CRD has no field spec.trainer.numNode'),
-    ("numNodes", "two", r"422 .* is invalid: spec.trainer.numNodes: 'two' is not of type 'integer'"),
-], ids=["a field the CRD lacks", "a value the CRD refuses"])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (
+            "numNode",
+            2,
+            r'400 TrainJob in version "v1alpha1" cannot be handled as a TrainJob: strict decoding error: '
+            r'unknown field "spec.trainer.numNode" \(the cluster\'s TrainJob CRD has no field spec.trainer.numNode',
+        ),
+        ("numNodes", "two", r"422 .* is invalid: spec.trainer.numNodes: 'two' is not of type 'integer'"),
+    ],
+    ids=["a field the CRD lacks", "a value the CRD refuses"],
+)
 def test_api__an_object_the_crd_refuses_is_named_with_the_servers_message(field, value, message):
     bad = body()
     bad["spec"]["trainer"][field] = value
@@ -130,14 +152,20 @@ def test_api__an_object_the_crd_refuses_is_named_with_the_servers_message(field,
 def test_fake_api__without_strict_validation_an_older_trainer_drops_the_fields_it_lacks_with_a_warning():
     """What the Strict create guards against, as a real API server does it (fieldValidation defaults to Warn)."""
     with FakeKubeAPI(Scripted([RUNNING]), crd_file=OLDER_CRD_FILE) as kube:
-        request = urllib.request.Request(f"{kube.url}{PREFIX}kubeflow/trainjobs", data=json.dumps(body()).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            f"{kube.url}{PREFIX}kubeflow/trainjobs",
+            data=json.dumps(body()).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             assert response.status == 201
             warnings = response.headers.get_all("Warning")
         stored = kube.jobs[NAME]
-    assert warnings == ['299 - "unknown field \\"spec.activeDeadlineSeconds\\""',
-                        '299 - "unknown field \\"spec.runtimePatches\\""']
+    assert warnings == [
+        '299 - "unknown field \\"spec.activeDeadlineSeconds\\""',
+        '299 - "unknown field \\"spec.runtimePatches\\""',
+    ]
     assert "runtimePatches" not in stored["spec"] and "activeDeadlineSeconds" not in stored["spec"]
 
 
@@ -155,7 +183,8 @@ def test_sigterm__deletes_the_trainjob_so_its_nodes_stop(tmp_path):
     """A terminated run (or the pod's deadline) sends SIGTERM to the task: the TrainJob must not outlive it."""
     with FakeKubeAPI(Scripted([RUNNING])) as kube:
         script = tmp_path / "task.py"
-        script.write_text(textwrap.dedent(f"""
+        script.write_text(
+            textwrap.dedent(f"""
             import json, logging, sys
             from kubernetes import client
             from hybridmi.task.trainjob.api import TrainJobs
@@ -164,9 +193,12 @@ def test_sigterm__deletes_the_trainjob_so_its_nodes_stop(tmp_path):
             configuration = client.Configuration()
             configuration.host = {kube.url!r}
             run_trainjob(TrainJobs(client.ApiClient(configuration), "kubeflow"), json.loads(sys.argv[1]), poll_s=0.05)
-        """))
+        """)
+        )
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen([sys.executable, str(script), json.dumps(body())], env=env, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), json.dumps(body())], env=env, stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 60
         while len(kube.methods("GET")) < 3 and time.monotonic() < deadline:  # created and being waited for
             time.sleep(0.05)
