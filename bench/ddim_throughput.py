@@ -1,9 +1,8 @@
-"""Latent DDIM throughput: training images/s, sampling samples/s for S = 10, 50, 100, FID statistics images/s.
+"""Latent DDIM throughput: training latents/s, sampling samples/s for S = 10, 50, 100, FID statistics images/s.
 
-Uses the library's own functions (diffusion_loss + Adam + EMA as in the trainer; sample_latents;
-activation_statistics) on random 16x16x6 latents / random images, so no data or weights are needed
-(the Inception is randomly initialised: its speed does not depend on the weights). Prints a Markdown
-table per device (CPU, plus CUDA when present) and one JSON line per measurement.
+The library's own functions (diffusion_loss + Adam + EMA as in the trainer, sample_latents,
+activation_statistics) on random 16x16x6 latents and images: no data or weights needed (the Inception is
+randomly initialised; its speed does not depend on the weights). One Markdown table per device.
 
     .venv/bin/python bench/ddim_throughput.py --channels 32 --channel-mult 1 2 2 --train-steps 5
 """
@@ -11,8 +10,6 @@ table per device (CPU, plus CUDA when present) and one JSON line per measurement
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import time
 
 import torch
@@ -26,12 +23,20 @@ from hybridmi.train.ema import EMA
 SCHEDULE = {"beta_schedule": "linear", "num_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02}
 
 
-def sync(device: torch.device) -> None:
+def timed(fn, device: torch.device, *, warmup=None) -> float:
+    """Seconds of one ``fn()`` after one ``warmup()`` (default: ``fn``), device-synchronised."""
+    (warmup or fn)()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
 
 
 def build(args: argparse.Namespace, device: torch.device) -> UNet:
+    torch.manual_seed(0)
     unet = UNet(
         in_channels=6,
         channels=args.channels,
@@ -44,12 +49,9 @@ def build(args: argparse.Namespace, device: torch.device) -> UNet:
 
 
 def train_rate(args: argparse.Namespace, device: torch.device) -> float:
-    """Training latents/s over args.train_steps steps after one warm-up step."""
-    torch.manual_seed(0)
     unet, abar = build(args, device), schedule_from_config(SCHEDULE).to(device)
     ema, opt = EMA(unet, decay=0.9999), torch.optim.Adam(unet.parameters(), lr=2e-4)
-    amp = autocast_dtype("auto", device)
-    x0 = torch.randn(args.batch_size, 6, 16, 16, device=device)
+    amp, x0 = autocast_dtype("auto", device), torch.randn(args.batch_size, 6, 16, 16, device=device)
 
     def step() -> None:
         with autocast(device, amp):
@@ -60,33 +62,20 @@ def train_rate(args: argparse.Namespace, device: torch.device) -> float:
         opt.step()
         ema.update(unet)
 
-    step()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(args.train_steps):
-        step()
-    sync(device)
-    return args.train_steps * args.batch_size / (time.perf_counter() - start)
+    seconds = timed(lambda: [step() for _ in range(args.train_steps)], device, warmup=step)
+    return args.train_steps * args.batch_size / seconds
 
 
 def sample_rate(args: argparse.Namespace, device: torch.device, steps: int) -> float:
     """DDIM (η = 0) samples/s for a batch of args.sample_batch with S = steps."""
-    torch.manual_seed(0)
-    model = DDIMModel(
-        unet=build(args, device).eval(),
-        alphas_cumprod=schedule_from_config(SCHEDULE).to(device),
-        mean=torch.zeros(6, dtype=torch.float64),
-        std=torch.ones(6, dtype=torch.float64),
-        step=0,
-    )
-    amp = autocast_dtype("auto", device)
-    gen = torch.Generator().manual_seed(0)
-    sample_latents(model, args.sample_batch, steps=2, eta=0.0, spacing="uniform", generator=gen, amp=amp)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    sample_latents(model, args.sample_batch, steps=steps, eta=0.0, spacing="uniform", generator=gen, amp=amp)
-    sync(device)
-    return args.sample_batch / (time.perf_counter() - start)
+    abar = schedule_from_config(SCHEDULE).to(device)
+    one = torch.ones(6, dtype=torch.float64)
+    model = DDIMModel(unet=build(args, device).eval(), alphas_cumprod=abar, mean=0 * one, std=one, step=0)
+    gen, amp = torch.Generator().manual_seed(0), autocast_dtype("auto", device)
+    draw = lambda s: sample_latents(
+        model, args.sample_batch, steps=s, eta=0.0, spacing="uniform", generator=gen, amp=amp
+    )  # noqa: E731
+    return args.sample_batch / timed(lambda: draw(steps), device, warmup=lambda: draw(2))
 
 
 def fid_rate(args: argparse.Namespace, device: torch.device) -> float:
@@ -94,12 +83,7 @@ def fid_rate(args: argparse.Namespace, device: torch.device) -> float:
     inception = FIDInceptionV3().to(device).eval()
     images = torch.rand(args.fid_images, 3, 32, 32, device=device)
     batches = lambda: (images[i : i + args.fid_batch] for i in range(0, len(images), args.fid_batch))  # noqa: E731
-    activation_statistics(batches(), inception)  # warm-up
-    sync(device)
-    start = time.perf_counter()
-    activation_statistics(batches(), inception)
-    sync(device)
-    return args.fid_images / (time.perf_counter() - start)
+    return args.fid_images / timed(lambda: activation_statistics(batches(), inception), device)
 
 
 def main() -> None:
@@ -120,22 +104,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(
-        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}" + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}; UNet channels={args.channels} "
+        f"mult={args.channel_mult} res_blocks={args.res_blocks} attn={args.attn}"
     )
-    print(f"UNet channels={args.channels} mult={args.channel_mult} res_blocks={args.res_blocks} attn={args.attn}")
     print("| device | measurement | rate |\n|---|---|---|")
     for name in args.devices:
         device = torch.device(name)
-        rows = [(f"train (batch {args.batch_size})", train_rate(args, device), "latents/s")]
-        rows += [
-            (f"sample S={s} (batch {args.sample_batch})", sample_rate(args, device, s), "samples/s")
-            for s in args.sample_steps
-        ]
-        rows.append((f"FID statistics (batch {args.fid_batch})", fid_rate(args, device), "images/s"))
-        for what, rate, unit in rows:
-            print(f"| {name} | {what} | {rate:.1f} {unit} |")
-            print(json.dumps({"device": name, "measurement": what, "rate": rate, "unit": unit}))
+        print(f"| {name} | train (batch {args.batch_size}) | {train_rate(args, device):.1f} latents/s |")
+        for s in args.sample_steps:
+            print(
+                f"| {name} | sample S={s} (batch {args.sample_batch}) | {sample_rate(args, device, s):.1f} samples/s |"
+            )
+        print(f"| {name} | FID statistics (batch {args.fid_batch}) | {fid_rate(args, device):.1f} images/s |")
 
 
 if __name__ == "__main__":

@@ -1,17 +1,11 @@
 """Training-step throughput on 1 and N DDP ranks, in one run, with the scaling efficiency.
 
-Each row is a fresh process group: one plain process for 1 rank, ``torch.distributed.run`` (torchrun) for
-N; gloo ranks on the CPU, one GPU per rank (NCCL) on CUDA. Every rank runs the trainer's own step
-(``HybridStep``, DDP on the query side, shuffle-BN and key gathering across ranks) on its rows of the
-same global batch (strong scaling: ``train.batch_size`` is fixed, each rank gets B/N images).
-Scaling efficiency = speed-up over 1 rank / the cores used relative to it (ranks x threads per rank): for N
-ranks of the same threads, images/s at N / (N x images/s at 1); ``--same-cores`` adds one process using the
-largest row's cores as threads, the alternative to ranks on one CPU.
+Each row is a fresh process group (torchrun for N > 1; gloo on the CPU, NCCL with one GPU per rank) running
+the trainer's own step on its rows of the same global batch (strong scaling). Efficiency = speed-up / the
+cores used relative to the 1-rank row; ``--same-cores`` adds one process with the largest row's cores as threads.
 
     .venv/bin/python bench/ddp_throughput.py --preset cpu --ranks 1 2 --threads 1 --steps 20
-    .venv/bin/python bench/ddp_throughput.py --preset cifar10 --device cuda --ranks 1 8   # a multi-GPU node
-
-``gpu_check.py`` calls ``measure`` for its 1-GPU vs N-GPU row.
+    .venv/bin/python bench/ddp_throughput.py --preset cifar10 --device cuda --ranks 1 8
 """
 
 from __future__ import annotations
@@ -26,8 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(
@@ -36,37 +29,20 @@ def measure(
     """Run ``ranks`` ranks of the timing worker; rank 0's numbers (images/s of the global batch, s/step)."""
     with tempfile.TemporaryDirectory(prefix="ddp-bench-") as tmp:
         out = Path(tmp) / "result.json"
-        worker = [
-            str(Path(__file__).resolve()),
-            "--worker",
-            str(out),
-            "--preset",
-            preset,
-            "--steps",
-            str(steps),
-            "--warmup",
-            str(warmup),
-            "--device",
-            device,
-            "--threads",
-            str(threads),
-            *(arg for o in overrides for arg in ("--set", o)),
-        ]
+        worker = [str(Path(__file__).resolve()), "--worker", str(out), "--preset", preset, "--device", device]
+        worker += ["--steps", str(steps), "--warmup", str(warmup), "--threads", str(threads)]
+        worker += [arg for o in overrides for arg in ("--set", o)]
         launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"] if ranks > 1 else []
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-            "OMP_NUM_THREADS": str(threads or 1),
-        }
+        path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(threads or 1)}
         subprocess.run([sys.executable, *launcher, *worker], env=env, check=True, cwd=ROOT)
         return json.loads(out.read_text())
 
 
 def _worker(args: argparse.Namespace) -> None:
     import torch
-    from flops import build_step  # the benchmarks' one step builder (bench/ is this script's sys.path[0])
+    from flops import build_step, preset  # bench/ is this script's sys.path[0]
 
-    from hybridmi.config import load_config
     from hybridmi.data.augment import to_float
     from hybridmi.data.synthetic import make_synthetic
     from hybridmi.runtime import choose_device, seed_everything
@@ -75,19 +51,15 @@ def _worker(args: argparse.Namespace) -> None:
     ranks = Ranks.from_env(os.environ)
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = Path(args.preset) if args.preset.endswith(".yaml") else ROOT / "configs" / f"{args.preset}.yaml"
-    cfg = load_config(path, [f"train.device={args.device}", "train.compile=false", *args.overrides])
-    device = rank_device(choose_device(cfg.train.device), ranks)
+    cfg = preset(args.preset, [f"runtime.device={args.device}", "runtime.compile=false", *args.overrides])
+    device = rank_device(choose_device(args.device), ranks)
     batch_size = cfg.train.batch_size
     with process_group(ranks, device) as group:
         seed_everything(cfg.train.seed)
         step = build_step(cfg, device, group=group)
         rows = group.shard(batch_size) if group is not None else slice(None)
-        images = make_synthetic(num_classes=10, n_train=batch_size * (args.steps + args.warmup), n_test=10, seed=0)[
-            0
-        ].images.to(device)
-        generator = torch.Generator(device=device)
-        start = 0.0
+        train, _ = make_synthetic(num_classes=10, n_train=batch_size * (args.steps + args.warmup), n_test=10, seed=0)
+        images, generator = train.images.to(device), torch.Generator(device=device)
         for i in range(args.warmup + args.steps):
             if i == args.warmup:
                 step.guard.read()  # waits for the device (and, distributed, for every rank)
@@ -97,19 +69,10 @@ def _worker(args: argparse.Namespace) -> None:
         step.guard.read()
         elapsed = time.perf_counter() - start
     if ranks.main:
-        Path(args.worker).write_text(
-            json.dumps(
-                {
-                    "ranks": ranks.world_size,
-                    "threads_per_rank": torch.get_num_threads(),
-                    "device": str(device),
-                    "batch_size": batch_size,
-                    "steps": args.steps,
-                    "step_time_s": elapsed / args.steps,
-                    "images_per_s": args.steps * batch_size / elapsed,
-                }
-            )
-        )
+        result = {"ranks": ranks.world_size, "threads_per_rank": torch.get_num_threads(), "device": str(device)}
+        result |= {"batch_size": batch_size, "steps": args.steps, "step_time_s": elapsed / args.steps}
+        result["images_per_s"] = args.steps * batch_size / elapsed
+        Path(args.worker).write_text(json.dumps(result))
 
 
 def main() -> None:
@@ -117,11 +80,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu", help="configs/<preset>.yaml (or a YAML path)")
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2], help="rank counts, one row each")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per rank (0: torch's default)")
-    parser.add_argument(
-        "--same-cores",
-        action="store_true",
-        help="also one process with threads x max(ranks) threads (the same cores as the largest row)",
-    )
+    parser.add_argument("--same-cores", action="store_true", help="also 1 process with threads x max(ranks)")
     parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per rank)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -129,27 +88,17 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        _worker(args)
-        return
-    kwargs = dict(
-        preset=args.preset, overrides=args.overrides, steps=args.steps, warmup=args.warmup, device=args.device
-    )
-    rows = [measure(n, threads=args.threads, **kwargs) for n in args.ranks]
+        return _worker(args)
+    kwargs = dict(preset=args.preset, overrides=args.overrides, steps=args.steps, warmup=args.warmup)
+    rows = [measure(n, device=args.device, threads=args.threads, **kwargs) for n in args.ranks]
     if args.same_cores:
-        rows.append(measure(1, threads=args.threads * max(args.ranks), **kwargs))
-    base = next((r for r in rows if r["ranks"] == 1 and r["threads_per_rank"] == rows[0]["threads_per_rank"]), None)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    print(
-        f"preset {args.preset}, global batch {rows[0]['batch_size']}, {args.steps} timed steps, device {args.device}, "
-        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} at the end"
-        if load
-        else ""
-    )
-    print("| ranks | threads/rank | s/step | images/s | speed-up | scaling efficiency |")
-    print("|---|---|---|---|---|---|")
+        rows.append(measure(1, device=args.device, threads=args.threads * max(args.ranks), **kwargs))
+    base = rows[0]
+    print(f"preset {args.preset}, global batch {base['batch_size']}, {args.steps} timed steps, {os.cpu_count()} CPUs")
+    print("| ranks | threads/rank | s/step | images/s | speed-up | scaling efficiency |\n|---|---|---|---|---|---|")
     for r in rows:
-        speedup = r["images_per_s"] / base["images_per_s"] if base else float("nan")
-        cores = r["ranks"] * r["threads_per_rank"] / (base["threads_per_rank"] if base else 1)
+        speedup = r["images_per_s"] / base["images_per_s"]
+        cores = r["ranks"] * r["threads_per_rank"] / (base["ranks"] * base["threads_per_rank"])
         print(
             f"| {r['ranks']} | {r['threads_per_rank']} | {r['step_time_s']:.3f} | {r['images_per_s']:.0f} | "
             f"{speedup:.2f}x | {100 * speedup / cores:.0f} % |"

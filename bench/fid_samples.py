@@ -1,12 +1,9 @@
-"""FID of the GPU check's decoded DDIM samples, computed here with the real Inception weights.
+"""FID of the GPU check's decoded samples (``samples.npz``: uint8 (N, 32, 32, 3)), against a seeded random
+subset of the CIFAR-10 (JPEG copy) train split, with the real Inception weights (which stay on this machine).
 
-The weights (~96 MB) do not travel to the GPU machine beside the data, so ``gpu_check.py`` returns its
-samples (``samples.npz``: uint8 (N, 32, 32, 3)) and this script scores them against a random subset of
-the CIFAR-10 (JPEG copy) train split (seeded, never "the first N": the split is stored class by class).
-Reference statistics are cached by content and weights. About 13 images/s on 2 CPU cores: 5,000 samples
-take ~6 minutes, a 10,000-image reference ~13 minutes the first time.
+Reference statistics are cached by content and weights. About 13 images/s on 2 CPU cores.
 
-    .venv/bin/python bench/fid_samples.py /work/.device/.../samples.npz --reference-size 10000
+    .venv/bin/python bench/fid_samples.py OUT/samples.npz --reference-size 10000
 """
 
 from __future__ import annotations
@@ -34,45 +31,36 @@ from hybridmi.eval.fid import (  # noqa: E402
     uint8_batches,
 )
 
-ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "samples", type=Path, help="samples.npz from gpu_check.py (key 'images', uint8 N x 32 x 32 x 3)"
-    )
-    parser.add_argument("--data", type=Path, default=ARCHIVE, help="the CIFAR-10 JPEG archive (class folders)")
+    parser.add_argument("samples", type=Path, help="samples.npz from gpu_check.py")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz")
     parser.add_argument("--reference-size", type=int, default=10000, help="random train images in the reference")
     parser.add_argument("--seed", type=int, default=0, help="seed of the reference subset")
-    parser.add_argument(
-        "--weights", type=Path, default=None, help="pytorch-fid Inception state dict (default: torch.hub cache)"
-    )
+    parser.add_argument("--weights", type=Path, help="pytorch-fid Inception state dict (default: torch.hub cache)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "hybridmi" / "fid")
     args = parser.parse_args()
     with np.load(args.samples) as f:
-        samples = torch.from_numpy(f["images"]).permute(0, 3, 1, 2).contiguous()  # N x 3 x 32 x 32 uint8
+        samples = torch.from_numpy(f["images"]).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
     if samples.dtype != torch.uint8 or samples.shape[1:] != (3, 32, 32):
-        raise SystemExit(
-            f"{args.samples}: expected uint8 (N, 32, 32, 3) images, got {samples.dtype} {tuple(samples.shape)}"
-        )
+        raise SystemExit(f"{args.samples}: expected uint8 (N, 32, 32, 3), got {samples.dtype} {tuple(samples.shape)}")
     train, _, _ = cached_decode(DataConfig(source="folder", root=str(args.data)))
-    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.seed))[: args.reference_size]
-    reference = train.images[order]
+    order = torch.randperm(len(train.labels), generator=torch.Generator().manual_seed(args.seed))
+    order = order[: args.reference_size]  # never "the first N": the split is stored class by class
     model = load_inception(weights_path=args.weights, device="cpu")
-    mu_ref, sigma_ref = reference_statistics(
-        reference,
-        checksum=content_checksum(reference, train.labels[order]),
+    reference = reference_statistics(
+        train.images[order],
+        checksum=content_checksum(train.images[order], train.labels[order]),
         model=model,
         cache_dir=args.cache_dir,
         batch_size=args.batch_size,
     )
-    mu, sigma = activation_statistics(uint8_batches(samples, args.batch_size), model)
     result = {
-        "fid": frechet_distance(mu, sigma, mu_ref, sigma_ref),
+        "fid": frechet_distance(*activation_statistics(uint8_batches(samples, args.batch_size), model), *reference),
         "num_samples": len(samples),
-        "reference": f"{len(reference)} random CIFAR-10 (JPEG copy) train images, seed {args.seed}",
+        "reference": f"{len(order)} random CIFAR-10 (JPEG copy) train images, seed {args.seed}",
         "weights_sha256": model.weights_sha256,
     }
     (args.samples.parent / "fid.json").write_text(json.dumps(result, indent=2) + "\n")

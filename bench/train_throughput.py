@@ -1,10 +1,8 @@
 """Hybrid training throughput: on-device batched augmentation vs a per-image PIL DataLoader.
 
-For each model size (the `cpu` and `cifar10` presets) it times the SAME training step fed two ways,
-in one run, so the speed-up of on-device augmentation is a measured ratio:
-  device  uint8 images resident on the device, per-sample MoCo-v2 augmentation on batched tensors
-  pil     torchvision transforms on PIL images in DataLoader workers (the conventional pipeline)
-Prints a Markdown table (images/s counts images, each seen as two views) and peak memory.
+Times the trainer's step fed two ways, in one run, per model size (the `cpu` and `cifar10` presets):
+``device``: uint8 images resident on the device, MoCo-v2 augmentation per sample on batched tensors;
+``pil``: torchvision transforms on PIL images in DataLoader workers. Prints images/s and peak memory.
 
     .venv/bin/python bench/train_throughput.py --steps 10 --batch-size 128
 """
@@ -14,19 +12,16 @@ from __future__ import annotations
 import argparse
 import resource
 import time
-from pathlib import Path
 
 import torch
+from flops import build_step, preset  # bench/ is this script's sys.path[0]
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from hybridmi.config import load_config
 from hybridmi.data.augment import to_float
 from hybridmi.data.synthetic import make_synthetic
-from hybridmi.runtime import autocast_dtype, choose_device
-from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from hybridmi.runtime import choose_device
+from hybridmi.train.hybrid_step import HybridStep
 
 
 class TwoViewPIL(Dataset):
@@ -34,15 +29,9 @@ class TwoViewPIL(Dataset):
 
     def __init__(self, images: torch.Tensor):
         self.images = images
-        self.tf = transforms.Compose(
-            [
-                transforms.RandomResizedCrop(32, scale=(0.2, 1.0)),
-                transforms.RandomHorizontalFlip(),
-                transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-                transforms.RandomGrayscale(p=0.2),
-                transforms.ToTensor(),
-            ]
-        )
+        jitter = transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8)
+        crop, flip = transforms.RandomResizedCrop(32, scale=(0.2, 1.0)), transforms.RandomHorizontalFlip()
+        self.tf = transforms.Compose([crop, flip, jitter, transforms.RandomGrayscale(p=0.2), transforms.ToTensor()])
 
     def __len__(self) -> int:
         return len(self.images)
@@ -62,72 +51,33 @@ class PrecomputedViews(HybridStep):
         return x, x, perm
 
 
-def _peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def bench(preset: str, feed: str, *, steps: int, warmup: int, batch_size: int, device: torch.device, workers: int):
-    cfg = load_config(
-        CONFIGS / f"{preset}.yaml",
-        [
-            f"train.batch_size={batch_size}",
-            f"objective.queue_size={batch_size * 8}",
-            "train.compile=false",
-            f"train.device={device}",
-        ],
-    )
-    autoencoder, moco = build_models(cfg)
-    channels_last = device.type == "cuda"
-    for module in (autoencoder, moco):
-        module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
-    autoencoder.train()
+def bench(name: str, feed: str, *, steps: int, warmup: int, batch_size: int, device: torch.device, workers: int):
+    """(images/s, peak memory MiB: CUDA allocated or the process's RSS) of one preset and feed."""
+    overrides = [f"train.batch_size={batch_size}", f"objective.queue_size={batch_size * 8}", "runtime.compile=false"]
+    cfg = preset(name, overrides)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
-    kind = HybridStep if feed == "device" else PrecomputedViews
-    step = kind(
-        autoencoder,
-        moco,
-        optimizer,
-        alpha=cfg.objective.alpha,
-        grad_clip=0.0,
-        on_nonfinite="stop",
-        amp=autocast_dtype(cfg.train.precision, device),
-        channels_last=channels_last,
-    )
+    step = build_step(cfg, device, kind=HybridStep if feed == "device" else PrecomputedViews)
     train, _ = make_synthetic(num_classes=10, n_train=batch_size * (steps + warmup), n_test=10, seed=0)
-
     if feed == "device":
         images = train.images.to(device)
-
-        def batches():
-            for i in range(steps + warmup):
-                yield to_float(images[i * batch_size : (i + 1) * batch_size])
+        batches = (to_float(images[i * batch_size : (i + 1) * batch_size]) for i in range(steps + warmup))
     else:
         loader = DataLoader(
-            TwoViewPIL(train.images),
-            batch_size=batch_size,
-            num_workers=workers,
-            pin_memory=device.type == "cuda",
-            drop_last=True,
-            persistent_workers=False,
+            TwoViewPIL(train.images), batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda"
         )
-
-        def batches():
-            for v1, v2 in loader:
-                yield v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)
-
+        batches = ((v1.to(device, non_blocking=True), v2.to(device, non_blocking=True)) for v1, v2 in loader)
     generator = torch.Generator(device=device)
-    start = None
-    for i, batch in enumerate(batches()):
+    for i, batch in enumerate(batches):
         if i == warmup:
             step.guard.read()  # waits for the device
             start = time.perf_counter()
         step(batch, generator=generator.manual_seed(i), lr=cfg.optim.lr)
     step.guard.read()
     elapsed = time.perf_counter() - start
-    mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _peak_rss_mib()
-    return steps * batch_size / elapsed, mem
+    if device.type == "cuda":
+        return steps * batch_size / elapsed, torch.cuda.max_memory_allocated(device) / 2**20
+    return steps * batch_size / elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -140,28 +90,17 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = choose_device(args.device)
-    mem_label = "peak CUDA MiB" if device.type == "cuda" else "peak RSS MiB (process)"
-    print(
-        f"device: {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else f'{torch.get_num_threads()} threads'}), "
-        f"batch {args.batch_size}, {args.steps} timed steps"
-    )
-    print(f"| preset | feed | images/s | {mem_label} | device/pil |")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{torch.get_num_threads()} threads"
+    print(f"device: {device} ({where}), batch {args.batch_size}, {args.steps} timed steps")
+    print(f"| preset | feed | images/s | peak {'CUDA' if device.type == 'cuda' else 'RSS'} MiB | device/pil |")
     print("|---|---|---|---|---|")
-    for preset in args.presets:
+    for name in args.presets:
         rates = {}
         for feed in ("device", "pil"):
-            rate, mem = bench(
-                preset,
-                feed,
-                steps=args.steps,
-                warmup=args.warmup,
-                batch_size=args.batch_size,
-                device=device,
-                workers=args.workers,
-            )
-            rates[feed] = rate
+            kwargs = dict(steps=args.steps, warmup=args.warmup, batch_size=args.batch_size, workers=args.workers)
+            rates[feed], mem = bench(name, feed, device=device, **kwargs)
             ratio = f"{rates['device'] / rates['pil']:.2f}x" if feed == "pil" else ""
-            print(f"| {preset} | {feed} | {rate:.0f} | {mem:.0f} | {ratio} |", flush=True)
+            print(f"| {name} | {feed} | {rates[feed]:.0f} | {mem:.0f} | {ratio} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,6 @@
-"""KFP components: one lightweight Python component per pipeline stage, all on the project image.
+"""KFP components: one lightweight Python component per pipeline stage, all on the project image."""
 
-Each body only calls ``hybridmi.task.run.run_task`` (which calls ``hybridmi.stages.run_stage``),
-so the same definitions run under kfp.local's SubprocessRunner and DockerRunner and on a cluster.
-``train_trainjob`` (the multi-node pipeline's train step) runs ``train`` as a Kubeflow Trainer TrainJob.
-"""
-
-from components.control import configure, tradeoff
+from components.control import tradeoff
 from components.image import DEFAULT_IMAGE
 from components.stages import ddim, fid, figures, latents, prepare, probe, reconstruction, report, sample, train
 from components.trainjob import train_trainjob
@@ -24,4 +19,4 @@ STAGE_COMPONENTS = {
     "report": report,
 }
 
-__all__ = ["DEFAULT_IMAGE", "STAGE_COMPONENTS", "configure", "tradeoff", "train_trainjob", *STAGE_COMPONENTS]
+__all__ = ["DEFAULT_IMAGE", "STAGE_COMPONENTS", "tradeoff", "train_trainjob", *STAGE_COMPONENTS]

@@ -1,4 +1,4 @@
-"""Components that steer a run rather than run a stage: resolve the config, summarise the α sweep."""
+"""The α sweep's summary: a component that runs no stage."""
 
 from typing import List
 
@@ -6,36 +6,6 @@ from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Markdown, Metrics, Output
 
 from components.image import DEFAULT_IMAGE
-
-
-@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def configure(
-    config: str,
-    hybrid_alpha: str = "",
-    hybrid_epochs: str = "",
-    hybrid_time_budget_minutes: str = "",
-    hybrid_seed: str = "",
-    ddim_epochs: str = "",
-    ddim_sample_steps: str = "",
-    ddim_eta: str = "",
-    fid_num_samples: str = "",
-) -> str:
-    """Apply the stage-prefixed pipeline parameters (empty: keep) to the config text; validate it once."""
-    from hybridmi.task.component import setup_task_logging
-    from hybridmi.task.configure import resolve_config_text
-
-    setup_task_logging()
-    return resolve_config_text(
-        config,
-        hybrid_alpha=hybrid_alpha,
-        hybrid_epochs=hybrid_epochs,
-        hybrid_time_budget_minutes=hybrid_time_budget_minutes,
-        hybrid_seed=hybrid_seed,
-        ddim_epochs=ddim_epochs,
-        ddim_sample_steps=ddim_sample_steps,
-        ddim_eta=ddim_eta,
-        fid_num_samples=fid_num_samples,
-    )
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)

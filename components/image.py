@@ -1,22 +1,4 @@
-"""The project image's names: the pipelines' default ``hybridmi:<version>`` and a build's tag (stdlib only; also a script).
-
-``DEFAULT_IMAGE`` is ``hybridmi:<package version>``, read from the installed distribution's metadata
-(from ``pyproject.toml`` when this is a checkout that is not installed). It is the default of the
-pipelines' ``image`` run parameter and the ``base_image`` of the components, so the compiled
-pipelines change with the version and the pipeline code only, never with an edit elsewhere. It names
-no particular build: a run sets ``image`` to the reference it pushed.
-
-``project_image(root)`` is the tag ``docker/build.sh`` gives the image of a checkout,
-``hybridmi:<version>-<source digest>[-cpu]``: a sha256 over the files the Docker build context holds
-(``.dockerignore`` admits exactly ``IMAGE_SOURCES``, minus caches and ``pipelines/compiled``) plus
-``docker/Dockerfile``, relative path and content of each. An unchanged tree gives the same tag (KFP's
-cache, keyed on the image string, stays valid); any change to what the image holds gives a new one.
-The torch variant (build argument ``TORCH_VARIANT``, docker/requirements.py) is not in the context, so
-it goes into the tag: the CPU-only image is ``…-<digest>-cpu``, the CUDA image has no suffix. Only a
-checkout has these files: the tag is computed where a checkout is at hand (``docker/build.sh`` runs
-this file as a script; the Docker runner of ``hybridmi run`` and ``hybridmi submit`` without
-``--image`` call ``checkout_image``), never at import.
-"""
+"""The project image's names: the pipelines' default ``hybridmi:<version>`` and a build's tag (stdlib only; also a script)."""
 
 from __future__ import annotations
 
@@ -25,7 +7,7 @@ import tomllib
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]  # the checkout, when this file is in one (checkout_root)
+REPO = Path(__file__).resolve().parents[1]
 IMAGE_NAME = "hybridmi"
 # What docker/Dockerfile copies (the .dockerignore allow-list) and the recipe itself.
 IMAGE_SOURCES = (
@@ -40,15 +22,13 @@ IMAGE_SOURCES = (
 )
 # The torch builds docker/requirements.py installs and the suffix each adds to the tag.
 TORCH_VARIANT_SUFFIXES = {"cuda": "", "cpu": "-cpu"}
-# Left out of the build context and of the digest (.dockerignore says the same): caches, build
-# metadata, documentation, and the compiled pipelines (regenerated from the sources; not needed in the image).
+# Left out of the build context and of the digest (.dockerignore says the same).
 EXCLUDED_DIRS = ("pipelines/compiled",)
 EXCLUDED_SUFFIXES = (".pyc", ".md")
 
 
 def checkout_root(root: Path = REPO) -> Path | None:
-    """``root`` when it is a checkout of the repository (pyproject.toml and docker/Dockerfile beside the packages);
-    None for an installed package (site-packages holds neither)."""
+    """``root`` when it is a checkout (pyproject.toml and docker/Dockerfile beside the packages); None when installed."""
     return root if (root / "pyproject.toml").is_file() and (root / "docker" / "Dockerfile").is_file() else None
 
 

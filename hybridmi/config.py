@@ -1,9 +1,4 @@
-"""Typed configuration: one pydantic tree, YAML presets, ``--set a.b=value`` overrides.
-
-Every field's default lives here and only here; presets in ``configs/*.yaml`` override them.
-A config is validated once, at the entry point, and a bad one fails with ONE line that names
-the field and the reason (``ConfigError``) before any work starts.
-"""
+"""Typed configuration (defaults live here only), YAML presets, ``--set a.b=value`` overrides; one-line errors."""
 
 from __future__ import annotations
 
@@ -11,17 +6,19 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hybridmi.errors import HybridmiError
 
-class ConfigError(ValueError):
+
+class ConfigError(HybridmiError, ValueError):
     """A configuration that cannot be used; the message is one line naming the field."""
 
 
-# A config file is a page of settings: bigger files, and YAML aliases (which expand to any size), are refused.
-MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of settings; YAML aliases (any size once expanded) are refused
 MAX_SHOWN_VALUE = 80  # characters of a bad value quoted in an error line
 
 
@@ -32,16 +29,11 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     source: Literal["cifar10", "cifar100", "folder", "synthetic"] = Field(
-        "synthetic",
-        description="cifar10/cifar100: torchvision pickle layout; folder: ROOT/{train,test}/<class>/*.png|jpg (dir or .tar.gz); synthetic: procedural",
+        "synthetic", description="cifar10/100: torchvision pickles; folder: ROOT/{train,test}/<class>/*.png|jpg"
     )
     root: str | None = Field(None, description="where the source lives (directory or .tar.gz); unused for synthetic")
-    download: bool = Field(
-        False, description="let torchvision download CIFAR when missing (off: offline runs fail fast)"
-    )
-    cache_dir: str = Field(
-        "~/.cache/hybridmi/data", description="where decoded uint8 tensor files are kept, keyed by source identity"
-    )
+    download: bool = Field(False, description="let torchvision download CIFAR when missing (off: offline runs fail)")
+    cache_dir: str = Field("~/.cache/hybridmi/data", description="decoded uint8 tensor files, keyed by source")
     synthetic_classes: int = Field(10, ge=2, le=1000, description="synthetic: number of classes")
     synthetic_train: int = Field(2000, ge=10, description="synthetic: training images")
     synthetic_test: int = Field(500, ge=10, description="synthetic: test images")
@@ -75,29 +67,14 @@ class ModelConfig(_Section):
 
 
 class ObjectiveConfig(_Section):
-    alpha: float = Field(
-        0.5, ge=0.0, le=1.0, description="weight of reconstruction; 0 = MoCo-v2 only, 1 = autoencoder only"
-    )
+    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of reconstruction; 0 = MoCo-v2, 1 = autoencoder")
     queue_size: int = Field(4096, ge=1, description="MoCo queue length K (a multiple of the batch size)")
     momentum: float = Field(0.99, ge=0.0, le=1.0, description="MoCo key-encoder EMA momentum m")
     temperature: float = Field(0.1, gt=0.0, description="InfoNCE temperature T")
     symmetric: bool = Field(True, description="symmetrised InfoNCE (both views as queries)")
-    bn_splits: int = Field(
-        8,
-        ge=1,
-        description="BatchNorm groups per view and batch in both encoders, query and key "
-        "(SplitBatchNorm, as the MoCo CIFAR demo); 1 = whole-batch BN; train.batch_size must divide into them",
-    )
-    shuffle_bn: bool = Field(
-        True,
-        description="assign keys to BN groups by a stratified shuffle so no key's BN group is "
-        "its positive's query group; false keeps the query grouping (the leak shuffle-BN removes)",
-    )
-    autoencoder_views: Literal["flip", "clean", "moco"] = Field(
-        "flip",
-        description="what the α = 1 baseline (autoencoder alone) trains on: clean images with random horizontal "
-        "flips, clean images, or the MoCo-v2 views the hybrid reconstructs",
-    )
+    bn_splits: int = Field(8, ge=1, description="SplitBatchNorm groups per view in both encoders; 1 = whole batch")
+    shuffle_bn: bool = Field(True, description="stratified key shuffle: no key shares its query's BN group")
+    autoencoder_views: Literal["flip", "clean", "moco"] = Field("flip", description="α = 1 trains on these views")
 
 
 class OptimConfig(_Section):
@@ -111,39 +88,13 @@ class OptimConfig(_Section):
 
 class TrainConfig(_Section):
     epochs: float = Field(10.0, gt=0.0, description="training length in passes over the train split")
-    batch_size: int = Field(256, ge=2, description="images per step")
+    batch_size: int = Field(256, ge=2, description="images per step (global, over all ranks)")
     seed: int = Field(0, description="seed for weights, augmentation and shuffling")
-    device: str = Field("auto", description="'auto' (cuda if present), 'cpu' or 'cuda[:N]'")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
-    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
-    compile: bool = Field(
-        False, description="torch.compile the step's loss computation (both encoder passes, decoder, heads, InfoNCE)"
-    )
-    time_budget_minutes: float | None = Field(
-        None,
-        gt=0.0,
-        description="wall-clock training budget in minutes: replaces epochs; warm-up + cosine are laid over "
-        "the number of steps estimated once, after the warm-up, from the measured step time (recorded in checkpoints)",
-    )
-    on_nonfinite: Literal["stop", "skip_step"] = Field(
-        "stop",
-        description="a NaN/inf loss or gradient: stop naming the step and tensor, or skip that update and count it "
-        "(the optimiser, BN statistics, key encoder, queue and EMA are left as before the step)",
-    )
+    time_budget_minutes: float | None = Field(None, gt=0.0, description="wall-clock minutes; replaces epochs")
     checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints (plus one at the end)")
-    log_every: int = Field(
-        20,
-        ge=1,
-        description="steps between progress updates / metric callbacks and reads of the device-side finite checks",
-    )
+    log_every: int = Field(20, ge=1, description="steps between progress reports and reads of the finite checks")
     knn_every: int = Field(0, ge=0, description="epochs between kNN monitor evaluations; 0 disables")
-    threads: int = Field(0, ge=0, description="torch CPU threads (per rank); 0 keeps torch's default")
-    ranks: int | Literal["auto"] = Field(
-        "auto",
-        description="DDP processes the train stage starts on this node through torchrun (NCCL on CUDA, gloo on "
-        "the CPU): 'auto' = one per visible CUDA device when training on CUDA, else 1. batch_size stays the global batch, "
-        "split evenly over ranks (objective.bn_splits a multiple of the ranks); the learning rate needs no change",
-    )
+    ranks: int | Literal["auto"] = Field("auto", description="DDP ranks on this node; 'auto': one per CUDA GPU or 1")
 
     @field_validator("ranks", mode="before")
     @classmethod
@@ -153,20 +104,24 @@ class TrainConfig(_Section):
         raise ValueError("train.ranks must be 'auto' or a positive integer")
 
 
+class RuntimeConfig(_Section):
+    """Where and how every stage computes; resuming across these is allowed (they change only rounding)."""
+
+    device: str = Field("auto", description="'auto' (cuda if present), 'cpu' or 'cuda[:N]'")
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
+    threads: int = Field(0, ge=0, description="torch CPU threads (per rank); 0 keeps torch's default")
+    compile: bool = Field(False, description="torch.compile the hybrid step's losses or the UNet")
+    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+
+
 class EvalConfig(_Section):
     batch_size: int = Field(512, ge=1, description="images per encoder forward pass")
     probe_epochs: int = Field(100, ge=1, description="full-batch-ish epochs of logistic regression")
     probe_batch_size: int = Field(1024, ge=1, description="probe minibatch")
     probe_lr: float = Field(1e-2, gt=0.0, description="probe learning rate (Adam)")
-    probe_weight_decays: list[float] = Field(
-        [0.0, 1e-5, 1e-4, 1e-3], min_length=1, description="candidates, picked on a held-out part of train"
-    )
-    probe_val_fraction: float = Field(
-        0.1, gt=0.0, lt=1.0, description="part of train held out to pick the weight decay"
-    )
-    probe_features: list[Literal["y", "yhat", "z"]] = Field(
-        ["y", "yhat", "z"], min_length=1, description="features probed"
-    )
+    probe_weight_decays: list[float] = Field([0.0, 1e-5, 1e-4, 1e-3], min_length=1, description="picked on val split")
+    probe_val_fraction: float = Field(0.1, gt=0.0, lt=1.0, description="part of train held out to pick weight decay")
+    probe_features: list[Literal["y", "yhat", "z"]] = Field(["y", "yhat", "z"], min_length=1, description="probed")
     knn_k: int = Field(200, ge=1, description="kNN monitor neighbours")
     knn_temperature: float = Field(0.1, gt=0.0, description="kNN monitor softmax temperature")
 
@@ -204,10 +159,9 @@ class DDIMTrainConfig(_Section):
     lr: float = Field(2e-4, gt=0.0, description="Adam learning rate")
     grad_clip: float = Field(1.0, ge=0.0, description="global grad-norm clip; 0 disables")
     ema_decay: float = Field(0.9999, ge=0.0, lt=1.0, description="EMA of the weights")
-    ema_warmup: bool = Field(
-        True, description="use min(ema_decay, (1+n)/(10+n)) at update n so short runs get a useful EMA"
-    )
+    ema_warmup: bool = Field(True, description="decay min(ema_decay, (1+n)/(10+n)) at update n")
     warmup_steps: int = Field(1000, ge=0, description="linear learning-rate warm-up")
+    seed: int = Field(0, description="seed for weights, batch order, timesteps and noise")
     checkpoint_every: int = Field(1000, ge=1, description="steps between checkpoints (plus one at the end)")
     log_every: int = Field(50, ge=1, description="steps between progress updates / metric callbacks")
 
@@ -216,30 +170,18 @@ class SamplingConfig(_Section):
     eta: float = Field(0.0, ge=0.0, description="DDIM eta; 1 with steps = T is ancestral DDPM")
     steps: int = Field(100, ge=1, description="sampling steps S")
     spacing: Literal["uniform", "quadratic"] = Field("uniform", description="timestep skip spacing")
-    num_samples: int = Field(
-        50000,
-        ge=1,
-        description="samples the sample stage draws once per run: FID's N (the figures' grid takes the first)",
-    )
+    num_samples: int = Field(50000, ge=2, description="samples drawn once per run: FID's N (figures take the first)")
     batch_size: int = Field(500, ge=1, description="samples per sampler call")
     seed: int = Field(0, description="sampler seed")
 
 
 class FIDConfig(_Section):
     reference_split: Literal["train", "test"] = Field("train", description="split whose statistics are the reference")
-    reference_samples: int = Field(
-        0, ge=0, description="reference images drawn at random (seeded) from that split; 0 = the whole split"
-    )
+    reference_samples: int = Field(0, ge=0, description="seeded random subset of that split; 0 = the whole split")
     reference_seed: int = Field(0, description="seed of the random reference subset (recorded beside the FID)")
     batch_size: int = Field(200, ge=1, description="images per Inception forward pass")
-    weights: str | None = Field(
-        None,
-        description="explicit pt_inception weights file; default: torch.hub cache (made by `hybridmi fid-weights`)",
-    )
-    cache_dir: str = Field(
-        "~/.cache/hybridmi/fid-stats",
-        description="reference statistics cache, keyed by data checksum, weights sha256 and subset; $HYBRIDMI_FID_CACHE overrides",
-    )
+    weights: str | None = Field(None, description="pt_inception weights file; default: torch.hub cache")
+    cache_dir: str = Field("~/.cache/hybridmi/fid-stats", description="reference statistics; $HYBRIDMI_FID_CACHE wins")
 
 
 class FiguresConfig(_Section):
@@ -249,25 +191,22 @@ class FiguresConfig(_Section):
 
 
 class MonitoringConfig(_Section):
-    pushgateway_url: str | None = Field(
-        None, description="Pushgateway address (host:port or URL); None disables pushing"
-    )
-    push_interval_s: float = Field(
-        15.0, gt=0.0, description="seconds between pushes while a stage runs (plus one at the end)"
-    )
-    delete_on_finish: bool = Field(
-        False, description="delete the {run_id, stage} group from the gateway when the stage ends"
-    )
-    metrics_port: int = Field(
-        0, ge=0, le=65535, description="serve /metrics on this port while a stage runs; 0 disables"
-    )
-    metrics_addr: str = Field(
-        "0.0.0.0", description="address the /metrics server binds (0.0.0.0 in pods; 127.0.0.1 for local runs)"
-    )
-    run_id: str = Field(
-        "",
-        description="run identifier used as a metric label; empty: the task's run id (KFP run or local run) and config hash",
-    )
+    pushgateway_url: str | None = Field(None, description="Pushgateway host:port or URL, no credentials; None: off")
+    push_interval_s: float = Field(15.0, gt=0.0, description="seconds between pushes (plus one at the end)")
+    delete_on_finish: bool = Field(False, description="delete the {run_id, stage} group when the stage ends")
+    metrics_port: int = Field(0, ge=0, le=65535, description="serve /metrics on this port; 0 disables")
+    metrics_addr: str = Field("0.0.0.0", description="address the /metrics server binds (127.0.0.1 for local runs)")
+    run_id: str = Field("", description="run label for metrics; empty: the task's run id and config hash")
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _no_credentials(cls, url: str | None) -> str | None:
+        if url and "@" in urlsplit(url if "//" in url else f"//{url}").netloc:
+            raise ValueError(
+                "monitoring.pushgateway_url: credentials in the URL are refused (the config is saved with every "
+                "artifact); set HYBRIDMI_PUSHGATEWAY_USERNAME and HYBRIDMI_PUSHGATEWAY_PASSWORD instead"
+            )
+        return url
 
 
 class Config(BaseModel):
@@ -281,6 +220,7 @@ class Config(BaseModel):
     objective: ObjectiveConfig = ObjectiveConfig()
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     eval: EvalConfig = EvalConfig()
     latents: LatentsConfig = LatentsConfig()
     unet: UNetConfig = UNetConfig()
@@ -294,14 +234,15 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _queue_fits_batch(self) -> "Config":
         # Each step enqueues the keys of one view, or of both views with the symmetric loss.
-        k, o, batch = self.objective.queue_size, self.objective, self.train.batch_size
+        k, o, batch, ranks = self.objective.queue_size, self.objective, self.train.batch_size, self.train.ranks
         enqueued = batch * (2 if o.symmetric else 1)
+        split_bn = o.alpha < 1.0 and o.bn_splits > 1
         if o.alpha < 1.0 and k % enqueued:
             raise ValueError(
                 f"objective.queue_size {k} is not a multiple of the {enqueued} keys enqueued per step "
                 f"(train.batch_size {batch}{' x 2 views, symmetric' if o.symmetric else ''})"
             )
-        if o.alpha < 1.0 and o.bn_splits > 1 and (batch % o.bn_splits or batch // o.bn_splits < 2):
+        if split_bn and (batch % o.bn_splits or batch // o.bn_splits < 2):
             raise ValueError(
                 f"train.batch_size {batch} does not split into objective.bn_splits {o.bn_splits} BatchNorm groups "
                 f"of at least 2 images each"
@@ -311,51 +252,49 @@ class Config(BaseModel):
                 f"sampling.steps {self.sampling.steps} exceeds the {self.diffusion.num_timesteps} training "
                 "timesteps (diffusion.num_timesteps)"
             )
-        ranks = self.train.ranks
-        if isinstance(ranks, int) and ranks > 1:
-            if batch % ranks:
-                raise ValueError(f"train.batch_size {batch} does not split evenly over train.ranks {ranks}")
-            if o.alpha < 1.0 and o.bn_splits > 1 and o.bn_splits % ranks:
-                raise ValueError(
-                    f"objective.bn_splits {o.bn_splits} is not a multiple of train.ranks {ranks}: each rank "
-                    "must hold whole BatchNorm groups"
-                )
+        if isinstance(ranks, int) and ranks > 1 and batch % ranks:
+            raise ValueError(f"train.batch_size {batch} does not split evenly over train.ranks {ranks}")
+        if isinstance(ranks, int) and ranks > 1 and split_bn and o.bn_splits % ranks:
+            raise ValueError(
+                f"objective.bn_splits {o.bn_splits} is not a multiple of train.ranks {ranks}: each rank "
+                "must hold whole BatchNorm groups"
+            )
         return self
 
     def hash(self) -> str:
         """Short content hash of the resolved config (stable key order)."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _short_hash(self.model_dump(mode="json"))
 
     def training_identity(self) -> dict[str, Any]:
-        """What the trainers' weights depend on: the sections a checkpoint may not be resumed across (their
-        ``RESUME_SECTIONS``), and the batch and seed that shape each step. Evaluation, sampling, FID, figures,
-        monitoring, the name and the device settings are left out: a run may resume under other values of those."""
+        """What the trainers' weights depend on: a checkpoint is resumed only under equal values of these."""
+        # Left out: evaluation, sampling, FID, figures, monitoring, name, run length, runtime (changes rounding only).
         dump = self.model_dump(mode="json")
         identity = {section: dump[section] for section in ("data", "model", "objective", "optim", "unet", "diffusion")}
         identity["train_shape"] = {"batch_size": self.train.batch_size, "seed": self.train.seed}
-        identity["ddim_shape"] = {"batch_size": self.ddim.batch_size}
+        identity["ddim_shape"] = {"batch_size": self.ddim.batch_size, "seed": self.ddim.seed}
         return identity
+
+    def with_ranks(self, ranks: int) -> "Config":
+        """This config with ``train.ranks`` resolved (from 'auto'), its cross-field rules checked again."""
+        return config_from_dict(self.model_dump(mode="json"), [f"train.ranks={ranks}"])
 
     def training_hash(self) -> str:
         """Short hash of ``training_identity``: one branch of training (the α sweep's branches differ in it)."""
-        blob = json.dumps(self.training_identity(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _short_hash(self.training_identity())
+
+
+def _short_hash(tree: Any) -> str:
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _format_error(err: ValidationError) -> str:
     first = err.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "config"
-    msg = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key"
-    shown = repr(first.get("input"))
+    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    shown = "<redacted>" if first["loc"][-1:] == ("pushgateway_url",) else repr(first.get("input"))
     shown = shown if len(shown) <= MAX_SHOWN_VALUE else shown[:MAX_SHOWN_VALUE] + "..."
-    detail = (
-        f" (got {shown})"
-        if first["type"] not in ("extra_forbidden", "missing") and not isinstance(first.get("input"), dict)
-        else ""
-    )
+    quiet = first["type"] in ("extra_forbidden", "missing") or isinstance(first.get("input"), dict)
+    detail = "" if quiet else f" (got {shown})"
     more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
     prefix = "" if first["type"] == "value_error" else f"{where}: "
     return f"config error: {prefix}{msg}{detail}{more}"
@@ -368,10 +307,9 @@ def _apply_override(tree: dict[str, Any], assignment: str) -> None:
     keys = dotted.strip().split(".")
     node = tree
     for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
             raise ConfigError(f"config error: {dotted}: {key} is not a section")
-        node = child
     try:
         node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
@@ -398,10 +336,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config error: file {path} does not exist")
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(
-                f"config error: {path} is {path.stat().st_size} bytes; a config is at most {MAX_CONFIG_BYTES}"
-            )
+        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config error: {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES}")
         tree = parse_config_text(path.read_text(), where=str(path))
     return config_from_dict(tree, overrides)
 
@@ -411,9 +347,8 @@ class _NoAliasLoader(yaml.SafeLoader):
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.events.AliasEvent):
-            raise ConfigError(
-                f"config error: YAML aliases are not allowed in a config (line {self.peek_event().start_mark.line + 1})"
-            )
+            line = self.peek_event().start_mark.line + 1
+            raise ConfigError(f"config error: YAML aliases are not allowed in a config (line {line})")
         return super().compose_node(parent, index)
 
 
@@ -431,7 +366,7 @@ def parse_config_text(text: str, *, where: str = "config") -> dict[str, Any]:
 
 
 def config_from_text(text: str, overrides: list[str] | tuple[str, ...] = (), *, where: str = "config") -> Config:
-    """The Config whose YAML (or JSON) text is ``text`` (empty: the defaults), plus overrides; ConfigError naming ``where``."""
+    """The Config of YAML (or JSON) ``text`` (empty: the defaults), plus overrides; ConfigError naming ``where``."""
     return config_from_dict(parse_config_text(text, where=where), overrides)
 
 
@@ -442,8 +377,7 @@ def config_to_text(cfg: Config) -> str:
 
 def write_config(cfg: Config, directory: str | Path, name: str = "config.yaml") -> Path:
     """Write the resolved config beside an output; returns its path."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    out = directory / name
+    out = Path(directory) / name
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(config_to_text(cfg))
     return out

@@ -1,13 +1,4 @@
-"""The hybrid objective's two terms and their mix, as pure functions of tensors.
-
-The paper (Sec. 3) maximises  α·E[log q(x|z) − log p(x)] + (1−α)·I_CPC(g).  With a fixed-variance
-Gaussian q(x|z) the first term is, up to constants, minus the squared reconstruction error, and
-I_CPC (eq. 3) is log(1+K) minus the InfoNCE cross-entropy, so the loss minimised here is
-
-    L = α · reconstruction_loss + (1 − α) · info_nce.
-
-Nothing here names a device; every function takes device and dtype from its inputs.
-"""
+"""The hybrid objective's two terms and their mix, as pure functions of tensors."""
 
 from __future__ import annotations
 
@@ -16,11 +7,7 @@ import torch.nn.functional as F
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Squared error summed over each image's C·H·W values, averaged over the batch (the paper's MSE unit).
-
-    x_hat, x: (B, 3, 32, 32), pixels on the [0, 1] scale → scalar, float32. For 32x32x3 images a
-    per-value error of 0.1 gives 3072 · 0.01 = 30.72.
-    """
+    """Squared error summed over each image's C·H·W values, averaged over the batch (the paper's MSE unit)."""
     if x_hat.shape != x.shape or x.dim() < 2:
         raise ValueError(
             f"reconstruction_loss needs equal (B, ...) shapes, got {tuple(x_hat.shape)} and {tuple(x.shape)}"
@@ -30,12 +17,7 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, *, temperature: float) -> torch.Tensor:
-    """InfoNCE with a queue of negatives (MoCo): cross-entropy of the positive among 1+K candidates.
-
-    q, k: (N, D) L2-normalised queries and their positive keys; queue: (D, K) negatives;
-    temperature T > 0. logits = [q·k, q·queue] / T, Nx(1+K), positive at index 0. Computed in float32
-    even under autocast. Returns a scalar; log(1+K) − loss is the CPC bound of the paper's eq. 3.
-    """
+    """InfoNCE with a queue of negatives (MoCo): cross-entropy of the positive among 1+K candidates."""
     if temperature <= 0:
         raise ValueError(f"info_nce temperature {temperature} must be > 0")
     if q.dim() != 2 or q.shape != k.shape:
@@ -52,11 +34,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, *, temperatu
 
 
 def hybrid_loss(recon: torch.Tensor | None, nce: torch.Tensor | None, *, alpha: float) -> torch.Tensor:
-    """α · recon + (1 − α) · nce, for α in [0, 1].
-
-    At α = 0 it returns ``nce`` itself and at α = 1 ``recon`` itself: the unused term is not multiplied
-    by zero (a NaN or inf there would poison the sum) and may be None, so a trainer can skip computing it.
-    """
+    """α · recon + (1 − α) · nce, for α in [0, 1]."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"hybrid_loss alpha {alpha} is not in [0, 1]")
     if alpha < 1.0 and nce is None:

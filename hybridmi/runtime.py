@@ -8,8 +8,10 @@ import json
 import logging
 import os
 import random
+import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,8 +19,49 @@ import numpy as np
 import torch
 
 import hybridmi
+from hybridmi.errors import UsageError
 
 log = logging.getLogger("hybridmi")
+_stop = threading.Event()  # SIGTERM arrived while a training loop could stop at a step boundary
+_stoppable = threading.Event()  # a training loop is running and checks stop_requested() after every step
+
+
+@contextlib.contextmanager
+def sigterm_handling() -> Iterator[None]:
+    """Within the block (main thread only): SIGTERM stops a running trainer after its step (it checkpoints and raises
+    ``Preempted``); outside a trainer it raises SystemExit(143) so ``finally`` blocks run. A second one kills."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if not _stoppable.is_set():
+            raise SystemExit(128 + signum)
+        log.warning("SIGTERM: finishing the step in flight, then checkpointing and stopping")
+        _stop.set()
+
+    _stop.clear()
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """Marks a training loop that checks ``stop_requested()`` after every step (SIGTERM then sets the flag)."""
+    _stoppable.set()
+    try:
+        yield
+    finally:
+        _stoppable.clear()
+
+
+def stop_requested() -> bool:
+    """Whether SIGTERM asked the running trainer to checkpoint and stop."""
+    return _stop.is_set()
 
 
 def setup_logging(level: int | str = logging.INFO, *, prefix: str = "") -> None:
@@ -39,42 +82,28 @@ def choose_device(spec: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(spec)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {spec!r} requested but CUDA is not available")
+        raise UsageError(f"device {spec!r} requested but CUDA is not available")
     return device
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """bf16 autocast on CUDA for 'auto'/'bf16'; None (fp32) on CPU for 'auto'."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    return torch.bfloat16
+    return None if precision == "fp32" or (precision == "auto" and device.type != "cuda") else torch.bfloat16
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
     """Autocast to ``dtype`` on ``device``; a no-op when dtype is None."""
-    if dtype is None:
-        yield
-        return
-    with torch.autocast(device_type=device.type, dtype=dtype):
-        yield
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def rng_state() -> dict[str, Any]:
     """Every global RNG state, for checkpoints: tensors and plain numbers only (``torch.load(weights_only=True)``)."""
     version, words, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state: dict[str, Any] = {
-        "python": {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss},
-        "numpy": {
-            "kind": kind,
-            "keys": torch.from_numpy(keys.astype(np.int64)),
-            "pos": int(pos),
-            "has_gauss": int(has_gauss),
-            "cached_gaussian": float(cached),
-        },
-        "torch": torch.get_rng_state(),
-    }
+    numpy = {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos)}
+    numpy |= {"has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+    python = {"version": version, "words": torch.tensor(words, dtype=torch.int64), "gauss": gauss}
+    state: dict[str, Any] = {"python": python, "numpy": numpy, "torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -84,15 +113,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     """Restore what ``rng_state`` captured."""
     python, numpy = state["python"], state["numpy"]
     random.setstate((python["version"], tuple(python["words"].tolist()), python["gauss"]))
-    np.random.set_state(
-        (
-            numpy["kind"],
-            numpy["keys"].numpy().astype(np.uint32),
-            numpy["pos"],
-            numpy["has_gauss"],
-            numpy["cached_gaussian"],
-        )
-    )
+    keys = numpy["keys"].numpy().astype(np.uint32)
+    np.random.set_state((numpy["kind"], keys, numpy["pos"], numpy["has_gauss"], numpy["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -100,10 +122,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, *, suffix: str = ".tmp") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is fsynced and renamed over ``path``.
-
-    Readers never see half a file; on error the temporary file is removed and ``path`` is untouched.
-    """
+    """A temporary path beside ``path``, fsynced and renamed over it on success (removed on error)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
@@ -150,14 +169,9 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
 def code_version() -> str:
     """Package version plus the git commit when run from a checkout."""
     version = hybridmi.__version__
+    git = ["git", "rev-parse", "--short", "HEAD"]
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
+        sha = subprocess.run(git, cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return f"{version}+{commit}" if commit else version
+        sha = ""
+    return f"{version}+{sha}" if sha else version

@@ -1,8 +1,4 @@
-"""KFP pipelines: the full hybridmi DAG, the α sweep and one-stage reruns (compiled YAML in compiled/).
-
-Run parameters are defined here (``parameters.py``; config parameters come from ``hybridmi/parameters.py``);
-runners (``hybridmi/runners``) import this package, never the other way round.
-"""
+"""KFP pipelines: the full hybridmi DAG, the α sweep and one-stage reruns (compiled YAML in compiled/)."""
 
 from pipelines.alpha_sweep import alpha_sweep, build_alpha_sweep
 from pipelines.hybridmi_pipeline import build_hybridmi_pipeline, hybridmi_multinode_pipeline, hybridmi_pipeline

@@ -1,9 +1,5 @@
-"""The α sweep: prepare once, then train + probe + reconstruct for every α (at most ``Limits.sweep_parallelism`` at once), then one trade-off table.
-
-The per-α tasks live in a nested pipeline that receives the task parameters as its own inputs:
-accelerator settings on a task directly inside ``dsl.ParallelFor`` fail under kfp.local (REFERENCE §4).
-Only pipeline parameters and artifacts enter the loop: kfp.local 2.17.3 replaces every task-output
-*parameter* passed into a ParallelFor with the loop item, so each α resolves its config itself.
+"""The α sweep: prepare once, then train + probe + reconstruct for every α (at most ``Limits.sweep_parallelism``
+at once), then one trade-off table.
 """
 
 from __future__ import annotations
@@ -14,31 +10,25 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import Metrics
 
-from components import configure, prepare, probe, reconstruction, tradeoff, train
+from components import prepare, probe, reconstruction, tradeoff, train
 from hybridmi.parameters import Parameter
-from pipelines.parameters import PARAMETERS, TASK_PARAMETERS, config_values, define_pipeline
+from pipelines.parameters import PARAMETERS, TASK_PARAMETERS, define_pipeline, stage_values
 from pipelines.settings import Limits, TaskSettings, control_task, stage_task
 
 PIPELINE_NAME = "hybridmi-alpha-sweep"
 DESCRIPTION = "Linear accuracy against reconstruction MSE over α (the paper's trade-off)."
-# Strings, like every config parameter (a number would reach configure's str input as a float).
+# Strings, like every config parameter (a number would reach train's str input as a float).
 DEFAULT_ALPHAS_TEXT = ["0.1", "0.3", "0.5", "0.7", "0.9"]
 ALPHAS = Parameter("alphas", DEFAULT_ALPHAS_TEXT, "α values of the sweep (a JSON list of strings)")
-SWEEP_CONFIG = (
-    "hybrid_epochs",
-    "hybrid_time_budget_minutes",
-    "hybrid_seed",
-)  # the config parameters the sweep exposes (α is swept)
+SWEEP_CONFIG = ("hybrid_epochs", "hybrid_time_budget_minutes", "hybrid_seed")  # the sweep's config parameters
 POINT_PARAMETERS = (*TASK_PARAMETERS, PARAMETERS["hybrid_alpha"], *(PARAMETERS[n] for n in SWEEP_CONFIG))
 AlphaPoint = NamedTuple("AlphaPoint", probe=Metrics, reconstruction=Metrics)
 
 
 def wire_point(p: dict[str, Any], limits: Limits) -> AlphaPoint:
-    settings = TaskSettings(p, limits)
-    cfg = control_task(
-        configure(config=p["config"], **config_values(p, ("hybrid_alpha", *SWEEP_CONFIG))), settings
-    ).output
-    model = stage_task(train(config=cfg, dataset=p["dataset"], resume_from=p["resume_from"]), settings).outputs["model"]
+    settings, cfg = TaskSettings(p, limits), p["config"]
+    trained = train(config=cfg, dataset=p["dataset"], resume_from=p["resume_from"], **stage_values(p, "train"))
+    model = stage_task(trained, settings).outputs["model"]
     probed = stage_task(probe(config=cfg, dataset=p["dataset"], model=model), settings)
     recon = stage_task(reconstruction(config=cfg, dataset=p["dataset"], model=model), settings)
     return AlphaPoint(probe=probed.outputs["metrics"], reconstruction=recon.outputs["metrics"])
@@ -46,8 +36,7 @@ def wire_point(p: dict[str, Any], limits: Limits) -> AlphaPoint:
 
 def wire_sweep(p: dict[str, Any], limits: Limits, point) -> None:
     settings = TaskSettings(p, limits)
-    cfg = control_task(configure(config=p["config"], **config_values(p, SWEEP_CONFIG)), settings).output
-    dataset = stage_task(prepare(config=cfg), settings).outputs["dataset"]
+    dataset = stage_task(prepare(config=p["config"]), settings).outputs["dataset"]
     with dsl.ParallelFor(p["alphas"], parallelism=limits.sweep_parallelism) as alpha:
         passed = {param.name: p[param.name] for param in POINT_PARAMETERS if param.name != "hybrid_alpha"}
         result = point(hybrid_alpha=alpha, dataset=dataset, **passed)

@@ -1,16 +1,4 @@
-"""What the KFP backend's driver does with a compiled pipeline's platform fields, before any pod exists.
-
-``check_package(docs, arguments)`` walks every task of a compiled package (IR YAML: the pipeline spec
-and its Kubernetes platform spec) with the run's arguments, resolving each task's input parameters
-the way the backend does, and applies the driver's rules to every field it resolves at run time:
-image, CPU/memory quantities, accelerator, image pull secrets, Secret/ConfigMap names, node
-selector and tolerations. It returns one line per field the driver would refuse; a value known only
-at run time (a task output, a loop item) is skipped.
-
-Each rule names the file of github.com/kubeflow/pipelines it is read from, at ``BACKEND_TAG`` (the
-tag k8s/kfp installs, ``hybridmi.cluster.KFP_BACKEND_VERSION``). ``hybridmi submit`` runs the check
-before it submits, so a run the driver would fail is refused in one line here instead.
-"""
+"""What the KFP backend's driver does with a compiled pipeline's platform fields, before any pod exists."""
 
 from __future__ import annotations
 

@@ -1,14 +1,4 @@
-"""The pipelines' run parameters, documented once: defaults, meaning, checks, and the functions that declare them.
-
-``TASK_PARAMETERS`` configure the pods (image, scheduling, resources, storage, run identity); the
-config parameters come from ``hybridmi/parameters.py``. Every pipeline's signature is generated
-from these tables (``define_pipeline``), so a default lives in one place; a parameter's type is
-the type of its default (str, or dict/list for the JSON scheduling parameters).
-
-Run parameters are what the KFP IR lets a run change. Timeouts and the sweep's parallelism are
-numbers in the IR (``activeDeadlineSeconds``, ``parallelismLimit``): they are compile-time
-``Limits`` (pipelines/settings.py), set per submission by ``hybridmi submit``.
-"""
+"""The pipelines' run parameters, documented once: defaults, meaning, checks, and the functions that declare them."""
 
 from __future__ import annotations
 
@@ -21,7 +11,8 @@ from kfp import dsl
 
 from components.image import DEFAULT_IMAGE
 from hybridmi.cluster import GPU_TOLERATION, OBJECT_NAME, RUN_ID_PATTERN, STORE_SECRET_NAME
-from hybridmi.parameters import CONFIG_PARAMETERS, Parameter
+from hybridmi.errors import UsageError
+from hybridmi.parameters import CONFIG_PARAMETERS, Parameter, stage_parameters
 
 TASK_PARAMETERS = (
     Parameter("config", "", "YAML text of the resolved config (hybridmi config); empty = defaults; never credentials"),
@@ -89,7 +80,7 @@ def check_image(ref: str) -> str:
     name, _, digest = ref.partition("@")
     tag = name.rsplit("/", 1)[-1].partition(":")[2]
     if not name or any(c.isspace() for c in ref) or (not digest and tag in ("", "latest")):
-        raise ValueError(
+        raise UsageError(
             f"image {ref!r} needs an explicit non-latest tag or a digest, e.g. registry.example.com/hybridmi:0.1.0-<digest>"
         )
     return ref
@@ -97,7 +88,7 @@ def check_image(ref: str) -> str:
 
 def _check_tolerations(value: Any) -> None:
     if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise ValueError("gpu_tolerations must be a JSON list of objects")
+        raise UsageError("gpu_tolerations must be a JSON list of objects")
     for toleration in value:
         extra = set(toleration) - _TOLERATION_KEYS
         if (
@@ -105,7 +96,7 @@ def _check_tolerations(value: Any) -> None:
             or toleration.get("operator", "Equal") not in ("Exists", "Equal")
             or toleration.get("effect", "") not in _EFFECTS
         ):
-            raise ValueError(
+            raise UsageError(
                 f"gpu_tolerations entry {json.dumps(toleration)} is not a Kubernetes toleration "
                 f"(keys {', '.join(sorted(_TOLERATION_KEYS))}; operator Exists|Equal; effect NoSchedule|PreferNoSchedule|NoExecute)"
             )
@@ -114,36 +105,36 @@ def _check_tolerations(value: Any) -> None:
 def check_value(name: str, value: Any) -> Any:
     """``value`` as the run parameter ``name`` takes it (JSON text parsed for dict/list parameters); ValueError naming it."""
     if name not in PARAMETERS:
-        raise ValueError(f"unknown pipeline parameter {name!r}; known: {', '.join(PARAMETERS)}")
+        raise UsageError(f"unknown pipeline parameter {name!r}; known: {', '.join(PARAMETERS)}")
     kind = type(PARAMETERS[name].default)
     if kind in (dict, list) and isinstance(value, str):
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise ValueError(f"pipeline parameter {name}={value!r} is not JSON") from None
+            raise UsageError(f"pipeline parameter {name}={value!r} is not JSON") from None
     if not isinstance(value, kind):
-        raise ValueError(f"pipeline parameter {name}={value!r} must be a {kind.__name__}")
+        raise UsageError(f"pipeline parameter {name}={value!r} must be a {kind.__name__}")
     if name == "image":
         check_image(value)
     elif name == "gpu_node_selector" and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError(f"gpu_node_selector {json.dumps(value)} must map label names to string values")
+        raise UsageError(f"gpu_node_selector {json.dumps(value)} must map label names to string values")
     elif name == "gpu_tolerations":
         _check_tolerations(value)
     elif name.startswith("task_") and not _QUANTITY.fullmatch(value):
-        raise ValueError(
+        raise UsageError(
             f"{name}={value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi); resources cannot be empty"
         )
     elif name == "gpu_count" and value and not (value.isdigit() and int(value) > 0):
-        raise ValueError(f"gpu_count={value!r} is not a positive integer (or empty for no GPU)")
+        raise UsageError(f"gpu_count={value!r} is not a positive integer (or empty for no GPU)")
     elif name == "train_nodes" and not (value.isdigit() and int(value) > 0):
-        raise ValueError(f"train_nodes={value!r} is not a positive integer")
+        raise UsageError(f"train_nodes={value!r} is not a positive integer")
     elif name == "store_secret" and not OBJECT_NAME.fullmatch(value):
-        raise ValueError(
+        raise UsageError(
             f"store_secret={value!r} is not a Kubernetes object name (the Secret is optional: "
             "a name with no Secret behind it gives the pods no store; empty is refused by the KFP driver)"
         )
     elif name == "resume_from" and value and not RUN_ID.fullmatch(value):
-        raise ValueError(f"resume_from={value!r} is not a run id (letters, digits, '.', '_', '-')")
+        raise UsageError(f"resume_from={value!r} is not a run id (letters, digits, '.', '_', '-')")
     return value
 
 
@@ -151,7 +142,7 @@ def pipeline_arguments(config_text: str, **task_values: Any) -> dict[str, Any]:
     """Arguments for a run: the resolved config text plus checked task parameters (config parameters stay empty)."""
     unknown = sorted(set(task_values) - set(RUN_TASK_NAMES))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(RUN_TASK_NAMES)}"
         )
     return {"config": config_text, **{k: check_value(k, v) for k, v in task_values.items()}}
@@ -205,14 +196,14 @@ def parameters_markdown() -> str:
     def shown(value: Any) -> str:
         return value if isinstance(value, str) else json.dumps(value)
 
-    rows = ["| parameter | default | sets | meaning |", "|---|---|---|---|"]
+    rows = ["| parameter | default | sets (task) | meaning |", "|---|---|---|---|"]
     for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS:
         default = "`hybridmi:<version>`" if p.name == "image" else f"`{shown(p.default)}`"
-        rows.append(f"| `{p.name}` | {default} | {f'`{p.config_path}`' if p.config_path else '—'} | {p.description} |")
+        sets = f"`{p.config_path}` ({p.stage})" if p.config_path else "—"
+        rows.append(f"| `{p.name}` | {default} | {sets} | {p.description} |")
     return "\n".join(rows) + "\n"
 
 
-def config_values(channels: Mapping[str, Any], names: Sequence[str] | None = None) -> dict[str, Any]:
-    """The config-parameter channels among ``channels`` (what the configure task receives)."""
-    wanted = {p.name for p in CONFIG_PARAMETERS} if names is None else set(names)
-    return {k: v for k, v in channels.items() if k in wanted}
+def stage_values(channels: Mapping[str, Any], stage: str) -> dict[str, Any]:
+    """The config-parameter channels among ``channels`` that the task of ``stage`` applies."""
+    return {p.name: channels[p.name] for p in stage_parameters(stage) if p.name in channels}

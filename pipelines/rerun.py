@@ -1,17 +1,4 @@
-"""Rerun one stage against existing artifacts: a one-step pipeline whose inputs are ``dsl.importer`` tasks.
-
-``rerun_pipeline("probe")`` has the task parameters plus ``<input>_uri`` for each of the stage's
-inputs (``dataset_uri``, ``model_uri``): on a cluster the URIs KFP shows for an artifact
-(``minio://mlpipeline/v2/artifacts/...``), under kfp.local a local path. Caching is off: a rerun
-exists to run the stage again.
-
-Which URIs a cluster can import is the launcher's rule (kubeflow/pipelines backend/src/v2/component/
-launcher_v2.go ``fetchNonDefaultBuckets`` at tag 2.17.0): an artifact in the run's pipeline-root bucket
-(same scheme, same bucket) is read with that bucket's session — the endpoint and credentials KFP
-configured; one in any other bucket is opened from the pod's environment alone, which for ``s3://``
-means AWS with no endpoint. ``check_artifact_uri`` therefore accepts only URIs in the pipeline root's
-bucket (``DEFAULT_PIPELINE_ROOT`` unless the submission names another root).
-"""
+"""Rerun one stage against existing artifacts: a one-step pipeline whose inputs are ``dsl.importer`` tasks."""
 
 from __future__ import annotations
 
@@ -24,8 +11,9 @@ from kfp import dsl
 from kfp.dsl.types.type_annotations import InputAnnotation
 
 from components import STAGE_COMPONENTS
-from hybridmi.parameters import Parameter
-from pipelines.parameters import TASK_PARAMETERS, define_pipeline
+from hybridmi.errors import UsageError
+from hybridmi.parameters import Parameter, stage_parameters
+from pipelines.parameters import TASK_PARAMETERS, define_pipeline, stage_values
 from pipelines.settings import Limits, TaskSettings, stage_task
 
 # The schemes the KFP launcher opens (backend src/v2/objectstore): its own store is minio://.
@@ -38,7 +26,7 @@ _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]")
 def input_artifact_types(stage: str) -> dict[str, type]:
     """The component's artifact inputs, name -> artifact class (Dataset, Model, Metrics...), in signature order."""
     if stage not in STAGE_COMPONENTS:
-        raise ValueError(f"unknown stage {stage!r}; stages are: {', '.join(STAGE_COMPONENTS)}")
+        raise UsageError(f"unknown stage {stage!r}; stages are: {', '.join(STAGE_COMPONENTS)}")
     hints = typing.get_type_hints(STAGE_COMPONENTS[stage].python_func, include_extras=True)
     types = {}
     for name, hint in hints.items():
@@ -54,21 +42,21 @@ def check_artifact_uri(name: str, uri: str, pipeline_root: str | None = None) ->
     parts = urlsplit(uri)
     where = f"--from {name}={uri}"
     if parts.scheme not in RERUN_SCHEMES:
-        raise ValueError(
+        raise UsageError(
             f"{where}: scheme {parts.scheme or '(none)'!r} is not one of {', '.join(f'{s}://' for s in RERUN_SCHEMES)} "
             "(copy the URI the KFP UI shows for the artifact, e.g. minio://mlpipeline/v2/artifacts/...)"
         )
     if not _BUCKET.fullmatch(parts.netloc):
-        raise ValueError(
+        raise UsageError(
             f"{where}: {parts.netloc!r} is not a bucket name (3-63 lower-case letters, digits, '.', '-', '_')"
         )
     if not parts.path.strip("/") or parts.query or parts.fragment or any(c.isspace() for c in uri):
-        raise ValueError(
+        raise UsageError(
             f"{where}: no object key after the bucket (use {parts.scheme}://{parts.netloc}/path/to/artifact)"
         )
     root = urlsplit(pipeline_root or DEFAULT_PIPELINE_ROOT)
     if (parts.scheme, parts.netloc) != (root.scheme, root.netloc):
-        raise ValueError(
+        raise UsageError(
             f"{where}: the KFP launcher reads imported artifacts only from the pipeline root's bucket "
             f"{root.scheme}://{root.netloc} (another bucket is opened without its endpoint); copy the artifact "
             "there, or submit with --pipeline-root naming a root in its bucket"
@@ -94,14 +82,14 @@ def rerun_pipeline(stage: str, limits: Limits = Limits()):
             if "resume_from" in inspect.signature(component.python_func).parameters
             else {}
         )
-        task = stage_task(component(config=p["config"], **imported, **extra), settings)
+        task = stage_task(component(config=p["config"], **imported, **extra, **stage_values(p, stage)), settings)
         task.set_display_name(f"rerun {stage}").set_caching_options(False)
 
     return define_pipeline(
         wire,
         name=f"hybridmi-rerun-{stage}",
         description=f"Rerun stage {stage} on imported artifacts.",
-        parameters=(*TASK_PARAMETERS, *uris),
+        parameters=(*TASK_PARAMETERS, *stage_parameters(stage), *uris),
         required=[u.name for u in uris],
         defaults={"image": limits.default_image},
     )

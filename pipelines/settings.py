@@ -1,13 +1,4 @@
-"""Task settings, one helper each: image, resources, storage secret, run id, GPU scheduling, /dev/shm, timeout.
-
-Values that differ between clusters are run parameters (pipelines/parameters.py), reaching the
-tasks as pipeline channels in ``TaskSettings``. Values the KFP IR holds as plain numbers (pod
-timeout ``activeDeadlineSeconds``, the sweep's ``parallelismLimit``) and the image pull secret are
-compile-time ``Limits``: the KFP driver refuses a pull-secret parameter that resolves to ``""``
-(pipelines/driver_contract.py), so a pipeline names a secret only when there is one.
-kfp.local ignores the Kubernetes settings (the local runners set the image and run id themselves),
-so the same pipeline runs on a laptop, on a GPU-less kind cluster (empty ``gpu_count``) and on GPU nodes.
-"""
+"""Task settings, one helper each: image, resources, storage secret, run id, GPU scheduling, /dev/shm, timeout."""
 
 from __future__ import annotations
 
@@ -28,15 +19,14 @@ from hybridmi.cluster import (
     SHM_SIZE,
     STORE_SECRET_KEYS,
 )
+from hybridmi.errors import UsageError
 from hybridmi.stages import STAGE_NAMES
 from pipelines.parameters import check_image
 
 GPU_STAGES = frozenset({"train", "latents", "ddim", "sample", "fid"})
-# Argo retries a GPU task whose main container failed (crash, OOM kill, timeout). A pod deleted by
-# node loss or spot preemption is an Argo *error*, which KFP's retryStrategy (no retryPolicy) does
-# not retry: resubmit with --resume-from RUN, which continues from the mirrored checkpoint.
+# Argo retries a GPU task whose container failed; a pod lost with its node is not retried: resubmit with --resume-from.
 GPU_RETRIES = 2
-CONTROL = "control"  # the timeout key of configure / tradeoff
+CONTROL = "control"  # the timeout key of tradeoff
 HOUR = 3600
 DEFAULT_TIMEOUTS_S: dict[str, int] = {
     **{stage: 6 * HOUR for stage in STAGE_NAMES},
@@ -45,20 +35,17 @@ DEFAULT_TIMEOUTS_S: dict[str, int] = {
     CONTROL: HOUR,
 }
 SWEEP_PARALLELISM = 2  # α values trained at once (each holds gpu_count GPUs)
-# The multi-node train task outlives its TrainJob's deadline (the train timeout) by this much: time for the
-# nodes to be scheduled and pull the image before the deadline clock's start, and to fetch the model after.
+# The multi-node train task outlives its TrainJob's deadline by this much (node scheduling, image pulls, the model).
 TRAINJOB_MARGIN_S = 30 * 60
-# The multi-node train task's own pod: it copies the data set and the model and polls its TrainJob, so it asks
-# for little (the task_* parameters size the TrainJob's nodes instead). Requests and limits.
+# The multi-node train task's own pod only copies and polls (the task_* parameters size the TrainJob's nodes).
 TRAINJOB_TASK_CPU = ("500m", "2")
 TRAINJOB_TASK_MEMORY = ("1Gi", "4Gi")
 
 
 @dataclass(frozen=True)
 class Limits:
-    """Compile-time task settings: pod timeout per stage (seconds; ``control`` for configure/tradeoff), sweep
-    parallelism, the docker-registry Secret every pod pulls its image with (``""``: none, the compiled default),
-    and the default of the ``image`` run parameter (``hybridmi compile --image``; a run's ``image`` replaces it)."""
+    """Compile-time task settings: pod timeout per stage (seconds; ``control`` for tradeoff), sweep parallelism,
+    the image pull Secret (``""``: none) and the default of the ``image`` run parameter."""
 
     timeouts_s: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_TIMEOUTS_S))
     sweep_parallelism: int = SWEEP_PARALLELISM
@@ -68,20 +55,20 @@ class Limits:
     def __post_init__(self) -> None:
         unknown = sorted(set(self.timeouts_s) - set(DEFAULT_TIMEOUTS_S))
         if unknown:
-            raise ValueError(
+            raise UsageError(
                 f"timeout for unknown stage(s) {', '.join(unknown)}; stages: {', '.join(DEFAULT_TIMEOUTS_S)}"
             )
         for stage, seconds in self.timeouts_s.items():
             if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
-                raise ValueError(f"timeout of {stage} must be a positive number of seconds, got {seconds!r}")
+                raise UsageError(f"timeout of {stage} must be a positive number of seconds, got {seconds!r}")
         if (
             isinstance(self.sweep_parallelism, bool)
             or not isinstance(self.sweep_parallelism, int)
             or self.sweep_parallelism < 1
         ):
-            raise ValueError(f"sweep parallelism must be a positive integer, got {self.sweep_parallelism!r}")
+            raise UsageError(f"sweep parallelism must be a positive integer, got {self.sweep_parallelism!r}")
         if self.image_pull_secret and not OBJECT_NAME.fullmatch(self.image_pull_secret):
-            raise ValueError(f"image pull secret {self.image_pull_secret!r} is not a Kubernetes object name")
+            raise UsageError(f"image pull secret {self.image_pull_secret!r} is not a Kubernetes object name")
         check_image(self.default_image)
 
     def timeout_s(self, stage: str) -> int:
@@ -148,7 +135,7 @@ def mount_shm(task: PipelineTask) -> PipelineTask:
 
 
 def control_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
-    """Settings of the small tasks that steer a run (configure, tradeoff): image and timeout."""
+    """Settings of a task that runs no stage (tradeoff): image and timeout."""
     return run_on_image(task, settings, timeout_key=CONTROL)
 
 
@@ -156,7 +143,7 @@ def stage_task(task: PipelineTask, settings: TaskSettings) -> PipelineTask:
     """Every setting a stage task gets, plus the GPU ones for GPU stages; the stage is the component's name."""
     stage = task.component_spec.name
     if stage not in STAGE_NAMES:
-        raise ValueError(f"stage_task got component {stage!r}, not a stage ({', '.join(STAGE_NAMES)})")
+        raise UsageError(f"stage_task got component {stage!r}, not a stage ({', '.join(STAGE_NAMES)})")
     run_on_image(task, settings, timeout_key=stage)
     request_resources(task, settings)
     use_store_secret(task, settings)

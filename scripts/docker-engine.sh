@@ -1,84 +1,38 @@
 #!/usr/bin/env bash
-# Make sure a Docker engine answers `docker info`; idempotent.
-#
-#   scripts/docker-engine.sh            # as root on Debian bookworm (CI)
-#
-# 1. installs Debian's docker.io with apt-get when `dockerd` is missing,
-# 2. starts `dockerd` in the background (log: $DOCKERD_LOG) unless an engine already answers,
-# 3. waits up to $DOCKERD_WAIT_S seconds for `docker info`, and exits non-zero with the log's tail
-#    when it never answers.
-# A second call while the engine runs does nothing and exits 0.
+# Make sure a Docker engine answers `docker info` (idempotent): install Debian's docker.io when dockerd is
+# missing, start dockerd in the background (log: $DOCKERD_LOG) and wait up to $DOCKERD_WAIT_S seconds.
 set -euo pipefail
-
 DOCKERD_LOG="${DOCKERD_LOG:-/var/log/hybridmi-dockerd.log}"
 DOCKERD_WAIT_S="${DOCKERD_WAIT_S:-60}"
-
 log() { echo "docker-engine: $*" >&2; }
+needs_root() { [ "$(id -u)" = 0 ] || { log "$1 needs root (uid is $(id -u))"; exit 1; }; }
 
-engine_answers() { docker info >/dev/null 2>&1; }
-
-install_docker() {
-    if command -v dockerd >/dev/null 2>&1 && command -v docker >/dev/null 2>&1; then
-        return
-    fi
-    if [ "$(id -u)" != 0 ]; then
-        log "dockerd is missing and installing it needs root (uid is $(id -u))"
-        exit 1
-    fi
+if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    log "engine already answers"; exit 0
+fi
+if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+    needs_root "installing docker.io"
     log "installing docker.io with apt-get"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends docker.io iptables ca-certificates >/dev/null
-}
-
-# The pid of a live dockerd from its pid file, or nothing (procps may be missing on a bare machine).
-running_dockerd_pid() {
-    local pid
-    pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
-    if [ -n "$pid" ] && [ -d "/proc/$pid" ] && grep -q dockerd "/proc/$pid/comm" 2>/dev/null; then
-        echo "$pid"
-    fi
-}
-
-start_dockerd() {
-    local pid
-    pid="$(running_dockerd_pid)"
-    if [ -n "$pid" ]; then
-        log "dockerd already running (pid $pid); waiting for it"
-        return
-    fi
-    if [ "$(id -u)" != 0 ]; then
-        log "no Docker engine answers and starting dockerd needs root (uid is $(id -u))"
-        exit 1
-    fi
+fi
+pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+if [ -n "$pid" ] && grep -q dockerd "/proc/$pid/comm" 2>/dev/null; then
+    log "dockerd already running (pid $pid); waiting for it"
+else
+    needs_root "starting dockerd"
     log "starting dockerd (log: $DOCKERD_LOG)"
     mkdir -p "$(dirname "$DOCKERD_LOG")"
-    # setsid: the daemon outlives this script and the CI step that called it.
-    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &
-}
-
-wait_for_engine() {
-    local waited=0
-    until engine_answers; do
-        if [ "$waited" -ge "$DOCKERD_WAIT_S" ]; then
-            log "no answer from \`docker info\` after ${DOCKERD_WAIT_S}s; last lines of $DOCKERD_LOG:"
-            tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
-            exit 1
-        fi
-        sleep 1
-        waited=$((waited + 1))
-    done
-}
-
-main() {
-    if command -v docker >/dev/null 2>&1 && engine_answers; then
-        log "engine already answers"
-        return
+    setsid dockerd >>"$DOCKERD_LOG" 2>&1 </dev/null &  # setsid: it outlives this script and its caller
+fi
+for ((waited = 0; ; waited++)); do
+    docker info >/dev/null 2>&1 && break
+    if [ "$waited" -ge "$DOCKERD_WAIT_S" ]; then
+        log "no answer from \`docker info\` after ${DOCKERD_WAIT_S}s; last lines of $DOCKERD_LOG:"
+        tail -n 30 "$DOCKERD_LOG" >&2 2>/dev/null || true
+        exit 1
     fi
-    install_docker
-    start_dockerd
-    wait_for_engine
-    log "engine answers: server $(docker version --format '{{.Server.Version}}' 2>/dev/null)"
-}
-
-main "$@"
+    sleep 1
+done
+log "engine answers: server $(docker version --format '{{.Server.Version}}' 2>/dev/null)"

@@ -1,20 +1,16 @@
 #!/usr/bin/env bash
-# End-to-end on a local kind cluster: KFP (pinned) + hybridmi's storage Secret and monitoring stack,
-# the CPU-only project image loaded into the worker nodes, the smoke pipeline submitted with empty
-# accelerator parameters, the image as a run parameter and the "GPU" worker's label as the node
-# selector, then success, the artifacts in object storage and the metrics in Prometheus asserted.
+# End to end on a local kind cluster: KFP (pinned), hybridmi's storage Secret and monitoring, the CPU-only image
+# loaded into the workers, the smoke pipeline submitted (no accelerators, the "GPU" worker's label as node
+# selector), then success, artifacts in object storage and metrics in Prometheus asserted; on failure the
+# pods' state and logs are dumped.
 #
 #   scripts/kind-e2e.sh            # needs docker, kind, kubectl, curl, the project venv, and internet
 #   scripts/kind-e2e.sh --dry-run  # print every step, run nothing
-#   scripts/kind-e2e.sh --keep     # leave the cluster up afterwards (kind delete cluster --name hybridmi)
+#   scripts/kind-e2e.sh --keep     # leave the cluster up (kind delete cluster --name hybridmi)
 #
-# Env: KIND_CLUSTER (hybridmi), PYTHON (.venv/bin/python if present, else python3), HYBRIDMI (the
-# CLI beside PYTHON), TORCH_VARIANT (cpu: kind has no GPU; cuda builds and loads the CUDA image),
-# IMAGE (skip the build: an already-built image of TORCH_VARIANT, checked by its label; loaded as
-# PIPELINE_IMAGE), PIPELINE_IMAGE (default: the tag docker/build.sh gives this checkout's
-# TORCH_VARIANT image, components/image.py), RUN_TIMEOUT_S (3600), READY_TIMEOUT_S (900),
-# ARTIFACT_BUCKET (mlpipeline).
-# On failure the pods' state and logs are dumped (trap), so a CI log shows why.
+# Env: KIND_CLUSTER (hybridmi), PYTHON (.venv/bin/python, else python3), HYBRIDMI (the CLI beside PYTHON),
+# TORCH_VARIANT (cpu), IMAGE (an already-built image of TORCH_VARIANT: no build), PIPELINE_IMAGE (the tag
+# docker/build.sh gives this checkout), RUN_TIMEOUT_S (3600), READY_TIMEOUT_S (900), ARTIFACT_BUCKET (mlpipeline).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -39,25 +35,20 @@ RUN_TIMEOUT_S="${RUN_TIMEOUT_S:-3600}"
 READY_TIMEOUT_S="${READY_TIMEOUT_S:-900}"
 ARTIFACT_BUCKET="${ARTIFACT_BUCKET:-mlpipeline}"
 RUN_ID="kind-e2e-$(date +%s)"
-# The torch build of the image (docker/build.sh, docker/requirements.py): kind's nodes have no GPU, and
-# the CPU-only image is a fraction of the CUDA one on the disk of each node it is loaded into.
+# kind's nodes have no GPU; the CPU-only image is a fraction of the CUDA one on each node's disk.
 TORCH_VARIANT="${TORCH_VARIANT:-cpu}"
-# The image the run's `image` parameter names: by default the tag docker/build.sh gives this tree.
 PIPELINE_IMAGE="${PIPELINE_IMAGE:-$("$(command -v "$PYTHON" || echo python3)" components/image.py --torch-variant "$TORCH_VARIANT")}"
-# The nodes the image is loaded into: the workers of k8s/kind/cluster.yaml, by kind's names for them
-# (<cluster>-worker, <cluster>-worker2, ...). Pipeline pods never run on the tainted control plane.
+# The image goes to the workers of k8s/kind/cluster.yaml only (kind names them <cluster>-worker, -worker2, ...).
 WORKER_COUNT="$(grep -cE '^[[:space:]]*- role: worker[[:space:]]*$' k8s/kind/cluster.yaml || true)"
 WORKER_NODES="$CLUSTER-worker"
 for ((i = 2; i <= WORKER_COUNT; i++)); do WORKER_NODES+=",$CLUSTER-worker$i"; done
-# The label of kind's "GPU" worker (k8s/kind/cluster.yaml; hybridmi/cluster.py GPU_NODE_LABELS), passed
-# as the node selector: no default selects it, the run must.
+# kind's "GPU" worker's label (hybridmi/cluster.py GPU_NODE_LABELS): no default selects it, the run must.
 GPU_NODE_SELECTOR='{"hybridmi.io/accelerator": "nvidia-gpu"}'
-# The KFP UI serves the API too: one port-forward, and the printed link opens the run.
+# The KFP UI serves the API too: one port-forward.
 KFP_HOST="http://localhost:8080"
 PROMETHEUS_URL="http://localhost:9090"
 S3_LOCAL="localhost:9000"
 PUSHGATEWAY_IN_CLUSTER="http://pushgateway.monitoring.svc:9091"
-# Every flag of the submission in one place (empty accelerator values: kind has no GPUs).
 SUBMIT_FLAGS=(
     --host "$KFP_HOST"
     --config configs/smoke.yaml
@@ -76,13 +67,11 @@ FORWARD_PIDS=()
 WORK="$(mktemp -d)"
 
 step() { echo; echo "==> $*"; }
-# Run one command (printed first, shell-quoted); in --dry-run only print it.
-run() {
+run() {  # print the command shell-quoted; run it unless --dry-run
     printf '+'; printf ' %q' "$@"; printf '\n'
     [ "$DRY_RUN" = 1 ] || "$@"
 }
-# Same for a shell pipeline given as one string.
-run_sh() {
+run_sh() {  # the same for a shell pipeline given as one string
     echo "+ $1"
     [ "$DRY_RUN" = 1 ] || bash -c "set -euo pipefail; $1"
 }

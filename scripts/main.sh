@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# The main job: set up (.venv, the FID Inception weights), then run the whole pipeline on this machine —
-# every stage as a kfp.local task in its own process, artifacts under runs/, data sets and checkpoints
-# in the local artifact store runs/store — and print where the report is, its headline numbers and
-# where the time went. Default preset: smoke (synthetic data, minutes on 2 CPU cores).
+# The main job: set up (.venv, the FID weights), then `hybridmi run`: the whole pipeline on this machine under
+# kfp.local (artifacts under runs/, data sets and checkpoints in runs/store), ending with where the report is,
+# its headline numbers and where the time went. The full log goes to <root>/main-<time>.log.
 #
-#   bash scripts/main.sh                                  # smoke preset
+#   bash scripts/main.sh                                  # smoke preset (synthetic data, minutes on 2 CPU cores)
 #   bash scripts/main.sh --config configs/cpu.yaml        # CIFAR-10 (JPEG copy in ../shared/data)
 #   bash scripts/main.sh --set fid.reference_samples=500  # any `hybridmi run` option or --set override
 #
-# The terminal shows task progress and the summary; the full log (every task's output) goes to
-# <root>/main-<time>.log. Task processes use one intra-op thread unless OMP_NUM_THREADS says otherwise:
-# kfp.local runs tasks one at a time, and on 2 shared cores a second torch thread made the smoke
-# pipeline's training 14x slower (bench/RESULTS.md).
+# One intra-op thread per task unless OMP_NUM_THREADS says otherwise: on shared cores a second one made
+# training 14x slower (bench/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -25,6 +22,6 @@ log="$root/main-$(date +%Y%m%d-%H%M%S).log"
 echo "main: hybridmi run ${args[*]}"
 echo "main: full log in $log"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-# python -m from the repository root: this checkout's code, and the task processes inherit it.
+# python -m from the repository root: this checkout's code, for the task processes too.
 .venv/bin/python -m hybridmi.cli run "${args[@]}" 2>&1 | tee "$log" | sed -u 's/\x1b\[[0-9;]*m//g' \
   | grep --line-buffered -E "Executing task|finished with status|^hybridmi: |^run: |^report: |^        /|^\||^time per task|^stages "

@@ -1,11 +1,6 @@
 #!/usr/bin/env bash
-# Install the programs the service tests start on loopback: Debian's prometheus and
-# prometheus-pushgateway (tests/metrics) and chromium, the headless browser that screenshots the
-# run report (tests/stages/test_report_browser.py). Does nothing when all are present; uses sudo when
-# not root.
-#
-#   scripts/services.sh            # install what is missing
-#   scripts/services.sh --check    # exit 1 (listing them) when any is missing; install nothing
+# Install what the service tests start on loopback: Debian's prometheus, prometheus-pushgateway and chromium
+# (headless, for the report screenshot). sudo when not root.   --check: list what is missing, install nothing.
 set -euo pipefail
 
 BINARIES=(/usr/bin/prometheus /usr/bin/prometheus-pushgateway /usr/bin/chromium)

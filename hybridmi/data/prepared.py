@@ -1,8 +1,4 @@
-"""Prepared (decoded) data: uint8 image tensors + labels + class names, verified by a content checksum.
-
-A prepared data set is a directory holding ``train.pt``, ``test.pt`` and ``dataset.json`` (source,
-classes, counts, checksums). Training reads only these files; no image decoder is involved.
-"""
+"""Prepared (decoded) data: uint8 image tensors + labels + class names, verified by a content checksum."""
 
 from __future__ import annotations
 
@@ -13,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from hybridmi.errors import MissingInput, UsageError
 from hybridmi.runtime import atomic_torch_save
 
 SPLIT_FORMAT = "hybridmi.split/1"
@@ -24,8 +21,8 @@ IMAGE_SHAPE = (3, 32, 32)
 def content_checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
     """sha256 (hex) over the raw bytes of images (N,3,32,32) uint8 then labels (N,) int64."""
     digest = hashlib.sha256()
-    digest.update(images.contiguous().cpu().numpy().tobytes())
-    digest.update(labels.contiguous().cpu().numpy().tobytes())
+    for tensor in (images, labels):
+        digest.update(tensor.contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 
@@ -51,15 +48,15 @@ class Split:
 def validate_arrays(images: torch.Tensor, labels: torch.Tensor, classes: list[str], *, where: str) -> None:
     """ValueError (naming ``where``) unless the tensors have the Split layout and labels index classes."""
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-        raise ValueError(f"{where}: images must be uint8 (N,3,32,32), got {images.dtype} {tuple(images.shape)}")
+        raise UsageError(f"{where}: images must be uint8 (N,3,32,32), got {images.dtype} {tuple(images.shape)}")
     if labels.dtype != torch.int64 or labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
+        raise UsageError(
             f"{where}: labels must be int64 (N,) with N = {images.shape[0]}, got {labels.dtype} {tuple(labels.shape)}"
         )
     if not classes:
-        raise ValueError(f"{where}: no class names")
+        raise UsageError(f"{where}: no class names")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= len(classes)):
-        raise ValueError(
+        raise UsageError(
             f"{where}: labels span [{int(labels.min())}, {int(labels.max())}] but there are {len(classes)} classes"
         )
 
@@ -73,59 +70,47 @@ def make_split(images: torch.Tensor, labels: torch.Tensor, classes: list[str], *
 
 def save_split(split: Split, path: str | Path) -> Path:
     """Write a split atomically as a plain tensor dict (loadable with ``weights_only=True``)."""
-    payload = {
-        "format": SPLIT_FORMAT,
-        "images": split.images.contiguous(),
-        "labels": split.labels.contiguous(),
-        "classes": list(split.classes),
-        "checksum": split.checksum,
-    }
-    return atomic_torch_save(payload, path)
+    payload = {"format": SPLIT_FORMAT, "images": split.images.contiguous(), "labels": split.labels.contiguous()}
+    return atomic_torch_save({**payload, "classes": list(split.classes), "checksum": split.checksum}, path)
 
 
 def load_split(path: str | Path) -> Split:
     """Read a split written by ``save_split`` and verify its content checksum (ValueError naming the file)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"prepared split {path} does not exist")
+        raise MissingInput(f"prepared split {path} does not exist")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a damaged file
-        raise ValueError(f"prepared split {path} cannot be read: {exc.__class__.__name__}: {exc}") from None
+        raise UsageError(f"prepared split {path} cannot be read: {exc.__class__.__name__}: {exc}") from None
     if not isinstance(payload, dict) or payload.get("format") != SPLIT_FORMAT:
         got = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
-        raise ValueError(f"prepared split {path} has format {got!r}, expected {SPLIT_FORMAT!r}")
+        raise UsageError(f"prepared split {path} has format {got!r}, expected {SPLIT_FORMAT!r}")
     images, labels, classes = payload["images"], payload["labels"], list(payload["classes"])
     validate_arrays(images, labels, classes, where=str(path))
     actual = content_checksum(images, labels)
     if actual != payload["checksum"]:
-        raise ValueError(
+        raise UsageError(
             f"checksum mismatch in {path}: stored {payload['checksum'][:16]}…, content hashes to {actual[:16]}… "
             f"(the file is corrupt or was modified)"
         )
     return Split(images=images, labels=labels, classes=classes, checksum=actual)
 
 
-def read_dataset_json(directory: str | Path) -> dict:
-    """The ``dataset.json`` of a prepared data set directory."""
-    path = Path(directory) / DATASET_JSON
-    if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a prepared data set (no {DATASET_JSON})")
-    return json.loads(path.read_text())
-
-
 def load_dataset(directory: str | Path) -> tuple[Split, Split]:
     """(train, test) of a prepared directory; checksums and classes must agree with ``dataset.json``."""
     directory = Path(directory)
-    meta = read_dataset_json(directory)
+    if not (directory / DATASET_JSON).is_file():
+        raise MissingInput(f"{directory} is not a prepared data set (no {DATASET_JSON})")
+    meta = json.loads((directory / DATASET_JSON).read_text())
     train, test = (load_split(directory / f"{name}.pt") for name in SPLIT_NAMES)
     for name, split in zip(SPLIT_NAMES, (train, test)):
         expected = meta["checksums"][name]
         if split.checksum != expected:
-            raise ValueError(
+            raise UsageError(
                 f"checksum mismatch: {directory / f'{name}.pt'} hashes to {split.checksum[:16]}…, "
                 f"{directory / DATASET_JSON} records {expected[:16]}…"
             )
         if split.classes != meta["classes"]:
-            raise ValueError(f"{directory / f'{name}.pt'}: classes differ from {directory / DATASET_JSON}")
+            raise UsageError(f"{directory / f'{name}.pt'}: classes differ from {directory / DATASET_JSON}")
     return train, test

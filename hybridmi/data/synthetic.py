@@ -1,10 +1,4 @@
-"""A procedural 32x32 data set with real class structure, deterministic for a seed.
-
-Each class c has a shape (one of ``SHAPES``, chosen by c mod 8), an orientation, a foreground and a
-background colour and a stripe frequency, all drawn from the seed. Each image draws its own position,
-scale, rotation jitter, colour jitter and pixel noise, so a classifier must use shape and colour,
-while nearest-class-mean on raw pixels (mostly colour) already beats chance clearly.
-"""
+"""A procedural 32x32 data set with real class structure, deterministic for a seed."""
 
 from __future__ import annotations
 
@@ -13,6 +7,7 @@ import math
 import torch
 
 from hybridmi.data.prepared import Split, make_split
+from hybridmi.errors import UsageError
 
 GENERATOR_VERSION = 1  # bump when rendering changes, so cached decodes of old parameters are not reused
 SHAPES = ("disk", "square", "ring", "cross", "triangle", "bar", "diamond", "stripes")
@@ -30,12 +25,9 @@ def _class_params(num_classes: int, generator: torch.Generator) -> dict[str, tor
     fg = torch.rand(num_classes, 3, generator=generator)
     bg = torch.rand(num_classes, 3, generator=generator)
     bg = torch.where((fg - bg).abs().sum(1, keepdim=True) < 0.6, 1.0 - fg, bg)  # keep the shape visible
-    return {
-        "angle": torch.rand(num_classes, generator=generator) * math.pi,
-        "fg": fg,
-        "bg": bg,
-        "freq": 2.0 + 3.0 * torch.rand(num_classes, generator=generator),
-    }
+    angle = torch.rand(num_classes, generator=generator) * math.pi  # drawn after the colours, before freq
+    freq = 2.0 + 3.0 * torch.rand(num_classes, generator=generator)
+    return {"angle": angle, "fg": fg, "bg": bg, "freq": freq}
 
 
 def _inside(shape: torch.Tensor, u: torch.Tensor, v: torch.Tensor, freq: torch.Tensor) -> torch.Tensor:
@@ -93,10 +85,10 @@ def _labels(n: int, num_classes: int, generator: torch.Generator) -> torch.Tenso
 def make_synthetic(*, num_classes: int, n_train: int, n_test: int, seed: int) -> tuple[Split, Split]:
     """(train, test) splits of the procedural data set; identical bytes for identical arguments."""
     if num_classes < 2:
-        raise ValueError(f"synthetic data needs at least 2 classes, got {num_classes}")
+        raise UsageError(f"synthetic data needs at least 2 classes, got {num_classes}")
     for what, n in (("n_train", n_train), ("n_test", n_test)):
         if n < 1:
-            raise ValueError(f"synthetic {what} must be positive, got {n}")
+            raise UsageError(f"synthetic {what} must be positive, got {n}")
     generator = torch.Generator().manual_seed(seed)
     params = _class_params(num_classes, generator)
     names = class_names(num_classes)

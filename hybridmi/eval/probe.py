@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,7 @@ def standardise(train_x: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Ten
 
 
 def fit_logistic(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    num_classes: int,
-    weight_decay: float,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
+    x: Tensor, y: Tensor, *, num_classes: int, weight_decay: float, epochs: int, batch_size: int, lr: float, seed: int
 ) -> torch.nn.Linear:
     """Minimise CE + weight_decay · ‖W‖² with Adam and a cosine learning rate; x (N, D) on its device."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -76,14 +69,7 @@ def linear_probe(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> ProbeResult:
-    """Pick the weight decay on a held-out part of train, refit on all of train, score on test.
-
-    Features (N, D) are standardised with train statistics; labels int64 in [0, num_classes).
-    """
-    if not weight_decays:
-        raise ValueError("weight_decays is empty: give at least one candidate")
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction {val_fraction} is not in (0, 1)")
+    """Pick the weight decay on held-out train, refit on train, score on test; features (N, D) are standardised."""
     device = torch.device(device)
     train_x, test_x = standardise(train_x.float().to(device), test_x.float().to(device))
     train_y, test_y = train_y.to(device), test_y.to(device)
@@ -100,9 +86,4 @@ def linear_probe(
     pred = _predict(layer, test_x)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64)
     confusion.index_put_((test_y.cpu(), pred.cpu()), torch.ones_like(pred.cpu()), accumulate=True)
-    return ProbeResult(
-        accuracy=(pred == test_y).float().mean().item(),
-        weight_decay=best,
-        val_accuracy=val_accuracy,
-        confusion=confusion,
-    )
+    return ProbeResult((pred == test_y).float().mean().item(), best, val_accuracy, confusion)

@@ -28,15 +28,13 @@ def psnr_from_mse(mse_sum: float, *, values_per_image: int = VALUES_PER_IMAGE) -
 
 
 @torch.no_grad()
-def reconstruction_metrics(
-    autoencoder: nn.Module, split: Split, *, batch_size: int, device: torch.device
-) -> dict[str, float]:
+def reconstruction_metrics(model: nn.Module, data: Split, *, batch_size: int, device: torch.device) -> dict[str, float]:
     """{"mse": mean over images of Σ (x̂ − x)² with x̂ clamped to [0, 1], "psnr": dB, "num_images"}."""
-    autoencoder.eval()
+    model.eval()
     total, count = 0.0, 0
-    for start in range(0, len(split.labels), batch_size):
-        x = to_float(split.images[start : start + batch_size].to(device))
-        x_hat = autoencoder.decode(autoencoder.encode(x)).clamp(0.0, 1.0)
+    for start in range(0, len(data.labels), batch_size):
+        x = to_float(data.images[start : start + batch_size].to(device))
+        x_hat = model.decode(model.encode(x)).clamp(0.0, 1.0)
         total += squared_error_per_image(x_hat, x).double().sum().item()
         count += x.shape[0]
     mse = total / count

@@ -1,8 +1,4 @@
-"""Single-file renderings of artifact directories for the KFP UI: an HTML gallery, Markdown, a scatter plot.
-
-The UI shows an HTML or Markdown artifact only when it is ONE file, so PNGs are embedded as base64.
-Plots are drawn with Pillow (already a dependency) to keep matplotlib out of the image.
-"""
+"""Single-file renderings for the KFP UI: an inline-PNG gallery, Markdown/HTML copies, a Pillow scatter plot."""
 
 from __future__ import annotations
 
@@ -27,18 +23,12 @@ def gallery_html(directory: str | Path, *, title: str) -> str:
     pngs = sorted(directory.rglob("*.png"))
     if not pngs:
         raise FileNotFoundError(f"no PNG figures in {directory}")
-    parts = [
-        f"<html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
+    title = html.escape(title)
+    parts = [f"<html><head><meta charset='utf-8'><title>{title}</title></head><body>", f"<h1>{title}</h1>"]
     for png in pngs:
-        caption = html.escape(str(png.relative_to(directory)))
-        parts.append(
-            f"<figure><img src='{png_data_uri(png.read_bytes())}' style='image-rendering:pixelated;max-width:100%'>"
-            f"<figcaption>{caption}</figcaption></figure>"
-        )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+        image = f"<img src='{png_data_uri(png.read_bytes())}' style='image-rendering:pixelated;max-width:100%'>"
+        parts.append(f"<figure>{image}<figcaption>{html.escape(str(png.relative_to(directory)))}</figcaption></figure>")
+    return "\n".join([*parts, "</body></html>"]) + "\n"
 
 
 def write_gallery(directory: str | Path, html_path: str | Path, *, title: str) -> Path:
@@ -47,25 +37,20 @@ def write_gallery(directory: str | Path, html_path: str | Path, *, title: str) -
 
 
 def copy_markdown(directory: str | Path, markdown_path: str | Path) -> Path:
-    """Copy the (first) Markdown file of an artifact directory to ``markdown_path`` (a Markdown artifact)."""
     return _copy_first(directory, "*.md", markdown_path, what="Markdown file")
 
 
 def copy_html(directory: str | Path, html_path: str | Path) -> Path:
-    """Copy the (first) self-contained HTML page of an artifact directory to ``html_path`` (an HTML artifact)."""
     return _copy_first(directory, "*.html", html_path, what="HTML page")
 
 
 def _copy_first(directory: str | Path, pattern: str, target: str | Path, *, what: str) -> Path:
+    """Copy the first (sorted) match of ``pattern`` in an artifact directory to ``target``."""
     matches = sorted(Path(directory).glob(pattern))
     if not matches:
         raise FileNotFoundError(f"no {what} in artifact {directory}")
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copyfile(matches[0], target))
-
-
-def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
-    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
 
 
 def _tick_label(value: float, span: float) -> str:
@@ -87,24 +72,21 @@ def scatter_png(
     points = [(x, y) for pts in series.values() for x, y, _ in pts]
     if not points:
         raise ValueError("scatter plot needs at least one point")
-    width, height = size
-    left, right, top, bottom = 70, 130, 20, 50
-    x_lo, x_hi = _span([p[0] for p in points])
-    y_lo, y_hi = _span([p[1] for p in points])
+    (width, height), (left, right, top, bottom) = size, (70, 130, 20, 50)
+    (x_lo, x_hi), (y_lo, y_hi) = _span([p[0] for p in points]), _span([p[1] for p in points])
     image = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(image)
 
     def to_px(x: float, y: float) -> tuple[float, float]:
         px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
-        py = height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
-        return px, py
+        return px, height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
 
     draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for tx in _ticks(x_lo, x_hi):
+    for tx in (x_lo + (x_hi - x_lo) * i / 4 for i in range(5)):
         px, _ = to_px(tx, y_lo)
         draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
         draw.text((px - 14, height - bottom + 6), _tick_label(tx, x_hi - x_lo), fill="black")
-    for ty in _ticks(y_lo, y_hi):
+    for ty in (y_lo + (y_hi - y_lo) * i / 4 for i in range(5)):
         _, py = to_px(x_lo, ty)
         draw.line([left - 4, py, left, py], fill="black")
         draw.text((8, py - 5), _tick_label(ty, y_hi - y_lo), fill="black")

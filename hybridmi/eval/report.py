@@ -1,10 +1,4 @@
-"""The run report a person reads: a Table-1-style table, the figures, the FID protocol, config, checksum, timings.
-
-``render_html`` writes ONE self-contained page (figures inline as PNG data URIs, no external file or
-script), which the KFP UI shows as an HTML artifact; ``render_markdown`` writes the same text and
-tables without the figures (the UI's Markdown viewer). Both take a ``Report``; the report stage
-builds it from the artifacts of the evaluation stages.
-"""
+"""The run report (Table-1-style table, figures, FID protocol, config, timings) as HTML and as Markdown."""
 
 from __future__ import annotations
 
@@ -30,26 +24,16 @@ FIGURES = (
 )
 FIGURE_SCALE = 2  # CSS pixels per image pixel (nearest-neighbour), so 32x32 images are legible
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
+HEADER = ("method", "MSE (Σ over 3072 values)", "PSNR (dB)", "FID", "FID samples N")
+HEADER += ("linear acc. z (%)", "y (%)", "ŷ (%)", "kNN z (%)")
+MSE_NOTE = (
+    "MSE: per image, the sum over the 3072 values in [0, 1] of the squared error, averaged over the test "
+    "split (the paper's unit); PSNR = 10·log10(3072 / MSE)."
+)
 
 
 def png_data_uri(data: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode()
-
-
-@dataclass(frozen=True)
-class Row:
-    """One line of the results table; None where a method reports nothing."""
-
-    method: str
-    mse: float | None = None
-    psnr: float | None = None
-    fid: float | None = None
-    fid_samples: int | None = None
-    acc_z: float | None = None  # linear accuracy in %, on z (the paper's rows: the one accuracy they report)
-    acc_y: float | None = None
-    acc_yhat: float | None = None
-    knn_z: float | None = None
-    paper: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,73 +56,28 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def _pct(value: float | None) -> float | None:
-    return None if value is None else 100.0 * value
+def _num(value: float | None, fmt: str = ".1f") -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
-def result_rows(report: Report) -> list[Row]:
-    """This run's row, then the paper's Table 1 rows for ``report.paper_dataset`` (none when it is None)."""
+def result_rows(report: Report) -> list[tuple[list[str], bool]]:
+    """(cells under HEADER, is a paper row): this run, then Table 1's rows for ``report.paper_dataset`` (if any)."""
     p, r, f = report.probe, report.reconstruction, report.fid
-    rows = [
-        Row(
-            "this run",
-            mse=r.get("mse"),
-            psnr=r.get("psnr"),
-            fid=f.get("fid"),
-            fid_samples=int(f["fid_num_samples"]) if "fid_num_samples" in f else None,
-            acc_z=_pct(p.get("linear_acc_z", p.get("linear_acc"))),
-            acc_y=_pct(p.get("linear_acc_y")),
-            acc_yhat=_pct(p.get("linear_acc_yhat")),
-            knn_z=_pct(p.get("knn_acc_z")),
-        )
-    ]
-    if report.paper_dataset is not None:
-        for method, columns in TABLE1.items():
-            v = columns[report.paper_dataset]
-            rows.append(
-                Row(
-                    f"{method} (paper)",
-                    mse=v["mse"],
-                    psnr=None if v["mse"] is None else psnr_from_mse(v["mse"]),
-                    fid=v["fid"],
-                    acc_z=v["acc"],
-                    paper=True,
-                )
-            )
+
+    def pct(*keys: str) -> str:
+        value = next((p[k] for k in keys if k in p), None)
+        return _num(None if value is None else 100.0 * value)
+
+    samples = int(f["fid_num_samples"]) if "fid_num_samples" in f else None
+    ours = ["this run", _num(r.get("mse"), ".3f"), _num(r.get("psnr")), _num(f.get("fid")), _num(samples, ",d")]
+    ours += [pct("linear_acc_z", "linear_acc"), pct("linear_acc_y"), pct("linear_acc_yhat"), pct("knn_acc_z")]
+    rows = [(ours, False)]
+    for method, columns in TABLE1.items() if report.paper_dataset is not None else ():
+        v = columns[report.paper_dataset]
+        psnr = "–" if v["mse"] is None else "≈" + _num(psnr_from_mse(v["mse"]))
+        cells = [f"{method} (paper)", _num(v["mse"], ".3g"), psnr, _num(v["fid"]), "–", _num(v["acc"])]
+        rows.append((cells + ["–"] * 3, True))
     return rows
-
-
-HEADER = (
-    "method",
-    "MSE (Σ over 3072 values)",
-    "PSNR (dB)",
-    "FID",
-    "FID samples N",
-    "linear acc. z (%)",
-    "y (%)",
-    "ŷ (%)",
-    "kNN z (%)",
-)
-
-
-def _cells(row: Row) -> list[str]:
-    def num(value: float | None, fmt: str) -> str:
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return "–"
-        return format(value, fmt)
-
-    psnr = num(row.psnr, ".1f")
-    return [
-        row.method,
-        num(row.mse, ".3g" if row.paper else ".3f"),
-        ("≈" + psnr) if row.paper and row.psnr else psnr,
-        num(row.fid, ".1f"),
-        num(row.fid_samples, ",d"),
-        num(row.acc_z, ".1f"),
-        num(row.acc_y, ".1f"),
-        num(row.acc_yhat, ".1f"),
-        num(row.knn_z, ".1f"),
-    ]
 
 
 def fid_sentence(report: Report) -> str:
@@ -148,7 +87,6 @@ def fid_sentence(report: Report) -> str:
     p = report.fid_protocol or {}
     n = int(report.fid.get("fid_num_samples", 0))
     ref = int(report.fid.get("fid_reference_count", p.get("reference_count", 0)))
-    split = p.get("reference_split", "?")
     subset = (
         f"a random {ref:,} of its {p['reference_split_size']:,} images (seed {p['reference_subset_seed']})"
         if p.get("reference_subset_seed") is not None
@@ -165,47 +103,36 @@ def fid_sentence(report: Report) -> str:
     steps = f", {sampling['steps']} DDIM steps, η = {sampling['eta']}" if sampling else ""
     return (
         f"FID {report.fid['fid']:.2f} from N = {n:,} samples (float32 sampling, uint8 as saved{steps}) against "
-        f"the {split} split's statistics over {subset}; {weights}. Fewer samples than the paper's usual 50,000 "
-        "inflate FID, so compare FIDs only at equal N."
+        f"the {p.get('reference_split', '?')} split's statistics over {subset}; {weights}. Fewer samples than the "
+        "paper's usual 50,000 inflate FID, so compare FIDs only at equal N."
     )
 
 
-def _paper_note(report: Report) -> str:
-    if report.paper_dataset is None:
-        return ""
-    name = DATASET_NAMES.get(report.paper_dataset, report.paper_dataset)
-    base = (
-        f"Paper rows: Table 1 on official {name} after full GPU training; the paper reports one linear accuracy "
-        "per method (shown under z); their PSNR is computed from their MSE."
-    )
-    return (
-        base if report.comparable else base + f" This run is on {report.data}: the paper's rows are for reference only."
-    )
+def _notes(report: Report) -> list[str]:
+    """The paragraphs under the table: the FID protocol first, then the paper rows' caveat, units, run notes."""
+    notes = [fid_sentence(report)]
+    if report.paper_dataset is not None:
+        name = DATASET_NAMES.get(report.paper_dataset, report.paper_dataset)
+        notes.append(
+            f"Paper rows: Table 1 on official {name} after full GPU training; the paper reports one linear accuracy "
+            "per method (shown under z); their PSNR is computed from their MSE."
+            + ("" if report.comparable else f" This run is on {report.data}: the paper's rows are for reference only.")
+        )
+    return [*notes, MSE_NOTE, *report.notes]
 
 
 def render_markdown(report: Report) -> str:
     """The report as Markdown: facts, the table, the FID protocol, timings and notes (no figures)."""
-    lines = [
-        f"# {report.title}",
-        "",
-        f"Data: {report.data}. " + "; ".join(f"{k} {v}" for k, v in report.facts) + ".",
-        "",
-        "| " + " | ".join(HEADER) + " |",
-        "|" + "---|" * len(HEADER),
-    ]
-    lines += ["| " + " | ".join(_cells(row)) + " |" for row in result_rows(report)]
-    lines += ["", fid_sentence(report)]
-    if note := _paper_note(report):
+
+    def row(cells) -> str:
+        return "| " + " | ".join(cells) + " |"
+
+    lines = [f"# {report.title}", "", f"Data: {report.data}. " + "; ".join(f"{k} {v}" for k, v in report.facts) + "."]
+    lines += ["", row(HEADER), "|" + "---|" * len(HEADER), *(row(cells) for cells, _ in result_rows(report))]
+    for note in _notes(report):
         lines += ["", note]
-    lines += [
-        "",
-        "MSE: per image, the sum over the 3072 values in [0, 1] of the squared error, averaged over the test "
-        "split (the paper's unit); PSNR = 10·log10(3072 / MSE).",
-    ]
-    lines += [f"{n}" for n in report.notes]
     if report.timings:
-        lines += ["", "| stage | seconds |", "|---|---|"]
-        lines += [f"| {stage} | {seconds:.1f} |" for stage, seconds in report.timings]
+        lines += ["", "| stage | seconds |", "|---|---|", *(f"| {s} | {t:.1f} |" for s, t in report.timings)]
     lines += ["", "Figures (reconstructions, DDIM samples, interpolations of z, y and ŷ) are in report.html."]
     return "\n".join(lines) + "\n"
 
@@ -233,49 +160,35 @@ def _figure(name: str, caption: str, data: bytes) -> str:
     )
 
 
+def _table(table_id: str, header: tuple[str, ...], rows: list[tuple[list[str], str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = [f"<tr class='{c}'>" + "".join(f"<td>{html.escape(v)}</td>" for v in cells) + "</tr>" for cells, c in rows]
+    return f"<table id='{table_id}'><thead><tr>{head}</tr></thead><tbody>" + "".join(body) + "</tbody></table>"
+
+
 def render_html(report: Report) -> str:
     """The report as one self-contained HTML page (figures as data URIs, CSS inline, no scripts)."""
     e = html.escape
+    results = [(cells, "paper" if paper else "ours") for cells, paper in result_rows(report)]
+    fid_note, *notes = _notes(report)
+    facts = "; ".join(f"{e(k)} <code>{e(v)}</code>" for k, v in report.facts)
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(report.title)}</title>"
         f"<style>{STYLE}</style></head><body>",
         f"<h1>{e(report.title)}</h1>",
-        f"<p>Data: <b>{e(report.data)}</b>. "
-        + "; ".join(f"{e(k)} <code>{e(v)}</code>" for k, v in report.facts)
-        + ".</p>",
-        "<h2>Results</h2><table id='results'><thead><tr>"
-        + "".join(f"<th>{e(h)}</th>" for h in HEADER)
-        + "</tr></thead><tbody>",
+        f"<p>Data: <b>{e(report.data)}</b>. {facts}.</p>",
+        "<h2>Results</h2>" + _table("results", HEADER, results),
+        f"<p class='note' id='fid-protocol'>{e(fid_note)}</p>",
+        *(f"<p class='note'>{e(n)}</p>" for n in notes),
+        "<h2>Figures</h2>",
     ]
-    for row in result_rows(report):
-        parts.append(
-            f"<tr class='{'paper' if row.paper else 'ours'}'>"
-            + "".join(f"<td>{e(c)}</td>" for c in _cells(row))
-            + "</tr>"
-        )
-    parts.append("</tbody></table>")
-    parts.append(f"<p class='note' id='fid-protocol'>{e(fid_sentence(report))}</p>")
-    if note := _paper_note(report):
-        parts.append(f"<p class='note'>{e(note)}</p>")
-    parts.append(
-        "<p class='note'>MSE: per image, the sum over the 3072 values in [0, 1] of the squared error, averaged "
-        "over the test split (the paper's unit); PSNR = 10·log10(3072 / MSE).</p>"
-    )
-    parts += [f"<p class='note'>{e(n)}</p>" for n in report.notes]
-    parts.append("<h2>Figures</h2>")
     for name, caption in FIGURES:
         if name in report.figures:
             change = report.figure_metrics.get(f"{name.removesuffix('.png')}_pixel_change")
             text = caption if change is None else f"{caption} Mean pixel change across a row: {change:.3f}."
             parts.append(_figure(name, text, report.figures[name]))
     if report.timings:
-        parts.append(
-            "<h2>Timings</h2><table id='timings'><thead><tr><th>stage</th><th>seconds</th></tr></thead><tbody>"
-        )
-        parts += [f"<tr><td>{e(stage)}</td><td>{seconds:.1f}</td></tr>" for stage, seconds in report.timings]
-        parts.append("</tbody></table>")
-    parts.append(
-        f"<h2>Configuration</h2><details><summary>resolved config</summary><pre>{e(report.config_yaml)}</pre></details>"
-    )
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+        timings = [([stage, f"{seconds:.1f}"], "") for stage, seconds in report.timings]
+        parts.append("<h2>Timings</h2>" + _table("timings", ("stage", "seconds"), timings))
+    config = f"<details><summary>resolved config</summary><pre>{e(report.config_yaml)}</pre></details>"
+    return "\n".join([*parts, f"<h2>Configuration</h2>{config}", "</body></html>"]) + "\n"

@@ -1,12 +1,4 @@
-"""Stored samples: decoded DDIM samples rounded to uint8, written as chunk files and read back chunk by chunk.
-
-A samples directory (the sample stage's output, which fid and figures read):
-    samples-00000.pt, samples-00001.pt, …   uint8 tensors (n_i, 3, 32, 32), n_i ≤ the chunk size, in draw order
-    samples.json                           {"format", "count", "image_shape", "chunks": [{"file", "count",
-                                            "sha256"}], "sampler": {seed, steps, eta, spacing, batch_size, ddim_step}}
-The index is written last, so a directory with an index holds every chunk it names. Neither writing nor
-reading holds more than one chunk (plus one batch) in memory.
-"""
+"""Stored samples: uint8 chunk files samples-NNNNN.pt and their index samples.json (sha256s, sampler), written last."""
 
 from __future__ import annotations
 
@@ -35,52 +27,34 @@ def rebatch(batches: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor
     """Re-cut a stream of (B, ...) batches into batches of ``size`` (the last may be smaller)."""
     if size < 1:
         raise ValueError(f"batch size {size} must be at least 1")
-    pending: list[torch.Tensor] = []
-    held = 0
+    held: torch.Tensor | None = None  # rows not yet yielded (fewer than ``size``)
     for batch in batches:
-        pending.append(batch)
-        held += len(batch)
-        while held >= size:
-            joined = pending[0] if len(pending) == 1 else torch.cat(pending)
-            yield joined[:size]
-            pending, held = [joined[size:]], held - size
-    if held:
-        yield pending[0] if len(pending) == 1 else torch.cat(pending)
-
-
-def chunk_name(i: int) -> str:
-    return f"samples-{i:05d}.pt"
+        held = batch if held is None or not len(held) else torch.cat([held, batch])
+        while len(held) >= size:
+            yield held[:size]
+            held = held[size:]
+    if held is not None and len(held):
+        yield held
 
 
 def write_samples(
     batches: Iterable[torch.Tensor], directory: str | Path, *, sampler: dict[str, Any], chunk_size: int | None = None
 ) -> dict[str, Any]:
-    """Write uint8 batches (B, 3, 32, 32) as chunk files of ``chunk_size`` images (default CHUNK_SIZE), then the index.
-
-    sampler: the settings that drew the images (recorded in the index). Returns the index. Holds at
-    most one chunk plus one batch.
-    """
+    """Write uint8 batches (B, 3, 32, 32) as chunk files, then the index (returned) recording ``sampler``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     chunks: list[dict[str, Any]] = []
     for chunk in rebatch(batches, chunk_size or CHUNK_SIZE):
         if chunk.dtype != torch.uint8 or tuple(chunk.shape[1:]) != IMAGE_SHAPE:
-            raise ValueError(
-                f"samples must be uint8 (B, {', '.join(map(str, IMAGE_SHAPE))}), got {chunk.dtype} {tuple(chunk.shape)}"
-            )
+            raise ValueError(f"samples must be uint8 (B, 3, 32, 32), got {chunk.dtype} {tuple(chunk.shape)}")
         buffer = io.BytesIO()
         torch.save(chunk.clone(), buffer)  # clone: a view would save its whole storage
         blob = buffer.getvalue()
-        name = chunk_name(len(chunks))
+        name = f"samples-{len(chunks):05d}.pt"
         atomic_write_bytes(directory / name, blob)
         chunks.append({"file": name, "count": len(chunk), "sha256": hashlib.sha256(blob).hexdigest()})
-    index = {
-        "format": FORMAT,
-        "count": sum(c["count"] for c in chunks),
-        "image_shape": list(IMAGE_SHAPE),
-        "chunks": chunks,
-        "sampler": sampler,
-    }
+    count = sum(c["count"] for c in chunks)
+    index = {"format": FORMAT, "count": count, "image_shape": list(IMAGE_SHAPE), "chunks": chunks, "sampler": sampler}
     write_json(directory / INDEX, index)
     return index
 
@@ -99,10 +73,7 @@ def read_index(directory: str | Path) -> dict[str, Any]:
 
 
 def sample_chunks(directory: str | Path, *, limit: int | None = None) -> Iterator[torch.Tensor]:
-    """The stored samples, uint8 (n_i, 3, 32, 32) chunk by chunk in draw order; ``limit``: stop after that many images.
-
-    Each chunk's sha256 and shape are checked against the index (ValueError on a mismatch).
-    """
+    """The stored samples, uint8 (n_i, 3, 32, 32) chunk by chunk (sha256 and shape checked), at most ``limit``."""
     directory = Path(directory)
     index = read_index(directory)
     left = index["count"] if limit is None else limit

@@ -1,17 +1,10 @@
-"""NVAE-style convolutional autoencoder: 32x32x3 images ↔ a 16x16xC latent z = [y, ŷ].
+"""NVAE-style convolutional autoencoder: 32x32x3 images ↔ a 16x16xL latent z = [y, ŷ].
 
-Cells follow NVlabs/NVAE (REFERENCE.md §3): residual cells return ``skip + 0.1 · SE(branch)``, with
-squeeze-excitation (reduction 16, at least 4 hidden units). Layout, with C = ``channels``:
-
-    encoder  x (B,3,32,32) in [0,1] → 2x−1 → stem 3x3 conv 3→C → cells_32 x EncoderCell(C)
-             → down cell C→2C (stride 2, 32→16) → cells_16 x EncoderCell(2C) → Swish, 1x1 conv → z (B,L,16,16)
-    decoder  z → 3x3 conv L→2C → cells_16 x DecoderCell(2C) → up cell 2C→C (16→32)
-             → cells_32 x DecoderCell(C) → BN, Swish, 3x3 conv C→3 → (h+1)/2 → x̂ (B,3,32,32), unbounded
-
-Every op is per-sample except BatchNorm; nothing here names a device, so channels_last and
-autocast work from the caller's side. With ``bn_group_size`` the encoder's BatchNorm layers normalise
-contiguous groups of that many images in training (``SplitBatchNorm2d``), as MoCo-v2 needs on the query
-side; the decoder's always use the whole batch.
+Cells follow NVlabs/NVAE: residual cells return ``skip + 0.1 · SE(branch)``. With C = ``channels``:
+    encoder  x in [0,1] → 2x−1 → 3x3 conv 3→C → cells_32 x EncoderCell(C) → down C→2C (32→16)
+             → cells_16 x EncoderCell(2C) → Swish, 1x1 conv → z (B, L, 16, 16)
+    decoder  z → 3x3 conv L→2C → cells_16 x DecoderCell(2C) → up 2C→C → cells_32 x DecoderCell(C)
+             → BN, Swish, 3x3 conv C→3 → (h+1)/2 → x̂ (B, 3, 32, 32), unbounded
 """
 
 from __future__ import annotations
@@ -32,9 +25,8 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
         hidden = max(channels // SE_REDUCTION, SE_MIN_HIDDEN)
-        self.gate = nn.Sequential(
-            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
-        )
+        layers = [nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()]
+        self.gate = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.gate(x.mean(dim=(2, 3)))  # BxC
@@ -51,13 +43,15 @@ def _bn_swish_conv(
     ]
 
 
-class EncoderCell(nn.Module):
-    """[BN, Swish, 3x3 conv] x2 then SE, added to the skip with weight 0.1.
+class _Residual(nn.Module):
+    """skip(x) + 0.1 · branch(x)."""
 
-    stride 1 keeps (B, c_in, H, W) → (B, c_out, H, W); stride 2 halves H and W (the down cell), its skip
-    being 2x2 average pooling and a 1x1 conv. A channel change at stride 1 uses a 1x1 conv skip.
-    ``bn_group_size``: see ``SplitBatchNorm2d`` (None: whole-batch statistics).
-    """
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.skip(x) + RESIDUAL_SCALE * self.branch(x)
+
+
+class EncoderCell(_Residual):
+    """[BN, Swish, 3x3 conv] x2 then SE, added to the skip with weight 0.1."""
 
     def __init__(self, c_in: int, c_out: int, *, stride: int = 1, bn_group_size: int | None = None) -> None:
         super().__init__()
@@ -73,15 +67,9 @@ class EncoderCell(nn.Module):
             skip.append(nn.Conv2d(c_in, c_out, 1))
         self.skip = nn.Sequential(*skip)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.skip(x) + RESIDUAL_SCALE * self.branch(x)
 
-
-class DecoderCell(nn.Module):
-    """NVAE inverted-residual cell: BN, 1x1 expand xE, BN+Swish, depthwise 5x5, BN+Swish, 1x1 back, BN, SE.
-
-    (B, C, H, W) → (B, C, H, W); output = x + 0.1 · branch(x).
-    """
+class DecoderCell(_Residual):
+    """NVAE inverted-residual cell: BN, 1x1 expand xE, BN+Swish, depthwise 5x5, BN+Swish, 1x1 back, BN, SE."""
 
     def __init__(self, channels: int, *, expand: int) -> None:
         super().__init__()
@@ -96,12 +84,10 @@ class DecoderCell(nn.Module):
             nn.BatchNorm2d(channels),
             SqueezeExcite(channels),
         )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + RESIDUAL_SCALE * self.branch(x)
+        self.skip = nn.Identity()
 
 
-class UpCell(nn.Module):
+class UpCell(_Residual):
     """Nearest 2x upsample + convs: (B, c_in, H, W) → (B, c_out, 2H, 2W); skip = upsample + 1x1 conv."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
@@ -115,9 +101,6 @@ class UpCell(nn.Module):
             SqueezeExcite(c_out),
         )
         self.skip = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.skip(x) + RESIDUAL_SCALE * self.branch(x)
 
 
 class Encoder(nn.Module):
@@ -160,11 +143,7 @@ class Decoder(nn.Module):
 
 
 class Autoencoder(nn.Module):
-    """The hybrid model's f (encoder) and q(x|z) mean (decoder); see the module docstring for the layout.
-
-    ``init_args`` holds exactly the constructor's keyword arguments so a checkpoint can rebuild it.
-    ``bn_group_size`` only changes training-mode statistics of the encoder (the state dict is the same).
-    """
+    """The hybrid model's f (encoder) and q(x|z) mean (decoder); see the module docstring for the layout."""
 
     def __init__(
         self,
@@ -177,37 +156,14 @@ class Autoencoder(nn.Module):
         bn_group_size: int | None = None,
     ) -> None:
         super().__init__()
-        for name, value, low in (
-            ("channels", channels, 1),
-            ("cells_32", cells_32, 0),
-            ("cells_16", cells_16, 0),
-            ("decoder_expand", decoder_expand, 1),
-            ("latent_channels", latent_channels, 1),
-        ):
+        sizes = dict(channels=channels, cells_32=cells_32, cells_16=cells_16, latent_channels=latent_channels)
+        for name, value in {**sizes, "decoder_expand": decoder_expand}.items():
+            low = 0 if name.startswith("cells_") else 1  # a level may have no cells
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"Autoencoder {name}={value!r} must be an integer >= {low}")
-        self.init_args = dict(
-            channels=channels,
-            cells_32=cells_32,
-            cells_16=cells_16,
-            decoder_expand=decoder_expand,
-            latent_channels=latent_channels,
-            bn_group_size=bn_group_size,
-        )
-        self.encoder = Encoder(
-            channels=channels,
-            cells_32=cells_32,
-            cells_16=cells_16,
-            latent_channels=latent_channels,
-            bn_group_size=bn_group_size,
-        )
-        self.decoder = Decoder(
-            channels=channels,
-            cells_32=cells_32,
-            cells_16=cells_16,
-            decoder_expand=decoder_expand,
-            latent_channels=latent_channels,
-        )
+        self.init_args = dict(**sizes, decoder_expand=decoder_expand, bn_group_size=bn_group_size)
+        self.encoder = Encoder(**sizes, bn_group_size=bn_group_size)
+        self.decoder = Decoder(**sizes, decoder_expand=decoder_expand)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, 32, 32) in [0, 1] → z (B, latent_channels, 16, 16)."""
@@ -217,11 +173,9 @@ class Autoencoder(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z (B, latent_channels, 16, 16) → x̂ (B, 3, 32, 32), unbounded (evaluation clamps to [0, 1])."""
-        expected = (self.init_args["latent_channels"], 16, 16)
-        if z.dim() != 4 or tuple(z.shape[1:]) != expected:
-            raise ValueError(
-                f"Autoencoder.decode expects (B, {', '.join(map(str, expected))}) latents, got shape {tuple(z.shape)}"
-            )
+        latent = self.init_args["latent_channels"]
+        if z.dim() != 4 or tuple(z.shape[1:]) != (latent, 16, 16):
+            raise ValueError(f"Autoencoder.decode expects (B, {latent}, 16, 16) latents, got shape {tuple(z.shape)}")
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

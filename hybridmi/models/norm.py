@@ -1,13 +1,8 @@
-"""BatchNorm over fixed-size groups of a batch: the single-device form of MoCo's shuffle-BN.
-
-MoCo (He et al. 2020, sec. 3.3) normalises each GPU's sub-batch separately so that a query and its
-positive key never share batch statistics; the MoCo CIFAR demo emulates that on one GPU with a
-``SplitBatchNorm``. Here a batch of N = G·g images is normalised as G contiguous groups of g images
-by reshaping (no loop over groups), in any memory format (channels_last included).
-"""
+"""BatchNorm over fixed-size groups of a batch: the single-device form of MoCo's shuffle-BN."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 import torch
@@ -16,14 +11,7 @@ from torch import nn
 
 
 class SplitBatchNorm2d(nn.BatchNorm2d):
-    """BatchNorm2d whose training-mode statistics come from contiguous groups of ``group_size`` images.
-
-    x: (N, C, H, W) with N a multiple of ``group_size`` → same shape, layout and dtype. Images
-    [j·g, (j+1)·g) form group j. ``group_size=None`` (or one group) is exactly ``nn.BatchNorm2d``.
-    Running statistics move towards the mean over groups of each group's mean and unbiased variance
-    (as the MoCo demo's SplitBatchNorm); eval mode uses them like plain BatchNorm, so the state dict
-    is BatchNorm2d's and a trained model evaluates with any batch size.
-    """
+    """BatchNorm2d whose training-mode statistics come from contiguous groups of ``group_size`` images."""
 
     def __init__(
         self, num_features: int, *, group_size: int | None = None, eps: float = 1e-5, momentum: float = 0.1
@@ -47,25 +35,16 @@ class SplitBatchNorm2d(nn.BatchNorm2d):
         # Group j's images become channel block j: (G, g, C, H, W) → (g, G·C, H, W), one copy, then the native
         # BatchNorm kernel normalises G·C channels at once (measured on 2 CPU cores: 2x faster than var_mean + addcmul).
         xg = x.unflatten(0, (groups, g)).transpose(0, 1).reshape(g, groups * c, h, w)
-        running_mean, running_var = self.running_mean.repeat(groups), self.running_var.repeat(groups)
-        y = F.batch_norm(
-            xg,
-            running_mean,
-            running_var,
-            self.weight.repeat(groups),
-            self.bias.repeat(groups),
-            training=True,
-            momentum=self.momentum,
-            eps=self.eps,
-        )
+        mean, var = self.running_mean.repeat(groups), self.running_var.repeat(groups)  # one copy per group
+        weight, bias = self.weight.repeat(groups), self.bias.repeat(groups)
+        y = F.batch_norm(xg, mean, var, weight, bias, training=True, momentum=self.momentum, eps=self.eps)
         with torch.no_grad():  # each group's copy moved towards its statistics; keep their mean
-            self.running_mean.copy_(running_mean.view(groups, c).mean(0))
-            self.running_var.copy_(running_var.view(groups, c).mean(0))
+            self.running_mean.copy_(mean.view(groups, c).mean(0))
+            self.running_var.copy_(var.view(groups, c).mean(0))
             self.num_batches_tracked.add_(1)
         y = y.view(g, groups, c, h, w).transpose(0, 1).reshape(n, c, h, w)
-        return (
-            y.contiguous(memory_format=torch.channels_last) if x.is_contiguous(memory_format=torch.channels_last) else y
-        )
+        channels_last = x.is_contiguous(memory_format=torch.channels_last)
+        return y.contiguous(memory_format=torch.channels_last) if channels_last else y
 
 
 def batchnorm_groups(num_features: int, group_size: int | None) -> nn.BatchNorm2d:
@@ -78,24 +57,8 @@ def group_sizes(module: nn.Module) -> set[int | None]:
     return {getattr(m, "group_size", None) for m in module.modules() if isinstance(m, nn.BatchNorm2d)}
 
 
-def row_var_mean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(unbiased variance, mean) over the rows of x (B, D), each (D,)."""
-    return torch.var_mean(x, dim=0)
-
-
 class RunningNorm(nn.Module):
-    """Standardise features (B, D) by running statistics of PAST batches: (x − μ) / sqrt(σ² + eps).
-
-    Unlike BatchNorm, a batch is normalised with the statistics as they were before it and only then
-    folded into them (training mode: batch n moves them by max(m, 1/(n+1)), a plain average over the
-    first 1/m batches, then an exponential one), so no sample's output depends on another sample of its
-    batch; eval mode only reads them. The MoCo-v2 head sits on BN'd ResNet features; y is a raw latent
-    slice whose shared offset dwarfs its per-image spread, and this takes that offset out.
-
-    ``batch_stats`` (x (B, D) → (unbiased variance, mean), each (D,)) computes the batch statistics that are
-    folded in; a distributed run replaces it by the statistics over every rank's rows
-    (``hybridmi.train.distributed.sync_running_norms``), so all ranks hold the one-process statistics.
-    """
+    """Standardise features (B, D) by running statistics of PAST batches: (x − μ) / sqrt(σ² + eps)."""
 
     def __init__(self, num_features: int, *, momentum: float = 0.1, eps: float = 1e-5) -> None:
         super().__init__()
@@ -105,7 +68,8 @@ class RunningNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
         self.register_buffer("num_batches_tracked", torch.zeros((), dtype=torch.long))
-        self.batch_stats: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = row_var_mean
+        # (unbiased variance, mean) over the rows of x (B, D); the DDP trainer swaps in all ranks' statistics
+        self.batch_stats: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] = partial(torch.var_mean, dim=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, D) → float32 (B, D): the shared offset is taken out before any low-precision matmul."""

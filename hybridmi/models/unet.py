@@ -1,9 +1,4 @@
-"""The ε-prediction UNet for the latent DDIM (ermongroup/ddim ``models/diffusion.py``, sized for 16×16×C).
-
-Levels: one per entry of ``channel_mult``, each with ``num_res_blocks`` residual blocks (plus
-self-attention at the resolutions listed in ``attn_resolutions``) and a 2× down-sampling between
-levels; a middle block (res, attn, res); the mirror image on the way up with skip connections.
-"""
+"""The ε-prediction UNet for the latent DDIM (ermongroup/ddim ``models/diffusion.py``, sized for 16×16×C)."""
 
 from __future__ import annotations
 
@@ -71,10 +66,7 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    """ε̂ = UNet(x_t, t): x_t (B, C, R, R), t (B,) integer timesteps → (B, C, R, R).
-
-    ``init_args`` holds the constructor's keyword arguments so a checkpoint can rebuild it.
-    """
+    """ε̂ = UNet(x_t, t): x_t (B, C, R, R), t (B,) integer timesteps → (B, C, R, R)."""
 
     def __init__(
         self,
@@ -89,26 +81,17 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         levels = len(channel_mult)
+        sizes = dict(in_channels=in_channels, channels=channels, channel_mult=list(channel_mult))
+        self.init_args = dict(**sizes, num_res_blocks=num_res_blocks, attn_resolutions=list(attn_resolutions))
+        self.init_args.update(dropout=dropout, resolution=resolution)
         if in_channels < 1 or channels < 1 or num_res_blocks < 1 or not channel_mult or min(channel_mult) < 1:
-            raise ValueError(
-                f"UNet sizes must be positive: in_channels={in_channels}, channels={channels}, "
-                f"channel_mult={list(channel_mult)}, num_res_blocks={num_res_blocks}"
-            )
+            raise ValueError(f"UNet sizes must be positive: {self.init_args}")
         if resolution % 2 ** (levels - 1):
             raise ValueError(
                 f"resolution {resolution} cannot be halved {levels - 1} times (channel_mult {list(channel_mult)})"
             )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout {dropout} must be in [0, 1)")
-        self.init_args = dict(
-            in_channels=in_channels,
-            channels=channels,
-            channel_mult=list(channel_mult),
-            num_res_blocks=num_res_blocks,
-            attn_resolutions=list(attn_resolutions),
-            dropout=dropout,
-            resolution=resolution,
-        )
         self.resolution, self.channels = resolution, channels
         temb = 4 * channels
         self.temb = nn.Sequential(nn.Linear(channels, temb), nn.SiLU(), nn.Linear(temb, temb))

@@ -1,9 +1,4 @@
-"""A run's resolved config and pipeline arguments, as both runners pass them (``hybridmi run`` and ``hybridmi submit``).
-
-The config (preset, ``--set`` overrides, then the stage-prefixed config parameters, the same rules the
-configure task applies) travels as the ``config`` argument's YAML text; every other parameter is a
-pipeline argument checked against ``pipelines/parameters.py``.
-"""
+"""A run's resolved config and pipeline arguments, as both runners pass them (``hybridmi run`` and ``hybridmi submit``)."""
 
 from __future__ import annotations
 
@@ -11,6 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from hybridmi.config import Config, config_to_text, load_config
+from hybridmi.errors import UsageError
 from hybridmi.parameters import CONFIG_NAMES, resolve_config
 from pipelines.parameters import pipeline_arguments
 from pipelines.rerun import input_artifact_types
@@ -24,7 +20,10 @@ def run_arguments(
     only: str | None = None,
     inputs: Mapping[str, Any] | None = None,
 ) -> tuple[Config, dict[str, Any]]:
-    """(resolved Config, pipeline arguments): config text, task parameters, ``alphas``; checks rerun inputs."""
+    """(resolved Config, pipeline arguments): config text, task parameters, ``alphas``; checks rerun inputs.
+
+    Config parameters are applied to the config text here, by the rules every task applies to its own.
+    """
     parameters = dict(parameters or {})
     config_values = {k: v for k, v in parameters.items() if k in CONFIG_NAMES}
     cfg = load_config(cfg_path, list(overrides))
@@ -37,7 +36,7 @@ def run_arguments(
     if only:
         expected, given = set(input_artifact_types(only)), set(inputs or {})
         if given != expected:
-            raise ValueError(
+            raise UsageError(
                 f"stage {only} needs inputs {', '.join(sorted(expected)) or '(none)'}; "
                 f"got {', '.join(sorted(given)) or '(none)'}"
             )
@@ -51,3 +50,13 @@ def train_nodes(arguments: dict) -> int:
     if nodes == 1:
         arguments.pop("train_nodes", None)
     return nodes
+
+
+def checkout_image(needed_for: str) -> str:
+    """The tag docker/build.sh gives this checkout's image; UsageError from an installed package."""
+    from components.image import checkout_image
+
+    try:
+        return checkout_image(needed_for=needed_for)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None

@@ -1,12 +1,5 @@
 """Compile the pipelines to KFP IR YAML (what `hybridmi compile` writes, `submit` sends and the golden test checks),
 and find a pipeline by name (``PIPELINES``, ``pipeline_for``: what both runners run).
-
-Also the local form of a package: kfp.local runs an executor's ``image`` string as it stands and
-does not resolve a parameterised one (``{{$.inputs.parameters['pipelinechannel--image']}}``), so
-``local_pipeline`` writes the image into every executor of the compiled package and loads that.
-
-``pipelines`` (kfp, the components) is imported when a function needs it: the CLI reads ``PIPELINES``
-for its parser in every process, a pod's ``hybridmi stage`` included.
 """
 
 from __future__ import annotations
@@ -16,6 +9,8 @@ import tempfile
 from pathlib import Path
 
 import yaml
+
+from hybridmi.errors import UsageError
 
 COMPILED_DIR = Path(__file__).resolve().parents[2] / "pipelines" / "compiled"
 REGENERATE = "hybridmi compile --out pipelines/compiled  (or: python -m hybridmi.runners.compile pipelines/compiled)"
@@ -85,14 +80,14 @@ def pipeline_for(pipeline: str = "hybridmi", only: str | None = None, limits=Non
 
     limits = Limits() if limits is None else limits
     if train_nodes > 1 and (only or pipeline != "hybridmi"):
-        raise ValueError(
+        raise UsageError(
             f"train_nodes={train_nodes} trains the hybridmi pipeline on many nodes; "
             f"{'a rerun of ' + only if only else 'the ' + pipeline + ' pipeline'} trains on one node per train task"
         )
     if only:
         return rerun_pipeline(only, limits)
     if pipeline not in PIPELINES:
-        raise ValueError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
+        raise UsageError(f"pipeline {pipeline!r} is not one of {', '.join(PIPELINES)}")
     if pipeline == "alpha_sweep":
         return build_alpha_sweep(limits)
     return build_hybridmi_pipeline(limits, multinode=train_nodes > 1)

@@ -1,13 +1,4 @@
-"""Talking to a Kubeflow Pipelines API: credentials, a first probe that says what is wrong in one line, the client, waiting.
-
-Credentials are what kfp.Client takes: a bearer token (``existing_token``), a token file that the
-kubelet keeps fresh (``ServiceAccountTokenVolumeCredentials``, path from ``--token-file`` or
-``KF_PIPELINES_SA_TOKEN_PATH``), or a session cookie of Dex / oauth2-proxy (``cookies``).
-``probe`` asks ``/apis/v2beta1/healthz`` with the same credentials before kfp.Client is built, so
-an unreachable host, a refused token, a login redirect or a host without KFP each end in one
-``SubmitError`` line instead of urllib3's retries and traceback. Once the run is submitted,
-``wait_for_final_state`` rides out an API that stops answering or answers 5xx until its deadline.
-"""
+"""Talking to a Kubeflow Pipelines API: credentials, a first probe that says what is wrong in one line, the client, waiting."""
 
 from __future__ import annotations
 
@@ -26,18 +17,20 @@ from typing import Any, Callable
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import MaxRetryError
 
+from hybridmi.errors import HybridmiError, UsageError
+
 log = logging.getLogger(__name__)
 
 TOKEN_PATH_VAR = "KF_PIPELINES_SA_TOKEN_PATH"  # kfp.client's convention for a service-account token file
 UI_URL_VAR = "KF_PIPELINES_UI_ENDPOINT"  # kfp.Client's own override of the UI address
 HEALTHZ = "/apis/v2beta1/healthz"
 PROBE_TIMEOUT_S = 15
-# Final run states of the v2beta1 API (ERROR: older backends) and the exit code `hybridmi submit --wait` gives each.
+# Final run states (ERROR: older backends) and the exit code `hybridmi submit --wait` gives each.
 FINAL_STATES = {"SUCCEEDED": 0, "FAILED": 3, "CANCELED": 4, "SKIPPED": 5, "ERROR": 6}
-WAIT_TIMED_OUT = 7  # the exit code when the wait's deadline passes first (the run still going on, or the API silent)
+WAIT_TIMED_OUT = 7  # the exit code when the wait's deadline passes first
 
 
-class SubmitError(RuntimeError):
+class SubmitError(HybridmiError, RuntimeError):
     """Submission failed; the message is one line naming the host and what to check."""
 
 
@@ -54,7 +47,7 @@ class Auth:
         cls, *, token: str | None = None, token_file: str | None = None, cookie: str | None = None, env=os.environ
     ) -> "Auth":
         if token and token_file:
-            raise ValueError("give either --token or --token-file, not both")
+            raise UsageError("give either --token or --token-file, not both")
         return cls(
             token=token or None,
             token_file=token_file or (None if token else env.get(TOKEN_PATH_VAR) or None),
@@ -171,7 +164,7 @@ def connect(host: str, auth: Auth, *, namespace: str | None = None, ui_url: str 
 
 @contextlib.contextmanager
 def quiet_stdout():
-    """kfp.Client prints its links; send them to the debug log instead of the command's output."""
+    """kfp.Client prints its links: to the debug log instead."""
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         yield
@@ -201,14 +194,12 @@ def state_of(run: Any) -> str:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed poll is worth repeating: no answer (a network error, kfp_server_api's status 0 for
-    a TLS failure) or an overloaded or failing server (HTTP 429, 5xx); other HTTP answers (401, 403, 404) are final."""
+    """Whether a failed poll is worth repeating: no answer (a network error; kfp_server_api's status 0 for TLS) or
+    HTTP 429 / 5xx; other HTTP answers (401, 403, 404) are final."""
     status = getattr(exc, "status", None)
     if isinstance(status, int):  # kfp_server_api.ApiException
         return status == 0 or status == 429 or status >= 500
-    # urllib3 wraps socket errors in its own (MaxRetryError once its retries are spent, ProtocolError for a
-    # dropped connection, ReadTimeoutError); a bare OSError is a socket's (refused, reset, unreachable, timed out).
-    return isinstance(exc, (Urllib3Error, OSError))
+    return isinstance(exc, (Urllib3Error, OSError))  # urllib3's wrappers of socket errors, or a socket's own
 
 
 def _reason(exc: BaseException) -> str:
@@ -235,7 +226,7 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not 0 < self.first_s <= self.most_s:
-            raise ValueError(f"backoff from {self.first_s} s up to {self.most_s} s: need 0 < first <= most")
+            raise UsageError(f"backoff from {self.first_s} s up to {self.most_s} s: need 0 < first <= most")
 
     def pause_s(self, failures: int) -> float:
         """The pause after ``failures`` >= 1 failed polls in a row."""
@@ -259,11 +250,10 @@ def wait_for_final_state(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Any:
-    """Poll ``get_run()`` every ``poll_s`` until its state is final (FINAL_STATES); WaitTimedOut if ``timeout_s`` passes first.
+    """Poll ``get_run()`` every ``poll_s`` until its state is final; WaitTimedOut if ``timeout_s`` passes first.
 
-    A poll that fails transiently (``is_transient``: no answer, 429, 5xx) is repeated after ``backoff``'s
-    pauses until the deadline, with one warning when the API is lost and one when it is back; any other
-    error (401, 403, 404) is raised at once. No pause reaches past the deadline: the last poll is at it.
+    A transient failure (``is_transient``) is retried after ``backoff``'s pauses until the deadline, warning once
+    when the API is lost and once when it is back; any other error is raised at once.
     """
     deadline, last, failures, lost_at, problem = clock() + timeout_s, None, 0, 0.0, ""
     while True:

@@ -1,8 +1,4 @@
-"""Run the pipeline's stages in this process, in DAG order: no kfp, the same ``run_task`` every component calls.
-
-The artifact layout mirrors kfp.local's (``<run dir>/<task>/<output>``) so the runners are comparable
-and a failed run's finished artifacts can feed a rerun either way.
-"""
+"""Run the pipeline's stages in this process, in DAG order: no kfp, the same ``run_task`` every component calls."""
 
 from __future__ import annotations
 
@@ -12,14 +8,15 @@ from pathlib import Path
 from typing import Mapping
 
 from hybridmi.config import Config
-from hybridmi.runners.dag import execution_order, wiring
+from hybridmi.errors import TaskFailed
 from hybridmi.stages import stage_module
+from hybridmi.task.dag import execution_order, wiring
 from hybridmi.task.run import run_task
 
 log = logging.getLogger(__name__)
 
 
-class StageFailed(RuntimeError):
+class StageFailed(TaskFailed):
     """A stage of a run failed; the message is the stage's own error; finished artifacts stay under run_dir."""
 
     def __init__(self, stage: str, message: str, *, run_dir: Path) -> None:

@@ -1,13 +1,6 @@
-"""``hybridmi run``: the whole pipeline (or one stage) on this machine.
-
-runner="subprocess": kfp.local.SubprocessRunner(use_venv=False), every component in a child of this
-interpreter; runner="docker": kfp.local.DockerRunner on the project image; runner="inprocess": the
-stages called directly in DAG order (no kfp; the fallback and the overhead baseline). All three run
-``run_task`` on the same artifact layout ``<pipeline_root>/<run>/<task>/<output>``.
-
-Local runs try every task once (``compile.local_pipeline`` drops retry policies): the retry policy that GPU tasks carry for
-preempted cluster pods would otherwise make kfp.local rerun a deterministic failure (missing file,
-bad config, checksum mismatch) twice after 30 s and 60 s of backoff.
+"""``hybridmi run``: the whole pipeline (or one stage) on this machine: kfp.local's subprocess or docker runner,
+or the stages in this process. Every task is tried once: the cluster's GPU retries would rerun a deterministic
+failure after minutes of backoff.
 """
 
 from __future__ import annotations
@@ -22,10 +15,11 @@ import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from hybridmi.cluster import RESUME_FROM_VAR, RUN_ID_VAR
-from hybridmi.runners.arguments import run_arguments, train_nodes
+from hybridmi.errors import MissingInput, UsageError
+from hybridmi.runners.arguments import checkout_image, run_arguments, train_nodes
 from hybridmi.runners.compile import local_pipeline, pipeline_for
 from hybridmi.runners.inprocess import StageFailed, run_pipeline_inprocess, run_stage_inprocess
 from hybridmi.task.failure import ERROR_DIR_VAR
@@ -154,6 +148,31 @@ def _run_dirs(root: Path) -> set[str]:
     return {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
 
 
+def preflight(cfg, arguments: Mapping[str, Any], *, store_uri: str | None, fid: bool) -> None:
+    """What would otherwise fail hours into a run, checked before its first task (one line each)."""
+    if arguments.get("resume_from") and not store_uri:
+        raise UsageError("--resume-from needs the store holding that run's checkpoints (--store URI, not none)")
+    if store_uri:
+        from hybridmi.store import store_from_env
+
+        store_from_env(store_uri, os.environ).check_access(write=True)
+    if fid:
+        check_fid_weights(cfg.fid.weights)
+
+
+def check_fid_weights(weights: str | None) -> None:
+    """The FID weights file exists and its bytes are the ones its conversion record names."""
+    from hybridmi.eval.fid import MAKE_WEIGHTS, default_weights_path, read_record, record_path
+    from hybridmi.runtime import sha256_file
+
+    path = Path(weights).expanduser() if weights else default_weights_path()
+    if not path.is_file():
+        raise MissingInput(f"FID Inception weights not found: {path} (make them with `{MAKE_WEIGHTS}`)")
+    record = read_record(path)
+    if record is not None and record.get("sha256") != sha256_file(path):
+        raise UsageError(f"FID Inception weights {path} do not match {record_path(path)}: rerun `{MAKE_WEIGHTS}`")
+
+
 def run_local(
     cfg_path: str | Path | None,
     overrides: Sequence[str] = (),
@@ -179,15 +198,21 @@ def run_local(
     Raises StageFailed carrying the failing stage's own error message and the run directory.
     """
     if runner not in RUNNERS:
-        raise ValueError(f"runner {runner!r} is not one of {', '.join(RUNNERS)}")
+        raise UsageError(f"runner {runner!r} is not one of {', '.join(RUNNERS)}")
     if inputs and not only:
-        raise ValueError("inputs are given only with `only` (a one-stage rerun)")
+        raise UsageError("inputs are given only with `only` (a one-stage rerun)")
     if runner == "inprocess" and pipeline != "hybridmi":
-        raise ValueError(f"the in-process runner runs the hybridmi pipeline only, not {pipeline!r}")
+        raise UsageError(f"the in-process runner runs the hybridmi pipeline only, not {pipeline!r}")
     cfg, arguments = run_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
+    preflight(
+        cfg,
+        arguments,
+        store_uri=store_uri if runner != "docker" else None,
+        fid=pipeline == "hybridmi" and only in (None, "fid"),
+    )
     nodes = train_nodes(arguments)
     if nodes > 1:
-        raise ValueError(
+        raise UsageError(
             f"train_nodes={nodes} makes the train step a Kubeflow Trainer TrainJob, which needs a Kubernetes "
             "cluster with Trainer installed: submit it with `hybridmi submit` (a local run trains on this machine)"
         )
@@ -210,7 +235,7 @@ def run_local(
         return LocalRun(runner, run_dir, outputs, time.monotonic() - start, run_id=run_id, started_unix=started_unix)
     if only:
         arguments.update({f"{name}_uri": str(Path(uri).resolve()) for name, uri in (inputs or {}).items()})
-    from components.image import DEFAULT_IMAGE, checkout_image
+    from components.image import DEFAULT_IMAGE
 
     # SubprocessRunner ignores the image; the Docker runner runs it: unless given, the tag docker/build.sh gives this checkout.
     image = arguments.get("image") or (

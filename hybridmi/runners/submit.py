@@ -1,11 +1,4 @@
-"""``hybridmi submit``: compile and submit a pipeline to a Kubeflow Pipelines cluster with kfp.Client.
-
-The config travels as the ``config`` parameter (resolved YAML, no credentials: storage credentials
-reach the pods from a Kubernetes Secret, see pipelines/settings.py). ``only`` + ``inputs`` submit the
-one-stage rerun pipeline (``dsl.importer`` of artifact URIs, checked here first; caching off unless
-asked). Everything the cluster could refuse is checked before the first request; everything it does
-refuse ends in one ``SubmitError`` line (connection.py).
-"""
+"""``hybridmi submit``: compile and submit a pipeline to a Kubeflow Pipelines cluster with kfp.Client."""
 
 from __future__ import annotations
 
@@ -20,7 +13,8 @@ from typing import Any, Callable, Mapping, Sequence
 import yaml
 
 from hybridmi.config import load_config
-from hybridmi.runners.arguments import run_arguments, train_nodes
+from hybridmi.errors import UsageError
+from hybridmi.runners.arguments import checkout_image, run_arguments, train_nodes
 from hybridmi.runners.compile import compile_pipeline, pipeline_for
 from hybridmi.runners.connection import (
     FINAL_STATES,
@@ -86,16 +80,10 @@ def submission_arguments(
     inputs: Mapping[str, str] | None = None,
     pipeline_root: str | None = None,
 ) -> dict[str, Any]:
-    """The run's arguments: resolved config text, checked task parameters, ``<input>_uri`` for a rerun (URIs checked
-    against the bucket of ``pipeline_root``, the only one the KFP launcher reads imported artifacts from).
-
-    Without an ``image`` parameter, the tag docker/build.sh gives this checkout (what a kind cluster has loaded); an
-    installed package has no build to name, so there it is a ValueError: the compiled default names no image.
-    """
-    from components.image import checkout_image
-
+    """The run's arguments: resolved config text, checked task parameters, ``<input>_uri`` for a rerun (checked
+    against the bucket of ``pipeline_root``); without ``image``, the tag docker/build.sh gives this checkout."""
     if inputs and not only:
-        raise ValueError("--from is only used with --only STAGE")
+        raise UsageError("--from is only used with --only STAGE")
     _, arguments = run_arguments(cfg_path, overrides, parameters=parameters, only=only, inputs=inputs)
     if "image" not in arguments:
         arguments["image"] = checkout_image(needed_for="hybridmi submit")
@@ -116,20 +104,15 @@ def check_driver_contract(package: str, arguments: Mapping[str, Any]) -> None:
     refusals = check_package_text(package, arguments)
     if refusals:
         more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
-        raise ValueError(f"the KFP driver would refuse this run: {refusals[0]}{more}")
+        raise UsageError(f"the KFP driver would refuse this run: {refusals[0]}{more}")
 
 
 def run_time_bound_s(package: str, arguments: Mapping[str, Any] | None = None) -> float:
-    """The longest a run of a compiled package can take: every try of every task running until its pod timeout (seconds).
+    """The longest a run of a compiled package can take (seconds): the longest chain of task bounds through each DAG.
 
-    The longest chain of task bounds through each DAG (``dependentTasks``). A task's bound is its
-    executor's ``activeDeadlineSeconds`` (platform spec) for each of its 1 + ``retryPolicy.maxRetryCount``
-    tries plus the pauses between them (``backoffDuration`` x ``backoffFactor``^i, each at most
-    ``backoffMaxDuration``), a nested pipeline's bound, or for a loop ceil(items / ``parallelismLimit``)
-    times its body's. Importers take no time. Argo may stop retrying sooner (backoff maxDuration); the bound
-    assumes it does not. ValueError when an executor has no timeout or the number of a loop's items is
-    unknown before the run.
-    package: the YAML ``compile_pipeline`` writes; arguments: the run's parameters, over the package's defaults.
+    A task's bound: its pod timeout for each of its 1 + retries tries plus the backoff pauses between them, a
+    nested pipeline's bound, or for a loop ceil(items / parallelismLimit) times its body's. ValueError when an
+    executor has no timeout or a loop's items are unknown before the run.
     """
     spec, *rest = yaml.safe_load_all(package)
     platform = rest[0] if rest else {}
@@ -141,7 +124,7 @@ def run_time_bound_s(package: str, arguments: Mapping[str, Any] | None = None) -
         elif "activeDeadlineSeconds" in deadlines.get(label, {}):
             executor_s[label] = float(deadlines[label]["activeDeadlineSeconds"])
         else:
-            raise ValueError(
+            raise UsageError(
                 f"executor {label} has no timeout (activeDeadlineSeconds): a run of "
                 f"{spec['pipelineInfo']['name']} has no time bound; give the wait's timeout"
             )
@@ -204,7 +187,7 @@ def _waves(name: str, task: Mapping, inputs: Mapping) -> int:
     if isinstance(values, str):
         values = json.loads(values)  # a list argument given as its JSON text
     if not isinstance(values, list):
-        raise ValueError(
+        raise UsageError(
             f"the items of loop {name} are not known before the run: no time bound; give the wait's timeout"
         )
     limit = int(task.get("iteratorPolicy", {}).get("parallelismLimit", 0)) or max(len(values), 1)
@@ -255,13 +238,9 @@ def submit(
 ) -> Submitted:
     """Compile ``pipeline`` (or the rerun of stage ``only``) with ``limits``, submit it, optionally wait for a final state.
 
-    parameters["train_nodes"] > 1 submits the multi-node pipeline (the train step as a Kubeflow Trainer TrainJob).
-
-    enable_caching: None keeps the compiled settings (stages cache, reruns do not); True/False overrides every task.
-    pipeline_root: where the backend keeps this run's artifacts (default: the cluster's, minio://mlpipeline/v2/artifacts).
-    timeout_s: how long to wait; None: the package's ``run_time_bound_s`` plus WAIT_MARGIN_S. ``backoff``: pauses
-    after polls that found the API unreachable or failing (connection.wait_for_final_state).
-    Raises SubmitError (one line) for what the cluster refuses, ValueError for bad arguments, TimeoutError from waiting.
+    parameters["train_nodes"] > 1 submits the multi-node pipeline. enable_caching: None keeps the compiled settings.
+    timeout_s: None waits ``run_time_bound_s`` plus WAIT_MARGIN_S. Raises SubmitError (one line) for what the
+    cluster refuses, ValueError for bad arguments, TimeoutError from waiting.
     """
     arguments = submission_arguments(
         cfg_path, overrides, parameters=parameters, only=only, inputs=inputs, pipeline_root=pipeline_root

@@ -1,10 +1,4 @@
-"""What ``hybridmi run`` prints at the end: where the report is, its headline numbers, and where the time went.
-
-Task times come from the run directory: kfp.local runs the tasks one after another, so a task's wall
-time is from the previous task's end (its executor_output.json) to its own; the stage's own time is
-the ``seconds`` its run_stage recorded in the artifact sidecar. The rest is runner overhead: process
-start, imports, the executor, artifact bookkeeping.
-"""
+"""What ``hybridmi run`` prints at the end: where the report is, its headline numbers, and where the time went."""
 
 from __future__ import annotations
 

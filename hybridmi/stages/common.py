@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from hybridmi.config import Config, SamplingConfig, write_config
+from hybridmi.errors import MissingInput
 from hybridmi.eval.samples import read_index
 from hybridmi.runtime import code_version, write_json
 from hybridmi.train.callbacks import CallbackList
@@ -29,25 +30,14 @@ def directory_checksum(directory: Path) -> str:
 
 
 def finish_output(
-    directory: Path,
-    cfg: Config,
-    *,
-    stage: str,
-    metrics: dict[str, Any] | None = None,
-    extra: dict[str, Any] | None = None,
+    directory: Path, cfg: Config, *, stage: str, metrics: dict | None = None, extra: dict | None = None
 ) -> dict[str, Any]:
     """Write config.yaml, metrics.json (if any) and artifact.json (written last) into an output directory."""
     write_config(cfg, directory)
     if metrics is not None:
         write_json(directory / "metrics.json", metrics)
-    sidecar = {
-        "stage": stage,
-        "config_hash": cfg.hash(),
-        "code_version": code_version(),
-        "created_unix": time.time(),
-        "checksum": directory_checksum(directory),
-        **(extra or {}),
-    }
+    sidecar = {"stage": stage, "config_hash": cfg.hash(), "code_version": code_version(), "created_unix": time.time()}
+    sidecar |= {"checksum": directory_checksum(directory), **(extra or {})}
     write_json(directory / SIDECAR, sidecar)
     return sidecar
 
@@ -63,16 +53,12 @@ def read_sidecar(directory: Path) -> dict[str, Any]:
     """The artifact.json of an artifact directory; a clear error when it is not a finished artifact."""
     path = Path(directory) / SIDECAR
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a finished artifact (no {SIDECAR})")
+        raise MissingInput(f"{directory} is not a finished artifact (no {SIDECAR})")
     return json.loads(path.read_text())
 
 
 def upstream(inputs: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
-    """Input name → the parts of its sidecar that say where it came from (stage, seconds, checksums).
-
-    Inputs' own ``upstream`` records are carried along (the fid artifact names the ddim, latents and
-    model behind its samples); a direct input wins over a carried record of the same name.
-    """
+    """Input name → its sidecar's stage, seconds and checksums, over the inputs' own carried ``upstream`` records."""
     found: dict[str, dict[str, Any]] = {}
     direct: dict[str, dict[str, Any]] = {}
     for name, directory in inputs.items():
@@ -85,18 +71,11 @@ def upstream(inputs: Mapping[str, Path]) -> dict[str, dict[str, Any]]:
 
 def sampler_settings(sampling: SamplingConfig) -> dict[str, Any]:
     """The sampling settings that fix a set of samples (seed and batch size fix the noise sequence)."""
-    return {
-        "seed": sampling.seed,
-        "steps": sampling.steps,
-        "eta": sampling.eta,
-        "spacing": sampling.spacing,
-        "batch_size": sampling.batch_size,
-    }
+    return sampling.model_dump(include={"seed", "steps", "eta", "spacing", "batch_size"})
 
 
 def matching_samples(cfg: Config, directory: Path) -> dict[str, Any]:
-    """The index of a samples artifact drawn with this config's sampling settings and count; ValueError naming
-    each difference (a stage reading samples drawn otherwise would record a config that did not make them)."""
+    """The index of a samples artifact drawn with this config's sampling settings and count, else ValueError."""
     index = read_index(directory)
     expected = {**sampler_settings(cfg.sampling), "num_samples": cfg.sampling.num_samples}
     found = {**index["sampler"], "num_samples": index["count"]}

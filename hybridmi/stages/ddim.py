@@ -1,8 +1,4 @@
-"""Stage ddim: train the ε-UNet on the standardised train latents (resumes from ``ddim/last.pt``).
-
-Output ``ddim/``: last.pt, the self-describing checkpoint (UNet, EMA, optimiser, RNG, latent stats),
-which the sample stage loads with hybridmi.train.ddim.load_ddim (through hybridmi.eval.samples.load_sampler).
-"""
+"""Stage ddim: train the ε-UNet on the standardised train latents; ``ddim/last.pt`` is its checkpoint."""
 
 from __future__ import annotations
 

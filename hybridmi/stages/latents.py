@@ -1,8 +1,4 @@
-"""Stage latents: encode train (+ flips) and test with the frozen encoder; per-channel statistics.
-
-Output ``latents/``: train.pt, test.pt (see hybridmi.eval.latents.save_latents) and stats.json
-(per-channel mean/std over the train latents, used to standardise them for the DDIM).
-"""
+"""Stage latents: encode train (+ flips) and test; stats.json holds the train latents' per-channel mean/std."""
 
 from __future__ import annotations
 
@@ -20,26 +16,19 @@ OUTPUTS = ("latents",)
 
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
-    device = choose_device(cfg.train.device)
+    device = choose_device(cfg.runtime.device)
     train, test = load_dataset(inputs["dataset"])
     model = load_autoencoder(inputs["model"] / "model.pt", device=device)
     out, lc = outputs["latents"], cfg.latents
-    sets = {}
+    sets, dtype = {}, DTYPES[lc.dtype]
     for name, split, flip in (("train", train, lc.flip), ("test", test, False)):
-        z = extract_latents(
-            model, split.images, batch_size=lc.batch_size, device=device, flip=flip, dtype=DTYPES[lc.dtype]
-        )
-        labels = split.labels.repeat(2) if flip else split.labels
-        sets[name] = LatentSet(latents=z, labels=labels, flip=flip, source_checksum=split.checksum)
+        z = extract_latents(model, split.images, batch_size=lc.batch_size, device=device, flip=flip, dtype=dtype)
+        sets[name] = LatentSet(z, split.labels.repeat(2) if flip else split.labels, flip, split.checksum)
         save_latents(out / f"{name}.pt", sets[name])
     mean, std = channel_stats(sets["train"].latents)
     save_stats(out / "stats.json", mean, std, count=len(sets["train"].latents))
-    metrics = {
-        "latents_train": float(len(sets["train"].latents)),
-        "latents_test": float(len(sets["test"].latents)),
-        "latent_mean_abs": float(mean.abs().mean()),
-        "latent_std_mean": float(std.mean()),
-    }
+    metrics = {f"latents_{name}": float(len(s.latents)) for name, s in sets.items()}
+    metrics |= {"latent_mean_abs": float(mean.abs().mean()), "latent_std_mean": float(std.mean())}
     report_eval(callbacks, metrics)
     finish_output(out, cfg, stage="latents", metrics=metrics)
     return metrics

@@ -22,10 +22,7 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
 def finish(cfg: Config, directory: Path) -> dict[str, float]:
     """Metrics, config and sidecar of a prepared data set directory (decoded here, or fetched from a store)."""
     info = json.loads((Path(directory) / DATASET_JSON).read_text())
-    metrics = {
-        "num_train": float(info["counts"]["train"]),
-        "num_test": float(info["counts"]["test"]),
-        "num_classes": float(len(info["classes"])),
-    }
+    metrics = {f"num_{split}": float(info["counts"][split]) for split in ("train", "test")}
+    metrics["num_classes"] = float(len(info["classes"]))
     finish_output(directory, cfg, stage="prepare", metrics=metrics, extra={"dataset_checksum": info["checksum"]})
     return metrics

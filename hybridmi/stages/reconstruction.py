@@ -16,7 +16,7 @@ OUTPUTS = ("metrics",)
 
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
-    device = choose_device(cfg.train.device)
+    device = choose_device(cfg.runtime.device)
     _, test = load_dataset(inputs["dataset"])
     model = load_autoencoder(inputs["model"] / "model.pt", device=device)
     metrics = reconstruction_metrics(model, test, batch_size=cfg.eval.batch_size, device=device)

@@ -1,9 +1,4 @@
-"""Stage report: the page a person reads — report.html (self-contained) and report.md — from the evaluation artifacts.
-
-Inputs: the probe, reconstruction and fid metrics and the figures. The data checksum and the times
-of the stages that are not inputs (prepare, train, latents, ddim, sample) come from the fid artifact's
-``upstream`` record. Output ``report/``: report.html, report.md, metrics.json (the headline numbers).
-"""
+"""Stage report: the page a person reads — report.html (self-contained) and report.md — from the evaluation artifacts."""
 
 from __future__ import annotations
 
@@ -14,6 +9,7 @@ from typing import Any
 import yaml
 
 from hybridmi.config import Config
+from hybridmi.errors import MissingInput
 from hybridmi.eval.report import FIGURES, Report, render_html, render_markdown
 from hybridmi.paper import paper_dataset
 from hybridmi.runtime import atomic_write_bytes, code_version
@@ -39,7 +35,7 @@ HEADLINE_KEYS = (
 def _metrics(directory: Path) -> dict[str, float]:
     path = directory / "metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"report: {path} is missing (did the stage finish?)")
+        raise MissingInput(f"report: {path} is missing (did the stage finish?)")
     return json.loads(path.read_text())
 
 

@@ -1,12 +1,4 @@
-"""Stage sample: draw the run's DDIM samples once (EMA weights, float32), decoded and rounded to uint8, for fid and figures.
-
-Output ``samples/``: N = cfg.sampling.num_samples images in chunk files samples-00000.pt, … and the
-index samples.json (count, chunks with their sha256, sampler settings and DDIM step) — the layout of
-hybridmi/eval/samples.py; drawn by hybridmi/train/sampling.py — plus samples.png (the first cfg.figures.grid_samples) and, in the sidecar,
-``upstream`` (the sidecars of ddim, latents and model). The samples stream to disk chunk by chunk and
-are never all in memory. Sampling runs in float32 whatever train.precision says: bf16's 8-bit
-significand, compounded over the sampler's steps, shifts the samples that FID measures.
-"""
+"""Stage sample: the run's decoded DDIM samples, drawn once in float32 (bf16 shifts FID), stored as uint8 chunks."""
 
 from __future__ import annotations
 
@@ -28,10 +20,8 @@ OUTPUTS = ("samples",)
 
 
 def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callbacks=()) -> dict[str, float]:
-    device = choose_device(cfg.train.device)
-    ddim, autoencoder = load_sampler(
-        ddim=inputs["ddim"], latents=inputs["latents"], model=inputs["model"], device=device
-    )
+    device = choose_device(cfg.runtime.device)
+    ddim, autoencoder = load_sampler(**{k: inputs[k] for k in INPUTS}, device=device)
     settings, out, keep = sampler_settings(cfg.sampling), outputs["samples"], cfg.figures.grid_samples
     grid: list[torch.Tensor] = []
     pixel_sum = 0

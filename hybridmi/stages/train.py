@@ -1,8 +1,4 @@
-"""Stage train: the hybrid representation (autoencoder + MoCo-v2 on y) from a prepared data set.
-
-Started by torchrun (WORLD_SIZE > 1: the train task's own launch of ``train.ranks`` local ranks, or a
-multi-node job) it trains one rank of a DistributedDataParallel run; rank 0 alone writes the model.
-"""
+"""Stage train: the hybrid representation; under torchrun (WORLD_SIZE > 1) one rank of a DDP run (rank 0 writes)."""
 
 from __future__ import annotations
 
@@ -28,31 +24,19 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     out = outputs["model"]
     ranks = Ranks.from_env(os.environ)
     start = time.monotonic()
-    with process_group(ranks, rank_device(choose_device(cfg.train.device), ranks)) as group:
+    with process_group(ranks, rank_device(choose_device(cfg.runtime.device), ranks)) as group:
         result = train_hybrid(cfg, train, out_dir=out / CHECKPOINTS, callbacks=callbacks, monitor=test, group=group)
     seconds = time.monotonic() - start
-    metrics = {
-        "steps": float(result.step),
-        "train_seconds": seconds,
-        "skipped_steps": float(result.skipped_steps),
-        "ranks": float(ranks.world_size),
-    }
+    metrics = {"steps": float(result.step), "train_seconds": seconds, "ranks": float(ranks.world_size)}
     if not ranks.main:  # rank 0 writes the model
         return metrics
-    save_autoencoder(
-        result.model,
-        out / "model.pt",
-        extra={"config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum},
-    )
-    if result.run_length.get("estimated_at_step") is not None:  # a time-budgeted run: how its length was set
-        metrics.update(
-            {
-                "planned_steps": float(result.run_length["total_steps"]),
-                "measured_step_time_s": result.run_length["step_time_s"],
-            }
-        )
+    extra = {"config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum}
+    save_autoencoder(result.model, out / "model.pt", extra=extra)
+    length = result.run_length
+    if length.get("estimated_at_step") is not None:  # a time-budgeted run: how its length was set
+        metrics |= {"planned_steps": float(length["total_steps"]), "measured_step_time_s": length["step_time_s"]}
     if result.last_metrics is not None:
         m = result.last_metrics
-        metrics.update({"loss": m.loss, "images_per_s": m.images_per_s, **{f"loss_{k}": v for k, v in m.terms.items()}})
+        metrics |= {"loss": m.loss, "images_per_s": m.images_per_s, **{f"loss_{k}": v for k, v in m.terms.items()}}
     finish_output(out, cfg, stage="train", metrics=metrics)
     return metrics

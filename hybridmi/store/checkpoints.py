@@ -1,58 +1,48 @@
-"""Training checkpoints mirrored to object storage, so that a preempted pod resumes instead of starting over.
-
-    <key_prefix>/step-<step>/        the checkpoint file, one artifact
-    <key_prefix>/LATEST              {"run_id", "step", "key"}: the newest complete mirrored checkpoint
-
-Newest wins: a checkpoint is identified by (run id, step). The pointer only moves to a greater step of
-the same run (or to the current run, replacing another run's), with a conditional write of the pointer
-that was read, so two writers of one run (a zombie pod and its retry) cannot move it backwards. On
-resume the local checkpoint is kept unless the mirror holds a greater step of the same run.
-
-Training outlives the store: a failed mirror upload logs one warning per outage, keeps the local
-checkpoint, retries at the next checkpoint (without backoff while the outage lasts, so training is not
-slowed) and ``flush`` tries the last one again, with full retries, when the stage ends.
-"""
+"""Training checkpoints mirrored to object storage by a background thread, so that a preempted pod resumes
+instead of starting over and a slow or absent store never slows training."""
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from hybridmi.store.base import ArtifactStore
-from hybridmi.store.manifest import PublishConflict, StoreAuthError, StoreError, StoreUnavailable, check_key
-from hybridmi.store.retry import RetryPolicy
+from hybridmi.errors import UsageError
+from hybridmi.store.base import ArtifactStore, check_key
+from hybridmi.store.manifest import PublishConflict, StoreAuthError, StoreError, StoreIOError, StoreUnavailable
+from hybridmi.train.checkpoint import record_checksum
 
 log = logging.getLogger(__name__)
-
 LATEST = "LATEST"
+FLUSH_TIMEOUT_S = 120.0  # how long flush (and process exit) waits for the mirror to finish
 _STEP_KEY = re.compile(r"/step-(\d+)$")
+_PRIVATE = ".mirror-"  # directories beside the checkpoint: snapshots being mirrored, downloads in progress
 Accept = Callable[[Path], "str | None"]  # a reason to refuse mirroring this checkpoint file, or None
+Job = tuple[Path, int]  # (snapshot of a checkpoint file, its step)
 
 
 class CheckpointSync:
-    """A TrainCallback that mirrors checkpoints of run ``run_id`` under ``key_prefix`` (newest wins)."""
+    """A training callback that mirrors checkpoints of run ``run_id`` under ``key_prefix`` (newest wins).
 
-    def __init__(
-        self,
-        store: ArtifactStore,
-        key_prefix: str,
-        *,
-        run_id: str = "",
-        accept: Accept | None = None,
-        outage_retry: RetryPolicy = RetryPolicy(attempts=1),
-    ) -> None:
-        self.store = store
-        self.key_prefix = check_key(key_prefix)
-        self.run_id = run_id
-        self.accept = accept
-        self.outage_retry = outage_retry
+    ``on_checkpoint`` hard-links the file (the trainer replaces it by rename, so the link keeps that step's bytes)
+    and returns; a worker thread checks it with ``accept`` and uploads it. One checkpoint at most waits: a newer one
+    replaces it (the replaced one stays only until the newer one is accepted). A store failure only warns.
+    """
+
+    def __init__(self, store: ArtifactStore, key_prefix: str, *, run_id: str = "", accept: Accept | None = None):
+        self.store, self.key_prefix, self.run_id, self.accept = store, check_key(key_prefix), run_id, accept
+        self._cv = threading.Condition()
+        self._waiting: list[Job] = []  # not started, oldest first: at most [replaced, newest]
+        self._current: Job | None = None  # the worker's
+        self._failed: Job | None = None  # the newest accepted checkpoint whose upload failed
+        self._worker: threading.Thread | None = None
         self._outage = False
-        self._pending: tuple[Path, int] | None = None  # the newest local checkpoint the mirror lacks
         self._damaged: str | None = None  # a mirrored checkpoint key found unusable: any step may replace it
 
     def __repr__(self) -> str:
@@ -60,163 +50,171 @@ class CheckpointSync:
 
     def step_key(self, step: int) -> str:
         if step < 0:
-            raise ValueError(f"checkpoint step {step} is negative")
+            raise UsageError(f"checkpoint step {step} is negative")
         return f"{self.key_prefix}/step-{step:010d}"
 
-    # -- the pointer --------------------------------------------------------------------------------
     def pointer(self) -> dict[str, Any] | None:
         return self.store.get_document(f"{self.key_prefix}/{LATEST}")
 
     def latest_step(self) -> int | None:
-        pointer = self.pointer()
-        return None if pointer is None else int(pointer["step"])
+        return None if (pointer := self.pointer()) is None else int(pointer["step"])
 
     def _holds(self, pointer: dict[str, Any] | None, step: int) -> bool:
         """True when the mirror already holds ``step`` or a later step of this run."""
-        return (
-            pointer is not None
-            and pointer.get("run_id") == self.run_id
-            and int(pointer["step"]) >= step
-            and pointer.get("key") != self._damaged
-        )
+        mine = pointer is not None and pointer.get("run_id") == self.run_id and pointer.get("key") != self._damaged
+        return mine and int(pointer["step"]) >= step
 
-    # -- writing ------------------------------------------------------------------------------------
-    def upload(self, path: str | Path, step: int, *, store: ArtifactStore | None = None) -> bool:
-        """Mirror checkpoint ``path`` (and its sidecar) for ``step``; False when the mirror already holds
-        that step or a newer one of this run. StoreError when the store fails."""
-        store = store or self.store
-        latest = f"{self.key_prefix}/{LATEST}"
-        pointer, tag = store.get_document_tagged(latest)
+    def upload(self, path: str | Path, step: int) -> bool:
+        """Mirror checkpoint ``path`` for ``step`` now; False when the mirror already holds that step or a newer
+        one of this run. StoreError when the store fails."""
+        latest, key = f"{self.key_prefix}/{LATEST}", self.step_key(step)
+        pointer, tag = self.store.get_document_tagged(latest)
         if self._holds(pointer, step):
-            log.info(
-                "checkpoint mirror already holds step %s of run %s; step %d not uploaded",
-                pointer["step"],
-                self.run_id,
-                step,
-            )
+            log.info("checkpoint mirror already holds step %s of this run; step %d not uploaded", pointer["step"], step)
             return False
-        key = self.step_key(step)
         try:
-            store.put_file(Path(path), key)
+            self.store.put_file(Path(path), key)
         except PublishConflict:  # another writer of this run mirrored the same step: its whole copy stands
             log.info("step %d was mirrored concurrently by another writer; using that copy", step)
         for _ in range(10):
-            if store.replace_document(latest, {"run_id": self.run_id, "step": step, "key": key}, tag=tag):
+            if self.store.replace_document(latest, {"run_id": self.run_id, "step": step, "key": key}, tag=tag):
                 break
-            pointer, tag = store.get_document_tagged(latest)  # another writer moved it: compare again
+            pointer, tag = self.store.get_document_tagged(latest)  # another writer moved it: compare again
             if self._holds(pointer, step):
                 if pointer["key"] != key:
-                    store.delete(key)
+                    self.store.delete(key)
                 log.info("checkpoint mirror moved to step %s meanwhile; step %d withdrawn", pointer["step"], step)
                 return False
         else:
             raise StoreError(f"checkpoint pointer {latest} kept changing while step {step} was mirrored")
         log.info("checkpoint for step %d mirrored to %s", step, key)
-        try:
-            for old in store.list(f"{self.key_prefix}/step-"):  # later steps may belong to a writer still at work
-                match = _STEP_KEY.search(old)
-                if match and int(match.group(1)) < step:
-                    store.delete(old)
+        try:  # later steps may belong to a writer still at work: only older ones go
+            for old in self.store.list(f"{self.key_prefix}/step-"):
+                if (match := _STEP_KEY.search(old)) and int(match.group(1)) < step:
+                    self.store.delete(old)
         except StoreError as exc:  # the pointer has moved: older steps are only garbage now
             log.warning("could not remove older mirrored checkpoints under %s: %s", self.key_prefix, exc)
         return True
 
     def on_checkpoint(self, path: Path, step: int) -> None:
-        """Mirror a checkpoint the trainer just wrote; a store failure never stops training."""
-        reason = self.accept(Path(path)) if self.accept is not None else None
-        if reason is not None:
-            self._pending = None  # the file at ``path`` no longer holds the pending checkpoint
-            log.error(
-                "checkpoint step %d is not mirrored: %s; the mirror keeps step %s",
-                step,
-                reason,
-                self._latest_or_unknown(),
-            )
-            return
-        self._pending = (Path(path), step)
-        self._try_upload(step, store=self.store.with_retry(self.outage_retry) if self._outage else self.store)
-
-    def flush(self) -> bool:
-        """Mirror the newest local checkpoint the mirror lacks (after an outage, or found at restore), with
-        full retries; False (and a warning naming the local file) when that still fails."""
-        if self._pending is None:
-            return True
-        path, step = self._pending
-        if not self._try_upload(step, store=self.store):
-            log.warning("checkpoint step %d could not be mirrored; it is kept locally at %s", step, path)
-            return False
-        return True
-
-    def _try_upload(self, step: int, *, store: ArtifactStore) -> bool:
-        path, _ = self._pending
+        """Hand a checkpoint the trainer just wrote to the worker; returns at once and never raises."""
         try:
-            self.upload(path, step, store=store)
+            snapshot = _snapshot(Path(path))
+        except OSError as exc:
+            log.warning("checkpoint step %d is not mirrored: %s could not be snapshotted (%s)", step, path, exc)
+            return
+        with self._cv:
+            self._submit((snapshot, step))
+
+    def _submit(self, job: Job) -> None:
+        """Queue ``job`` (lock held), dropping all but it and the one it replaces; start the worker if idle."""
+        self._waiting.append(job)
+        for old, _ in self._waiting[:-2]:
+            _discard(old)
+        del self._waiting[:-2]
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._drain, name="checkpoint-mirror", daemon=True)
+            self._worker.start()
+            atexit.register(self.close)  # an exiting process still delivers what is in flight (bounded)
+
+    def _drain(self) -> None:
+        while True:
+            with self._cv:
+                if not self._waiting:
+                    self._worker = self._current = None
+                    self._cv.notify_all()
+                    atexit.unregister(self.close)
+                    return
+                self._current = job = self._waiting.pop()  # the newest; the one it replaced waits as its fallback
+            try:
+                self._mirror(job)
+            except Exception:  # a bug must not end the worker with checkpoints waiting
+                log.exception("checkpoint mirror failed on step %d", job[1])
+
+    def _mirror(self, job: Job) -> None:
+        snapshot, step = job
+        if (reason := self.accept(snapshot) if self.accept else None) is not None:
+            _discard(snapshot)
+            log.error("checkpoint step %d is not mirrored: %s; the mirror keeps step %s", step, reason, self._latest())
+            return
+        with self._cv:  # accepted: older checkpoints are no longer worth sending
+            older = [j for j in self._waiting if j[1] < step] + ([self._failed] if self._failed else [])
+            self._waiting, self._failed = [j for j in self._waiting if j[1] >= step], None
+        for old, _ in older:
+            _discard(old)
+        try:
+            self.upload(snapshot, step)
         except StoreError as exc:
             if not self._outage:
-                log.warning(
-                    "checkpoint mirror %s unavailable (%s); training continues: checkpoint step %d is kept "
-                    "locally at %s and mirroring is retried at each checkpoint",
-                    self.store.uri,
-                    exc,
-                    step,
-                    path,
-                )
-            else:
-                log.debug("checkpoint mirror still unavailable at step %d: %s", step, exc)
-            self._outage = True
-            return False
+                kept = f"step {step} is kept locally at {_origin(snapshot)}; mirroring is retried at each checkpoint"
+                log.warning("checkpoint mirror %s unavailable (%s); training continues: %s", self.store.uri, exc, kept)
+            self._outage, self._failed = True, job
+            return
+        _discard(snapshot)
         if self._outage:
             log.info("checkpoint mirror %s reachable again: step %d mirrored", self.store.uri, step)
-        self._outage, self._pending = False, None
-        return True
+        self._outage = False
 
-    def _latest_or_unknown(self) -> str:
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Wait (at most ``timeout_s``) until the newest checkpoint is mirrored, retrying one whose upload failed;
+        False, with a warning naming the local file, when it is not (a later flush tries again)."""
+        with self._cv:
+            if self._failed is not None and self._worker is None:
+                job, self._failed = self._failed, None
+                self._submit(job)
+            done = self._cv.wait_for(lambda: self._worker is None, timeout=timeout_s)
+            lacking = self._failed if done else (self._waiting or [self._current])[-1]
+        if lacking is None:
+            return True
+        why = "could not be mirrored" if done else f"is still being mirrored after {timeout_s:g} s"
+        log.warning("checkpoint step %d %s; it is kept locally at %s", lacking[1], why, _origin(lacking[0]))
+        return False
+
+    def close(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+        """Wait (at most ``timeout_s``) for the upload in flight, then drop what is left; never raises."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._worker is None, timeout=timeout_s)
+            left, self._waiting, self._failed = [*self._waiting, *([self._failed] if self._failed else [])], [], None
+        for snapshot, _ in left:
+            _discard(snapshot)
+
+    def _latest(self) -> str:
         try:
-            step = self.latest_step()
+            return "none" if (step := self.latest_step()) is None else str(step)
         except StoreError:
             return "unknown (store unavailable)"
-        return "none" if step is None else str(step)
 
-    # -- resuming -----------------------------------------------------------------------------------
     def restore(self, local_dir: str | Path, *, local: tuple[Path, int] | None) -> Path | None:
-        """Bring the newer of the local checkpoint ``local`` = (path, step) and the mirrored one into
-        ``local_dir``; returns the downloaded checkpoint, or None when the local one (or none) is kept."""
-        pointer = self.pointer()
-        if pointer is None:
-            if local is not None:
-                self._pending = local
-            return None
+        """Bring the newer of the local checkpoint ``local`` = (path, step) and the mirrored one into ``local_dir``;
+        the downloaded checkpoint, or None when the local one (or none) is kept (and mirrored, when newer)."""
+        for stale in Path(local_dir).glob(f"{_PRIVATE}*"):  # left by a killed process
+            shutil.rmtree(stale, ignore_errors=True)
+        if (pointer := self.pointer()) is None:
+            return self._keep(local)
         step, run = int(pointer["step"]), pointer.get("run_id")
-        if local is not None:
-            path, local_step = local
-            if run != self.run_id:
-                log.info(
-                    "keeping the local checkpoint (step %d); the mirror holds run %s's step %d", local_step, run, step
-                )
-                self._pending = local
-                return None
-            if step <= local_step:
-                if step < local_step:
-                    log.info("local checkpoint step %d is newer than the mirrored step %d: kept", local_step, step)
-                    self._pending = local
-                return None
-        elif run != self.run_id:
+        if local is not None and run != self.run_id:
+            log.info("keeping the local checkpoint (step %d); the mirror holds run %s's step %d", local[1], run, step)
+            return self._keep(local)
+        if local is not None and step <= local[1]:
+            if step < local[1]:
+                log.info("local checkpoint step %d is newer than the mirrored step %d: kept", local[1], step)
+                return self._keep(local)
+            return None
+        if run != self.run_id:
             log.info("resuming from run %s's mirrored checkpoint (step %d)", run, step)
         try:
             return self._download(str(pointer["key"]), Path(local_dir), step)
-        except (StoreUnavailable, StoreAuthError):
-            raise  # the mirror holds newer work: fail, so that a retry can fetch it
+        except (StoreUnavailable, StoreAuthError, StoreIOError):
+            raise  # the mirror holds newer work (or the local disk failed): fail, so that a retry can fetch it
         except StoreError as exc:  # damaged or gone: what is local (or a fresh start) is all there is
             self._damaged = str(pointer["key"])
-            log.warning(
-                "the mirrored checkpoint step %d cannot be used (%s); continuing from %s",
-                step,
-                exc,
-                f"the local checkpoint (step {local[1]})" if local else "scratch",
-            )
-            if local is not None:
-                self._pending = local
-            return None
+            instead = f"the local checkpoint (step {local[1]})" if local else "scratch"
+            log.warning("the mirrored checkpoint step %d cannot be used (%s); continuing from %s", step, exc, instead)
+            return self._keep(local)
+
+    def _keep(self, local: tuple[Path, int] | None) -> None:
+        if local is not None:  # mirrored, in case the mirror lacks it
+            self.on_checkpoint(*local)
 
     def download_latest(self, local_dir: str | Path) -> Path | None:
         """Download the newest mirrored checkpoint into ``local_dir`` (keeping its file name); None if none yet."""
@@ -224,15 +222,36 @@ class CheckpointSync:
         return None if pointer is None else self._download(str(pointer["key"]), Path(local_dir), int(pointer["step"]))
 
     def _download(self, key: str, local_dir: Path, step: int) -> Path:
-        local_dir.mkdir(parents=True, exist_ok=True)
-        staging = local_dir / f".mirror-{uuid.uuid4().hex[:8]}"
+        staging = local_dir / f"{_PRIVATE}{uuid.uuid4().hex[:8]}"
         try:
-            self.store.get_dir(key, staging)
-            files = list(staging.iterdir())
+            files = list(self.store.get_dir(key, staging).iterdir())
             for file in files:
+                record_checksum(file, as_path=local_dir / file.name)  # verified by the store's manifest
                 os.replace(file, local_dir / file.name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        checkpoint = local_dir / files[0].name
-        log.info("resuming from checkpoint step %d of the mirror (%s), downloaded to %s", step, key, checkpoint)
-        return checkpoint
+        log.info("resuming from checkpoint step %d of the mirror (%s), downloaded to %s", step, key, local_dir)
+        return local_dir / files[0].name
+
+
+def _snapshot(path: Path) -> Path:
+    """``path`` hard-linked (copied where links are refused) into a private directory beside it, same name."""
+    snapshot = path.parent / f"{_PRIVATE}{uuid.uuid4().hex[:8]}" / path.name
+    snapshot.parent.mkdir()
+    try:
+        os.link(path, snapshot)
+    except OSError:
+        try:
+            shutil.copyfile(path, snapshot)
+        except OSError:
+            _discard(snapshot)
+            raise
+    return snapshot
+
+
+def _origin(snapshot: Path) -> Path:
+    return snapshot.parent.parent / snapshot.name
+
+
+def _discard(snapshot: Path) -> None:
+    shutil.rmtree(snapshot.parent, ignore_errors=True)

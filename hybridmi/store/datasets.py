@@ -1,11 +1,5 @@
 """Content-addressed data sets: ``datasets/<checksum>``, published once however many runs race to publish it,
-and found again from the source they were decoded from (``datasets/sources/<fingerprint>`` → checksum).
-
-The checksum key means that a published key already holds these bytes, so whichever of several
-concurrent writers commits first stands and the others count as reuses (``put_dir(if_absent=True)``:
-``If-None-Match: *`` on the manifest). The source pointer is one small JSON object; racing writers of it
-write the same content.
-"""
+and found again from the source they were decoded from (``datasets/sources/<fingerprint>`` → checksum)."""
 
 from __future__ import annotations
 
@@ -14,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from hybridmi.errors import UsageError
 from hybridmi.store.base import ArtifactStore
 from hybridmi.store.manifest import PublishConflict
 
@@ -29,16 +24,18 @@ class PublishedDataset:
     reused: bool  # True when the key was already published (by an earlier run or a concurrent writer)
 
 
+def _hex(value: str, what: str) -> str:
+    if not _HEX.match(value):
+        raise UsageError(f"{what} {value!r} is not a lowercase hex digest")
+    return value
+
+
 def dataset_key(checksum: str) -> str:
-    if not _HEX.match(checksum):
-        raise ValueError(f"data set checksum {checksum!r} is not a lowercase hex digest")
-    return f"datasets/{checksum}"
+    return f"datasets/{_hex(checksum, 'data set checksum')}"
 
 
 def source_key(fingerprint: str) -> str:
-    if not _HEX.match(fingerprint):
-        raise ValueError(f"data source fingerprint {fingerprint!r} is not a lowercase hex digest")
-    return f"{SOURCES}/{fingerprint}"
+    return f"{SOURCES}/{_hex(fingerprint, 'data source fingerprint')}"
 
 
 def publish_dataset(store: ArtifactStore, local_dir: str | Path, checksum: str) -> PublishedDataset:
@@ -49,10 +46,10 @@ def publish_dataset(store: ArtifactStore, local_dir: str | Path, checksum: str) 
         return PublishedDataset(key, reused=True)
     try:
         store.put_dir(local_dir, key, if_absent=True)
+        return PublishedDataset(key, reused=False)
     except PublishConflict:
         log.info("data set %s was published concurrently by another run; reusing that copy", key)
         return PublishedDataset(key, reused=True)
-    return PublishedDataset(key, reused=False)
 
 
 def record_source(store: ArtifactStore, fingerprint: str, checksum: str) -> None:
@@ -62,11 +59,9 @@ def record_source(store: ArtifactStore, fingerprint: str, checksum: str) -> None
 
 def find_by_source(store: ArtifactStore, fingerprint: str) -> str | None:
     """The published data set key decoded from the source with ``fingerprint``, or None."""
-    pointer = store.get_document(source_key(fingerprint))
-    if pointer is None:
+    if (pointer := store.get_document(source_key(fingerprint))) is None:
         return None
-    key = dataset_key(str(pointer.get("checksum", "")))
-    if not store.exists(key):
+    if not store.exists(key := dataset_key(str(pointer.get("checksum", "")))):
         log.warning("data set %s recorded for source %s is not published (deleted?); decoding again", key, fingerprint)
         return None
     return key

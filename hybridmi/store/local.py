@@ -6,58 +6,54 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
 
 from hybridmi.runtime import atomic_path, atomic_write_bytes
 from hybridmi.store.base import ArtifactStore
-from hybridmi.store.manifest import ObjectMissing, PreconditionFailed
+from hybridmi.store.manifest import ObjectMissing, os_errors
 
 _CHUNK = 1 << 20
+_ABSENT = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
 
 class LocalStore(ArtifactStore):
-    """Objects are files under ``root``; every write goes to a temporary file and is ``os.replace``-d in.
+    """Objects are files under ``root``; every write goes to a temporary file and is ``os.replace``-d in. An OSError
+    (a full disk, a read-only directory) is a StoreIOError naming the file."""
 
-    Conditional writes hold an exclusive ``flock`` on the root directory across the check and the replace,
-    so they are atomic between processes on one machine (and on file systems with working locks).
-    """
-
-    def __init__(self, root: str | Path, *, prune_grace_s: float = ArtifactStore.prune_grace_s) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
         self.uri = self.root.as_uri()
-        self.prune_grace_s = prune_grace_s
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
 
-    def _path(self, name: str) -> Path:
-        return self.root / name
-
     def _describe(self, name: str) -> str:
-        return str(self._path(name))
+        return str(self.root / name)
 
     @property
     def conditional_writes(self) -> bool:
         return True
 
+    def _open(self, name: str) -> IO[bytes]:
+        try:
+            return open(self.root / name, "rb")
+        except _ABSENT:
+            raise ObjectMissing(name) from None
+
     def _upload(self, name: str, src: Path, *, size: int, sha256: str) -> None:
-        with atomic_path(self._path(name), suffix=".part") as tmp, open(tmp, "wb") as out, open(src, "rb") as fh:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                out.write(chunk)
+        with os_errors(f"upload {src} to {self._describe(name)}"):
+            with atomic_path(self.root / name, suffix=".part") as tmp, open(tmp, "wb") as out, open(src, "rb") as fh:
+                shutil.copyfileobj(fh, out, _CHUNK)
 
     def _upload_bytes(self, name: str, data: bytes) -> None:
-        atomic_write_bytes(self._path(name), data)
+        with os_errors(f"write {self._describe(name)}"):
+            atomic_write_bytes(self.root / name, data)
 
     def _write_conditional(self, name: str, data: bytes, *, tag: str | None) -> None:
-        with self._locked():
-            try:
-                current = self._read_tagged(name)[1]
-            except ObjectMissing:
-                current = None
-            if current != tag:
-                raise PreconditionFailed(name)
-            atomic_write_bytes(self._path(name), data)
+        with self._locked():  # one writer at a time, across processes
+            self._check_then_write(name, data, tag)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -71,26 +67,21 @@ class LocalStore(ArtifactStore):
 
     def _download(self, name: str, dest: Path) -> str:
         digest = hashlib.sha256()
-        try:
-            with open(self._path(name), "rb") as fh, open(dest, "wb") as out:
-                for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-        except FileNotFoundError:
-            raise ObjectMissing(name) from None
+        with os_errors(f"download {self._describe(name)} to {dest}"), self._open(name) as fh, open(dest, "wb") as out:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                digest.update(chunk)
+                out.write(chunk)
         return digest.hexdigest()
 
     def _read_tagged(self, name: str) -> tuple[bytes, str]:
-        try:
-            data = self._path(name).read_bytes()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise ObjectMissing(name) from None
+        with os_errors(f"read {self._describe(name)}"), self._open(name) as fh:
+            data = fh.read()
         return data, hashlib.sha256(data).hexdigest()
 
     def _list_objects(self, prefix: str) -> Iterator[tuple[str, float]]:
-        # The deepest existing directory that contains every name with this prefix; os.walk skips
-        # directories that a concurrent writer removes while we walk.
-        base = self._path(prefix) if not prefix or prefix.endswith("/") else self._path(prefix).parent
+        # The deepest directory that holds every name with this prefix; os.walk skips directories that a
+        # concurrent writer removes while we walk.
+        base = self.root / prefix if not prefix or prefix.endswith("/") else (self.root / prefix).parent
         found = []
         for directory, _, files in os.walk(base):
             for file in files:
@@ -103,15 +94,12 @@ class LocalStore(ArtifactStore):
 
     def _delete_names(self, names: Iterable[str]) -> None:
         for name in names:
-            path = self._path(name)
-            with contextlib.suppress(FileNotFoundError):
+            path = self.root / name
+            with os_errors(f"delete {path}"), contextlib.suppress(FileNotFoundError):
                 path.unlink()
-            self._remove_empty_parents(path.parent)
-
-    def _remove_empty_parents(self, directory: Path) -> None:
-        while directory != self.root and self.root in directory.parents:
-            try:
-                directory.rmdir()
-            except OSError:
-                return
-            directory = directory.parent
+            while path.parent != self.root and self.root in path.parents:  # remove the directories left empty
+                path = path.parent
+                try:
+                    path.rmdir()
+                except OSError:
+                    break

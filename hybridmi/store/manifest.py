@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Iterator
+
+from hybridmi.errors import HybridmiError
 
 MANIFEST = "MANIFEST.json"
 VERSIONS = ".versions"
@@ -15,7 +19,7 @@ FORMAT = "hybridmi-artifact/1"
 _KEY_PART = re.compile(r"^[A-Za-z0-9_\-=+,@][A-Za-z0-9_.\-=+,@]*$")
 
 
-class StoreError(RuntimeError):
+class StoreError(HybridmiError, RuntimeError):
     """A storage operation that cannot complete; the message names the object and where it lives."""
 
 
@@ -32,7 +36,11 @@ class StoreAuthError(StoreError, PermissionError):
 
 
 class StoreUnavailable(StoreError, ConnectionError):
-    """The storage service stayed unreachable after every retry."""
+    """The storage service stayed unreachable until its retries or its deadline were spent."""
+
+
+class StoreIOError(StoreError, OSError):
+    """A file of the store or a local file of the transfer failed (a full disk, a read-only directory)."""
 
 
 class PublishConflict(StoreError):
@@ -40,11 +48,22 @@ class PublishConflict(StoreError):
 
 
 class ObjectMissing(Exception):
-    """Internal: a primitive was asked for an object that does not exist."""
+    """Internal: the object a primitive was asked for does not exist."""
 
 
 class PreconditionFailed(Exception):
-    """Internal: a conditional write found the object changed (or present, or absent) against its condition."""
+    """Internal: a conditional write found the object not as its condition required."""
+
+
+@contextlib.contextmanager
+def os_errors(what: str) -> Iterator[None]:
+    """Turn an OSError raised inside into a StoreIOError '<what> failed: <cause>'."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, StoreError):
+            raise
+        raise StoreIOError(f"{what} failed: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -61,19 +80,10 @@ class Manifest:
     files: tuple[FileEntry, ...]
     created_unix: float
 
-    @property
-    def total_bytes(self) -> int:
-        return sum(f.size for f in self.files)
-
     def to_json(self) -> bytes:
-        doc = {
-            "format": FORMAT,
-            "key": self.key,
-            "version": self.version,
-            "created_unix": self.created_unix,
-            "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files],
-        }
-        return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+        files = [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in self.files]
+        doc = {"format": FORMAT, "key": self.key, "version": self.version, "created_unix": self.created_unix}
+        return (json.dumps({**doc, "files": files}, indent=2, sort_keys=True) + "\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes, *, where: str) -> "Manifest":
@@ -82,8 +92,9 @@ class Manifest:
             if doc.get("format") != FORMAT:
                 raise ValueError(f"format {doc.get('format')!r} is not {FORMAT!r}")
             files = tuple(FileEntry(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in doc["files"])
-            for entry in files:
-                check_relative_path(entry.path)
+            for path in (PurePosixPath(f.path) for f in files):  # every file stays inside the artifact
+                if path.is_absolute() or not path.parts or any(part in ("..", ".", "") for part in path.parts):
+                    raise ValueError(f"path {str(path)!r} escapes the artifact directory")
             return cls(str(doc["key"]), str(doc["version"]), files, float(doc["created_unix"]))
         except (ValueError, KeyError, TypeError) as exc:
             raise StoreError(f"manifest {where} is unreadable: {exc}") from None
@@ -98,14 +109,6 @@ def check_key(key: str) -> str:
             f"not starting with '.' and not named {MANIFEST}"
         )
     return "/".join(parts)
-
-
-def check_relative_path(path: str) -> str:
-    """A manifest path must stay inside the artifact (no absolute paths, no '..')."""
-    p = PurePosixPath(path)
-    if p.is_absolute() or not p.parts or any(part in ("..", ".", "") for part in p.parts):
-        raise ValueError(f"path {path!r} escapes the artifact directory")
-    return path
 
 
 def new_version() -> str:

@@ -1,8 +1,4 @@
-"""A failing task's one-line record: ``<HYBRIDMI_ERROR_DIR>/<stage>.json``, which the local runner reads back.
-
-kfp.local reports a failed task as "Inner task failed" with the task's log; the record carries the
-stage's own error, so ``hybridmi run`` ends with that line instead.
-"""
+"""A failing task's one-line record: ``<HYBRIDMI_ERROR_DIR>/<stage>.json``, which the local runner reads back."""
 
 from __future__ import annotations
 
@@ -17,18 +13,14 @@ from hybridmi.runtime import write_json
 ERROR_DIR_VAR = "HYBRIDMI_ERROR_DIR"  # where a failing task leaves <stage>.json for the local runner
 
 
-def _record_failure(stage: str, exc: BaseException, env: Mapping[str, str]) -> None:
-    directory = env.get(ERROR_DIR_VAR, "").strip()
-    if directory:
-        message = f"{type(exc).__name__}: {exc}".strip()
-        write_json(Path(directory) / f"{stage}.json", {"stage": stage, "error": message, "time_unix": time.time()})
-
-
 @contextlib.contextmanager
 def recording_failure(stage: str, env: Mapping[str, str] | None = None) -> Iterator[None]:
     """Record any exception of the block under HYBRIDMI_ERROR_DIR (for the local runner's message), re-raise it."""
     try:
         yield
     except BaseException as exc:
-        _record_failure(stage, exc, os.environ if env is None else env)
+        directory = (os.environ if env is None else env).get(ERROR_DIR_VAR, "").strip()
+        if directory:
+            message = f"{type(exc).__name__}: {exc}".strip()
+            write_json(Path(directory) / f"{stage}.json", {"stage": stage, "error": message, "time_unix": time.time()})
         raise

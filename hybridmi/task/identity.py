@@ -1,10 +1,4 @@
-"""Run identity: which run a task belongs to, where its checkpoints live, which run id its metrics carry.
-
-A task's run id is the KFP run id on a cluster (``HYBRIDMI_RUN_ID`` from the pod label
-``pipeline/runid``, pipelines/settings.py) and the id the local runner made up for a local run. So a
-retried pod of one run finds its own checkpoints and resumes, while every new run — the same config
-again included — starts fresh; continuing another run is explicit (``resume_from``). No kfp here.
-"""
+"""Run identity: which run a task belongs to, where its checkpoints live, which run id its metrics carry."""
 
 from __future__ import annotations
 
@@ -17,6 +11,7 @@ from typing import Mapping
 
 from hybridmi.cluster import RESUME_FROM_VAR, RUN_ID_PATTERN, RUN_ID_VAR
 from hybridmi.config import Config
+from hybridmi.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +25,7 @@ def new_run_id(prefix: str = "local") -> str:
 
 def check_run_id(run_id: str, what: str = "run id") -> str:
     if not RUN_ID.fullmatch(run_id):
-        raise ValueError(f"{what} {run_id!r} is not a run id (letters, digits, '.', '_', '-'; at most 128)")
+        raise UsageError(f"{what} {run_id!r} is not a run id (letters, digits, '.', '_', '-'; at most 128)")
     return run_id
 
 

@@ -1,17 +1,4 @@
-"""The train task on N ranks of this node: the task runs itself again under torchrun, one process per rank.
-
-``launch_ranks`` writes the task (stage, config, artifact directories) into a scratch directory, starts
-``python -m torch.distributed.run --standalone --nproc-per-node N -m hybridmi.task.rank DIR``
-and waits. Every rank (``rank.py``) runs ``run_task`` (rank 0 with the store, checkpoint mirror and
-metrics; see ``hybridmi.train.distributed`` for what each rank trains) and keeps a ``RankRecord``
-``DIR/rank-<r>.json`` (pid, state running | done | failed | terminated, its error, time). Rank 0 leaves
-the task's result in ``DIR/result.json``. When a rank fails torchrun stops the others (SIGTERM, which
-they turn into an orderly exit) and exits non-zero; the launcher then raises ONE line naming the cause:
-a rank that died without recording its end (kill -9, the OOM killer) or else the first recorded error;
-the last checkpoint stays in the model directory, and rerunning the task resumes from it. torchrun is
-told to stop when the task process dies, however it dies (Linux's parent-death signal), so ranks never
-outlive it.
-"""
+"""The train task on N ranks of this node: the task runs itself again under torchrun, one process per rank."""
 
 from __future__ import annotations
 
@@ -26,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from hybridmi.config import Config
+from hybridmi.errors import TaskFailed
 from hybridmi.runtime import choose_device, write_json
 from hybridmi.task.mirror import checkpoint_dir, local_checkpoint
 from hybridmi.task.scratch import scratch_dir
@@ -38,7 +26,7 @@ SCRATCH_PREFIX = "hybridmi-ranks-"
 STOP_GRACE_S = 60.0  # how long torchrun gets to stop its ranks when this process is stopped
 
 
-class RankFailure(RuntimeError):
+class RankFailure(TaskFailed):
     """A rank of a launch failed; the message names it and the cause in one line."""
 
 
@@ -46,7 +34,7 @@ def ranks_to_launch(stage: str, cfg: Config, ranks: Ranks) -> int:
     """How many ranks this task must start: ``train.ranks`` for the train stage, unless already one of a launch."""
     if stage not in DISTRIBUTED_STAGES or ranks.distributed:
         return 1
-    return local_rank_count(cfg.train.ranks, choose_device(cfg.train.device))
+    return local_rank_count(cfg.train.ranks, choose_device(cfg.runtime.device))
 
 
 def launch_ranks(
@@ -59,10 +47,7 @@ def launch_ranks(
     resume_from: str | None,
     nproc: int,
 ) -> dict[str, Any]:
-    """Run ``stage`` on ``nproc`` local ranks through torchrun; rank 0's result {metrics, metadata}.
-
-    Raises RankFailure (one line) when a rank fails; the other ranks are stopped by then.
-    """
+    """Run ``stage`` on ``nproc`` local ranks through torchrun; rank 0's result {metrics, metadata}."""
     with scratch_dir(SCRATCH_PREFIX) as scratch:
         directory = scratch.path
         write_json(
@@ -75,17 +60,8 @@ def launch_ranks(
                 "outputs": {k: str(v) for k, v in outputs.items()},
             },
         )
-        command = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            f"--nproc-per-node={nproc}",
-            "--max-restarts=0",
-            "-m",
-            "hybridmi.task.rank",
-            str(directory),
-        ]
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}"]
+        command += ["--max-restarts=0", "-m", "hybridmi.task.rank", str(directory)]
         log.info("stage %s on %d ranks of this node (torchrun)", stage, nproc)
         code = _wait(subprocess.Popen(command, env=dict(env), preexec_fn=_stop_with_parent()))
         if code != 0:
@@ -97,10 +73,7 @@ def launch_ranks(
 
 
 def _stop_with_parent() -> Callable[[], None] | None:
-    """What the child runs before exec: ask for SIGTERM when this process dies, even by SIGKILL (Linux only).
-
-    Resolved here, in the parent: between fork and exec the child must not import or take Python locks.
-    """
+    """What the child runs before exec: ask for SIGTERM when this process dies, even by SIGKILL (Linux only)."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes

@@ -1,10 +1,4 @@
-"""Checkpoint mirroring for a training task: where its checkpoints are, restore the newest, mirror only finite ones.
-
-``open_mirror`` compares the local checkpoint (its step read from the file itself) with the mirror's
-pointer, brings the newer one into the checkpoint directory (``CheckpointSync.restore``) and returns the
-callback that mirrors every later checkpoint, refusing any that holds a non-finite tensor: the trainer
-checks before it writes; the mirror checks again, so it never replaces a good checkpoint with a bad one.
-"""
+"""Checkpoint mirroring for a training task: where its checkpoints are, restore the newest, mirror only finite ones."""
 
 from __future__ import annotations
 
@@ -14,9 +8,10 @@ from typing import Any, Mapping
 
 import torch
 
+from hybridmi.errors import MissingInput, UsageError
 from hybridmi.stages import stage_module
 from hybridmi.store import ArtifactStore, CheckpointSync
-from hybridmi.train.checkpoint import latest_checkpoint
+from hybridmi.train.checkpoint import latest_checkpoint, verify_checkpoint
 from hybridmi.train.guard import first_nonfinite as first_nonfinite_tensor
 
 log = logging.getLogger(__name__)
@@ -35,7 +30,7 @@ def checkpoint_dir(stage: str, outputs: Mapping[str, Path]) -> Path | None:
 def _load(path: Path) -> dict[str, Any]:
     payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)  # data only: no code from a bucket
     if not isinstance(payload, dict) or not isinstance(payload.get("step"), int):
-        raise ValueError(f"{path} is not a hybridmi checkpoint (no integer 'step')")
+        raise UsageError(f"{path} is not a hybridmi checkpoint (no integer 'step')")
     return payload
 
 
@@ -45,8 +40,9 @@ def local_checkpoint(directory: Path) -> tuple[Path, int] | None:
     if path is None:
         return None
     try:
+        verify_checkpoint(path)
         return path, _load(path)["step"]
-    except Exception as exc:  # a truncated or foreign file: the mirror (or a fresh start) replaces it
+    except Exception as exc:  # damaged, truncated or foreign: the mirror replaces it, else the trainer refuses it
         log.warning("ignoring unreadable local checkpoint %s: %s", path, exc)
         return None
 
@@ -83,7 +79,7 @@ def open_mirror(
     if resume_from is not None and local is None and restored is None:
         run, source = resume_from
         if CheckpointSync(store, source, run_id=run).download_latest(directory) is None:
-            raise FileNotFoundError(
+            raise MissingInput(
                 f"resume_from={run}: no {stage + ' ' if stage else ''}checkpoint under {source} "
                 "(the run id and the config must match that run's)"
             )

@@ -1,22 +1,18 @@
-"""One rank of a launch (``launch.py``), started by torchrun as ``python -m hybridmi.task.rank DIR``.
-
-The rank reads the task from ``DIR/task.json``, runs it with ``run_task`` (rank 0 with the store,
-checkpoint mirror and metrics) and keeps its ``RankRecord`` up to date, so the launcher can name the
-cause of a failed launch; rank 0 leaves the task's result in ``DIR/result.json``.
-"""
+"""One rank of a launch (``launch.py``), started by torchrun as ``python -m hybridmi.task.rank DIR``."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
-from hybridmi.runtime import setup_logging, write_json
+from hybridmi.errors import Preempted
+from hybridmi.runtime import setup_logging, sigterm_handling, write_json
 from hybridmi.task.launch import RankRecord
 from hybridmi.task.run import run_task
-from hybridmi.task.scratch import exit_on_sigterm
 from hybridmi.train.distributed import Ranks
 
 log = logging.getLogger("hybridmi.task.rank")  # also when run as __main__
@@ -31,7 +27,7 @@ def rank_main(directory: Path) -> int:
     task = json.loads((directory / "task.json").read_text())
     log.info("rank %d of %d (local rank %d, pid %d)", ranks.rank, ranks.world_size, ranks.local_rank, os.getpid())
     try:
-        with exit_on_sigterm():
+        with sigterm_handling():  # training checkpoints after the step in flight; anything else unwinds
             result = run_task(
                 task["stage"],
                 task["config"],
@@ -39,13 +35,17 @@ def rank_main(directory: Path) -> int:
                 outputs=task["outputs"],
                 resume_from=task["resume_from"],
             )
-    except SystemExit:  # SIGTERM: torchrun stopping this rank because another one failed
+    except Preempted as exc:  # SIGTERM during training: the checkpoint of the last step is written
+        record.write("terminated", str(exc))
+        log.warning("%s", exc)
+        return 128 + signal.SIGTERM
+    except SystemExit:  # SIGTERM outside training (or torchrun stopping this rank because another one failed)
         record.write("terminated")
         raise
     except BaseException as exc:
         error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
-        record.write("failed", error)
-        print(f"hybridmi: error: rank {ranks.rank}: {error}", file=sys.stderr)
+        record.write("failed", error)  # the launcher's one-line cause; the whole traceback goes to the task's log
+        log.error("rank %d failed: %s", ranks.rank, error, exc_info=True)
         return 1
     if ranks.main:
         write_json(directory / "result.json", {"metrics": result.metrics, "metadata": result.metadata})

@@ -1,26 +1,7 @@
-"""What a pipeline task does around ``run_stage``: config from text, store from env, metrics, checkpoints.
+"""What every task does around ``run_stage``: its config, the store from env, metrics, checkpoints.
 
-Every KFP component body (``components/``), ``hybridmi stage`` and the in-process runner call
-``run_task``, so a stage behaves the same in a subprocess, a container, a cluster pod and this process.
-This module imports no kfp.
-
-Object storage is optional and configured by the environment only (never by the config, which ends
-up in the compiled pipeline and in every artifact): ``HYBRIDMI_STORE=s3://bucket/prefix`` (or a
-local path) plus the endpoint/credential variables that ``hybridmi.store.store_from_env`` reads.
-With a store, a stage that writes to it (prepare, the trainers) first probes read and write access
-(one-line credentials error before any work); the prepared data set is published under
-``datasets/<checksum>`` and found again by its source's fingerprint, so a later run on any machine
-downloads it instead of decoding (``decode_skipped`` in the task's metadata); and trainer checkpoints
-are mirrored under ``checkpoints/<run id>/<training hash>/<stage>`` (``identity.py``), so a retried pod
-of the same run resumes from the newer of its local and its mirrored checkpoint, a new run starts
-fresh, and ``resume_from`` continues another run's checkpoints. A mirror outage never stops training
-(``hybridmi.store.checkpoints``).
-
-Distributed training: the train task with ``train.ranks`` > 1 (or 'auto' on a multi-GPU node) runs
-itself again on that many ranks through torchrun (``launch.py``; each rank is ``rank.py``) and returns
-rank 0's result. In a process that is one rank of a launch (torchrun's WORLD_SIZE > 1, here or in a
-multi-node job) only rank 0 probes the store, mirrors checkpoints and reports metrics; the other ranks
-only train.
+Object storage is set by the environment only (``HYBRIDMI_STORE``), never by the config, which ends up in the
+compiled pipeline and in every artifact.
 """
 
 from __future__ import annotations
@@ -33,9 +14,13 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from hybridmi.cluster import RUN_ID_VAR
-from hybridmi.config import Config, config_from_text, config_to_text
+from hybridmi.config import Config, config_to_text, parse_config_text
+from hybridmi.errors import Preempted, UsageError
+from hybridmi.parameters import CONFIG_PARAMETERS, config_field, resolve_config
+from hybridmi.runtime import sigterm_handling
 from hybridmi.stages import run_stage
 from hybridmi.stages.common import read_sidecar
+from hybridmi.task.dag import made_from, wiring
 from hybridmi.task.failure import recording_failure
 from hybridmi.task.identity import RunIdentity, task_identity
 from hybridmi.task.launch import DISTRIBUTED_STAGES, launch_ranks, ranks_to_launch
@@ -45,6 +30,7 @@ from hybridmi.train.distributed import Ranks
 log = logging.getLogger(__name__)
 
 STORE_VAR = "HYBRIDMI_STORE"  # s3://bucket/prefix or a local directory; unset: no object storage
+PREEMPTED_FLUSH_S = 20.0  # Kubernetes' default grace period is 30 s from SIGTERM to SIGKILL
 STORE_STAGES = ("prepare", *CHECKPOINT_STAGES)  # stages that write to HYBRIDMI_STORE
 
 
@@ -82,11 +68,8 @@ def _checkpoint_mirror(store, identity: RunIdentity, cfg: Config, stage: str, ou
 
 
 def _prepare_with_store(store, cfg: Config, outputs: Mapping[str, Path], callbacks) -> tuple[dict, dict[str, Any]]:
-    """Stage prepare with a store: fetch the data set published for this source, else decode and publish it.
-
-    The store is a cache here: a copy that cannot be fetched is decoded instead, and one that cannot be
-    published leaves a warning (the task's own output is the data set the next stages read).
-    """
+    """Stage prepare with a store as a cache: fetch the data set published for this source, else decode and
+    publish it (a failed fetch decodes, a failed publish only warns)."""
     from hybridmi.data.fingerprint import source_fingerprint
     from hybridmi.stages import prepare
     from hybridmi.store import StoreError, find_by_source, publish_dataset, record_source
@@ -128,30 +111,52 @@ def _stage_metrics(cfg: Config, stage: str, identity: RunIdentity):
     return StageMetrics.from_config(cfg, stage=stage, run_id=identity.metrics_run_id(cfg))
 
 
+def task_config(
+    stage: str, config: str | Config, inputs: Mapping[str, str | Path], parameters: Mapping[str, str] = {}
+) -> Config:
+    """The config a task of ``stage`` runs with, validated once: ``config`` (YAML text or a Config), then the config
+    parameters' fields as its inputs were made with (the model's α, the samples' count), then its own
+    ``parameters`` (empty: keep). ValueError when two inputs were made with different values."""
+    tree = config.model_dump(mode="json") if isinstance(config, Config) else parse_config_text(config)
+    edges, made_with = wiring()[stage], {}
+    for name, directory in inputs.items():
+        path = Path(directory) / "config.yaml"
+        if name not in edges or not path.is_file():
+            continue
+        upstream, their = made_from(edges[name][0]), parse_config_text(path.read_text(), where=str(path))
+        for p in CONFIG_PARAMETERS:
+            if p.stage in upstream:
+                value = config_field(their, p.config_path)
+                if made_with.setdefault(p.name, value) != value:
+                    raise UsageError(
+                        f"the inputs of {stage} were made with different {p.name}: {made_with[p.name]!r}, {value!r}"
+                    )
+    return resolve_config(tree, {**made_with, **{k: v for k, v in parameters.items() if v != ""}})
+
+
 def run_task(
     stage: str,
     config: str | Config,
     *,
     inputs: Mapping[str, str | Path],
     outputs: Mapping[str, str | Path],
+    parameters: Mapping[str, str] = {},
     env: Mapping[str, str] | None = None,
     resume_from: str | None = None,
 ) -> TaskResult:
-    """Run ``stage`` on local artifact directories the way every pipeline runner does.
+    """Run ``stage`` on local artifact directories (name → directory) with the config ``task_config`` resolves.
 
-    config: the resolved config (YAML text or a Config); inputs/outputs: artifact name → directory.
-    The run id comes from HYBRIDMI_RUN_ID; resume_from (default: HYBRIDMI_RESUME_FROM) names a run
-    whose checkpoints a trainer continues when this run has none of its own.
-    Returns the stage's metrics (floats) and artifact metadata (data set store key, reuse flag).
-    On failure the error is recorded under HYBRIDMI_ERROR_DIR (when set) and re-raised.
+    The run id comes from HYBRIDMI_RUN_ID; resume_from (default: HYBRIDMI_RESUME_FROM) names a run whose
+    checkpoints a trainer continues when this run has none. Returns the stage's metrics and artifact metadata;
+    a failure is recorded under HYBRIDMI_ERROR_DIR (when set) and re-raised.
     """
     env = os.environ if env is None else env
-    with recording_failure(stage, env):
-        cfg = config if isinstance(config, Config) else config_from_text(config)
+    with sigterm_handling(), recording_failure(stage, env):
+        cfg = task_config(stage, config, inputs, parameters)
         ranks = Ranks.from_env(env)
         out_paths = {k: Path(v) for k, v in outputs.items()}
         if ranks.distributed and stage not in DISTRIBUTED_STAGES:
-            raise ValueError(
+            raise UsageError(
                 f"WORLD_SIZE={ranks.world_size}: stage {stage} runs in one process; only "
                 f"{', '.join(DISTRIBUTED_STAGES)} trains on several ranks"
             )
@@ -203,14 +208,22 @@ def _run(
     metrics = _stage_metrics(cfg, stage, identity)
     callbacks = [metrics, *([mirror] if mirror is not None else [])]
     metadata: dict[str, Any] = {}
-    with metrics.track():
-        if stage == "prepare" and store is not None:
-            values, metadata = _prepare_with_store(store, cfg, out_paths, callbacks)
-        else:
-            values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
+    try:
+        with metrics.track():
+            if stage == "prepare" and store is not None:
+                values, metadata = _prepare_with_store(store, cfg, out_paths, callbacks)
+            else:
+                values = run_stage(stage, cfg, inputs, out_paths, callbacks=callbacks)
+            if mirror is not None:
+                mirror.flush()  # the final checkpoint, if an outage kept it local; a failure only warns
+            metrics.record_eval(values)
+    except Preempted:
+        if mirror is not None:  # the checkpoint SIGTERM wrote, within the pod's grace period
+            mirror.flush(timeout_s=PREEMPTED_FLUSH_S)
+        raise
+    finally:
         if mirror is not None:
-            mirror.flush()  # the final checkpoint, if an outage kept it local; a failure only warns
-        metrics.record_eval(values)
+            mirror.close(timeout_s=0)  # nothing of the mirror's left in the outputs about to be published
     return TaskResult(metrics=float_metrics(values), metadata=metadata)
 
 
@@ -219,6 +232,6 @@ def float_metrics(values: Mapping[str, Any]) -> dict[str, float]:
     out = {}
     for key, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"metric {key}={value!r} is not a number")
+            raise UsageError(f"metric {key}={value!r} is not a number")
         out[key] = float(value)
     return out

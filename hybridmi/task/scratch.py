@@ -1,12 +1,5 @@
-"""Temporary working directories that do not outlive their process, even one killed with SIGKILL.
-
-A scratch directory ``<tmp>/<prefix><random>`` holds an open, ``flock``-ed ``.owner`` file for as long as
-its process lives; the kernel drops the lock when the process dies, however it dies. Opening a new
-scratch directory first removes every directory of the same prefix whose lock can be taken: those
-whose owner is gone (killed with -9, or OOM-killed). A normal exit, an exception, and SIGTERM (turned
-into ``SystemExit`` by ``exit_on_sigterm``) remove the directory on the way out; ``keep`` turns that off
-for a directory that holds something the user must not lose.
-"""
+"""Temporary working directories that do not outlive their process, even one killed with SIGKILL, unless they
+hold work not yet safe elsewhere (kept, and taken over by the next process with the same key)."""
 
 from __future__ import annotations
 
@@ -15,10 +8,11 @@ import fcntl
 import logging
 import os
 import shutil
-import signal
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from hybridmi.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +30,11 @@ class Scratch:
         (self.path / KEPT).write_text(reason + "\n")
         self.kept = True
         return self.path
+
+    def release(self) -> None:
+        """Remove the directory when the block ends after all (its work is safe elsewhere)."""
+        (self.path / KEPT).unlink(missing_ok=True)
+        self.kept = False
 
 
 def _owner_gone(directory: Path) -> bool:
@@ -68,36 +67,44 @@ def remove_stale(prefix: str, *, root: Path | None = None) -> list[Path]:
 
 
 @contextlib.contextmanager
-def scratch_dir(prefix: str, *, root: Path | None = None) -> Iterator[Scratch]:
-    """A fresh scratch directory, removed when the block ends unless kept; stale ones are swept first."""
+def scratch_dir(prefix: str, *, root: Path | None = None, key: str | None = None) -> Iterator[Scratch]:
+    """A scratch directory, removed when the block ends unless kept; stale ones are swept first.
+
+    With ``key`` the directory is ``<prefix><key>``: a kept one whose process is gone is taken over (its work
+    continues), and the block's directory is kept from the start, so that neither SIGTERM nor SIGKILL nor a
+    sweep removes what it holds; the caller ends it with ``Scratch.release`` once its work is safe elsewhere.
+    """
     remove_stale(prefix, root=root)
-    hidden = Path(tempfile.mkdtemp(prefix=f".{prefix}", dir=root))  # locked before a sweep can see it
-    fd = os.open(hidden / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    path = hidden.with_name(hidden.name[1:])
-    os.rename(hidden, path)
+    root = Path(root or tempfile.gettempdir())
+    adopted = key is not None and (root / f"{prefix}{key}").is_dir()
+    if adopted:
+        path = root / f"{prefix}{key}"
+        fd = os.open(path / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"scratch directory {path} is in use by another process with the same outputs") from None
+        log.warning("continuing from the work kept in %s (%s)", path, _reason(path))
+    else:
+        hidden = Path(tempfile.mkdtemp(prefix=f".{prefix}", dir=root))  # locked before a sweep can see it
+        fd = os.open(hidden / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = root / f"{prefix}{key}" if key is not None else hidden.with_name(hidden.name[1:])
+        os.rename(hidden, path)
     scratch = Scratch(path)
+    if key is not None:
+        scratch.keep("work of a process that may be stopped before it publishes")
     try:
         yield scratch
     finally:
-        if scratch.kept:
-            os.close(fd)
-        else:
+        if not scratch.kept:
             shutil.rmtree(path, ignore_errors=True)
-            os.close(fd)
+        os.close(fd)
 
 
-@contextlib.contextmanager
-def exit_on_sigterm() -> Iterator[None]:
-    """Within the block (main thread only), SIGTERM raises SystemExit(143), so ``finally`` blocks and
-    context managers (scratch directories, metrics, failure records) run as they do for Ctrl-C."""
-
-    def handler(signum, _frame):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
-        raise SystemExit(128 + signal.SIGTERM)
-
-    previous = signal.signal(signal.SIGTERM, handler)
+def _reason(path: Path) -> str:
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        return (path / KEPT).read_text().strip()
+    except OSError:
+        return "no reason recorded"

@@ -1,8 +1,4 @@
-"""The α sweep's result: linear accuracy against reconstruction MSE, one row per α (table, CSV, plot).
-
-Rows are matched by the ``config_hash`` in each artifact's sidecar and read α from its config.yaml,
-so they do not depend on the order in which a runner collects the parallel branches.
-"""
+"""The α sweep's result: linear accuracy against reconstruction MSE, one row per α (table, CSV, plot)."""
 
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ from typing import Iterable
 
 import yaml
 
+from hybridmi.errors import UsageError
 from hybridmi.eval.render import png_data_uri, scatter_png
 from hybridmi.runtime import atomic_write_bytes
 from hybridmi.stages.common import read_sidecar
@@ -40,7 +37,7 @@ def tradeoff_rows(
     probes = {h: (a, m) for h, a, m in map(_alpha_and_metrics, map(Path, probe_dirs))}
     recons = {h: (a, m) for h, a, m in map(_alpha_and_metrics, map(Path, reconstruction_dirs))}
     if probes.keys() != recons.keys():
-        raise ValueError(
+        raise UsageError(
             f"probe and reconstruction results do not pair up by config: "
             f"{sorted(probes.keys() ^ recons.keys())} have only one of the two"
         )
@@ -49,10 +46,10 @@ def tradeoff_rows(
         recon = recons[key][1]
         missing = [k for k in ERROR_KEYS if k not in recon]
         if missing:
-            raise ValueError(f"reconstruction metrics for alpha {alpha} lack {', '.join(missing)}")
+            raise UsageError(f"reconstruction metrics for alpha {alpha} lack {', '.join(missing)}")
         accuracies = {k: float(v) for k, v in sorted(probe.items()) if k.startswith(ACCURACY_PREFIX)}
         if not accuracies:
-            raise ValueError(f"probe metrics for alpha {alpha} have no {ACCURACY_PREFIX}* key")
+            raise UsageError(f"probe metrics for alpha {alpha} have no {ACCURACY_PREFIX}* key")
         rows.append({"alpha": alpha, **accuracies, **{k: float(recon[k]) for k in ERROR_KEYS}})
     return sorted(rows, key=lambda row: row["alpha"])
 
@@ -111,7 +108,7 @@ def write_tradeoff(
 ) -> None:
     """Write the Markdown table, the CSV and an HTML page (plot + table) for the KFP UI."""
     if not rows:
-        raise ValueError("the alpha sweep produced no results")
+        raise UsageError("the alpha sweep produced no results")
     table = markdown_table(rows)
     atomic_write_bytes(table_path, table.encode())
     atomic_write_bytes(csv_path, csv_text(rows).encode())

@@ -1,22 +1,4 @@
-"""Training on the N ranks of one job (torchrun): where this process sits, the process group, collectives,
-and MoCo's shuffle-BN across ranks (after facebookresearch/moco ``builder.py``).
-
-A distributed run is the one-process run with the same config, cut by rank:
-
-- ``train.batch_size`` is the GLOBAL batch B; rank r takes rows [r·b, (r+1)·b) of every global batch
-  (b = B / N) and draws the augmentation parameters and key permutation of the WHOLE batch from the step's
-  generator, which every rank seeds alike, so views and permutation are the one-process ones;
-- the query side (encoder, decoder, query head) runs under DistributedDataParallel: each rank's loss is the
-  mean over its rows and DDP averages gradients, which gives the gradient of the global mean;
-- key views are gathered from every rank (``all_gather``) and encoded in the one-process BN groups
-  (``CrossRankShuffle``), keys are gathered back and every rank enqueues all of them;
-- ``RunningNorm`` (the projection heads) folds in statistics over all ranks' rows (``sync_running_norms``);
-- BatchNorm running statistics are averaged over ranks before a checkpoint (``RankGroup.average_``): for the
-  encoders' split BN that is exactly the one-process value (a mean over the same groups). The decoder's
-  BatchNorm normalises each rank's own 2b images (not the whole batch), as DDP always does.
-
-Nothing here reads the environment: the stage parses torchrun's variables (``Ranks.from_env(os.environ)``).
-"""
+"""Training on the N ranks of one torchrun job: the one-process run cut by rank, in the one-process BN groups."""
 
 from __future__ import annotations
 
@@ -51,19 +33,18 @@ class Ranks:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "Ranks":
-        """torchrun's RANK, WORLD_SIZE and LOCAL_RANK from ``env``; none of them set: one process."""
-        values = {}
+        """torchrun's RANK, WORLD_SIZE and LOCAL_RANK from ``env``; none set: one process."""
+        values = []
         for name in ENV_VARS:
             raw = env.get(name, "").strip()
             if raw and not raw.isdigit():
                 raise ValueError(f"{name}={raw!r} is not a non-negative integer")
-            values[name] = int(raw) if raw else None
-        world = values["WORLD_SIZE"] or 1
-        if world > 1 and values["RANK"] is None:
+            values.append(int(raw) if raw else None)
+        rank, world, local = values
+        if (world or 1) > 1 and rank is None:
             raise ValueError(f"WORLD_SIZE={world} but RANK is not set: start the ranks through torchrun")
-        rank = values["RANK"] or 0
-        local = values["LOCAL_RANK"] if values["LOCAL_RANK"] is not None else rank
-        return cls(rank=rank, world_size=world, local_rank=local)
+        rank = rank or 0
+        return cls(rank=rank, world_size=world or 1, local_rank=rank if local is None else local)
 
     @property
     def distributed(self) -> bool:
@@ -83,7 +64,7 @@ def local_rank_count(spec: int | str, device: torch.device) -> int:
     if device.type == "cuda" and count > torch.cuda.device_count():
         raise ValueError(
             f"train.ranks {count} exceeds the {torch.cuda.device_count()} visible CUDA devices "
-            "(one rank per GPU; set train.ranks=auto or train.device=cpu for gloo ranks)"
+            "(one rank per GPU; set train.ranks=auto or runtime.device=cpu for gloo ranks)"
         )
     return count
 
@@ -97,35 +78,15 @@ def rank_device(device: torch.device, ranks: Ranks) -> torch.device:
     return torch.device("cuda", ranks.local_rank)
 
 
-def check_batch_split(batch_size: int, world_size: int, bn_group_size: int | None) -> int:
-    """Rows per rank b = batch_size / world_size; ValueError unless it is whole and holds whole BN groups."""
-    if batch_size % world_size:
-        raise ValueError(f"train.batch_size {batch_size} does not split evenly over {world_size} ranks")
-    local = batch_size // world_size
-    if bn_group_size is not None and local % bn_group_size:
-        raise ValueError(
-            f"the {local} images per rank (train.batch_size {batch_size} over {world_size} ranks) do not "
-            f"hold whole BN groups of {bn_group_size}: objective.bn_splits must be a multiple of {world_size}"
-        )
-    return local
-
-
 class RankGroup:
-    """The collectives a distributed step needs, over the default process group (see ``process_group``).
+    """The collectives a distributed step needs; on CUDA only ``broadcast`` makes the host wait."""
 
-    On CUDA (NCCL) every collective here is queued on the device like a kernel: none makes the host wait,
-    except ``broadcast`` (an object, at start-up and when a time budget fixes the run length).
-    """
-
-    def __init__(self, ranks: Ranks, device: torch.device) -> None:
+    def __init__(self, ranks: Ranks, device: torch.device, *, host_group: Any = None) -> None:
         if not ranks.distributed:
             raise ValueError("a RankGroup needs world size > 1")
-        self.ranks, self.device = ranks, device
+        self.ranks, self.device, self.main = ranks, device, ranks.main
         self.rank, self.world_size = ranks.rank, ranks.world_size
-
-    @property
-    def main(self) -> bool:
-        return self.ranks.main
+        self._host_group = host_group  # gloo group for host-side flags (None: the default group is gloo)
 
     def shard(self, n: int) -> slice:
         """This rank's rows [r·n/W, (r+1)·n/W) of n global rows."""
@@ -147,6 +108,12 @@ class RankGroup:
         """In place: the elementwise maximum over ranks (a flag set on any rank is set on all)."""
         dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
         return tensor
+
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is set on any rank: a CPU collective that never waits for the device."""
+        box = torch.tensor([int(flag)])
+        dist.all_reduce(box, op=dist.ReduceOp.MAX, group=self._host_group)
+        return bool(box.item())
 
     @torch.no_grad()
     def mean(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -173,11 +140,8 @@ class RankGroup:
 
     @torch.no_grad()
     def var_mean(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(unbiased variance, mean) over the rows of every rank's x (n, D), each (D,); equal n on every rank.
-
-        Each rank sends its mean and sum of squared deviations M2; they combine exactly (Chan et al.):
-        M2 = Σ_r M2_r + n·Σ_r (mean_r − mean)², variance = M2 / (W·n − 1).
-        """
+        """(unbiased variance, mean) (D,) over every rank's rows x (n, D), combined exactly (Chan et al.):
+        M2 = Σ_r M2_r + n·Σ_r (mean_r − mean)², variance = M2 / (W·n − 1)."""
         n = x.shape[0]
         var, mean = torch.var_mean(x, dim=0)
         parts = self.all_gather(torch.stack([mean, var * (n - 1)]))  # (W·2, D)
@@ -188,15 +152,8 @@ class RankGroup:
 
 
 class CrossRankShuffle:
-    """MoCo's ``_batch_shuffle_ddp`` / ``_batch_unshuffle_ddp`` with the one-process key permutation.
-
-    Every rank holds V·b key views (V = 2 views when the loss is symmetric, else 1): view v of its images
-    [r·b, (r+1)·b). Gathered, they are the one-process key batch, row v·B + j for image j of view v. ``perm``
-    (V·B,) is that run's key permutation, drawn alike on every rank from the step's generator (so, unlike
-    MoCo, nothing is broadcast). Rank r encodes rows perm[v·B + r·b : v·B + (r+1)·b] of each view v: its BN
-    groups of g (b a multiple of g) are exactly the one-process run's groups at those positions. Keys are
-    gathered back, put in one-process order (what every rank enqueues), and rank r keeps its own rows.
-    """
+    """MoCo's ``_batch_shuffle_ddp`` / ``_batch_unshuffle_ddp`` with the one-process key permutation ``perm``
+    (V·B,): rank r encodes rows perm[v·B + r·b : v·B + (r+1)·b] of view v, exactly the one-process BN groups."""
 
     def __init__(self, group: RankGroup, *, views: int) -> None:
         if views not in (1, 2):
@@ -233,23 +190,15 @@ def sync_running_norms(module: nn.Module, group: RankGroup) -> None:
 
 @contextlib.contextmanager
 def process_group(ranks: Ranks, device: torch.device, *, timeout_s: float = 600.0) -> Iterator[RankGroup | None]:
-    """The default process group for the block (NCCL on CUDA, gloo on the CPU), or None for one process.
-
-    Rendezvous is torchrun's (MASTER_ADDR / MASTER_PORT, read by torch's ``env://``). A collective that
-    waits longer than ``timeout_s`` (a rank that died without its peers noticing) raises.
-    """
+    """The default process group (NCCL on CUDA, gloo on the CPU; torchrun's ``env://``), None for one process."""
     if not ranks.distributed:
         yield None
         return
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(
-        "nccl" if device.type == "cuda" else "gloo",
-        rank=ranks.rank,
-        world_size=ranks.world_size,
-        timeout=datetime.timedelta(seconds=timeout_s),
-    )
+    backend, timeout = "nccl" if device.type == "cuda" else "gloo", datetime.timedelta(seconds=timeout_s)
+    dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world_size, timeout=timeout)
     try:
-        yield RankGroup(ranks, device)
+        yield RankGroup(ranks, device, host_group=dist.new_group(backend="gloo") if device.type == "cuda" else None)
     finally:
         dist.destroy_process_group()

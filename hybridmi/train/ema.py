@@ -9,25 +9,10 @@ import torch
 from torch import nn
 
 
-def ema_decay_at(step: int, *, decay: float, warmup: bool) -> float:
-    """The decay used for update number ``step`` (0-based): min(decay, (1 + n)/(10 + n)) with warm-up.
-
-    The warm-up (as in TensorFlow's ExponentialMovingAverage with num_updates) lets short runs get a
-    useful average instead of one stuck at the initial weights when decay = 0.9999.
-    """
-    if not 0.0 <= decay < 1.0:
-        raise ValueError(f"EMA decay {decay} must be in [0, 1)")
-    return min(decay, (1 + step) / (10 + step)) if warmup else decay
-
-
 class EMA:
-    """θ_ema ← d·θ_ema + (1 − d)·θ after each optimiser step; buffers (e.g. norm statistics) are copied.
-
-    ``module`` is a frozen deep copy of the model in eval mode, on the model's device.
-    """
+    """θ_ema ← d·θ_ema + (1 − d)·θ after each optimiser step; buffers are copied; ``module``: a frozen eval copy."""
 
     def __init__(self, model: nn.Module, *, decay: float, warmup: bool = True) -> None:
-        ema_decay_at(0, decay=decay, warmup=warmup)  # validates decay
         self.decay, self.warmup, self.num_updates = decay, warmup, 0
         self.module = copy.deepcopy(model).eval()
         for p in self.module.parameters():
@@ -35,8 +20,10 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> float:
-        """Fold the model's current weights into the average (one foreach lerp); returns the decay used."""
-        d = ema_decay_at(self.num_updates, decay=self.decay, warmup=self.warmup)
+        """Fold the model's weights into the average (one foreach lerp); returns the decay used: with warm-up
+        min(decay, (1 + n)/(10 + n)) at update n, as TensorFlow's EMA."""
+        n = self.num_updates
+        d = min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
         params, ema_params = list(model.parameters()), list(self.module.parameters())
         buffers, ema_buffers = list(model.buffers()), list(self.module.buffers())
         if len(params) != len(ema_params) or len(buffers) != len(ema_buffers):

@@ -1,17 +1,6 @@
-"""One hybrid training step that never waits for the device: build the models, then call ``HybridStep``.
-
-The step (views → momentum update → one query pass → one key pass → α·recon + (1 − α)·InfoNCE →
-backward → finite check → clip → fused optimiser → enqueue) reads no device value on the host: the
-learning rate and the queue pointer are host numbers, the finite check is recorded on the device by
-``FiniteGuard`` and read by the trainer every few steps, and a non-finite update is skipped inside the
-fused optimiser. Every random draw of a step comes from the generator it is given.
-
-With a ``RankGroup`` the step is one rank's share of a DistributedDataParallel step (see
-``hybridmi.train.distributed``): the batch it is given is this rank's rows of the global batch, the
-query side runs under DDP, keys are shuffled and gathered across ranks, and the finite check is agreed
-on by all ranks. The collectives are queued on the device like kernels (NCCL), so the step still never
-waits for it on the host.
-"""
+"""One hybrid training step that never waits for the device: views → query and key passes →
+α·recon + (1 − α)·InfoNCE → backward → finite check → clip → fused optimiser → enqueue. With a ``RankGroup``
+it is one rank's share of a DDP step; every random draw comes from the given generator."""
 
 from __future__ import annotations
 
@@ -30,14 +19,14 @@ from hybridmi.models.autoencoder import Autoencoder, split_latent
 from hybridmi.models.moco import MoCo, ProjectionHead
 from hybridmi.runtime import autocast
 from hybridmi.train.distributed import CrossRankShuffle, RankGroup, sync_running_norms
-from hybridmi.train.guard import FiniteGuard, OnNonFinite, fused_optimizer
+from hybridmi.train.guard import FiniteGuard, fused_optimizer
 
 AutoencoderViews = Literal["flip", "clean", "moco"]
 _DDP_ARGS = inspect.signature(DistributedDataParallel.__init__).parameters
 
 
 def bn_group_size(cfg: Config) -> int | None:
-    """Images per encoder BatchNorm group: batch / objective.bn_splits with MoCo, None for the autoencoder alone."""
+    """Images per encoder BatchNorm group (batch / objective.bn_splits), None without MoCo or split BN."""
     if cfg.objective.alpha >= 1.0 or cfg.objective.bn_splits == 1:
         return None
     return cfg.train.batch_size // cfg.objective.bn_splits
@@ -47,28 +36,13 @@ def build_models(cfg: Config) -> tuple[Autoencoder, MoCo | None]:
     """The autoencoder and, unless α = 1 (plain autoencoder), the MoCo-v2 wrapper around its encoder."""
     m, o = cfg.model, cfg.objective
     group = bn_group_size(cfg)
-    autoencoder = Autoencoder(
-        channels=m.channels,
-        cells_32=m.cells_32,
-        cells_16=m.cells_16,
-        decoder_expand=m.decoder_expand,
-        latent_channels=m.latent_channels,
-        bn_group_size=group,
-    )
+    shape = m.model_dump(include={"channels", "cells_32", "cells_16", "decoder_expand", "latent_channels"})
+    autoencoder = Autoencoder(**shape, bn_group_size=group)
     if o.alpha >= 1.0:
         return autoencoder, None
     head = ProjectionHead(m.contrastive_channels * 16 * 16, m.proj_hidden, m.proj_dim)
-    moco = MoCo(
-        autoencoder.encoder,
-        head,
-        contrastive_channels=m.contrastive_channels,
-        queue_size=o.queue_size,
-        momentum=o.momentum,
-        temperature=o.temperature,
-        symmetric=o.symmetric,
-        shuffle_bn=o.shuffle_bn,
-        bn_group_size=group,
-    )
+    settings = o.model_dump(include={"queue_size", "momentum", "temperature", "symmetric", "shuffle_bn"})
+    moco = MoCo(autoencoder.encoder, head, contrastive_channels=m.contrastive_channels, **settings, bn_group_size=group)
     return autoencoder, moco
 
 
@@ -87,12 +61,8 @@ def make_optimizer(params: list[nn.Parameter], cfg: Config) -> torch.optim.Optim
 
 
 class QuerySide(nn.Module):
-    """Everything a step optimises, as one module (what DistributedDataParallel wraps): x → (z, x̂, q).
-
-    x (B, 3, 32, 32) in [0, 1] → z (B, L, 16, 16) from the encoder; x̂ (B, 3, 32, 32) from the decoder when
-    ``decode`` (None otherwise: at α = 0 the decoder gets no gradient, so it is left out); q (B, D), the
-    L2-normalised float32 projection of y = z[:, :c] by MoCo's query head, when there is one (else None).
-    """
+    """What a step optimises, as one module (what DDP wraps): x (B, 3, 32, 32) → z (B, L, 16, 16),
+    x̂ (B, 3, 32, 32) or None (α = 0), q (B, D) L2-normalised float32 or None (no head)."""
 
     def __init__(
         self, autoencoder: Autoencoder, head: nn.Module | None, *, contrastive_channels: int, decode: bool
@@ -112,14 +82,7 @@ class QuerySide(nn.Module):
 
 
 class HybridStep:
-    """``step(batch, generator=g, lr=…)``: one optimisation step on a float batch (B, 3, 32, 32) in [0, 1].
-
-    α = 1 trains the autoencoder alone on ``autoencoder_views`` of the batch (clean images with random
-    horizontal flips by default, as autoencoders are trained); otherwise both MoCo-v2 views are
-    reconstructed (the hybrid's documented target: the augmented query views) and contrasted.
-    ``compile`` wraps the loss computation (both encoder passes, decoder, heads, InfoNCE) in torch.compile;
-    in a distributed run (``group``) it compiles the DDP-wrapped query side only.
-    """
+    """``step(batch, generator=g, lr=…)``: one optimisation step on a float batch (B, 3, 32, 32) in [0, 1]."""
 
     def __init__(
         self,
@@ -129,7 +92,6 @@ class HybridStep:
         *,
         alpha: float,
         grad_clip: float,
-        on_nonfinite: OnNonFinite,
         autoencoder_views: AutoencoderViews = "flip",
         amp: torch.dtype | None = None,
         channels_last: bool = False,
@@ -142,73 +104,46 @@ class HybridStep:
         named = trainable(autoencoder, moco)
         self.params = [p for _, p in named]
         terms = ["recon"] if moco is None else (["infonce"] if alpha == 0.0 else ["recon", "infonce"])
-        self.query_side: nn.Module = QuerySide(
-            autoencoder,
-            moco.head_q if moco is not None else None,
-            contrastive_channels=moco.contrastive_channels if moco is not None else 0,
-            decode=moco is None or alpha > 0.0,
-        )
+        head, channels = (None, 0) if moco is None else (moco.head_q, moco.contrastive_channels)
+        decode = moco is None or alpha > 0.0
+        self.query_side: nn.Module = QuerySide(autoencoder, head, contrastive_channels=channels, decode=decode)
         if group is not None:
             self._distribute(group, compile=compile)
-        self.guard = FiniteGuard(
-            optimizer=optimizer,
-            named_params=named,
-            terms=terms,
-            mode=on_nonfinite,
-            rollback=self._rollback_tensors(),
-            across_ranks=group,
-        )
+        self.guard = FiniteGuard(optimizer=optimizer, named_params=named, terms=terms, across_ranks=group)
         self.losses = torch.compile(self._losses) if compile and group is None else self._losses
 
     def _distribute(self, group: RankGroup, *, compile: bool) -> None:
-        """DDP around the query side (buffers stay per rank: BatchNorm statistics are averaged at checkpoints),
-        shuffle-BN across ranks on the key side, RunningNorm statistics over all ranks."""
-        cuda = group.device.type == "cuda"
+        """DDP around the query side (buffers per rank), shuffle-BN across ranks, RunningNorm over all ranks."""
         # torch 2.14 renames broadcast_buffers (deprecated there) to forward_sync_buffers; 2.11 has only the former
-        no_buffer_sync = (
-            {"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_ARGS else {"broadcast_buffers": False}
-        )
-        ddp = DistributedDataParallel(
-            self.query_side, device_ids=[group.device.index] if cuda else None, **no_buffer_sync
-        )
+        sync = "forward_sync_buffers" if "forward_sync_buffers" in _DDP_ARGS else "broadcast_buffers"
+        devices = [group.device.index] if group.device.type == "cuda" else None
+        ddp = DistributedDataParallel(self.query_side, device_ids=devices, **{sync: False})
         self.query_side = torch.compile(ddp) if compile else ddp
         if self.moco is not None:
             self.moco.key_shuffle = CrossRankShuffle(group, views=2 if self.moco.symmetric else 1)
             sync_running_norms(self.moco, group)
 
-    def _rollback_tensors(self) -> list[torch.Tensor]:
-        """What a step changes besides the optimiser: running statistics, the key encoder and head, the queue."""
-        tensors = list(self.autoencoder.buffers())
-        if self.moco is not None:
-            tensors += [*self.moco.buffers(), *self.moco.encoder_k.parameters(), *self.moco.head_k.parameters()]
-        unique = {id(t): t for t in tensors}  # the query encoder's buffers are the autoencoder's
-        return list(unique.values())
-
     def views(
         self, batch: torch.Tensor, generator: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-        """(query-side images, key-side images, key permutation) for this step; see MoCo.forward_contrastive.
-
-        Random parameters are drawn for the whole global batch (this rank's rows of it with a group), so
-        every rank consumes the generator as one process does.
-        """
+        """(query images, key images, key permutation), drawn for the whole global batch on every rank."""
         n, device = batch.shape[0], batch.device
         rows = slice(None)
         if self.group is not None:
             n *= self.group.world_size
             rows = self.group.shard(n)
+
+        def moco_view() -> torch.Tensor:  # this rank's rows of one MoCo-v2 view of the global batch
+            return apply_moco(batch, draw_moco_params(n, batch.shape[-1], generator=generator, device=device)[rows])
+
         if self.moco is None:
             if self.autoencoder_views == "flip":
                 batch = apply_flips(batch, draw_flips(n, generator=generator, device=device)[rows])
             elif self.autoencoder_views == "moco":
-                batch = apply_moco(
-                    batch, draw_moco_params(n, batch.shape[-1], generator=generator, device=device)[rows]
-                )
+                batch = moco_view()
             return self._layout(batch), None, None
-        p1 = draw_moco_params(n, batch.shape[-1], generator=generator, device=device)
-        p2 = draw_moco_params(n, batch.shape[-1], generator=generator, device=device)
+        v1, v2 = moco_view(), moco_view()
         perm = self.moco.key_permutation(n, generator=generator, device=device)
-        v1, v2 = apply_moco(batch, p1[rows]), apply_moco(batch, p2[rows])
         if self.moco.symmetric:
             x = self._layout(torch.cat([v1, v2]))
             return x, x, perm
@@ -233,7 +168,6 @@ class HybridStep:
     def __call__(self, batch: torch.Tensor, *, generator: torch.Generator, lr: float) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        self.guard.begin()
         if self.moco is not None:
             self.moco.momentum_update()
         x, key_x, perm = self.views(batch, generator)

@@ -1,9 +1,4 @@
-"""Learning-rate multipliers (pure functions of the step) and the run length they are laid over.
-
-A run's length is either fixed (epochs × steps per epoch) or set by a wall-clock budget: then the
-number of steps is estimated ONCE, after the warm-up, from the step time measured between two reads,
-and frozen in every later checkpoint, so a resumed run follows the same schedule bit for bit.
-"""
+"""Learning-rate multipliers and the run length: fixed, or estimated ONCE from a time budget and then checkpointed."""
 
 from __future__ import annotations
 
@@ -15,10 +10,8 @@ MIN_TIMED_STEPS = 20  # a budgeted run estimates its length no earlier than this
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int | None) -> float:
-    """Multiplier of the peak learning rate: linear 0→1 over ``warmup_steps``, then cosine 1→0 at ``total_steps``.
-
-    ``total_steps=None`` (a budgeted run before its estimate) holds the peak after the warm-up.
-    """
+    """Multiplier of the peak learning rate: linear 0→1 over ``warmup_steps``, then cosine 1→0 at ``total_steps``
+    (None, a budgeted run before its estimate: the peak after the warm-up)."""
     if total_steps is not None and total_steps <= 0:
         raise ValueError(f"total_steps {total_steps} must be positive")
     if step < warmup_steps:
@@ -31,11 +24,7 @@ def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int | None) -> f
 
 @dataclass
 class RunLength:
-    """How many optimisation steps a run takes, and where that number came from (checkpointed as a dict).
-
-    Fixed runs know ``total_steps`` from the start; budgeted runs (``budget_minutes``) hold None until
-    ``estimate`` and record the measurement behind it.
-    """
+    """A run's optimisation steps and their origin; a budgeted run holds total_steps None until ``estimate``."""
 
     warmup_steps: int
     total_steps: int | None
@@ -45,13 +34,9 @@ class RunLength:
     elapsed_at_estimate_s: float | None = None  # training seconds spent when it was made
 
     @classmethod
-    def plan(
-        cls, *, epochs: float, steps_per_epoch: int, warmup_steps: int, budget_minutes: float | None
-    ) -> "RunLength":
+    def plan(cls, *, epochs: float, steps_per_epoch: int, warmup_steps: int, budget_minutes: float | None) -> RunLength:
         if budget_minutes is None:
             return cls(warmup_steps=warmup_steps, total_steps=max(1, math.ceil(epochs * steps_per_epoch)))
-        if budget_minutes <= 0:
-            raise ValueError(f"time budget {budget_minutes} minutes must be positive")
         return cls(warmup_steps=warmup_steps, total_steps=None, budget_minutes=budget_minutes)
 
     @classmethod

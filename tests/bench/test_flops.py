@@ -18,9 +18,9 @@ def test_conv_backward__counts_a_depthwise_convolution_like_its_forward_per_grad
 
 
 def test_image_flops__do_not_depend_on_the_batch_and_split_as_expected():
-    cfg = preset("smoke", ["train.device=cpu"])
+    cfg = preset("smoke")
     per_image = image_flops(cfg, count_batch=16)
     assert per_image == pytest.approx(image_flops(cfg, count_batch=32), rel=1e-6)
-    ae_only = image_flops(preset("smoke", ["train.device=cpu", "objective.alpha=1.0"]), count_batch=16)
-    contrastive = image_flops(preset("smoke", ["train.device=cpu", "objective.alpha=0.0"]), count_batch=16)
+    ae_only = image_flops(preset("smoke", ["objective.alpha=1.0"]), count_batch=16)
+    contrastive = image_flops(preset("smoke", ["objective.alpha=0.0"]), count_batch=16)
     assert ae_only < contrastive < per_image  # one view vs two views' encoder and keys vs both

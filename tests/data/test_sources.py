@@ -67,6 +67,18 @@ def test_load_class_folders__test_class_without_train_folder_is_an_error(tmp_pat
         load_class_folders(root)
 
 
+@pytest.mark.parametrize("where", ["train", "test"])
+def test_load_class_folders__an_empty_class_folder_is_refused_before_decoding(tmp_path, class_tree, make_tar_gz, where):
+    root = class_tree(tmp_path / "tree", top="top")
+    (root / "top" / where / "bee").mkdir()  # sorted between ant and cat: dropping it would shift their labels
+    (root / "top" / "train" / "cat" / "0001.png").write_bytes(b"not an image")  # never decoded
+    with pytest.raises(ValueError, match=rf"^class folder {where}/bee in {root}/top holds no images"):
+        load_class_folders(root / "top")
+    archive = make_tar_gz(root, tmp_path / "x.tar.gz")
+    with pytest.raises(ValueError, match=rf"^class folder top/{where}/bee in {archive} holds no images"):
+        load_class_folders(archive)
+
+
 def test_load_class_folders__corrupt_image_is_named(tmp_path, class_tree, make_tar_gz):
     root = class_tree(tmp_path / "tree", top="top")
     (root / "top" / "train" / "cat" / "0001.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)

@@ -4,6 +4,7 @@ Image counts stay in the tens: the Inception at 299x299 runs at about 13 images/
 """
 
 import hashlib
+import io
 
 import pytest
 import torch
@@ -11,18 +12,12 @@ import torch.nn.functional as F
 
 from hybridmi.data.synthetic import make_synthetic
 from hybridmi.eval.fid import WEIGHTS_FILE, activation_statistics, frechet_distance, read_record, uint8_batches
-from hybridmi.eval.fid_weights import (
-    TOLERANCE,
-    convert_state_dict,
-    load_torchscript,
-    max_feature_difference,
-    read_torchscript_from_wheel,
-)
+from hybridmi.eval.fid_weights import TOLERANCE, convert_state_dict, read_torchscript_from_wheel
 
 
 @pytest.fixture(scope="module")
 def torchscript(fid_wheel):
-    return load_torchscript(read_torchscript_from_wheel(fid_wheel))
+    return torch.jit.load(io.BytesIO(read_torchscript_from_wheel(fid_wheel)), map_location="cpu").eval()
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +44,8 @@ def test_weights_file__is_the_conversion_of_the_wheel_with_its_hash_recorded(rea
 
 def test_converted_network__pool3_features_equal_the_torchscripts_on_images(real_inception, torchscript, images):
     x = _prepared(images[:3])
-    assert max_feature_difference(real_inception, torchscript, x) <= TOLERANCE
     with torch.no_grad():
+        assert float((real_inception.pool3(x) - torchscript(x).reshape(len(x), -1)).abs().max()) <= TOLERANCE
         features = real_inception(images[:3].float() / 255)
     assert features.shape == (3, 2048) and 0.1 < float(features.mean()) < 1.0  # pool3 of ReLUs: mean about 0.3
 

@@ -29,7 +29,7 @@ def mirror_step(store: S3Store) -> int:
 def test_store_outage_mid_training__training_finishes_warns_once_and_the_mirror_catches_up(
     moto_endpoint, bucket, proxy, env, tiny_dataset, tmp_path
 ):
-    env = s3_env(env, f"127.0.0.1:{proxy.port}", store=f"s3://{bucket}/p", attempts=6, delay_s=0.2)
+    env = s3_env(env, f"127.0.0.1:{proxy.port}", store=f"s3://{bucket}/p", attempts=2, delay_s=0.2)
     direct = S3Store(make_client(moto_endpoint), bucket, "p")
     model, log = tmp_path / "model", tmp_path / "train.log"
     proc = spawn(
@@ -44,6 +44,7 @@ def test_store_outage_mid_training__training_finishes_warns_once_and_the_mirror_
         what="three checkpoints during the outage",
         proc=proc,
     )
+    wait_for(lambda: "training continues" in log.read_text(), what="the mirror to report the outage", proc=proc)
     proxy.start()
     assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
     text = log.read_text()

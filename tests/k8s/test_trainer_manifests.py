@@ -9,13 +9,16 @@ from pathlib import Path
 import yaml
 from test_k8s_manifests import K8S, TRAINER_BASES, by_kind, render, rendered_stack
 
-from hybridmi.cluster import PIPELINE_RUNNER_SA, PROFILE_RUNNER_SA, TRAINER_VERSION
+from hybridmi.cluster import TRAINER_VERSION
 from hybridmi.task.trainjob.manifest import GROUP, PLURAL
 
 TRAINJOB_TESTS = Path(__file__).resolve().parents[1] / "task" / "trainjob"
 # kubeflow/trainer release tags seen in the repository (snapshot of 2026-08-21): v2.3.0 exists only as candidates.
 UPSTREAM_TRAINER_TAGS = ("v2.0.0", "v2.0.1", "v2.1.0", "v2.2.0", "v2.2.1")
 ROLE = "hybridmi-trainjob-launcher"
+# KFP's pipeline pods' service accounts: standalone (namespace kubeflow; k8s/trainer/rbac lets it create TrainJobs)
+# and multi-user (each profile namespace; bound to the same ClusterRole by a RoleBinding, k8s/README.md).
+PIPELINE_RUNNER_SA, PROFILE_RUNNER_SA = "pipeline-runner", "default-editor"
 HTTP_VERBS = {"GET": "get", "POST": "create", "DELETE": "delete"}
 
 

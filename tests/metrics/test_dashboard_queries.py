@@ -14,6 +14,7 @@ import pytest
 import torch
 from promstack import http_get
 
+from hybridmi.config import MonitoringConfig as Mon
 from hybridmi.config import load_config
 from hybridmi.data.prepare import prepare_dataset
 from hybridmi.data.prepared import load_dataset
@@ -134,14 +135,14 @@ def finite_values(result: list[dict]) -> list[float]:
 def test_dashboard__every_panel_query_returns_data(prometheus, pushgateway, tmp_path):
     t0 = time.time()
     url, interval = pushgateway.address, 0.1
-    train = StageMetrics(run_id=RUN, stage="train", pushgateway_url=url, push_interval_s=interval)
+    train = StageMetrics(run_id=RUN, stage="train", monitoring=Mon(pushgateway_url=url, push_interval_s=interval))
     with train.track():
         smoke_training(tmp_path, [StandInGPU(train), Paced(1.0)])
     for stage, values in EVAL.items():
-        metrics = StageMetrics(run_id=RUN, stage=stage, pushgateway_url=url, push_interval_s=interval)
+        metrics = StageMetrics(run_id=RUN, stage=stage, monitoring=Mon(pushgateway_url=url, push_interval_s=interval))
         with metrics.track():
             report_eval([metrics], values)
-    failing = StageMetrics(run_id=RUN, stage="figures", pushgateway_url=url)
+    failing = StageMetrics(run_id=RUN, stage="figures", monitoring=Mon(pushgateway_url=url))
     with pytest.raises(OSError):
         with failing.track():
             raise OSError("disk full")

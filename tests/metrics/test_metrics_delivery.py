@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from promstack import free_port, http_get
 
+from hybridmi.config import MonitoringConfig as Mon
 from hybridmi.metrics import StageMetrics
 from hybridmi.train.callbacks import StepMetrics
 
@@ -52,7 +53,9 @@ def wait_for(predicate, timeout_s: float = 5.0) -> bool:
 
 @pytest.mark.services
 def test_track__pushes_periodically_and_once_at_the_end(pushgateway):
-    m = StageMetrics(run_id="run-a", stage="train", pushgateway_url=pushgateway.address, push_interval_s=0.1)
+    m = StageMetrics(
+        run_id="run-a", stage="train", monitoring=Mon(pushgateway_url=pushgateway.address, push_interval_s=0.1)
+    )
     with m.track():
         m.on_step(STEP)
         assert wait_for(lambda: pushed(pushgateway.url, "hybridmi_train_loss", "run-a", "train") == 1.5)
@@ -68,10 +71,10 @@ def test_track__pushes_periodically_and_once_at_the_end(pushgateway):
 
 @pytest.mark.services
 def test_track__failure_is_pushed_and_groups_stay_apart(pushgateway):
-    ok = StageMetrics(run_id="run-b", stage="probe", pushgateway_url=pushgateway.url)
+    ok = StageMetrics(run_id="run-b", stage="probe", monitoring=Mon(pushgateway_url=pushgateway.url))
     with ok.track():
         ok.record_eval({"linear_acc_z": 0.5})
-    bad = StageMetrics(run_id="run-b", stage="fid", pushgateway_url=pushgateway.url)
+    bad = StageMetrics(run_id="run-b", stage="fid", monitoring=Mon(pushgateway_url=pushgateway.url))
     with pytest.raises(RuntimeError, match="out of memory"):
         with bad.track():
             raise RuntimeError("out of memory")
@@ -83,8 +86,10 @@ def test_track__failure_is_pushed_and_groups_stay_apart(pushgateway):
 
 @pytest.mark.services
 def test_delete_on_finish__removes_the_group(pushgateway):
-    keep = StageMetrics(run_id="run-c", stage="train", pushgateway_url=pushgateway.address)
-    gone = StageMetrics(run_id="run-c", stage="ddim", pushgateway_url=pushgateway.address, delete_on_finish=True)
+    keep = StageMetrics(run_id="run-c", stage="train", monitoring=Mon(pushgateway_url=pushgateway.address))
+    gone = StageMetrics(
+        run_id="run-c", stage="ddim", monitoring=Mon(pushgateway_url=pushgateway.address, delete_on_finish=True)
+    )
     for m in (keep, gone):
         with m.track():
             m.on_step(STEP)
@@ -94,7 +99,7 @@ def test_delete_on_finish__removes_the_group(pushgateway):
 
 def test_unreachable_gateway__one_warning_and_no_slowdown(caplog):
     dead = f"127.0.0.1:{free_port()}"  # nothing listens there
-    m = StageMetrics(run_id="run-d", stage="train", pushgateway_url=dead, push_interval_s=0.02)
+    m = StageMetrics(run_id="run-d", stage="train", monitoring=Mon(pushgateway_url=dead, push_interval_s=0.02))
     slowest = 0.0
     with caplog.at_level(logging.WARNING, logger="hybridmi.metrics"):
         start = time.monotonic()
@@ -122,8 +127,7 @@ def test_unresponsive_gateway__final_push_is_bounded():
         m = StageMetrics(
             run_id="run-e",
             stage="train",
-            pushgateway_url=url,
-            push_interval_s=60,
+            monitoring=Mon(pushgateway_url=url, push_interval_s=60),
             push_timeout_s=0.2,
             final_push_timeout_s=0.3,
         )
@@ -137,7 +141,7 @@ def test_unresponsive_gateway__final_push_is_bounded():
 
 def test_metrics_port__serves_the_registry_while_tracking():
     port = free_port()
-    m = StageMetrics(run_id="run-f", stage="train", metrics_port=port, metrics_addr="127.0.0.1")
+    m = StageMetrics(run_id="run-f", stage="train", monitoring=Mon(metrics_port=port, metrics_addr="127.0.0.1"))
     with m.track():
         m.on_step(STEP)
         text = http_get(f"http://127.0.0.1:{port}/metrics").decode()
@@ -153,7 +157,7 @@ def test_metrics_port__busy_port_is_a_clear_error():
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        m = StageMetrics(run_id="run-g", stage="train", metrics_port=port, metrics_addr="127.0.0.1")
+        m = StageMetrics(run_id="run-g", stage="train", monitoring=Mon(metrics_port=port, metrics_addr="127.0.0.1"))
         with pytest.raises(ValueError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
             with m.track():
                 pass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from hybridmi.config import config_from_dict
+from hybridmi.config import MonitoringConfig, config_from_dict
 from hybridmi.metrics import EVAL_KEYS, StageMetrics
 from hybridmi.train.callbacks import CallbackList, StepMetrics
 
@@ -172,10 +172,6 @@ def test_registry__private_per_stage_and_injectable():
         ({"run_id": "", "stage": "train"}, "run_id ''"),
         ({"run_id": "r", "stage": "Train Stage"}, "stage 'Train Stage'"),
         ({"run_id": "r", "stage": "train", "final_push_timeout_s": 0}, "final push timeout 0"),
-        (
-            {"run_id": "r", "stage": "train", "pushgateway_url": "localhost:9091", "push_interval_s": -1},
-            "push interval -1",
-        ),
     ],
 )
 def test_constructor__rejects_bad_values(kwargs, match):
@@ -189,9 +185,9 @@ def test_from_config__uses_monitoring_section_and_derives_run_id():
     )
     m = StageMetrics.from_config(cfg, stage="train")
     assert m.run_id == f"smoke-{cfg.hash()}"
-    assert (m.pusher.url, m.pusher.interval_s, m.delete_on_finish) == ("pg:9091", 3.0, True)
+    assert (m.pusher.url, m.pusher.interval_s, m.monitoring.delete_on_finish) == ("pg:9091", 3.0, True)
     named = StageMetrics.from_config(config_from_dict({"monitoring": {"run_id": "sweep-a0.5"}}), stage="probe")
-    assert (named.run_id, named.pusher, named.metrics_port) == ("sweep-a0.5", None, 0)
+    assert (named.run_id, named.pusher, named.monitoring.metrics_port) == ("sweep-a0.5", None, 0)
 
 
 def test_core__imports_no_monitoring_library():
@@ -201,3 +197,10 @@ def test_core__imports_no_monitoring_library():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_push_interval__must_be_positive():
+    with pytest.raises(ValueError, match="push_interval_s"):
+        StageMetrics(
+            run_id="r", stage="train", monitoring=MonitoringConfig(pushgateway_url="pg:9091", push_interval_s=-1)
+        )

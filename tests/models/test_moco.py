@@ -11,6 +11,7 @@ from hybridmi.losses import hybrid_loss, info_nce, reconstruction_loss
 from hybridmi.models.autoencoder import Autoencoder
 from hybridmi.models.moco import MoCo, ProjectionHead, stratified_permutation
 from hybridmi.models.norm import RunningNorm
+from hybridmi.train.hybrid_step import QuerySide
 
 
 def _build(*, queue_size=16, momentum=0.9, symmetric=True, shuffle_bn=True, group=None, seed=0):
@@ -29,6 +30,11 @@ def _build(*, queue_size=16, momentum=0.9, symmetric=True, shuffle_bn=True, grou
         bn_group_size=group,
     )
     return ae, moco
+
+
+def _query_side(ae, moco, *, decode=True):
+    """The trainer's query pass: x → (z, x̂, q), q = the L2-normalised projection of y."""
+    return QuerySide(ae, moco.head_q, contrastive_channels=moco.contrastive_channels, decode=decode)
 
 
 def test_moco__queue_starts_with_unit_columns_and_pointer_zero():
@@ -59,15 +65,6 @@ def test_enqueue__rejects_a_batch_that_does_not_divide_the_queue():
     _, moco = _build(queue_size=16)
     with pytest.raises(ValueError, match="queue size 16 is not a multiple of the 6 keys"):
         moco.enqueue(torch.zeros(6, 8))
-
-
-def test_check_batch_size__counts_two_keys_per_image_when_symmetric():
-    _, symmetric = _build(queue_size=12, symmetric=True)
-    _, single = _build(queue_size=12, symmetric=False)
-    single.check_batch_size(4)
-    symmetric.check_batch_size(3)
-    with pytest.raises(ValueError, match="queue size 12 is not a multiple of 8 keys per step"):
-        symmetric.check_batch_size(4)
 
 
 def _fill(module, value):
@@ -209,8 +206,8 @@ def test_split_bn__no_query_shares_batch_statistics_with_its_positive_key(symmet
     views = 2 if symmetric else 1
     x = torch.rand(views * batch, 3, 32, 32)
     perm = moco.key_permutation(batch, generator=torch.Generator().manual_seed(3))
-    query_groups = _bn_groups(lambda v: moco.query(ae.encode(v)), x, moco)
-    key_groups = _bn_groups(lambda v: moco.keys(v, perm), x, moco)
+    query_groups = _bn_groups(lambda v: _query_side(ae, moco, decode=False)(v)[2], x, moco)
+    key_groups = _bn_groups(lambda v: moco.keys(v, perm)[0], x, moco)
     for i in range(views * batch):
         assert query_groups[i] == frozenset(range(i // g * g, i // g * g + g))  # contiguous groups of one view
         assert len(key_groups[i]) == g and all(j // batch == i // batch for j in key_groups[i])  # one view per group
@@ -230,7 +227,8 @@ def test_split_bn__without_shuffle_keys_share_their_positives_query_group():
     perm = moco.key_permutation(batch, generator=torch.Generator().manual_seed(0))
     assert torch.equal(perm, torch.arange(batch))
     x = torch.rand(batch, 3, 32, 32)
-    assert _bn_groups(lambda v: moco.keys(v, perm), x, moco) == _bn_groups(lambda v: moco.query(ae.encode(v)), x, moco)
+    queries = _bn_groups(lambda v: _query_side(ae, moco, decode=False)(v)[2], x, moco)
+    assert _bn_groups(lambda v: moco.keys(v, perm)[0], x, moco) == queries
 
 
 def test_keys__one_pass_equals_each_group_alone_and_rows_return_to_input_order():
@@ -240,7 +238,7 @@ def test_keys__one_pass_equals_each_group_alone_and_rows_return_to_input_order()
     x = torch.rand(batch, 3, 32, 32)
     perm = moco.key_permutation(batch, generator=torch.Generator().manual_seed(5))
     state = copy.deepcopy(moco.state_dict())
-    keys = moco.keys(x, perm)
+    keys, _ = moco.keys(x, perm)
     moco.encoder_k.apply(lambda m: setattr(m, "group_size", None) if hasattr(m, "group_size") else None)
     for block in perm.view(-1, g):  # the images that shared BN statistics
         moco.load_state_dict(state)
@@ -254,41 +252,44 @@ def test_keys__permutation_is_undone_exactly_in_eval_mode():
     _, moco = _build(group=4, symmetric=False, queue_size=8)
     moco.eval()
     x = torch.rand(8, 3, 32, 32)
-    shuffled = moco.keys(x, moco.key_permutation(8, generator=torch.Generator().manual_seed(1)))
-    torch.testing.assert_close(shuffled, moco.keys(x, torch.arange(8)), rtol=1e-5, atol=1e-6)
+    shuffled, _ = moco.keys(x, moco.key_permutation(8, generator=torch.Generator().manual_seed(1)))
+    torch.testing.assert_close(shuffled, moco.keys(x, torch.arange(8))[0], rtol=1e-5, atol=1e-6)
 
 
-def test_query__projects_y_only_to_unit_vectors():
+def test_query_side__projects_y_only_to_unit_vectors():
     ae, moco = _build()
-    z = ae.encode(torch.rand(4, 3, 32, 32))
-    q = moco.query(z)
-    assert q.shape == (4, 8) and q.dtype == torch.float32
+    side = _query_side(ae, moco)
+    x = torch.rand(4, 3, 32, 32)
+    z, x_hat, q = side(x)
+    assert q.shape == (4, 8) and q.dtype == torch.float32 and x_hat.shape == x.shape
     torch.testing.assert_close(q.norm(dim=1), torch.ones(4))
+    side.encoder, side.decoder = nn.Identity(), None  # feed latents directly
     z_changed = z.detach().clone()
     z_changed[:, 3:] += 10.0  # ŷ does not reach the contrastive head
     moco.eval()
-    torch.testing.assert_close(moco.query(z_changed), moco.query(z.detach()))
+    torch.testing.assert_close(side(z_changed)[2], side(z.detach())[2])
 
 
 @pytest.mark.parametrize("symmetric", [True, False])
-def test_forward_contrastive__pairs_views_and_returns_keys_in_enqueue_order(symmetric):
+def test_contrastive__pairs_views_and_returns_keys_in_enqueue_order(symmetric):
     ae, moco = _build(symmetric=symmetric)
     moco.eval()
     ae.eval()
     x1, x2 = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
     queue_before = moco.queue.clone()
     ident = torch.arange(8 if symmetric else 4)
-    q1, q2 = moco.query(ae.encode(x1)), moco.query(ae.encode(x2))
-    k1, k2 = moco.keys(x1, torch.arange(4)), moco.keys(x2, torch.arange(4))
+    query = lambda v: _query_side(ae, moco, decode=False)(v)[2]  # noqa: E731
+    q1, q2 = query(x1), query(x2)
+    k1, k2 = moco.keys(x1, torch.arange(4))[0], moco.keys(x2, torch.arange(4))[0]
     if symmetric:
         x = torch.cat([x1, x2])
-        loss, keys = moco.forward_contrastive(ae.encode(x), x, ident)
+        loss, keys = moco.contrastive(query(x), x, ident)
         expected = 0.5 * (
             info_nce(q1, k2, queue_before, temperature=0.2) + info_nce(q2, k1, queue_before, temperature=0.2)
         )
         torch.testing.assert_close(keys, torch.cat([k1, k2]))
     else:
-        loss, keys = moco.forward_contrastive(ae.encode(x1), x2, ident)
+        loss, keys = moco.contrastive(query(x1), x2, ident)
         expected = info_nce(q1, k2, queue_before, temperature=0.2)
         torch.testing.assert_close(keys, k2)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -299,9 +300,9 @@ def test_forward_contrastive__pairs_views_and_returns_keys_in_enqueue_order(symm
 def _step_grads(alpha):
     ae, moco = _build()
     x = torch.rand(8, 3, 32, 32)
-    z, x_hat = ae(x)
+    _, x_hat, q = _query_side(ae, moco)(x)
     recon = reconstruction_loss(x_hat, x)
-    nce, _ = moco.forward_contrastive(z, x, moco.key_permutation(4))
+    nce, _ = moco.contrastive(q, x, moco.key_permutation(4))
     loss = hybrid_loss(recon, nce, alpha=alpha)
     loss.backward()
     has_grad = lambda m: any(p.grad is not None and p.grad.abs().sum() > 0 for p in m.parameters())  # noqa: E731
@@ -341,7 +342,6 @@ def _view(x, generator):
 
 def test_hybrid_objective__falls_over_a_few_dozen_steps():
     ae, moco = _build(queue_size=16, momentum=0.9, group=4)
-    moco.check_batch_size(8)
     optim = torch.optim.Adam([*ae.parameters(), *moco.head_q.parameters()], lr=3e-3)
     g = torch.Generator().manual_seed(0)
     history = []
@@ -349,8 +349,8 @@ def test_hybrid_objective__falls_over_a_few_dozen_steps():
         x = _instance_batch(g)
         views = torch.cat([_view(x, g), _view(x, g)])
         moco.momentum_update()
-        z, x_hat = ae(views)
-        nce, keys = moco.forward_contrastive(z, views, moco.key_permutation(8, generator=g))
+        _, x_hat, q = _query_side(ae, moco)(views)
+        nce, keys = moco.contrastive(q, views, moco.key_permutation(8, generator=g))
         recon = reconstruction_loss(x_hat, views) / 3072  # per value
         loss = hybrid_loss(recon, nce, alpha=0.5)
         optim.zero_grad(set_to_none=True)

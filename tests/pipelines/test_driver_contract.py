@@ -116,7 +116,7 @@ def test_checker__an_optional_parameter_left_null_is_skipped_as_the_driver_skips
 def test_checker__refuses_values_the_driver_refuses_on_the_stage_that_reads_them(arguments, field, reason):
     refusals = check_package_text((COMPILED_DIR / "hybridmi.yaml").read_text(), arguments)
     assert refusals and all(r.field == field and reason in r.reason for r in refusals), refusals
-    assert {r.task for r in refusals} >= ({"train", "ddim"} if field != "image" else {"configure", "report"})
+    assert {r.task for r in refusals} >= ({"train", "ddim"} if field != "image" else {"prepare", "report"})
 
 
 @pytest.mark.parametrize(

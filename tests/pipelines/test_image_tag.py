@@ -180,11 +180,11 @@ def test_pipelines_and_components__import_no_runner_at_module_level():
                 )
 
 
-def test_configure_task__loads_the_library_only():
-    """What the configure pod imports (resolve_config_text) pulls in neither pipelines, components nor kfp: a pod
+def test_task_runtime__loads_the_library_only():
+    """What a task pod imports (run_task and its helpers) pulls in neither pipelines, components nor kfp: a pod
     runs the library, not the definitions that compile the pipelines."""
     code = (
-        "import sys, hybridmi.task.configure, hybridmi.task.component, hybridmi.task.run; "
+        "import sys, hybridmi.task.component, hybridmi.task.run; "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pipelines', 'components', 'kfp'}))"
     )
     out = subprocess.run(

@@ -60,6 +60,6 @@ def test_run__missing_input_fails_once_without_backoff_in_one_line_naming_the_st
     )
     assert done.returncode == 1, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("hybridmi: error: stage train failed: FileNotFoundError: ") and str(not_a_dataset) in last
+    assert last.startswith("hybridmi: error: stage train failed: MissingInput: ") and str(not_a_dataset) in last
     log = done.stdout + done.stderr
     assert "Retrying" not in log and "attempt 2" not in log  # kfp.local's retry loop never ran

@@ -15,12 +15,12 @@ import pytest
 import yaml
 from kfp import compiler
 
-from components import DEFAULT_IMAGE, STAGE_COMPONENTS, configure, tradeoff
+from components import DEFAULT_IMAGE, STAGE_COMPONENTS, tradeoff
 from hybridmi.cluster import GPU_TOLERATION, RUN_ID_LABEL, RUN_ID_VAR
 from hybridmi.parameters import CONFIG_PARAMETERS
 from hybridmi.runners.compile import COMPILED_DIR, IMAGE_PLACEHOLDER, REGENERATE, compile_pipelines
-from hybridmi.runners.dag import wiring
 from hybridmi.stages import STAGE_NAMES, stage_module
+from hybridmi.task.dag import wiring
 from pipelines import COMPILED, build_alpha_sweep, build_hybridmi_pipeline, hybridmi_pipeline, rerun_pipeline
 from pipelines.parameters import MULTINODE_PARAMETERS, PARAMETERS, PIPELINE_PARAMETERS, TASK_PARAMETERS
 from pipelines.settings import DEFAULT_TIMEOUTS_S, GPU_RETRIES, GPU_STAGES, Limits
@@ -82,9 +82,9 @@ def test_compiled_yaml__matches_the_committed_files(compiled):
             )
 
 
-@pytest.mark.parametrize("name", [*STAGE_COMPONENTS, "configure", "tradeoff"])
+@pytest.mark.parametrize("name", [*STAGE_COMPONENTS, "tradeoff"])
 def test_component__compiles_on_the_project_image_without_installing_kfp(name, tmp_path):
-    component = STAGE_COMPONENTS.get(name) or {"configure": configure, "tradeoff": tradeoff}[name]
+    component = STAGE_COMPONENTS.get(name, tradeoff)
     path = tmp_path / f"{name}.yaml"
     compiler.Compiler().compile(component, str(path))
     spec = yaml.safe_load(path.read_text())
@@ -172,8 +172,6 @@ def test_resources__requests_and_limits_are_parameters_and_gpus_only_on_gpu_stag
     spec, _ = main_spec
     executors = spec["deploymentSpec"]["executors"]
     for label, stage in stage_executors(spec).items():
-        if stage in ("configure",):
-            continue
         resources = executors[label]["container"]["resources"]
         assert ("accelerator" in resources) == (stage in GPU_TASKS), stage
         for field, parameter in (
@@ -188,10 +186,7 @@ def test_resources__requests_and_limits_are_parameters_and_gpus_only_on_gpu_stag
 def test_timeouts__every_executor_has_one_and_limits_change_them(main_spec, tmp_path):
     spec, platform = main_spec
     for label, stage in stage_executors(spec).items():
-        assert (
-            int(platform[label]["activeDeadlineSeconds"])
-            == DEFAULT_TIMEOUTS_S["control" if stage == "configure" else stage]
-        )
+        assert int(platform[label]["activeDeadlineSeconds"]) == DEFAULT_TIMEOUTS_S[stage]
     _, shorter = compiled_spec(build_hybridmi_pipeline(Limits().with_timeouts({"all": 600, "train": 7200})), tmp_path)
     assert int(shorter["exec-train"]["activeDeadlineSeconds"]) == 7200
     assert int(shorter["exec-probe"]["activeDeadlineSeconds"]) == 600
@@ -210,9 +205,7 @@ def test_run_identity__stage_pods_get_the_kfp_run_id_and_trainers_resume_from(ma
     spec, platform = main_spec
     for label, stage in stage_executors(spec).items():
         env = platform[label].get("fieldPathAsEnv", [])
-        assert (env == [{"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"}]) == (
-            stage != "configure"
-        ), label
+        assert env == [{"name": RUN_ID_VAR, "fieldPath": f"metadata.labels['{RUN_ID_LABEL}']"}], label
     tasks = spec["root"]["dag"]["tasks"]
     for stage in ("train", "ddim"):
         assert tasks[stage]["inputs"]["parameters"]["resume_from"] == {"componentInputParameter": "resume_from"}
@@ -266,17 +259,17 @@ def test_pipeline_dag__wires_the_same_edges_as_the_stage_declarations(main_spec)
             for name, a in artifacts.items()
         }
         assert got == edges, stage
-        assert tasks[stage]["inputs"]["parameters"]["config"]["taskOutputParameter"]["producerTask"] == "configure"
+        assert tasks[stage]["inputs"]["parameters"]["config"] == {"componentInputParameter": "config"}
+        for parameter in CONFIG_PARAMETERS:  # each config parameter reaches only the task of its stage
+            bound = tasks[stage]["inputs"]["parameters"].get(parameter.name)
+            assert (bound == {"componentInputParameter": parameter.name}) == (parameter.stage == stage), parameter
 
 
 def test_secret__every_stage_reads_the_store_secret_optionally(main_spec):
     spec, platform = main_spec
     for label, stage in stage_executors(spec).items():
-        if stage != "configure":
-            assert platform[label]["secretAsEnv"][0]["optional"] is True
-            assert platform[label]["secretAsEnv"][0]["secretNameParameter"] == {
-                "componentInputParameter": "store_secret"
-            }
+        assert platform[label]["secretAsEnv"][0]["optional"] is True
+        assert platform[label]["secretAsEnv"][0]["secretNameParameter"] == {"componentInputParameter": "store_secret"}
 
 
 def test_compiled_pipeline__carries_no_credentials(compiled):

@@ -8,6 +8,7 @@ import yaml
 
 from components import train_trainjob
 from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, RUN_ID_LABEL, RUN_ID_VAR
+from hybridmi.parameters import stage_parameters
 from hybridmi.runners.arguments import train_nodes
 from hybridmi.runners.compile import COMPILED_DIR, pipeline_for
 from pipelines import build_hybridmi_pipeline
@@ -45,12 +46,13 @@ def test_dag__the_one_node_dag_with_the_train_task_replaced_and_its_model_feedin
 def test_task__takes_the_node_shape_from_the_run_parameters_and_the_deadline_from_the_train_timeout(multinode):
     spec, _ = multinode
     params = spec["root"]["dag"]["tasks"][TASK]["inputs"]["parameters"]
-    for name in TRAINJOB_INPUTS:
+    passed = (*TRAINJOB_INPUTS, "resume_from", *(p.name for p in stage_parameters("train")))
+    for name in passed:
         assert params[name] == {"componentInputParameter": name}, name
     assert params["deadline_s"]["runtimeValue"]["constant"] == Limits().timeout_s("train")
     assert params["image_pull_secret"]["runtimeValue"]["constant"] == Limits().image_pull_secret == ""  # compile-time
     compile_time = {"config", "dataset", "deadline_s", "image_pull_secret"}
-    assert set(train_trainjob.component_spec.inputs) - compile_time == set(TRAINJOB_INPUTS)
+    assert set(train_trainjob.component_spec.inputs) - compile_time == set(passed)
     assert spec["root"]["inputDefinitions"]["parameters"]["train_nodes"]["defaultValue"] == "2"
 
 

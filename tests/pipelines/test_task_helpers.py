@@ -12,13 +12,12 @@ from PIL import Image
 
 from hybridmi.config import Config, ConfigError, config_from_dict, config_from_text, config_to_text
 from hybridmi.eval.render import gallery_html
-from hybridmi.runners.dag import wiring
 from hybridmi.runtime import write_json
 from hybridmi.stages.common import finish_output
 from hybridmi.task.component import log_confusion, log_metrics
-from hybridmi.task.configure import resolve_config, resolve_config_text
+from hybridmi.task.dag import wiring
 from hybridmi.task.failure import ERROR_DIR_VAR
-from hybridmi.task.run import float_metrics, run_task
+from hybridmi.task.run import float_metrics, run_task, task_config
 from hybridmi.task.tradeoff import csv_text, markdown_table, tradeoff_png, tradeoff_rows, write_tradeoff
 from pipelines.parameters import pipeline_arguments
 
@@ -29,20 +28,53 @@ def test_config_text__round_trips_to_an_equal_config():
     assert config_from_text("") == Config()
 
 
-def test_resolve_config__empty_parameters_keep_the_config_and_values_override_it():
+def test_task_config__empty_parameters_keep_the_config_and_values_override_it():
     text = config_to_text(config_from_dict({"train": {"epochs": 3.0}, "sampling": {"steps": 7}}))
-    kept = resolve_config(text, {"hybrid_epochs": "", "ddim_sample_steps": ""})
+    kept = task_config("sample", text, {}, {"ddim_sample_steps": "", "ddim_eta": ""})
     assert (kept.train.epochs, kept.sampling.steps) == (3.0, 7)
-    changed = resolve_config(text, {"hybrid_epochs": "0.5", "ddim_sample_steps": "4", "hybrid_alpha": "0.25"})
-    assert (changed.train.epochs, changed.sampling.steps, changed.objective.alpha) == (0.5, 4, 0.25)
-    assert config_from_text(resolve_config_text(text, hybrid_alpha="1")).objective.alpha == 1.0
+    changed = task_config("train", text, {}, {"hybrid_epochs": "0.5", "hybrid_alpha": "0.25"})
+    assert (changed.train.epochs, changed.sampling.steps, changed.objective.alpha) == (0.5, 7, 0.25)
 
 
-def test_resolve_config__bad_value_names_field_and_parameter():
+def test_task_config__bad_value_names_field_and_parameter():
     with pytest.raises(ConfigError, match=r"objective\.alpha.*hybrid_alpha='1.5'"):
-        resolve_config("", {"hybrid_alpha": "1.5"})
+        task_config("train", "", {}, {"hybrid_alpha": "1.5"})
     with pytest.raises(ValueError, match="unknown config parameter.*hybrid_alfa"):
-        resolve_config("", {"hybrid_alfa": "0.5"})
+        task_config("train", "", {}, {"hybrid_alfa": "0.5"})
+
+
+def _artifact(directory, stage, **tree):
+    directory.mkdir(parents=True)
+    finish_output(directory, config_from_dict(tree), stage=stage)
+    return directory
+
+
+def test_task_config__downstream_stages_run_with_the_values_their_inputs_were_made_with(tmp_path):
+    """The α sweep's probe gets the config without hybrid_alpha: it must take α from the model, not the dataset."""
+    dataset = _artifact(tmp_path / "dataset", "prepare", objective={"alpha": 0.9})
+    model = _artifact(tmp_path / "model", "train", objective={"alpha": 0.3}, train={"epochs": 2.0})
+    text = config_to_text(config_from_dict({"objective": {"alpha": 0.5}, "ddim": {"epochs": 4.0}}))
+    cfg = task_config("probe", text, {"dataset": dataset, "model": model})
+    assert (cfg.objective.alpha, cfg.train.epochs, cfg.ddim.epochs) == (0.3, 2.0, 4.0)
+    latents = _artifact(tmp_path / "latents", "latents", objective={"alpha": 0.7})
+    with pytest.raises(ValueError, match="inputs of sample were made with different hybrid_alpha"):
+        task_config("sample", text, {"latents": latents, "model": model})
+
+
+def test_report__shows_the_alpha_and_sample_count_the_artifacts_were_made_with(tmp_path):
+    made_with = {"objective": {"alpha": 0.3}, "sampling": {"num_samples": 24}, "ddim": {"epochs": 3.0}}
+    inputs = {
+        name: _artifact(tmp_path / name, name, **made_with) for name in ("probe", "reconstruction", "fid", "figures")
+    }
+    write_json(inputs["probe"] / "metrics.json", {"linear_acc_z": 0.5})
+    write_json(inputs["reconstruction"] / "metrics.json", {"mse": 30.0, "psnr": 20.0})
+    write_json(inputs["fid"] / "metrics.json", {"fid": 90.0, "fid_num_samples": 24})
+    write_json(inputs["figures"] / "metrics.json", {})
+    text = config_to_text(config_from_dict({"objective": {"alpha": 0.5}}))  # the config without the parameters
+    run_task("report", text, inputs=inputs, outputs={"report": tmp_path / "report"}, env={})
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "α 0.3;" in report and "latent DDIM 3 epochs" in report
+    assert config_from_text((tmp_path / "report" / "config.yaml").read_text()).sampling.num_samples == 24
 
 
 def test_pipeline_arguments__carry_the_config_text_and_task_values_only():

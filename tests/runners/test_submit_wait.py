@@ -26,10 +26,9 @@ def gpu_task_s(stage: str) -> float:
 
 def test_run_time_bound__hybridmi_is_its_longest_chain_of_timeouts_with_retries():
     t = DEFAULT_TIMEOUTS_S
-    # configure → prepare → train → latents → ddim → sample → fid → report; the other branches are shorter
+    # prepare → train → latents → ddim → sample → fid → report; the other branches are shorter
     chain = (
-        t["control"]
-        + t["prepare"]
+        t["prepare"]
         + gpu_task_s("train")
         + gpu_task_s("latents")
         + gpu_task_s("ddim")
@@ -44,8 +43,8 @@ def test_run_time_bound__hybridmi_is_its_longest_chain_of_timeouts_with_retries(
 def test_run_time_bound__alpha_sweep_runs_its_points_in_waves_of_the_parallelism_limit():
     package = (COMPILED / "alpha_sweep.yaml").read_text()
     t = DEFAULT_TIMEOUTS_S
-    point = t["control"] + gpu_task_s("train") + max(t["probe"], t["reconstruction"])
-    around = t["control"] + t["prepare"] + t["control"]  # configure, prepare before the loop; tradeoff after it
+    point = gpu_task_s("train") + max(t["probe"], t["reconstruction"])
+    around = t["prepare"] + t["control"]  # prepare before the loop; tradeoff after it
     assert run_time_bound_s(package) == around + 3 * point  # 5 default α values, 2 at a time
     assert run_time_bound_s(package, {"alphas": [0.1, 0.5]}) == around + point
     assert run_time_bound_s(package, {"alphas": "[0.1, 0.3, 0.5]"}) == around + 2 * point

@@ -44,7 +44,7 @@ def chain(tmp_path_factory):
             "figures.pairs=2",
             "figures.steps=3",
             "figures.grid_samples=4",
-            "train.device=cpu",
+            "runtime.device=cpu",
             "eval.batch_size=8",
             "eval.probe_epochs=2",
             "eval.probe_batch_size=8",

@@ -25,7 +25,6 @@ from hybridmi.eval.fid import (
     reference_statistics,
     uint8_batches,
 )
-from hybridmi.eval.figures import grid_size
 from hybridmi.eval.latents import load_latents, load_stats
 from hybridmi.eval.samples import INDEX, first_samples, read_index, rebatch, sample_chunks, to_uint8
 from hybridmi.stages import run_stage
@@ -106,7 +105,7 @@ def test_sample_stage__holds_the_samplers_images_in_draw_order_and_a_grid_of_the
     stored = torch.cat(list(sample_chunks(art["samples"])))
     assert torch.equal(stored, torch.cat(_drawn_directly(cfg, art)))  # one seed, one set of samples
     with Image.open(art["samples"] / "samples.png") as grid:
-        assert grid.size == grid_size(4, ncols=2)
+        assert grid.size == (2 * 34 + 2, 2 * 34 + 2)
     sidecar = read_sidecar(art["samples"])
     assert sidecar["stage"] == "sample" and sidecar["upstream"]["ddim"]["stage"] == "ddim"
     assert json.loads((art["samples"] / "metrics.json").read_text())["sample_pixel_mean"] == pytest.approx(
@@ -117,7 +116,7 @@ def test_sample_stage__holds_the_samplers_images_in_draw_order_and_a_grid_of_the
 def test_sample_stage__runs_in_float32_whatever_the_training_precision(chain, tmp_path):
     cfg, art, _, _ = chain
     bf16 = cfg.model_copy(deep=True)
-    bf16.train.precision = "bf16"  # autocast on the CPU would round the UNet to bfloat16
+    bf16.runtime.precision = "bf16"  # autocast on the CPU would round the UNet to bfloat16
     run_stage("sample", bf16, _sampler_inputs(art), {"samples": tmp_path})
     assert torch.equal(first_samples(tmp_path, 5), first_samples(art["samples"], 5))
 
@@ -133,12 +132,12 @@ def test_figures_stage__writes_every_figure_at_its_size_without_sampling(chain, 
     metrics = run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": tmp_path})
     for part in ("z", "y", "yhat"):
         with Image.open(tmp_path / f"interp_{part}.png") as image:
-            assert image.size == grid_size(2 * 3, ncols=3)  # rows = 2 pairs, columns = 3 weights
+            assert image.size == (3 * 34 + 2, 2 * 34 + 2)  # rows = 2 pairs, columns = 3 weights
         assert metrics[f"interp_{part}_pixel_change"] >= 0
     with Image.open(tmp_path / "reconstructions.png") as image:
-        assert image.size == grid_size(4, ncols=4)
+        assert image.size == (4 * 34 + 2, 34 + 2)
     with Image.open(tmp_path / "samples.png") as image:
-        assert image.size == grid_size(4, ncols=2)
+        assert image.size == (2 * 34 + 2, 2 * 34 + 2)
     assert (tmp_path / "samples.png").read_bytes() == (
         art["samples"] / "samples.png"
     ).read_bytes()  # the artifact's images

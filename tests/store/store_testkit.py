@@ -49,10 +49,11 @@ def make_client(endpoint: str, access_key: str = TEST_KEY, secret_key: str = TES
 
 
 class TcpProxy:
-    """127.0.0.1:port -> 127.0.0.1:target. ``stop`` refuses new connections and cuts open ones."""
+    """127.0.0.1:port -> 127.0.0.1:target. ``stop`` refuses new connections and cuts open ones; ``rate_bps``
+    throttles each direction of each connection to about that many bytes per second."""
 
-    def __init__(self, target_port: int) -> None:
-        self.target_port, self.port = target_port, free_port()
+    def __init__(self, target_port: int, *, rate_bps: float | None = None) -> None:
+        self.target_port, self.port, self.rate_bps = target_port, free_port(), rate_bps
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -66,11 +67,13 @@ class TcpProxy:
         listener.settimeout(0.05)
         self._listener = listener
         self._running.set()
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, args=(listener,), daemon=True)
+        self._acceptor.start()
 
     def stop(self) -> None:
         self._running.clear()
         if self._listener is not None:
+            self._acceptor.join()  # within the accept timeout: then the port is free for a restart
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -92,13 +95,15 @@ class TcpProxy:
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, self.rate_bps), daemon=True).start()
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, rate_bps: float | None) -> None:
         try:
-            while data := src.recv(65536):
+            while data := src.recv(16384 if rate_bps else 65536):
                 dst.sendall(data)
+                if rate_bps:
+                    time.sleep(len(data) / rate_bps)
         except OSError:
             pass
         finally:
@@ -107,6 +112,28 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+class SilentServer:
+    """127.0.0.1:port accepts TCP connections and never answers (an endpoint that hangs)."""
+
+    def __init__(self) -> None:
+        self.port, self._held = free_port(), []
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                self._held.append(self._listener.accept()[0])
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._listener.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept
+        self._listener.close()
+        for conn in self._held:
+            conn.close()
 
 
 def start_auth_moto(log_path: Path) -> tuple[subprocess.Popen, str, str, str, str]:

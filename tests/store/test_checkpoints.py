@@ -3,21 +3,21 @@ training and is reported once; a refused (non-finite) checkpoint never replaces 
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
 import pytest
 from store_testkit import FAST_RETRY, make_client
 
+from hybridmi.runtime import atomic_write_bytes
 from hybridmi.store import CheckpointSync, S3Store, StoreUnavailable
 from hybridmi.train.callbacks import CallbackList
 
 
 def ckpt(directory: Path, step: int) -> Path:
-    """A stand-in checkpoint file 'last.pt' (content names its step)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "last.pt").write_bytes(f"state@{step}".encode())
-    return directory / "last.pt"
+    """A stand-in checkpoint file 'last.pt' (content names its step), replaced by rename as the trainer does."""
+    return atomic_write_bytes(directory / "last.pt", f"state@{step}".encode())
 
 
 def test_upload__an_older_step_of_the_same_run_never_replaces_a_newer_one(store, tmp_path):
@@ -38,7 +38,7 @@ def test_upload__the_current_run_replaces_another_runs_pointer(store, tmp_path):
 
 def test_upload__a_zombie_writer_overtaken_mid_upload_withdraws_its_older_step(store, tmp_path):
     retry_pod = CheckpointSync(store, "ckpt", run_id="r1")
-    zombie = CheckpointSync(store.with_retry(FAST_RETRY), "ckpt", run_id="r1")
+    zombie = CheckpointSync(copy.copy(store), "ckpt", run_id="r1")
     put_file = zombie.store.put_file
 
     def retry_pod_mirrors_step_30_meanwhile(path, key):
@@ -71,6 +71,7 @@ def test_restore__the_newer_of_local_and_mirrored_is_used(store, tmp_path, local
     downloaded = sync.restore(work, local=local)
     assert (work / "last.pt").read_bytes() == f"state@{expect}".encode()
     assert (downloaded is not None) == (expect == 20 and local_step != 20)
+    assert sync.flush() and sync.latest_step() == expect  # a kept local checkpoint is mirrored
     assert [p.name for p in work.iterdir() if p.name.startswith(".")] == []
 
 
@@ -93,7 +94,8 @@ def test_on_checkpoint__refused_checkpoint_is_not_mirrored_and_the_good_one_stay
     events.on_checkpoint(ckpt(tmp_path / "w", 20), 20)
     with caplog.at_level(logging.ERROR):
         events.on_checkpoint(ckpt(tmp_path / "w", 30), 30)
-    assert sync.latest_step() == 20
+        assert sync.flush()
+    assert sync.latest_step() == 20  # also when 30 replaced 20 before the worker took it
     assert "step 30 is not mirrored: autoencoder.w is non-finite; the mirror keeps step 20" in caplog.text
     assert sync.flush() is True and sync.latest_step() == 20  # nothing pending: the refused file is not sent later
 
@@ -106,17 +108,20 @@ def test_outage__training_continues_one_warning_per_outage_and_the_next_checkpoi
     events = CallbackList([sync])
     caplog.set_level(logging.INFO, logger="hybridmi.store.checkpoints")
     events.on_checkpoint(ckpt(tmp_path / "w", 10), 10)
+    assert sync.flush()
     for outage in range(2):
         proxy.stop()
         for step in (20, 30, 40):
             events.on_checkpoint(ckpt(tmp_path / "w", step + 100 * outage), step + 100 * outage)  # never raises
+        assert sync.flush(timeout_s=30) is False  # still down: reported, not raised
         assert (tmp_path / "w" / "last.pt").read_bytes() == f"state@{40 + 100 * outage}".encode()
         proxy.start()
         assert sync.latest_step() == (10 if outage == 0 else 50)
         events.on_checkpoint(ckpt(tmp_path / "w", 50 + 100 * outage), 50 + 100 * outage)
-        assert sync.latest_step() == 50 + 100 * outage
+        assert sync.flush() and sync.latest_step() == 50 + 100 * outage
     warnings = [r for r in caplog.records if r.name == "hybridmi.store.checkpoints" and r.levelno == logging.WARNING]
-    assert len(warnings) == 2 and all("training continues" in r.getMessage() for r in warnings)
+    outages = [r for r in warnings if "training continues" in r.getMessage()]
+    assert len(outages) == 2 and len(warnings) == 4  # and one 'could not be mirrored' per failed flush
     assert sum("reachable again" in r.getMessage() for r in caplog.records) == 2
 
 
@@ -178,7 +183,7 @@ def test_restore__an_unreachable_mirror_fails_rather_than_drop_its_newer_work(bu
 
 def test_upload__two_writers_of_one_step_both_end_on_one_whole_copy(store, tmp_path):
     first = CheckpointSync(store, "ckpt", run_id="r1")
-    second = CheckpointSync(store.with_retry(FAST_RETRY), "ckpt", run_id="r1")
+    second = CheckpointSync(copy.copy(store), "ckpt", run_id="r1")
     put_file = second.store.put_file
 
     raced = []

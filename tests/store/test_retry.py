@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hybridmi.store.retry import RetryPolicy, TransientError, call_with_retry
+from hybridmi.store.s3 import RetryPolicy, TransientError, call_with_retry
 
 
 def test_retry_policy__delays_double_then_cap():
@@ -55,3 +55,17 @@ def test_call_with_retry__other_errors_are_not_retried():
     with pytest.raises(PermissionError):
         call_with_retry(fn, policy=RetryPolicy(attempts=5), what="op", sleep=lambda s: None)
     assert len(calls) == 1
+
+
+def test_call_with_retry__no_try_starts_after_the_deadline():
+    now = [0.0]
+
+    def ten_second_timeout():
+        now[0] += 10.0
+        raise TransientError("read timed out")
+
+    sleep = lambda s: now.__setitem__(0, now[0] + s)
+    with pytest.raises(TransientError) as err:
+        policy = RetryPolicy(attempts=5, base_delay_s=0.5, deadline_s=15.0)
+        call_with_retry(ten_second_timeout, policy=policy, what="op", sleep=sleep, clock=lambda: now[0])
+    assert err.value.attempts == 2 and now[0] == 20.5  # tries at 0 s and 10.5 s; a third would start at 21.5 s

@@ -130,7 +130,6 @@ def test_credentials__never_in_repr_logs_messages_or_written_files(bucket, moto_
     store.get_dir("k", tmp_path / "out")
     for op in (
         lambda: store.get_dir("missing", tmp_path / "x"),
-        lambda: store.get_file("k", tmp_path / "y"),
         lambda: store_from_env(f"s3://{bucket}/runs", env={**env, "HYBRIDMI_S3_ENDPOINT": "127.0.0.1:1"}).exists("k"),
         lambda: S3Store(make_client(moto_endpoint), "no-such-bucket-here", retry=FAST_RETRY).exists("k"),
     ):

@@ -39,11 +39,11 @@ def test_root_cause__ranks_that_never_started(tmp_path):
 
 
 def test_ranks_to_launch__only_the_train_stage_and_only_outside_a_launch():
-    cfg = load_config(None, ["train.ranks=2", "train.device=cpu"])
+    cfg = load_config(None, ["train.ranks=2", "runtime.device=cpu"])
     assert ranks_to_launch("train", cfg, Ranks()) == 2
     assert ranks_to_launch("train", cfg, Ranks(rank=0, world_size=2)) == 1  # already a rank: train, do not launch
     assert ranks_to_launch("ddim", cfg, Ranks()) == 1
-    assert ranks_to_launch("train", load_config(None, ["train.device=cpu"]), Ranks()) == 1  # auto without CUDA
+    assert ranks_to_launch("train", load_config(None, ["runtime.device=cpu"]), Ranks()) == 1  # auto without CUDA
 
 
 def test_run_task__a_stage_that_trains_in_one_process_refuses_world_size_above_one(tmp_path):

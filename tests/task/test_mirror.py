@@ -9,7 +9,7 @@ import torch
 
 from hybridmi.store import LocalStore
 from hybridmi.task.mirror import first_nonfinite, local_checkpoint, open_mirror
-from hybridmi.train.checkpoint import load_checkpoint, save_checkpoint
+from hybridmi.train.checkpoint import load_checkpoint, record_checksum, save_checkpoint
 
 
 def write(directory, step, *, poison: bool = False):
@@ -50,6 +50,7 @@ def test_open_mirror__restores_the_newer_and_mirrors_only_finite_checkpoints(tmp
     pod1 = open_mirror(store, key="checkpoints/h/train", run_id="r", directory=tmp_path / "pod1")
     pod1.on_checkpoint(write(tmp_path / "pod1", 8), 8)
     pod1.on_checkpoint(write(tmp_path / "pod1", 9, poison=True), 9)  # refused
+    pod1.flush()  # uploads run in the background
     pod2 = open_mirror(store, key="checkpoints/h/train", run_id="r", directory=tmp_path / "pod2")
     assert load_checkpoint(tmp_path / "pod2" / "last.pt", kind="hybrid")["step"] == 8
     assert pod2.latest_step() == 8
@@ -72,6 +73,7 @@ def test_crafted_checkpoint__is_refused_and_runs_nothing(tmp_path):
     crafted = tmp_path / "crafted" / "last.pt"
     crafted.parent.mkdir()
     torch.save({"format": 1, "kind": "hybrid", "step": 99, "config": {}, "rng": _Payload(marker)}, crafted)
+    record_checksum(crafted)  # whoever can write the bucket can write the digest too
     assert local_checkpoint(crafted.parent) is None  # the mirror's reader: unreadable, ignored
     try:
         load_checkpoint(crafted, kind="hybrid")  # the trainer's reader

@@ -8,23 +8,28 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from hybridmi.errors import UsageError
 from hybridmi.task.scratch import remove_stale, scratch_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys, time
 from pathlib import Path
-from hybridmi.task.scratch import exit_on_sigterm, scratch_dir
-with exit_on_sigterm(), scratch_dir("hx-", root=Path(sys.argv[1])) as s:
+from hybridmi.runtime import sigterm_handling
+from hybridmi.task.scratch import scratch_dir
+key = sys.argv[2] if len(sys.argv) > 2 else None
+with sigterm_handling(), scratch_dir("hx-", root=Path(sys.argv[1]), key=key) as s:
     (s.path / "work.bin").write_bytes(b"x" * 1000)
     print(s.path, flush=True)
     time.sleep(120)
 """
 
 
-def holder(root: Path) -> tuple[subprocess.Popen, Path]:
+def holder(root: Path, *key: str) -> tuple[subprocess.Popen, Path]:
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(root)],
+        [sys.executable, "-c", HOLDER, str(root), *key],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -61,3 +66,29 @@ def test_sigkill__leftover_is_swept_by_the_next_process_and_a_live_ones_is_not(t
     alive.send_signal(signal.SIGTERM)
     alive.wait(timeout=30)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_keyed_scratch__survives_sigterm_sigkill_and_sweeps_and_is_taken_over_by_the_same_key(tmp_path):
+    for stop in (signal.SIGTERM, signal.SIGKILL):
+        proc, path = holder(tmp_path, "k1")
+        proc.send_signal(stop)
+        proc.wait(timeout=30)
+        assert (path / "work.bin").is_file()
+        with scratch_dir("hx-", root=tmp_path) as other:  # another process's sweep leaves it alone
+            assert path.is_dir() and other.path != path
+        with scratch_dir("hx-", root=tmp_path, key="k1") as again:
+            assert again.path == path and (path / "work.bin").is_file()  # the work continues
+            if stop == signal.SIGKILL:
+                again.release()  # its work is safe elsewhere now
+        assert path.is_dir() == (stop == signal.SIGTERM)
+
+
+def test_keyed_scratch__in_use_by_a_live_process_is_refused(tmp_path):
+    proc, path = holder(tmp_path, "k2")
+    try:
+        with pytest.raises(UsageError, match="in use by another process"):
+            with scratch_dir("hx-", root=tmp_path, key="k2"):
+                pass
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -25,7 +25,7 @@ def tiny_cfg():
             "objective.temperature=0.2",
             "train.batch_size=16",
             "train.epochs=1",
-            "train.device=cpu",
+            "runtime.device=cpu",
             "train.log_every=2",
             "train.checkpoint_every=4",
             "optim.warmup_epochs=0.25",

@@ -61,14 +61,13 @@ def run_steps(case: dict, group: RankGroup, out_dir: Path) -> None:
         optimizer,
         alpha=cfg.objective.alpha,
         grad_clip=cfg.optim.grad_clip,
-        on_nonfinite=cfg.train.on_nonfinite,
         autoencoder_views=cfg.objective.autoencoder_views,
         group=group,
     )
     images = make_synthetic(**DATA)[0].images
     batch_size = cfg.train.batch_size
     generator = torch.Generator()
-    losses, skipped, grads = [], 0, {}
+    losses, grads = [], {}
     for i in range(case["steps"]):
         generator.manual_seed(1000 + i)
         step(
@@ -78,7 +77,6 @@ def run_steps(case: dict, group: RankGroup, out_dir: Path) -> None:
         )
         summary = step.guard.read()
         losses.append(summary.means)
-        skipped += summary.skipped
         if i == 0:
             grads = {name: p.grad.clone() for name, p in named if p.grad is not None}
     modules = [autoencoder, *([moco] if moco is not None else [])]
@@ -91,7 +89,6 @@ def run_steps(case: dict, group: RankGroup, out_dir: Path) -> None:
         torch.save(
             {
                 "losses": losses,
-                "skipped": skipped,
                 "grads": grads,
                 "state": state,
                 "ranks_agree": agree,
@@ -118,28 +115,22 @@ def run_trainer(case: dict, group: RankGroup, out_dir: Path) -> None:
 
 
 def run_guard(group: RankGroup, out_dir: Path) -> None:
-    outcome = {}
-    for mode in ("skip_step", "stop"):
-        model = torch.nn.Linear(4, 1)
-        optimizer = fused_optimizer("sgd", list(model.parameters()), lr=0.1, momentum=0.0, weight_decay=0.0)
-        guard = FiniteGuard(
-            optimizer=optimizer, named_params=list(model.named_parameters()), terms=[], mode=mode, across_ranks=group
-        )
-        before = [p.detach().clone() for p in model.parameters()]
-        guard.begin()
-        loss = model(torch.ones(2, 4)).square().mean()
-        loss.backward()
-        recorded = torch.full((), float("nan")) if group.rank == 1 else loss  # non-finite on rank 1 only
-        guard.check_gradients(recorded, [])
-        optimizer.step()
-        guard.end()
-        try:
-            summary = guard.read()
-            result = {"skipped": summary.skipped}
-        except NonFiniteError as exc:
-            result = {"error": str(exc)}
-        result["weights_kept"] = all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-        outcome[mode] = result
+    model = torch.nn.Linear(4, 1)
+    optimizer = fused_optimizer("sgd", list(model.parameters()), lr=0.1, momentum=0.0, weight_decay=0.0)
+    guard = FiniteGuard(optimizer=optimizer, named_params=list(model.named_parameters()), terms=[], across_ranks=group)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = model(torch.ones(2, 4)).square().mean()
+    loss.backward()
+    recorded = torch.full((), float("nan")) if group.rank == 1 else loss  # non-finite on rank 1 only
+    guard.check_gradients(recorded, [])
+    optimizer.step()
+    guard.end()
+    try:
+        guard.read()
+        outcome = {}
+    except NonFiniteError as exc:
+        outcome = {"error": str(exc)}
+    outcome["weights_kept"] = all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     outcomes = [None] * group.world_size
     torch.distributed.all_gather_object(outcomes, outcome)
     if group.main:
@@ -155,13 +146,7 @@ def run_syncs(case: dict, group: RankGroup, out_dir: Path) -> None:
     autoencoder.train()
     optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
     step = HybridStep(
-        autoencoder,
-        moco,
-        optimizer,
-        alpha=cfg.objective.alpha,
-        grad_clip=cfg.optim.grad_clip,
-        on_nonfinite=cfg.train.on_nonfinite,
-        group=group,
+        autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip, group=group
     )
     images, batch_size = make_synthetic(**DATA)[0].images, cfg.train.batch_size
     batches = [global_batch(images, i, batch_size, None)[group.shard(batch_size)] for i in range(3)]

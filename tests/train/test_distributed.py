@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from hybridmi.config import ConfigError, load_config
-from hybridmi.data.augment import apply_flips, apply_moco, draw_flips, draw_moco_params, flip_augment, moco_augment
-from hybridmi.train.distributed import Ranks, check_batch_split, local_rank_count, rank_device
+from hybridmi.data.augment import apply_flips, apply_moco, draw_flips, draw_moco_params
+from hybridmi.train.distributed import Ranks, local_rank_count, rank_device
 
 
 def test_ranks_from_env__reads_torchrun_variables_and_defaults_to_one_process():
@@ -37,13 +37,13 @@ def test_ranks_from_env__rejects_a_bad_launch_in_one_line(env, match):
         Ranks.from_env(env)
 
 
-def test_check_batch_split__each_rank_gets_whole_bn_groups():
-    assert check_batch_split(256, 8, 32) == 32
-    assert check_batch_split(16, 2, None) == 8
-    with pytest.raises(ValueError, match="train.batch_size 10 does not split evenly over 4 ranks"):
-        check_batch_split(10, 4, None)
-    with pytest.raises(ValueError, match="bn_splits must be a multiple of 2"):
-        check_batch_split(24, 2, 8)  # 12 images per rank: one group of 8 and a half
+def test_with_ranks__auto_ranks_resolved_at_launch_must_split_the_batch_and_its_bn_groups():
+    cfg = load_config(None, ["train.batch_size=24", "objective.bn_splits=3", "objective.queue_size=96"])
+    assert cfg.with_ranks(3).train.ranks == 3
+    with pytest.raises(ConfigError, match="train.batch_size 24 does not split evenly over train.ranks 5"):
+        cfg.with_ranks(5)
+    with pytest.raises(ConfigError, match="objective.bn_splits 3 is not a multiple of train.ranks 2"):
+        cfg.with_ranks(2)  # 12 images per rank: one group of 8 and a half
 
 
 def test_config__train_ranks_must_split_the_batch_and_its_bn_groups():
@@ -67,12 +67,12 @@ def test_local_rank_count__auto_is_one_process_without_cuda():
 
 def test_augmentation_rows__a_rank_applying_its_rows_of_the_draws_gets_those_rows_of_the_one_process_views():
     images = torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    whole = moco_augment(images, generator=torch.Generator().manual_seed(5))
     params = draw_moco_params(8, 32, generator=torch.Generator().manual_seed(5), device=images.device)
+    whole = apply_moco(images, params)
     for rows in (slice(0, 4), slice(4, 8)):
         assert torch.equal(apply_moco(images[rows], params[rows]), whole[rows])
-    flipped = flip_augment(images, generator=torch.Generator().manual_seed(6))
     flips = draw_flips(8, generator=torch.Generator().manual_seed(6), device=images.device)
+    flipped = apply_flips(images, flips)
     assert torch.equal(apply_flips(images[4:], flips[4:]), flipped[4:])
     with pytest.raises(ValueError, match="4 parameter rows for 8 images"):
         apply_moco(images, params[:4])

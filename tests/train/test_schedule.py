@@ -100,7 +100,7 @@ def budgeted_run(tiny_data, tmp_path_factory):
             "objective.queue_size=64",
             "objective.temperature=0.2",
             "train.batch_size=16",
-            "train.device=cpu",
+            "runtime.device=cpu",
             "optim.warmup_epochs=0.25",
             "optim.lr=3e-3",
             "train.time_budget_minutes=0.12",

@@ -1,22 +1,4 @@
-"""The TrainJob of a multi-node train step, rendered as a plain dict (pure: no client, no I/O).
-
-A TrainJob (``trainer.kubeflow.org/v1alpha1``, Kubeflow Trainer ``TRAINER_VERSION``) on the
-``torch-distributed`` ClusterTrainingRuntime runs ``nodes`` pods of the project image. On each, the
-Trainer sets ``PET_NNODES``, ``PET_NPROC_PER_NODE``, ``PET_NODE_RANK``, ``PET_MASTER_ADDR`` and
-``PET_MASTER_PORT``, which torchrun takes as its defaults; torchrun starts ``numProcPerNode`` processes
-(one per GPU) with ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``/``MASTER_ADDR``/``MASTER_PORT`` set, and
-each process runs the train stage's command line (``train_command``, docs/ARCHITECTURE.md):
-
-    hybridmi stage train --config-env HYBRIDMI_CONFIG_TEXT --input dataset=s3://… --output model=s3://…
-
-with the storage Secret's keys as env (references, never values) and the pipeline run's id, so its
-checkpoints are mirrored under that run and rank 0 publishes the model where the pipeline task
-fetches it. The task's pod owns the TrainJob (``metadata.ownerReferences``, ``blockOwnerDeletion``
-false), so Kubernetes' garbage collector deletes it with the pod. Field names were
-read in the Trainer's API types and CRD of that tag; the tests validate every rendering against the
-CRD's openAPIV3Schema. ``spec.runtimePatches`` and ``spec.activeDeadlineSeconds`` came with Trainer
-v2.2.0 (``MIN_TRAINER``; v2.1 had ``podTemplateOverrides``).
-"""
+"""The TrainJob of a multi-node train step, rendered as a plain dict (pure: no client, no I/O)."""
 
 from __future__ import annotations
 
@@ -26,63 +8,38 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from hybridmi.cluster import RESUME_FROM_VAR, RUN_ID_VAR, SHM_SIZE, STORE_SECRET_KEYS, TRAINER_RUNTIME
+from hybridmi.errors import UsageError
 
-GROUP = "trainer.kubeflow.org"
-VERSION = "v1alpha1"
-PLURAL = "trainjobs"
-KIND = "TrainJob"
+GROUP, VERSION, PLURAL, KIND = "trainer.kubeflow.org", "v1alpha1", "trainjobs", "TrainJob"
 MIN_TRAINER = "v2.2"  # the oldest Kubeflow Trainer whose TrainJob has every field rendered here
 NODE = "node"  # the torch-distributed runtime's replicated job and its container
 PATCH_MANAGER = "hybridmi.io/pipeline"  # owner of our runtimePatches entry (a domain-prefixed path)
 CONFIG_TEXT_VAR = "HYBRIDMI_CONFIG_TEXT"  # the resolved config (YAML) every process reads (hybridmi stage --config-env)
 RUN_ID_LABEL = "hybridmi.io/run-id"
 CONFIG_HASH_ANNOTATION = "hybridmi.io/config-hash"
-NAME_PREFIX = "hybridmi-train-"
 
 _RFC1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")
 _LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?")
-# JobSet names the pods <trainjob>-node-0-<i> and gives them that hostname (at most 63 characters).
-MAX_NAME = 50
+MAX_NAME = 50  # JobSet names the pods <trainjob>-node-0-<i> and gives them that hostname (at most 63 characters)
 
 
 def trainjob_name(run_id: str, config_hash: str) -> str:
     """``hybridmi-train-<10 hex>``: one name per (run, config), so a retried task finds its run's TrainJob."""
-    return NAME_PREFIX + hashlib.sha256(f"{run_id}/{config_hash}".encode()).hexdigest()[:10]
+    return "hybridmi-train-" + hashlib.sha256(f"{run_id}/{config_hash}".encode()).hexdigest()[:10]
 
 
-def train_command(dataset_uri: str, model_uri: str) -> tuple[list[str], list[str]]:
-    """(command, args) of every node: torchrun (PET_* env) starting the train stage on object-storage URIs."""
-    return ["torchrun"], [
-        "--module",
-        "hybridmi.cli",
-        "stage",
-        "train",
-        "--config-env",
-        CONFIG_TEXT_VAR,
-        "--input",
-        f"dataset={dataset_uri}",
-        "--output",
-        f"model={model_uri}",
-    ]
+def _positive(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value > 0
 
 
 @dataclass(frozen=True)
-class TrainJobRequest:
-    """Everything a multi-node train step's TrainJob says; checked when built (ValueError naming the field)."""
+class NodeSettings:
+    """The run parameters that shape the TrainJob's nodes (pipelines/parameters.py); UsageError naming a bad one."""
 
-    name: str
-    namespace: str
     image: str
-    nodes: int  # pods, one per node
-    gpus_per_node: int  # processes per node = GPUs per node; 0: no GPU request, one process per node
-    config_text: str  # the resolved config, YAML
-    config_hash: str
-    run_id: str  # HYBRIDMI_RUN_ID of every process: checkpoints under checkpoints/<run id>/…
-    dataset_uri: str  # s3://bucket/key of the published data set
-    model_uri: str  # s3://bucket/key where rank 0 publishes the model
-    store_secret: str  # Secret whose keys become the storage env (optional keys, as in the pipeline's pods)
-    deadline_s: int  # activeDeadlineSeconds: the train step's timeout
-    gpu_resource: str = "nvidia.com/gpu"
+    nodes: int | str  # pods, one per node; the component passes the run parameter's text
+    gpu_type: str = "nvidia.com/gpu"
+    gpu_count: str = "1"  # GPUs (= processes) per node; "" or gpu_type "": no GPU request, one process per node
     cpu_request: str = "1"
     cpu_limit: str = "16"
     memory_request: str = "4Gi"
@@ -90,79 +47,102 @@ class TrainJobRequest:
     node_selector: Mapping[str, str] = field(default_factory=dict)
     tolerations: Sequence[Mapping[str, Any]] = ()
     image_pull_secret: str = ""
+    store_secret: str = "hybridmi-store"  # Secret whose keys become the storage env (optional keys)
+    deadline_s: int = 24 * 3600  # activeDeadlineSeconds: the train step's timeout
+
+    def __post_init__(self) -> None:
+        if isinstance(self.nodes, bool) or not str(self.nodes).strip().isdigit() or int(self.nodes) < 1:
+            raise UsageError(f"train_nodes={self.nodes!r} is not a positive integer")
+        object.__setattr__(self, "nodes", int(self.nodes))
+        if self.gpu_count and not (self.gpu_count.isdigit() and int(self.gpu_count) > 0):
+            raise UsageError(f"gpu_count={self.gpu_count!r} is not a positive integer (or empty for no GPU)")
+        if not _positive(self.deadline_s):
+            raise UsageError(f"TrainJob deadline_s={self.deadline_s!r} is not a positive integer")
+        for what in ("image", "store_secret"):
+            if not getattr(self, what):
+                raise UsageError(f"TrainJob {what} is empty")
+
+    @property
+    def gpus_per_node(self) -> int:
+        """GPUs (and processes) per node; 0 when gpu_type or gpu_count is empty."""
+        return int(self.gpu_count) if self.gpu_type and self.gpu_count else 0
+
+
+@dataclass(frozen=True)
+class TrainJobRequest:
+    """Everything a multi-node train step's TrainJob says; checked when built (UsageError naming the field)."""
+
+    name: str
+    namespace: str
+    settings: NodeSettings
+    config_text: str  # the resolved config, YAML
+    config_hash: str
+    run_id: str  # HYBRIDMI_RUN_ID of every process: checkpoints under checkpoints/<run id>/…
+    dataset_uri: str  # s3://bucket/key of the published data set
+    model_uri: str  # s3://bucket/key where rank 0 publishes the model
     resume_from: str = ""
     owner_pod: tuple[str, str] | None = None  # (name, uid) of the task's pod; None: no owner
 
     def __post_init__(self) -> None:
         if not _RFC1035.fullmatch(self.name) or len(self.name) > MAX_NAME:
-            raise ValueError(
-                f"TrainJob name {self.name!r} is not a DNS label of at most {MAX_NAME} characters starting with a letter"
-            )
-        for what, value in (("nodes", self.nodes), ("deadline_s", self.deadline_s)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainJob {what}={value!r} is not a positive integer")
-        if isinstance(self.gpus_per_node, bool) or not isinstance(self.gpus_per_node, int) or self.gpus_per_node < 0:
-            raise ValueError(f"TrainJob gpus_per_node={self.gpus_per_node!r} is not a whole number")
-        if self.gpus_per_node and not self.gpu_resource:
-            raise ValueError(f"TrainJob asks for {self.gpus_per_node} GPUs per node but names no GPU resource")
-        for what, uri in (("dataset_uri", self.dataset_uri), ("model_uri", self.model_uri)):
-            if not uri.startswith("s3://"):
-                raise ValueError(
+            label = f"a DNS label of at most {MAX_NAME} characters starting with a letter"
+            raise UsageError(f"TrainJob name {self.name!r} is not {label}")
+        for what in ("dataset_uri", "model_uri"):
+            if not (uri := getattr(self, what)).startswith("s3://"):
+                raise UsageError(
                     f"TrainJob {what}={uri!r} is not an s3:// URI (every node reads it from object storage)"
                 )
-        for what, value in (
-            ("namespace", self.namespace),
-            ("image", self.image),
-            ("run_id", self.run_id),
-            ("store_secret", self.store_secret),
-            ("config_text", self.config_text),
-        ):
-            if not value:
-                raise ValueError(f"TrainJob {what} is empty")
+        for what in ("namespace", "run_id", "config_text"):
+            if not getattr(self, what):
+                raise UsageError(f"TrainJob {what} is empty")
         if self.owner_pod is not None and (len(self.owner_pod) != 2 or not all(self.owner_pod)):
-            raise ValueError(f"TrainJob owner_pod={self.owner_pod!r} is not a (pod name, pod uid) pair")
+            raise UsageError(f"TrainJob owner_pod={self.owner_pod!r} is not a (pod name, pod uid) pair")
 
 
-def _env(request: TrainJobRequest) -> list[dict[str, Any]]:
-    secret = [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": request.store_secret, "key": key, "optional": True}}}
+def _trainer(request: TrainJobRequest) -> dict[str, Any]:
+    """Image, torchrun starting the train stage on object-storage URIs, env, node count and resources."""
+    nodes = request.settings
+    env = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": nodes.store_secret, "key": key, "optional": True}}}
         for key, var in STORE_SECRET_KEYS.items()
     ]
-    resume = [{"name": RESUME_FROM_VAR, "value": request.resume_from}] if request.resume_from else []
-    return [
-        *secret,
-        {"name": RUN_ID_VAR, "value": request.run_id},
-        *resume,
-        {"name": CONFIG_TEXT_VAR, "value": request.config_text},
-    ]
+    env.append({"name": RUN_ID_VAR, "value": request.run_id})
+    if request.resume_from:
+        env.append({"name": RESUME_FROM_VAR, "value": request.resume_from})
+    env.append({"name": CONFIG_TEXT_VAR, "value": request.config_text})
+    limits = {"cpu": nodes.cpu_limit, "memory": nodes.memory_limit}
+    if nodes.gpus_per_node:
+        limits[nodes.gpu_type] = str(nodes.gpus_per_node)
+    return {
+        "image": nodes.image,
+        "command": ["torchrun"],
+        "args": ["--module", "hybridmi.cli", "stage", "train", "--config-env", CONFIG_TEXT_VAR]
+        + ["--input", f"dataset={request.dataset_uri}", "--output", f"model={request.model_uri}"],
+        "env": env,
+        "numNodes": nodes.nodes,
+        "numProcPerNode": max(nodes.gpus_per_node, 1),
+        "resourcesPerNode": {"requests": {"cpu": nodes.cpu_request, "memory": nodes.memory_request}, "limits": limits},
+    }
 
 
-def _resources(request: TrainJobRequest) -> dict[str, Any]:
-    limits = {"cpu": request.cpu_limit, "memory": request.memory_limit}
-    if request.gpus_per_node:
-        limits[request.gpu_resource] = str(request.gpus_per_node)
-    return {"requests": {"cpu": request.cpu_request, "memory": request.memory_request}, "limits": limits}
-
-
-def _pod_patch(request: TrainJobRequest) -> dict[str, Any]:
+def _pod_patch(nodes: NodeSettings) -> dict[str, Any]:
     """Node scheduling, pull secret and a memory-backed /dev/shm: what the Trainer API lets only runtimePatches set."""
     spec: dict[str, Any] = {
         "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
         "containers": [{"name": NODE, "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}]}],
     }
-    if request.node_selector:
-        spec["nodeSelector"] = dict(request.node_selector)
-    if request.tolerations:
-        spec["tolerations"] = [dict(t) for t in request.tolerations]
-    if request.image_pull_secret:
-        spec["imagePullSecrets"] = [{"name": request.image_pull_secret}]
+    if nodes.node_selector:
+        spec["nodeSelector"] = dict(nodes.node_selector)
+    if nodes.tolerations:
+        spec["tolerations"] = [dict(t) for t in nodes.tolerations]
+    if nodes.image_pull_secret:
+        spec["imagePullSecrets"] = [{"name": nodes.image_pull_secret}]
     job = {"name": NODE, "template": {"spec": {"template": {"spec": spec}}}}
     return {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [job]}}}}
 
 
 def render_trainjob(request: TrainJobRequest) -> dict[str, Any]:
     """The TrainJob object to create (``CustomObjectsApi.create_namespaced_custom_object`` body)."""
-    command, args = train_command(request.dataset_uri, request.model_uri)
     labels = {"app.kubernetes.io/part-of": "hybridmi", "app.kubernetes.io/component": "train"}
     if _LABEL_VALUE.fullmatch(request.run_id):  # KFP run ids (UUIDs) always are; the annotation has it regardless
         labels[RUN_ID_LABEL] = request.run_id
@@ -184,16 +164,8 @@ def render_trainjob(request: TrainJobRequest) -> dict[str, Any]:
         "metadata": metadata,
         "spec": {
             "runtimeRef": {"name": TRAINER_RUNTIME, "apiGroup": GROUP, "kind": "ClusterTrainingRuntime"},
-            "trainer": {
-                "image": request.image,
-                "command": command,
-                "args": args,
-                "env": _env(request),
-                "numNodes": request.nodes,
-                "numProcPerNode": max(request.gpus_per_node, 1),
-                "resourcesPerNode": _resources(request),
-            },
-            "runtimePatches": [_pod_patch(request)],
-            "activeDeadlineSeconds": request.deadline_s,
+            "trainer": _trainer(request),
+            "runtimePatches": [_pod_patch(request.settings)],
+            "activeDeadlineSeconds": request.settings.deadline_s,
         },
     }

@@ -25,7 +25,7 @@ TINY = [
     "train.batch_size=32",
     "objective.queue_size=64",
     "train.epochs=0.5",
-    "train.threads=1",
+    "runtime.threads=1",
     "train.checkpoint_every=1",
     "optim.warmup_epochs=0",
 ]

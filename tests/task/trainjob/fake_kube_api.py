@@ -48,22 +48,20 @@ TASK_POD = (
 
 def sample_trainjob(name: str = NAME) -> dict:
     """A rendered TrainJob: 2 nodes x 4 GPUs in namespace kubeflow."""
-    from hybridmi.task.trainjob.manifest import TrainJobRequest, render_trainjob
+    from hybridmi.task.trainjob.manifest import NodeSettings, TrainJobRequest, render_trainjob
 
     return render_trainjob(
         TrainJobRequest(
             name=name,
             namespace="kubeflow",
-            image="registry.example.com/hybridmi:0.1.0-abcdef012345",
-            nodes=2,
-            gpus_per_node=4,
+            settings=NodeSettings(
+                image="registry.example.com/hybridmi:0.1.0-abcdef012345", nodes=2, gpu_count="4", deadline_s=3600
+            ),
             config_text="train:\n  epochs: 1\n",
             config_hash="c0ffee",
             run_id="run-1",
             dataset_uri="s3://b/p/datasets/00ff00ff",
             model_uri="s3://b/p/runs/run-1/c0ffee/train/model",
-            store_secret="hybridmi-store",
-            deadline_s=3600,
         )
     )
 

@@ -21,17 +21,16 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def two_step_pipeline():
-    """configure → prepare → the multi-node train task, wired by the multi-node pipeline's own functions."""
-    from components import configure, prepare
+    """prepare → the multi-node train task, wired by the multi-node pipeline's own functions."""
+    from components import prepare
     from pipelines.hybridmi_pipeline import train_step
     from pipelines.parameters import MULTINODE_PARAMETERS, TASK_PARAMETERS, define_pipeline
-    from pipelines.settings import Limits, TaskSettings, control_task, stage_task
+    from pipelines.settings import Limits, TaskSettings, stage_task
 
     def wire(p):
         settings = TaskSettings(p, Limits())
-        cfg = control_task(configure(config=p["config"]), settings).output
-        dataset = stage_task(prepare(config=cfg), settings).outputs["dataset"]
-        train_step(p, settings, cfg, dataset, multinode=True)
+        dataset = stage_task(prepare(config=p["config"]), settings).outputs["dataset"]
+        train_step(p, settings, dataset, multinode=True)
 
     return define_pipeline(
         wire, name="prepare-and-train-trainjob", description="test", parameters=TASK_PARAMETERS + MULTINODE_PARAMETERS

@@ -17,8 +17,8 @@ from fake_kube_api import COMPLETE, FAILED, RUNNING, TASK_POD, FakeKubeAPI, Scri
 
 from hybridmi.stages.common import read_sidecar
 from hybridmi.task.trainjob.api import TrainJobApiError
-from hybridmi.task.trainjob.launch import NodeSettings, model_key, run_trainjob_task
-from hybridmi.task.trainjob.manifest import trainjob_name
+from hybridmi.task.trainjob.launch import model_key, run_trainjob_task
+from hybridmi.task.trainjob.manifest import NodeSettings, trainjob_name
 from hybridmi.task.trainjob.status import TrainJobFailed
 
 IMAGE = "registry.example.com/hybridmi:0.1.0-abcdef012345"
@@ -295,8 +295,7 @@ def test_without_the_pod_env__the_trainjob_has_no_owner_and_one_warning_says_so(
             )
     assert "ownerReferences" not in kube.methods("POST")[0].body["metadata"]
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [
-        "HYBRIDMI_POD_NAME and HYBRIDMI_POD_UID are not set: the TrainJob gets no owner, so Kubernetes will not "
-        "delete it with the task's pod"
+        "HYBRIDMI_POD_NAME and HYBRIDMI_POD_UID are not set: the TrainJob will not go with the task's pod"
     ]
     assert kube.jobs == {}  # the task deletes it all the same
 

@@ -16,6 +16,7 @@ from hybridmi.task.trainjob.manifest import (
     MAX_NAME,
     NODE,
     VERSION,
+    NodeSettings,
     TrainJobRequest,
     render_trainjob,
     trainjob_name,
@@ -29,24 +30,24 @@ TORCHRUN_RESERVED = {"PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_M
 
 
 def request(**changes) -> TrainJobRequest:
+    """The request of a 4-node x 8-GPU run; ``changes`` of NodeSettings fields go to its node settings."""
     from hybridmi.config import load_config
 
     cfg = load_config(None, ["train.epochs=2"])
+    node_fields = set(NodeSettings.__dataclass_fields__)
+    settings = {"image": IMAGE, "nodes": 4, "gpu_count": "8", "deadline_s": 86400}
+    settings.update({k: v for k, v in changes.items() if k in node_fields})
     values = dict(
         name=trainjob_name("0b9c-run", cfg.hash()),
         namespace="team-a",
-        image=IMAGE,
-        nodes=4,
-        gpus_per_node=8,
         config_text=config_to_text(cfg),
         config_hash=cfg.hash(),
         run_id="0b9c-run",
         dataset_uri=DATASET,
         model_uri=MODEL,
-        store_secret="hybridmi-store",
-        deadline_s=86400,
     )
-    return TrainJobRequest(**{**values, **changes})
+    values.update({k: v for k, v in changes.items() if k not in node_fields})
+    return TrainJobRequest(settings=NodeSettings(**settings), **values)
 
 
 POD = ("hybridmi-multinode-x7k2p-system-container-impl-2417", "0d2c8a4e-1f3b-4e5d-8c7a-9b6f5e4d3c2b")
@@ -58,8 +59,8 @@ SHAPES = {
         resume_from="earlier-run",
         owner_pod=POD,
     ),
-    "2 CPU nodes": dict(nodes=2, gpus_per_node=0, gpu_resource=""),
-    "1 node, defaults": dict(nodes=1, gpus_per_node=1),
+    "2 CPU nodes": dict(nodes=2, gpu_type=""),
+    "1 node, defaults": dict(nodes=1, gpu_count="1"),
 }
 
 
@@ -123,9 +124,9 @@ def test_env__the_same_config_the_run_id_and_the_storage_secret_by_reference_onl
 
 
 def test_nodes__gpus_set_processes_per_node_and_the_gpu_limit_cpu_nodes_run_one_process():
-    gpu = render_trainjob(request(nodes=4, gpus_per_node=8))["spec"]["trainer"]
+    gpu = render_trainjob(request(nodes=4, gpu_count="8"))["spec"]["trainer"]
     assert (gpu["numNodes"], gpu["numProcPerNode"], gpu["resourcesPerNode"]["limits"]["nvidia.com/gpu"]) == (4, 8, "8")
-    cpu = render_trainjob(request(nodes=2, gpus_per_node=0))["spec"]["trainer"]
+    cpu = render_trainjob(request(nodes=2, gpu_count=""))["spec"]["trainer"]
     assert (cpu["numNodes"], cpu["numProcPerNode"]) == (2, 1)
     assert set(cpu["resourcesPerNode"]["limits"]) == {"cpu", "memory"}
     assert render_trainjob(request())["spec"]["activeDeadlineSeconds"] == 86400
@@ -163,8 +164,9 @@ def test_name__one_per_run_and_config_a_dns_label_short_enough_for_the_pod_hostn
     "changes, message",
     [
         (dict(nodes=0), "nodes=0 is not a positive integer"),
-        (dict(gpus_per_node=-1), "gpus_per_node=-1"),
-        (dict(gpu_resource=""), "names no GPU resource"),
+        (dict(nodes="two"), "train_nodes='two' is not a positive integer"),
+        (dict(gpu_count="-1"), "gpu_count='-1' is not a positive integer"),
+        (dict(deadline_s=0), "deadline_s=0 is not a positive integer"),
         (dict(model_uri="/local/model"), "model_uri='/local/model' is not an s3:// URI"),
         (dict(name="x" * 60), "at most 50 characters"),
         (dict(image=""), "image is empty"),

@@ -35,5 +35,5 @@ def test_state__phase_from_conditions_and_child_jobs(status, phase):
 def test_state__failed_carries_reason_and_message_in_one_line():
     obj = {"status": {"conditions": [{**DEADLINE, "message": "TrainJob exceeded\n its deadline"}]}}
     state = trainjob_state(obj)
-    assert state.final and state.reason == "DeadlineExceeded: TrainJob exceeded its deadline"
+    assert state.phase == "Failed" and state.reason == "DeadlineExceeded: TrainJob exceeded its deadline"
     assert "\n" not in state.describe()
