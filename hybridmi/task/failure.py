@@ -22,5 +22,7 @@ def recording_failure(stage: str, env: Mapping[str, str] | None = None) -> Itera
         directory = (os.environ if env is None else env).get(ERROR_DIR_VAR, "").strip()
         if directory:
             message = f"{type(exc).__name__}: {exc}".strip()
+            if isinstance(exc, SystemExit) and exc.code == 143:  # runtime.sigterm_handling outside training
+                message = "stopped by SIGTERM before it finished"
             write_json(Path(directory) / f"{stage}.json", {"stage": stage, "error": message, "time_unix": time.time()})
         raise

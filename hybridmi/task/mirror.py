@@ -70,8 +70,8 @@ def open_mirror(
     """The mirror callback for ``stage``'s checkpoints in ``directory``, after restoring the newer of local
     and mirrored.
 
-    resume_from: (run id, its checkpoint key): when this run has no checkpoint of its own, continue
-    that run's (FileNotFoundError when it has none either).
+    resume_from: (run id, its checkpoint key): when this run has no checkpoint of its own, continue that
+    run's; a stage that run never reached starts fresh; MissingInput when that run left no checkpoint at all.
     """
     sync = CheckpointSync(store, key, run_id=run_id, accept=first_nonfinite)
     local = local_checkpoint(directory)
@@ -79,8 +79,13 @@ def open_mirror(
     if resume_from is not None and local is None and restored is None:
         run, source = resume_from
         if CheckpointSync(store, source, run_id=run).download_latest(directory) is None:
-            raise MissingInput(
-                f"resume_from={run}: no {stage + ' ' if stage else ''}checkpoint under {source} "
-                "(the run id and the config must match that run's)"
+            run_prefix = source.rsplit("/", 2)[0] + "/"  # checkpoints/<run id>/<training hash>/<stage>
+            if not store.list(run_prefix):
+                raise MissingInput(
+                    f"resume_from={run}: no checkpoint of that run under {run_prefix} "
+                    "(the run id and the config must match that run's)"
+                )
+            log.warning(
+                "resume_from=%s: that run stopped before %s checkpointed; it starts fresh", run, stage or source
             )
     return sync

@@ -82,7 +82,7 @@ def test_resume_from__continues_another_runs_checkpoint_only_when_asked(cfg, dat
     resumed = train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-next", resume_from="run-src")
     assert resumed["steps"] == done["steps"] and resumed["loss"] == done["loss"]
     with pytest.raises(
-        FileNotFoundError, match=r"resume_from=run-none: no train checkpoint under checkpoints/run-none/"
+        FileNotFoundError, match=r"resume_from=run-none: no checkpoint of that run under checkpoints/run-none/"
     ):
         train_in_a_fresh_pod(cfg, dataset, env, tmp_path, "run-later", resume_from="run-none")
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 
+from hybridmi.errors import MissingInput
 from hybridmi.store import LocalStore
 from hybridmi.task.mirror import first_nonfinite, local_checkpoint, open_mirror
 from hybridmi.train.checkpoint import load_checkpoint, record_checksum, save_checkpoint
@@ -97,3 +99,29 @@ def test_trainer_rng_state__round_trips_through_a_data_only_checkpoint(tmp_path)
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     set_rng_state(load_checkpoint(path, kind="hybrid")["rng"])
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def test_resume_from__a_stage_the_source_run_never_reached_starts_fresh_and_an_unknown_run_is_refused(tmp_path):
+    store = LocalStore(tmp_path / "store")
+    source = open_mirror(store, key="checkpoints/src/h1/train", run_id="src", directory=tmp_path / "src")
+    source.on_checkpoint(write(tmp_path / "src", 8), 8)
+    source.flush()  # the source run was killed after training, before its ddim stage checkpointed
+    ddim = tmp_path / "next-ddim"
+    open_mirror(
+        store,
+        key="checkpoints/next/h2/ddim",
+        run_id="next",
+        directory=ddim,
+        stage="ddim",
+        resume_from=("src", "checkpoints/src/h2/ddim"),
+    )
+    assert local_checkpoint(ddim) is None  # fresh
+    with pytest.raises(MissingInput, match="resume_from=none: no checkpoint of that run under checkpoints/none/"):
+        open_mirror(
+            store,
+            key="checkpoints/next/h2/ddim",
+            run_id="next",
+            directory=tmp_path / "other",
+            stage="ddim",
+            resume_from=("none", "checkpoints/none/h2/ddim"),
+        )
