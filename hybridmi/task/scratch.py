@@ -12,8 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from hybridmi.errors import UsageError
-
 log = logging.getLogger(__name__)
 
 OWNER = ".owner"
@@ -73,27 +71,30 @@ def scratch_dir(prefix: str, *, root: Path | None = None, key: str | None = None
     With ``key`` the directory is ``<prefix><key>``: a kept one whose process is gone is taken over (its work
     continues), and the block's directory is kept from the start, so that neither SIGTERM nor SIGKILL nor a
     sweep removes what it holds; the caller ends it with ``Scratch.release`` once its work is safe elsewhere.
+    While a live process holds the key, another one with the same key works in a fresh, unkept directory.
     """
     remove_stale(prefix, root=root)
     root = Path(root or tempfile.gettempdir())
-    adopted = key is not None and (root / f"{prefix}{key}").is_dir()
-    if adopted:
-        path = root / f"{prefix}{key}"
-        fd = os.open(path / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise UsageError(f"scratch directory {path} is in use by another process with the same outputs") from None
+    keyed = root / f"{prefix}{key}" if key is not None else None
+    fd = _take_over(keyed) if keyed is not None and keyed.is_dir() else None
+    if fd is not None:
+        path = keyed
         log.warning("continuing from the work kept in %s (%s)", path, _reason(path))
     else:
         hidden = Path(tempfile.mkdtemp(prefix=f".{prefix}", dir=root))  # locked before a sweep can see it
         fd = os.open(hidden / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        path = root / f"{prefix}{key}" if key is not None else hidden.with_name(hidden.name[1:])
-        os.rename(hidden, path)
+        path = hidden.with_name(hidden.name[1:])
+        if keyed is not None:
+            try:
+                os.rename(hidden, keyed)  # fails when another process holds the key (its directory is not empty)
+                path = keyed
+            except OSError:
+                log.info("another process works on the same outputs in %s; this one works in %s", keyed, path)
+        if path != keyed:
+            os.rename(hidden, path)
     scratch = Scratch(path)
-    if key is not None:
+    if path == keyed:
         scratch.keep("work of a process that may be stopped before it publishes")
     try:
         yield scratch
@@ -101,6 +102,18 @@ def scratch_dir(prefix: str, *, root: Path | None = None, key: str | None = None
         if not scratch.kept:
             shutil.rmtree(path, ignore_errors=True)
         os.close(fd)
+
+
+def _take_over(path: Path) -> int | None:
+    """The locked owner file of a keyed directory whose process is gone; None while a live process holds it."""
+    fd = os.open(path / OWNER, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        log.info("another process works on the same outputs in %s", path)
+        return None
+    return fd
 
 
 def _reason(path: Path) -> str:

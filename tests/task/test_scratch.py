@@ -8,9 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from hybridmi.errors import UsageError
 from hybridmi.task.scratch import remove_stale, scratch_dir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +80,12 @@ def test_keyed_scratch__survives_sigterm_sigkill_and_sweeps_and_is_taken_over_by
         assert path.is_dir() == (stop == signal.SIGTERM)
 
 
-def test_keyed_scratch__in_use_by_a_live_process_is_refused(tmp_path):
+def test_keyed_scratch__in_use_by_a_live_process__another_one_works_in_a_fresh_directory(tmp_path):
     proc, path = holder(tmp_path, "k2")
     try:
-        with pytest.raises(UsageError, match="in use by another process"):
-            with scratch_dir("hx-", root=tmp_path, key="k2"):
-                pass
+        with scratch_dir("hx-", root=tmp_path, key="k2") as other:
+            assert other.path != path and not other.kept and path.is_dir()
+        assert not other.path.exists() and (path / "work.bin").is_file()
     finally:
         proc.kill()
         proc.wait(timeout=30)
