@@ -89,7 +89,7 @@ def main() -> None:
                 f"runtime.threads={args.threads}",
             ],
         )
-        train, _ = make_synthetic(cfg.data)
+        train, _ = make_synthetic(num_classes=10, n_train=cfg.data.synthetic_train, n_test=16, seed=0)
         times = {}
         with TemporaryDirectory() as tmp:
             for name in ("no store", "mirrored"):
