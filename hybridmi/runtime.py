@@ -47,6 +47,7 @@ def sigterm_handling() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _stop.clear()  # a request belongs to the block it arrived in
 
 
 @contextlib.contextmanager

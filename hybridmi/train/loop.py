@@ -151,11 +151,8 @@ class TrainLoop:
                 step_fn(self.step)
                 self.step += 1
                 bar.update(1)
-                if self._stop_agreed():
-                    bar.close()
-                    self._stop(save)
-                end = total()
-                report = self.step % self.log_every == 0 or self.step == end
+                stop, end = self._stop_agreed(), total()
+                report = self.step % self.log_every == 0 or self.step == end or stop
                 saving = self.step % self.checkpoint_every == 0 or self.step == end
                 monitoring = monitor is not None and monitor_every and self.step % monitor_every == 0
                 timing = self._timing_due()
@@ -164,6 +161,9 @@ class TrainLoop:
                 self._read(guard, timing=timing, bar=bar)
                 if report:
                     self._report(optimizer, bar)
+                if stop:  # SIGTERM: the step in flight is reported, checkpointed, and the run stops
+                    bar.close()
+                    self._stop(save)
                 if monitoring and self.main:
                     monitor(self.step)
                 if saving:

@@ -1,9 +1,14 @@
+import os
+import signal
+
 import pytest
 import torch
 from torch import nn
 
 from hybridmi.config import load_config
 from hybridmi.data.loader import epoch_permutation
+from hybridmi.errors import Preempted
+from hybridmi.runtime import sigterm_handling
 from hybridmi.train.checkpoint import latest_checkpoint
 from hybridmi.train.ddim import load_ddim, sample_latents, train_ddim
 from hybridmi.train.ema import EMA
@@ -181,3 +186,32 @@ def test_train_ddim__nonfinite_batch_stops_and_never_reaches_a_checkpoint(tmp_pa
     assert sorted(saved) == list(range(1, bad[0]))
     assert load_ddim(tmp_path).step == bad[0] - 1
     assert all(torch.isfinite(t).all() for t in saved[bad[0] - 1].values() if t.is_floating_point())
+
+
+class _SigtermAt(Recorder):
+    """Sends this process SIGTERM when step ``at`` is reported, as the kubelet would at any moment."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_step(self, m):
+        super().on_step(m)
+        if m.step == self.at:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_train_ddim__sigterm_checkpoints_the_step_in_flight_and_the_rerun_continues_bit_identically(tmp_path, latents):
+    z, mean, std = latents
+    cfg = ddim_cfg("ddim.checkpoint_every=100")  # no periodic checkpoint within the run
+    straight = Recorder()
+    full = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "a", callbacks=[straight])
+    stopped = _SigtermAt(5)
+    with sigterm_handling(), pytest.raises(Preempted, match="ddim stopped by SIGTERM after step 6"):
+        train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b", callbacks=[stopped])
+    assert stopped.checkpoints == [6]  # the signal came after step 5 was reported: step 6 was in flight
+    rest = Recorder()
+    resumed = train_ddim(cfg, z, mean=mean, std=std, out_dir=tmp_path / "b", callbacks=[rest])
+    assert stopped.steps + rest.steps == straight.steps
+    a, b = torch.load(full.checkpoint, weights_only=True), torch.load(resumed.checkpoint, weights_only=True)
+    assert all(torch.equal(t, b["unet"][name]) for name, t in a["unet"].items())
