@@ -104,7 +104,7 @@ except OSError:
     print("build: port %s is busy; a free port means the dependency layer is rebuilt" % sys.argv[1], file=sys.stderr)
     s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])' "$WHEELHOUSE_PORT")"
-py -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$port" >/dev/null 2>&1 &
+"$HOST_PYTHON" -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$port" >/dev/null 2>&1 &  # not via py(): $! must be the server
 SERVER_PID=$!
 trap 'kill "$SERVER_PID" 2>/dev/null || true; rm -f "$WHEELHOUSE/$FID_FILE_NAME" "$WHEELHOUSE/$FID_WHEEL"' EXIT
 for ((tries = 0; ; tries++)); do
