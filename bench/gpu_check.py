@@ -1,10 +1,8 @@
 """The GPU check: throughput and MFU of the ``cifar10`` preset, a fixed-time training run, linear probes
-(y, ŷ, z), test MSE, a short latent DDIM and N decoded samples, in one run of a few minutes.
+(y, ŷ, z), test MSE, a short latent DDIM and N decoded samples, in one run of a few minutes; 1 vs all GPUs (DDP).
 
-Run through ``bench/gpu_check.sh``. Writes ``gpu_check.json`` (every number, the phases' seconds, the imported
-distributions) and ``samples.npz`` (uint8 (N, 32, 32, 3)) into ``--out`` and prints one table; FID of the
-samples is ``bench/fid_samples.py``. With several GPUs it also times 1 GPU against all of them (DDP).
-``--dry-run``: the same code on the CPU, smoke preset and synthetic data, 2 gloo ranks for the DDP row.
+Run through ``bench/gpu_check.sh`` (bench/README.md): ``gpu_check.json`` and ``samples.npz`` (uint8 (N, 32, 32, 3),
+scored by ``bench/fid_samples.py``) go into ``--out``. ``--dry-run``: CPU, smoke preset, synthetic data, 2 gloo ranks.
 """
 
 from __future__ import annotations
@@ -17,7 +15,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import deque
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -82,39 +82,16 @@ def host_syncs_per_step(cfg, device: torch.device, steps: int = 3) -> float:
     return sum("synchroniz" in str(w.message) for w in caught) / steps
 
 
-class _LastReport:
-    metrics = None
-
-    def on_step(self, metrics) -> None:
-        self.metrics = metrics
-
-
 def probe_and_mse(cfg, model, train, test, device: torch.device, *, probe_epochs: int) -> dict[str, float]:
     """Linear-probe accuracy of y, ŷ and z on the test split, and the test MSE in the paper's unit."""
-    e = cfg.eval
-    views = {
-        name: feature_views(
-            encode_split(model.encoder, split, batch_size=e.batch_size, device=device),
-            contrastive_channels=cfg.model.contrastive_channels,
-        )
-        for name, split in (("train", train), ("test", test))
-    }
-    out = {}
-    for feature in ("y", "yhat", "z"):
-        out[f"linear_acc_{feature}"] = linear_probe(
-            views["train"][feature],
-            train.labels,
-            views["test"][feature],
-            test.labels,
-            num_classes=len(train.classes),
-            weight_decays=e.probe_weight_decays,
-            val_fraction=e.probe_val_fraction,
-            epochs=probe_epochs,
-            batch_size=e.probe_batch_size,
-            lr=e.probe_lr,
-            seed=cfg.train.seed,
-            device=device,
-        ).accuracy
+    e, views = cfg.eval, {}
+    for name, split in (("train", train), ("test", test)):
+        encoded = encode_split(model.encoder, split, batch_size=e.batch_size, device=device)
+        views[name] = feature_views(encoded, contrastive_channels=cfg.model.contrastive_channels)
+    kw = dict(num_classes=len(train.classes), weight_decays=e.probe_weight_decays, val_fraction=e.probe_val_fraction)
+    kw |= dict(epochs=probe_epochs, batch_size=e.probe_batch_size, lr=e.probe_lr, seed=cfg.train.seed, device=device)
+    probe = lambda f: linear_probe(views["train"][f], train.labels, views["test"][f], test.labels, **kw).accuracy  # noqa: E731
+    out = {f"linear_acc_{f}": probe(f) for f in ("y", "yhat", "z")}
     return out | reconstruction_metrics(model, test, batch_size=e.batch_size, device=device)
 
 
@@ -138,14 +115,12 @@ def ddim_samples(cfg, model, train, device: torch.device, *, out_dir: Path, step
         images.append((x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu())
     samples = torch.cat(images).numpy()
     loss = result.last_metrics.loss if result.last_metrics else math.nan
-    return {"ddim_steps": result.step, "ddim_loss": loss, "sampling_steps": s.steps, "num_samples": len(samples)} | {
-        "samples": samples
-    }
+    out = dict(ddim_steps=result.step, ddim_loss=loss, sampling_steps=s.steps, num_samples=len(samples))
+    return out | {"samples": samples}
 
 
 def imported_distributions() -> list[str]:
-    """Distributions whose top-level modules this process imported, the project's own (an editable install's
-    egg-info still names it) left out."""
+    """Distributions whose top-level modules this process imported, less the project's own (editable egg-info)."""
     owners = metadata.packages_distributions()
     tops = {name.split(".")[0] for name in list(sys.modules)}
     return sorted({normalise(dist) for top in tops for dist in owners.get(top, [])} - {"hybridmi"})
@@ -193,45 +168,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["flops_per_image"] = phase("flops", lambda: image_flops(cfg, device))
     report["host_syncs_per_step"] = phase("syncs", lambda: host_syncs_per_step(cfg, device))
     report["ranks"] = phase("ranks", lambda: rank_scaling(preset_name, device, dry_run=args.dry_run))
-    last = _LastReport()
+    last = deque(maxlen=1)  # the newest StepMetrics
+    callback = SimpleNamespace(on_step=last.append)
+    fit = lambda cfg, out: train_hybrid(cfg, train, out_dir=work / out, callbacks=[callback], resume=False)  # noqa: E731
     try:
-        result = phase(
-            "train", lambda: train_hybrid(cfg, train, out_dir=work / "hybrid", callbacks=[last], resume=False)
-        )
+        result = phase("train", lambda: fit(cfg, "hybrid"))
     except (RuntimeError, AssertionError, ImportError) as exc:  # torch.compile failing on this stack: go eager
         if not cfg.runtime.compile:
             raise
         report["compile_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
         print(f"gpu_check: compiled training failed ({report['compile_error']}); training eagerly", flush=True)
-        cfg = preset(
-            preset_name, [*overrides, "runtime.compile=false", f"train.time_budget_minutes={args.train_minutes / 2}"]
-        )
-        result = phase(
-            "train_eager", lambda: train_hybrid(cfg, train, out_dir=work / "eager", callbacks=[last], resume=False)
-        )
-    m = last.metrics
+        eager = [*overrides, "runtime.compile=false", f"train.time_budget_minutes={args.train_minutes / 2}"]
+        cfg = preset(preset_name, eager)
+        result = phase("train_eager", lambda: fit(cfg, "eager"))
+    m, model = last[-1], result.model
     achieved = report["flops_per_image"] * m.images_per_s
-    report["train"] = {
-        "steps": result.step,
-        "epochs": result.step * cfg.train.batch_size / len(train),
-        "run_length": result.run_length,
-        "images_per_s": m.images_per_s,
-        "loss": m.loss,
-        "terms": m.terms,
-        "gpu_mem_bytes": m.gpu_mem_bytes,
-        "achieved_flop_per_s": achieved,
-        "mfu": achieved / report["peak"]["flop_per_s"],
-        "epochs_in_10_min": 600 * m.images_per_s / len(train),  # at the measured steady throughput
-    }
-    report["eval"] = phase(
-        "eval", lambda: probe_and_mse(cfg, result.model, train, test, device, probe_epochs=args.probe_epochs)
-    )
-    ddim = phase(
-        "ddim",
-        lambda: ddim_samples(
-            cfg, result.model, train, device, out_dir=work / "ddim", steps=args.ddim_steps, num=args.samples
-        ),
-    )
+    t = report["train"] = dict(steps=result.step, epochs=result.step * cfg.train.batch_size / len(train))
+    t |= dict(run_length=result.run_length, images_per_s=m.images_per_s, loss=m.loss, terms=m.terms)
+    t |= dict(gpu_mem_bytes=m.gpu_mem_bytes, achieved_flop_per_s=achieved, mfu=achieved / report["peak"]["flop_per_s"])
+    t["epochs_in_10_min"] = 600 * m.images_per_s / len(train)  # at the measured steady throughput
+    epochs, steps, num = args.probe_epochs, args.ddim_steps, args.samples
+    report["eval"] = phase("eval", lambda: probe_and_mse(cfg, model, train, test, device, probe_epochs=epochs))
+    ddim = phase("ddim", lambda: ddim_samples(cfg, model, train, device, out_dir=work / "ddim", steps=steps, num=num))
     np.savez_compressed(args.out / "samples.npz", images=ddim.pop("samples"))
     report["ddim"] = {**ddim, "samples_file": "samples.npz"}
     report["imported_distributions"] = imported_distributions()
@@ -240,36 +198,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def table(r: dict[str, Any]) -> str:
-    t, e, d, ranks = r["train"], r["eval"], r["ddim"], r["ranks"]
+    t, e, d, ranks, peak = r["train"], r["eval"], r["ddim"], r["ranks"], r["peak"]
     tflops = lambda v: f"{v / 1e12:.3g} TFLOP/s"  # noqa: E731
-    if ranks is None:
-        ranks_row = "skipped: one GPU"
-    else:
+    ranks_row = "skipped: one GPU"
+    if ranks is not None:
         one, many = ranks["one"], ranks["many"]
         ranks_row = (
             f"1: {one['images_per_s']:.0f} images/s; {many['ranks']}: {many['images_per_s']:.0f} images/s "
             f"({ranks['speedup']:.2f}x, efficiency {100 * ranks['efficiency']:.0f} %, global batch {one['batch_size']}"
             f"{', gloo' if one['device'] == 'cpu' else ''})"
         )
+    train_s = r["seconds"].get("train", r["seconds"].get("train_eager", 0))  # eager when torch.compile failed
+    training = f"{t['steps']} steps = {t['epochs']:.1f} epochs in {train_s:.0f} s"
+    mfu = f"MFU {100 * t['mfu']:.1f} %; {t['epochs_in_10_min']:.0f} epochs in 10 min"
+    samples = f"{d['num_samples']} samples ({d['sampling_steps']} sampling steps) → samples.npz"
     rows = [
         ("machine", r["machine"]),
-        ("matmul peak", f"{tflops(r['peak']['flop_per_s'])} ({r['peak']['dtype']}, n={r['peak']['n']})"),
+        ("matmul peak", f"{tflops(peak['flop_per_s'])} ({peak['dtype']}, n={peak['n']})"),
         ("FLOPs per training image", f"{r['flops_per_image'] / 1e9:.2f} GFLOP"),
         ("host syncs per step", f"{r['host_syncs_per_step']:g}"),
-        (
-            "training",
-            f"{t['steps']} steps = {t['epochs']:.1f} epochs in {r['seconds']['train']:.0f} s (budget {t['run_length']['budget_minutes']} min)",
-        ),
-        (
-            "throughput / MFU",
-            f"{t['images_per_s']:.0f} images/s, {tflops(t['achieved_flop_per_s'])}, MFU {100 * t['mfu']:.1f} %; {t['epochs_in_10_min']:.0f} epochs in 10 min",
-        ),
+        ("training", f"{training} (budget {t['run_length']['budget_minutes']} min)"),
+        ("throughput / MFU", f"{t['images_per_s']:.0f} images/s, {tflops(t['achieved_flop_per_s'])}, {mfu}"),
         ("linear acc. y / ŷ / z", " / ".join(f"{100 * e[f'linear_acc_{k}']:.1f} %" for k in ("y", "yhat", "z"))),
         ("test MSE (Σ over 3072) / PSNR", f"{e['mse']:.3f} / {e['psnr']:.2f} dB"),
-        (
-            "DDIM",
-            f"{d['ddim_steps']} steps, loss {d['ddim_loss']:.4g}; {d['num_samples']} samples ({d['sampling_steps']} sampling steps) → samples.npz",
-        ),
+        ("DDIM", f"{d['ddim_steps']} steps, loss {d['ddim_loss']:.4g}; {samples}"),
         ("1 vs N GPUs (DDP, eager)", ranks_row),
         ("phases (s)", ", ".join(f"{k} {v:.0f}" for k, v in r["seconds"].items())),
     ]

@@ -288,16 +288,14 @@ def _short_hash(tree: Any) -> str:
 
 
 def _format_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
-    msg = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
-    shown = "<redacted>" if first["loc"][-1:] == ("pushgateway_url",) else repr(first.get("input"))
+    first, *rest = err.errors()
+    kind, loc, value = first["type"], first["loc"], first.get("input")
+    msg = "unknown key" if kind == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    shown = "<redacted>" if loc[-1:] == ("pushgateway_url",) else repr(value)
     shown = shown if len(shown) <= MAX_SHOWN_VALUE else shown[:MAX_SHOWN_VALUE] + "..."
-    quiet = first["type"] in ("extra_forbidden", "missing") or isinstance(first.get("input"), dict)
-    detail = "" if quiet else f" (got {shown})"
-    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
-    prefix = "" if first["type"] == "value_error" else f"{where}: "
-    return f"config error: {prefix}{msg}{detail}{more}"
+    detail = "" if kind in ("extra_forbidden", "missing") or isinstance(value, dict) else f" (got {shown})"
+    prefix = "" if kind == "value_error" else f"{'.'.join(map(str, loc)) or 'config'}: "
+    return f"config error: {prefix}{msg}{detail}" + (f" [+{len(rest)} more]" if rest else "")
 
 
 def _apply_override(tree: dict[str, Any], assignment: str) -> None:
@@ -313,9 +311,7 @@ def _apply_override(tree: dict[str, Any], assignment: str) -> None:
     try:
         node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"config error: {dotted}: value {raw!r} is not valid YAML ({exc.__class__.__name__})"
-        ) from None
+        raise ConfigError(f"config error: {dotted}: value {raw!r} is not valid YAML ({type(exc).__name__})") from None
 
 
 def config_from_dict(tree: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
@@ -331,15 +327,13 @@ def config_from_dict(tree: dict[str, Any], overrides: list[str] | tuple[str, ...
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML preset (or none: all defaults), apply overrides, validate."""
-    tree: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config error: file {path} does not exist")
-        if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config error: {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES}")
-        tree = parse_config_text(path.read_text(), where=str(path))
-    return config_from_dict(tree, overrides)
+    if path is None:
+        return config_from_dict({}, overrides)
+    if not (path := Path(path)).is_file():
+        raise ConfigError(f"config error: file {path} does not exist")
+    if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config error: {path} is {size} bytes; a config is at most {MAX_CONFIG_BYTES}")
+    return config_from_text(path.read_text(), overrides, where=str(path))
 
 
 class _NoAliasLoader(yaml.SafeLoader):

@@ -7,9 +7,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
+import yaml
+
 from hybridmi.cluster import KFP_BACKEND_VERSION
 
 BACKEND_TAG = KFP_BACKEND_VERSION
+_SOURCE = "kubeflow/pipelines backend/src/v2/driver/"
+_Doc = Mapping[str, Any]  # a part of a compiled package
+_Found = Iterator[tuple[str, str, str]]  # (field, reason, source) of each refusal
 # argocompiler/argo.go (Compile): a root parameter the run omits takes its defaultValue; an optional one without
 # a default becomes a null Value, which every platform rule below skips (errors.Is(err, ErrResolvedParameterNull)).
 NULL = None
@@ -33,12 +38,12 @@ _RESOURCES = ("resourceCpuLimit", "resourceCpuRequest", "resourceMemoryLimit", "
 # driver/k8s.go (extendPodSpecPatch): fields whose name parameter goes through resolveInputParameterStr.
 _NAMED_REFERENCES = {
     "imagePullSecret": "image pull secret",
-    "secretAsEnv": "secret name",
-    "secretAsVolume": "secret name",
-    "configMapAsEnv": "config map name",
-    "configMapAsVolume": "config map name",
+    **dict.fromkeys(("secretAsEnv", "secretAsVolume"), "secret name"),
+    **dict.fromkeys(("configMapAsEnv", "configMapAsVolume"), "config map name"),
     "pvcMount": "PVC name",
 }
+_K8S_SOURCE = _SOURCE + "k8s.go extendPodSpecPatch; driver/resolve.go resolveInputParameterStr"
+_JSON_SOURCE = _SOURCE + "k8s.go extendPodSpecPatch; driver/resolve.go resolveK8sJsonParameter"
 
 
 @dataclass(frozen=True)
@@ -55,33 +60,38 @@ class Refusal:
         return f"task {self.task} ({self.executor}): {self.field}: {self.reason} [{self.source} @ {BACKEND_TAG}]"
 
 
-def _source(path: str) -> str:
-    return f"kubeflow/pipelines backend/src/v2/{path}"
+def _known(value: Any) -> bool:
+    return value is not NULL and value is not RUNTIME
 
 
-def _value_of(spec: Mapping[str, Any], dag_inputs: Mapping[str, Any]) -> Any:
-    """A task input as driver/resolve.go (resolveInputs) resolves it: from the parent DAG, a constant, or at run time."""
-    if "componentInputParameter" in spec:
-        return dag_inputs.get(spec["componentInputParameter"], RUNTIME)
+def _parameter(spec: _Doc, dag_inputs: _Doc) -> tuple[Any, str | None]:
+    """driver/resolve.go (resolveInputs, resolveInputParameter): (value, error) of a task input bound to the parent
+    DAG's input, a constant, or a value known at run time (taskOutputParameter, taskFinalStatus)."""
     if "runtimeValue" in spec:
-        return spec["runtimeValue"].get("constant")
-    return RUNTIME  # taskOutputParameter, taskFinalStatus
+        return spec["runtimeValue"].get("constant"), None
+    name = spec.get("componentInputParameter")
+    if name is None:
+        return RUNTIME, None
+    if name not in dag_inputs:
+        return RUNTIME, f"parent DAG does not have input parameter {name}"
+    return dag_inputs[name], None
 
 
-def _task_inputs(
-    task: Mapping[str, Any], component: Mapping[str, Any], dag_inputs: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The task's input parameters: its bindings, then the component's defaults, optional ones null (driver/resolve.go)."""
-    bound = {name: _value_of(spec, dag_inputs) for name, spec in task.get("inputs", {}).get("parameters", {}).items()}
-    iterator = task.get("parameterIterator")
-    if iterator:
-        bound[iterator["itemInput"]] = RUNTIME
+def _with_defaults(values: dict[str, Any], component: _Doc) -> dict[str, Any]:
+    """``values`` plus each unbound input's defaultValue, or null if it is optional (argocompiler/argo.go, resolve.go)."""
     for name, definition in component.get("inputDefinitions", {}).get("parameters", {}).items():
-        if name not in bound:
-            if "defaultValue" in definition:
-                bound[name] = definition["defaultValue"]
-            elif definition.get("isOptional"):
-                bound[name] = NULL
+        if name not in values and ("defaultValue" in definition or definition.get("isOptional")):
+            values[name] = definition.get("defaultValue", NULL)
+    return values
+
+
+def _task_inputs(task: _Doc, component: _Doc, dag_inputs: _Doc) -> dict[str, Any]:
+    """The task's input parameters: its bindings, then the component's defaults, optional ones null (driver/resolve.go)."""
+    bindings = task.get("inputs", {}).get("parameters", {})
+    bound = {name: _parameter(spec, dag_inputs)[0] for name, spec in bindings.items()}
+    if iterator := task.get("parameterIterator"):
+        bound[iterator["itemInput"]] = RUNTIME
+    _with_defaults(bound, component)
     # A constant that is a placeholder of another input (kfp writes base_image this way) takes that input's value.
     for name, value in bound.items():
         if isinstance(value, str) and (match := _PLACEHOLDER.fullmatch(value)):
@@ -89,125 +99,75 @@ def _task_inputs(
     return bound
 
 
-def _pod_spec_value(text: str, executor_inputs: Mapping[str, Any]) -> Any:
-    """driver/resolve.go (resolvePodSpecInputRuntimeParameter): a placeholder's input as a string, else the constant."""
-    match = _PLACEHOLDER.fullmatch(text)
-    if not match:
-        return text
-    if match.group(1) not in executor_inputs:
-        raise LookupError("executorInput did not contain the input parameter " + match.group(1))
-    value = executor_inputs[match.group(1)]
-    if value is RUNTIME or isinstance(value, str):
-        return value
-    return ""  # GetStringValue() of a non-string value
+def _pod_spec_value(text: str, executor_inputs: _Doc) -> tuple[Any, str | None]:
+    """driver/resolve.go (resolvePodSpecInputRuntimeParameter): (a placeholder's input as a string or the constant, error)."""
+    if not (match := _PLACEHOLDER.fullmatch(text)):
+        return text, None
+    if (name := match.group(1)) not in executor_inputs:
+        return None, "executorInput did not contain the input parameter " + name
+    value = executor_inputs[name]
+    return (value if value is RUNTIME or isinstance(value, str) else ""), None  # GetStringValue() of a non-string
 
 
-def _container_refusals(container: Mapping[str, Any], inputs: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
+def _container_refusals(container: _Doc, inputs: _Doc) -> _Found:
     """driver/driver.go (initPodSpecPatch): image, CPU/memory quantities and the accelerator."""
-    source = _source("driver/driver.go initPodSpecPatch")
-    fields = {"image": container.get("image", "")}
+    source = _SOURCE + "driver.go initPodSpecPatch"
     resources = container.get("resources", {})
-    fields.update({name: resources[name] for name in _RESOURCES if resources.get(name)})
     accelerator = resources.get("accelerator", {})
-    for key in ("resourceType", "resourceCount"):
-        if accelerator.get(key):
-            fields[f"accelerator.{key}"] = accelerator[key]
+    fields = {"image": container.get("image", "")} | {n: resources[n] for n in _RESOURCES if resources.get(n)}
+    fields.update({f"accelerator.{k}": accelerator[k] for k in ("resourceType", "resourceCount") if accelerator.get(k)})
     resolved = {}
     for name, text in fields.items():
-        try:
-            resolved[name] = _pod_spec_value(text, inputs)
-        except LookupError as exc:
-            yield name, str(exc), source
-    image = resolved.get("image")
-    if image is not RUNTIME and not image:
+        resolved[name], error = _pod_spec_value(text, inputs)
+        if error:
+            yield name, error, source
+    if (image := resolved.get("image")) is not RUNTIME and not image:
         # Kubernetes pkg/apis/core/validation (validateContainers): a pod's container image is required.
         yield "image", "resolves to an empty image; the pod is refused (containers[0].image: Required value)", source
-    for name in _RESOURCES:
-        value = resolved.get(name)
-        if value is not None and value is not RUNTIME and not QUANTITY.fullmatch(value):
-            yield name, f"ParseQuantity({value!r}): quantities must match the regular expression", source
+    # The accelerator count is parsed only when type and count are both non-empty (else: no accelerator limit).
     kind, count = resolved.get("accelerator.resourceType"), resolved.get("accelerator.resourceCount")
-    # Both non-empty: the count is parsed as a quantity; either empty: no accelerator limit, no error.
-    if kind and count and RUNTIME not in (kind, count) and not QUANTITY.fullmatch(count):
-        yield (
-            "accelerator.resourceCount",
-            f"ParseQuantity({count!r}): quantities must match the regular expression",
-            source,
-        )
+    parsed = (*_RESOURCES, "accelerator.resourceCount") if kind and count and kind is not RUNTIME else _RESOURCES
+    for name in parsed:
+        value = resolved.get(name)
+        if _known(value) and not QUANTITY.fullmatch(value):
+            yield name, f"ParseQuantity({value!r}): quantities must match the regular expression", source
 
 
-def _parameter(spec: Mapping[str, Any], dag_inputs: Mapping[str, Any]) -> tuple[Any, str | None]:
-    """driver/resolve.go (resolveInputParameter) against the parent DAG's inputs: (value, error)."""
-    if "runtimeValue" in spec:
-        return spec["runtimeValue"].get("constant"), None
-    name = spec.get("componentInputParameter")
-    if name is None:
-        return RUNTIME, None  # a task output: resolved at run time
-    if name not in dag_inputs:
-        return None, f"parent DAG does not have input parameter {name}"
-    return dag_inputs[name], None
-
-
-def _platform_refusals(config: Mapping[str, Any], dag_inputs: Mapping[str, Any]) -> Iterator[tuple[str, str, str]]:
-    """driver/k8s.go (extendPodSpecPatch): names, node selector and tolerations, resolved against the parent DAG's inputs."""
-    source = _source("driver/k8s.go extendPodSpecPatch; driver/resolve.go resolveInputParameterStr")
+def _platform_refusals(config: _Doc, dag_inputs: _Doc) -> _Found:
+    """driver/k8s.go (extendPodSpecPatch): names, node selector and tolerations, resolved against the parent DAG's
+    inputs (driver/resolve.go resolveInputParameter: a parameter the DAG lacks is an error; a null one is skipped)."""
     for field, what in _NAMED_REFERENCES.items():
         for i, entry in enumerate(config.get(field, [])):
-            spec = (
-                entry.get("secretNameParameter") or entry.get("configMapNameParameter") or entry.get("pvcNameParameter")
-            )
-            if spec is None:
-                if not (entry.get("secretName") or entry.get("configMapName") or entry.get("constant")):
-                    yield f"{field}[{i}]", f"missing either a {what} or a {what} parameter", source
-                continue
-            value, error = _parameter(spec, dag_inputs)
-            if error:
-                yield f"{field}[{i}]", error, source
-            elif value is NULL or value is RUNTIME:
-                continue  # null: the driver skips the entry (ErrResolvedParameterNull)
-            elif not isinstance(value, str):
-                yield f"{field}[{i}]", f"{what} {json.dumps(value)}: Expected a string", source
+            get = entry.get
+            spec = get("secretNameParameter") or get("configMapNameParameter") or get("pvcNameParameter")
+            value, reason = (NULL, None) if spec is None else _parameter(spec, dag_inputs)
+            if spec is None and not (get("secretName") or get("configMapName") or get("constant")):
+                reason = f"missing either a {what} or a {what} parameter"
+            elif _known(value) and not isinstance(value, str):
+                reason = f"{what} {json.dumps(value)}: Expected a string"
             elif value == "":
-                yield f"{field}[{i}]", f"{what} {spec}: Expected a non-empty string", source
-    selector = config.get("nodeSelector", {}).get("nodeSelectorJson")
-    if selector is not None:
-        value, error = _parameter(selector, dag_inputs)
-        json_source = _source("driver/k8s.go extendPodSpecPatch; driver/resolve.go resolveK8sJsonParameter")
-        if error:
-            yield "nodeSelector", error, json_source
-        elif (
-            value is not NULL
-            and value is not RUNTIME
-            and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values()))
-        ):
-            yield "nodeSelector", f"{json.dumps(value)} does not unmarshal into map[string]string", json_source
+                reason = f"{what} {spec}: Expected a non-empty string"
+            if reason:
+                yield f"{field}[{i}]", reason, _K8S_SOURCE
+    if (selector := config.get("nodeSelector", {}).get("nodeSelectorJson")) is not None:
+        value, reason = _parameter(selector, dag_inputs)
+        if _known(value) and not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            reason = f"{json.dumps(value)} does not unmarshal into map[string]string"
+        if reason:
+            yield "nodeSelector", reason, _JSON_SOURCE
     for i, entry in enumerate(config.get("tolerations", [])):
-        if "tolerationJson" not in entry:
-            continue
-        value, error = _parameter(entry["tolerationJson"], dag_inputs)
-        if error:
-            yield f"tolerations[{i}]", error, source
-        elif value is not NULL and value is not RUNTIME:
-            tolerations = [value] if isinstance(value, dict) else value
-            if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
-                yield (
-                    f"tolerations[{i}]",
-                    "encountered unexpected toleration proto value, must be either struct or list type",
-                    source,
-                )
+        value, reason = _parameter(entry["tolerationJson"], dag_inputs) if "tolerationJson" in entry else (NULL, None)
+        tolerations = [value] if isinstance(value, dict) else value
+        if _known(value) and not (isinstance(tolerations, list) and all(isinstance(t, dict) for t in tolerations)):
+            reason = "encountered unexpected toleration proto value, must be either struct or list type"
+        if reason:
+            yield f"tolerations[{i}]", reason, _K8S_SOURCE
 
 
-def _walk(
-    spec: Mapping[str, Any],
-    platform: Mapping[str, Any],
-    component: Mapping[str, Any],
-    dag_inputs: Mapping[str, Any],
-    path: str,
-) -> Iterator[Refusal]:
+def _walk(spec: _Doc, platform: _Doc, component: _Doc, dag_inputs: _Doc, path: str) -> Iterator[Refusal]:
     for name, task in component["dag"]["tasks"].items():
         child = spec["components"][task["componentRef"]["name"]]
-        inputs = _task_inputs(task, child, dag_inputs)
-        where = f"{path}{name}"
+        inputs, where = _task_inputs(task, child, dag_inputs), path + name
         if "dag" in child:
             yield from _walk(spec, platform, child, inputs, where + "/")
             continue
@@ -218,27 +178,14 @@ def _walk(
         yield from (Refusal(where, label, field, reason, source) for field, reason, source in found)
 
 
-def root_inputs(spec: Mapping[str, Any], arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The root DAG's inputs for a run with ``arguments``: argocompiler/argo.go fills the rest from defaults (null if optional)."""
-    values = dict(arguments)
-    for name, definition in spec["root"].get("inputDefinitions", {}).get("parameters", {}).items():
-        if name not in values:
-            if "defaultValue" in definition:
-                values[name] = definition["defaultValue"]
-            elif definition.get("isOptional"):
-                values[name] = NULL
-    return values
-
-
-def check_package(docs: Sequence[Mapping[str, Any]], arguments: Mapping[str, Any] | None = None) -> list[Refusal]:
-    """Every field of the package ``docs`` (its YAML documents) that the driver would refuse for a run with ``arguments``."""
+def check_package(docs: Sequence[_Doc], arguments: _Doc | None = None) -> list[Refusal]:
+    """Every field of the package ``docs`` (its YAML documents) that the driver would refuse for a run with ``arguments``
+    (the root DAG's inputs: those arguments, the rest from defaults as argocompiler/argo.go fills them)."""
     spec = docs[0]
     platform = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(docs) > 1 else {}
-    return list(_walk(spec, platform, spec["root"], root_inputs(spec, arguments or {}), ""))
+    return list(_walk(spec, platform, spec["root"], _with_defaults(dict(arguments or {}), spec["root"]), ""))
 
 
-def check_package_text(text: str, arguments: Mapping[str, Any] | None = None) -> list[Refusal]:
+def check_package_text(text: str, arguments: _Doc | None = None) -> list[Refusal]:
     """``check_package`` of a compiled package's YAML text."""
-    import yaml
-
     return check_package(list(yaml.safe_load_all(text)), arguments)

@@ -66,13 +66,17 @@ MULTINODE_PARAMETERS = (
     ),
 )
 PARAMETERS = {p.name: p for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS}
-TASK_NAMES = tuple(p.name for p in TASK_PARAMETERS)
-RUN_TASK_NAMES = TASK_NAMES[1:] + tuple(p.name for p in MULTINODE_PARAMETERS)  # what a run may set besides config
+RUN_TASK_NAMES = tuple(p.name for p in TASK_PARAMETERS[1:] + MULTINODE_PARAMETERS)  # what a run may set besides config
 
 _QUANTITY = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i|[numkMGTPE])?")
 RUN_ID = re.compile(RUN_ID_PATTERN)
 _TOLERATION_KEYS = {"key", "operator", "value", "effect", "tolerationSeconds"}
+_OPERATORS = {"Exists", "Equal"}
 _EFFECTS = {"", "NoSchedule", "PreferNoSchedule", "NoExecute"}
+
+
+def _is_toleration(t: dict) -> bool:
+    return set(t) <= _TOLERATION_KEYS and t.get("operator", "Equal") in _OPERATORS and t.get("effect", "") in _EFFECTS
 
 
 def check_image(ref: str) -> str:
@@ -84,22 +88,6 @@ def check_image(ref: str) -> str:
             f"image {ref!r} needs an explicit non-latest tag or a digest, e.g. registry.example.com/hybridmi:0.1.0-<digest>"
         )
     return ref
-
-
-def _check_tolerations(value: Any) -> None:
-    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
-        raise UsageError("gpu_tolerations must be a JSON list of objects")
-    for toleration in value:
-        extra = set(toleration) - _TOLERATION_KEYS
-        if (
-            extra
-            or toleration.get("operator", "Equal") not in ("Exists", "Equal")
-            or toleration.get("effect", "") not in _EFFECTS
-        ):
-            raise UsageError(
-                f"gpu_tolerations entry {json.dumps(toleration)} is not a Kubernetes toleration "
-                f"(keys {', '.join(sorted(_TOLERATION_KEYS))}; operator Exists|Equal; effect NoSchedule|PreferNoSchedule|NoExecute)"
-            )
 
 
 def check_value(name: str, value: Any) -> Any:
@@ -118,8 +106,13 @@ def check_value(name: str, value: Any) -> Any:
         check_image(value)
     elif name == "gpu_node_selector" and not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
         raise UsageError(f"gpu_node_selector {json.dumps(value)} must map label names to string values")
-    elif name == "gpu_tolerations":
-        _check_tolerations(value)
+    elif name == "gpu_tolerations" and not all(isinstance(t, dict) for t in value):
+        raise UsageError("gpu_tolerations must be a JSON list of objects")
+    elif name == "gpu_tolerations" and (bad := [t for t in value if not _is_toleration(t)]):
+        raise UsageError(
+            f"gpu_tolerations entry {json.dumps(bad[0])} is not a Kubernetes toleration "
+            f"(keys {', '.join(sorted(_TOLERATION_KEYS))}; operator Exists|Equal; effect NoSchedule|PreferNoSchedule|NoExecute)"
+        )
     elif name.startswith("task_") and not _QUANTITY.fullmatch(value):
         raise UsageError(
             f"{name}={value!r} is not a Kubernetes quantity (e.g. 2, 500m, 8Gi); resources cannot be empty"
@@ -140,8 +133,7 @@ def check_value(name: str, value: Any) -> Any:
 
 def pipeline_arguments(config_text: str, **task_values: Any) -> dict[str, Any]:
     """Arguments for a run: the resolved config text plus checked task parameters (config parameters stay empty)."""
-    unknown = sorted(set(task_values) - set(RUN_TASK_NAMES))
-    if unknown:
+    if unknown := sorted(set(task_values) - set(RUN_TASK_NAMES)):
         raise UsageError(
             f"unknown pipeline parameter(s) {', '.join(unknown)}; task parameters: {', '.join(RUN_TASK_NAMES)}"
         )
@@ -159,16 +151,11 @@ def define_pipeline(
     returns: Any = inspect.Signature.empty,
     defaults: Mapping[str, Any] | None = None,
 ):
-    """A ``dsl.pipeline`` whose signature is ``parameters`` (defaults from the table) plus artifact ``inputs``.
-
-    body receives {parameter name: pipeline channel}. ``required`` names parameters without a default
-    (a nested pipeline's inputs, which its caller always passes); ``defaults`` replaces some of the
-    table's (a compile-time ``image``: ``Limits.default_image``).
-    """
-    defaults = dict(defaults or {})
+    """A ``dsl.pipeline`` whose signature is ``parameters`` (defaults from the table, or ``defaults``) plus artifact
+    ``inputs``; body receives {parameter name: pipeline channel}. ``required``: parameters without a default."""
 
     def declared(p: Parameter) -> inspect.Parameter:
-        value = defaults.get(p.name, p.default)
+        value = (defaults or {}).get(p.name, p.default)
         # A fresh copy with sorted keys: kfp may reorder a dict default in place, which made the compiled text vary.
         default = inspect.Parameter.empty if p.name in required else json.loads(json.dumps(value, sort_keys=True))
         return inspect.Parameter(
@@ -192,13 +179,10 @@ def define_pipeline(
 
 def parameters_markdown() -> str:
     """The parameter table for docs (components/README.md embeds it; a test keeps them equal)."""
-
-    def shown(value: Any) -> str:
-        return value if isinstance(value, str) else json.dumps(value)
-
     rows = ["| parameter | default | sets (task) | meaning |", "|---|---|---|---|"]
     for p in PIPELINE_PARAMETERS + MULTINODE_PARAMETERS:
-        default = "`hybridmi:<version>`" if p.name == "image" else f"`{shown(p.default)}`"
+        shown = p.default if isinstance(p.default, str) else json.dumps(p.default)
+        default = "`hybridmi:<version>`" if p.name == "image" else f"`{shown}`"
         sets = f"`{p.config_path}` ({p.stage})" if p.config_path else "—"
         rows.append(f"| `{p.name}` | {default} | {sets} | {p.description} |")
     return "\n".join(rows) + "\n"

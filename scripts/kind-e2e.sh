@@ -15,8 +15,7 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-DRY_RUN=0
-KEEP=0
+DRY_RUN=0 KEEP=0
 for arg in "$@"; do
     case "$arg" in
         --dry-run) DRY_RUN=1 ;;
@@ -27,44 +26,25 @@ for arg in "$@"; do
 done
 
 CLUSTER="${KIND_CLUSTER:-hybridmi}"
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
-fi
+[ -n "${PYTHON:-}" ] || if [ -x "$REPO/.venv/bin/python" ]; then PYTHON="$REPO/.venv/bin/python"; else PYTHON=python3; fi
 HYBRIDMI="${HYBRIDMI:-$(dirname "$(command -v "$PYTHON" || echo "$PYTHON")")/hybridmi}"
-RUN_TIMEOUT_S="${RUN_TIMEOUT_S:-3600}"
-READY_TIMEOUT_S="${READY_TIMEOUT_S:-900}"
-ARTIFACT_BUCKET="${ARTIFACT_BUCKET:-mlpipeline}"
+# TORCH_VARIANT cpu: kind's nodes have no GPU; the CPU-only image is a fraction of the CUDA one on each node's disk.
+: "${RUN_TIMEOUT_S:=3600}" "${READY_TIMEOUT_S:=900}" "${ARTIFACT_BUCKET:=mlpipeline}" "${TORCH_VARIANT:=cpu}"
 RUN_ID="kind-e2e-$(date +%s)"
-# kind's nodes have no GPU; the CPU-only image is a fraction of the CUDA one on each node's disk.
-TORCH_VARIANT="${TORCH_VARIANT:-cpu}"
 PIPELINE_IMAGE="${PIPELINE_IMAGE:-$("$(command -v "$PYTHON" || echo python3)" components/image.py --torch-variant "$TORCH_VARIANT")}"
 # The image goes to the workers of k8s/kind/cluster.yaml only (kind names them <cluster>-worker, -worker2, ...).
 WORKER_COUNT="$(grep -cE '^[[:space:]]*- role: worker[[:space:]]*$' k8s/kind/cluster.yaml || true)"
 WORKER_NODES="$CLUSTER-worker"
 for ((i = 2; i <= WORKER_COUNT; i++)); do WORKER_NODES+=",$CLUSTER-worker$i"; done
-# kind's "GPU" worker's label (hybridmi/cluster.py GPU_NODE_LABELS): no default selects it, the run must.
-GPU_NODE_SELECTOR='{"hybridmi.io/accelerator": "nvidia-gpu"}'
 # The KFP UI serves the API too: one port-forward.
-KFP_HOST="http://localhost:8080"
-PROMETHEUS_URL="http://localhost:9090"
-S3_LOCAL="localhost:9000"
-PUSHGATEWAY_IN_CLUSTER="http://pushgateway.monitoring.svc:9091"
-SUBMIT_FLAGS=(
-    --host "$KFP_HOST"
-    --config configs/smoke.yaml
-    --set "monitoring.pushgateway_url=$PUSHGATEWAY_IN_CLUSTER"
-    --set "monitoring.run_id=$RUN_ID"
-    --accelerator-type ""
-    --accelerator-count ""
-    --image "$PIPELINE_IMAGE"
-    --param "gpu_node_selector=$GPU_NODE_SELECTOR"
-    --experiment kind-e2e
-    --run-name "$RUN_ID"
-    --wait
-    --timeout "$RUN_TIMEOUT_S"
-)
-FORWARD_PIDS=()
-WORK="$(mktemp -d)"
+KFP_HOST="http://localhost:8080" PROMETHEUS_URL="http://localhost:9090" S3_LOCAL="localhost:9000"
+# kind's "GPU" worker's label (hybridmi/cluster.py GPU_NODE_LABELS): no default selects it, the run must.
+SUBMIT_FLAGS=(--host "$KFP_HOST" --config configs/smoke.yaml
+    --set "monitoring.pushgateway_url=http://pushgateway.monitoring.svc:9091" --set "monitoring.run_id=$RUN_ID"
+    --accelerator-type "" --accelerator-count "" --image "$PIPELINE_IMAGE"
+    --param 'gpu_node_selector={"hybridmi.io/accelerator": "nvidia-gpu"}'
+    --experiment kind-e2e --run-name "$RUN_ID" --wait --timeout "$RUN_TIMEOUT_S")
+FORWARD_PIDS=() WORK="$(mktemp -d)"
 
 step() { echo; echo "==> $*"; }
 run() {  # print the command shell-quoted; run it unless --dry-run
@@ -149,11 +129,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ "$DRY_RUN" = 0 ]; then
-    for tool in docker kind kubectl curl "$PYTHON" "$HYBRIDMI"; do
-        command -v "$tool" >/dev/null || { echo "kind-e2e: $tool is not installed" >&2; exit 1; }
-    done
-fi
+[ "$DRY_RUN" = 1 ] || for tool in docker kind kubectl curl "$PYTHON" "$HYBRIDMI"; do
+    command -v "$tool" >/dev/null || { echo "kind-e2e: $tool is not installed" >&2; exit 1; }
+done
 
 step "1/9 create the kind cluster (control plane, CPU worker, labelled+tainted 'GPU' worker)"
 run kind create cluster --name "$CLUSTER" --config k8s/kind/cluster.yaml --wait 180s
@@ -166,10 +144,8 @@ retry 3 10 kubectl apply -k k8s/kfp/env
 step "3/9 install hybridmi's object-store Secret and the monitoring stack (k8s/)"
 run kubectl apply -k k8s
 # The Secret's credentials become the ones KFP's object store was deployed with.
-run_sh "kubectl -n kubeflow create secret generic hybridmi-store \
---from-literal=store=s3://mlpipeline/hybridmi \
---from-literal=endpoint=http://seaweedfs.kubeflow.svc.cluster.local:9000 \
---from-literal=secure=false \
+run_sh "kubectl -n kubeflow create secret generic hybridmi-store --from-literal=store=s3://mlpipeline/hybridmi \
+--from-literal=endpoint=http://seaweedfs.kubeflow.svc.cluster.local:9000 --from-literal=secure=false \
 --from-literal=accesskey=\"\$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.accesskey}' | base64 -d)\" \
 --from-literal=secretkey=\"\$(kubectl -n kubeflow get secret mlpipeline-minio-artifact -o jsonpath='{.data.secretkey}' | base64 -d)\" \
 --dry-run=client -o yaml | kubectl apply -f -"
@@ -185,8 +161,7 @@ case "$PIPELINE_IMAGE" in
     *) echo "kind-e2e: pipeline image $PIPELINE_IMAGE has no tag" >&2; exit 1 ;;
 esac
 if [ "${WORKER_COUNT:-0}" -lt 1 ]; then echo "kind-e2e: k8s/kind/cluster.yaml has no worker node" >&2; exit 1; fi
-if [ -z "${IMAGE:-}" ]; then
-    # Tags $PIPELINE_IMAGE; the FID stage needs the weights.
+if [ -z "${IMAGE:-}" ]; then  # docker/build.sh tags $PIPELINE_IMAGE; the FID stage needs the weights
     run env TORCH_VARIANT="$TORCH_VARIANT" FID_WEIGHTS="${FID_WEIGHTS:-download}" docker/build.sh
     IMAGE="$PIPELINE_IMAGE"
 fi

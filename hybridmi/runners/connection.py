@@ -15,16 +15,13 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import MaxRetryError
 
 from hybridmi.errors import HybridmiError, UsageError
 
 log = logging.getLogger(__name__)
 
 TOKEN_PATH_VAR = "KF_PIPELINES_SA_TOKEN_PATH"  # kfp.client's convention for a service-account token file
-UI_URL_VAR = "KF_PIPELINES_UI_ENDPOINT"  # kfp.Client's own override of the UI address
 HEALTHZ = "/apis/v2beta1/healthz"
-PROBE_TIMEOUT_S = 15
 # Final run states (ERROR: older backends) and the exit code `hybridmi submit --wait` gives each.
 FINAL_STATES = {"SUCCEEDED": 0, "FAILED": 3, "CANCELED": 4, "SKIPPED": 5, "ERROR": 6}
 WAIT_TIMED_OUT = 7  # the exit code when the wait's deadline passes first
@@ -36,7 +33,8 @@ class SubmitError(HybridmiError, RuntimeError):
 
 @dataclass(frozen=True)
 class Auth:
-    """Credentials for the KFP API: at most one of token / token_file, optionally a cookie header value."""
+    """Credentials for the KFP API: at most one of token / token_file (read anew for each request), optionally a
+    cookie header value; ``from_env``: from the flags, the token file by default $KF_PIPELINES_SA_TOKEN_PATH."""
 
     token: str | None = None
     token_file: str | None = None
@@ -45,32 +43,21 @@ class Auth:
     @classmethod
     def from_env(
         cls, *, token: str | None = None, token_file: str | None = None, cookie: str | None = None, env=os.environ
-    ) -> "Auth":
+    ) -> Auth:
         if token and token_file:
             raise UsageError("give either --token or --token-file, not both")
-        return cls(
-            token=token or None,
-            token_file=token_file or (None if token else env.get(TOKEN_PATH_VAR) or None),
-            cookie=cookie or None,
-        )
-
-    def bearer(self) -> str | None:
-        if self.token:
-            return self.token
-        if self.token_file:
-            try:
-                with open(self.token_file) as f:
-                    return f.read().strip()
-            except OSError as exc:
-                raise SubmitError(f"cannot read the token file {self.token_file}: {exc.strerror}") from None
-        return None
+        return cls(token or None, token_file or (None if token else env.get(TOKEN_PATH_VAR) or None), cookie or None)
 
     def headers(self) -> dict[str, str]:
-        token = self.bearer()
-        return {
-            **({"Authorization": f"Bearer {token}"} if token else {}),
-            **({"Cookie": self.cookie} if self.cookie else {}),
-        }
+        token = self.token
+        if not token and self.token_file:
+            try:
+                with open(self.token_file) as f:
+                    token = f.read().strip()
+            except OSError as exc:
+                raise SubmitError(f"cannot read the token file {self.token_file}: {exc.strerror}") from None
+        cookie = {"Cookie": self.cookie} if self.cookie else {}
+        return {"Authorization": f"Bearer {token}", **cookie} if token else cookie
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -78,34 +65,51 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def probe(host: str, auth: Auth, *, timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, Any]:
-    """The KFP healthz document of ``host`` (``multi_user``, ``tag_name``...), or SubmitError saying what is wrong."""
+def connect(host: str, auth: Auth, *, namespace: str | None = None, ui_url: str | None = None, timeout_s: float = 15):
+    """A kfp.Client for ``host`` once its KFP healthz answers; SubmitError saying in one line what is wrong (the host,
+    the credentials, no --namespace for a multi-user host) otherwise."""
     url = host.rstrip("/") + HEALTHZ
-    opener = urllib.request.build_opener(_NoRedirect)
     request = urllib.request.Request(url, headers={"Accept": "application/json", **auth.headers()})
     try:
-        with opener.open(request, timeout=timeout_s) as response:
+        with urllib.request.build_opener(_NoRedirect).open(request, timeout=timeout_s) as response:
             body = response.read()
     except urllib.error.HTTPError as err:
         raise SubmitError(_http_problem(host, err.code, err.headers.get("Location"), auth)) from None
     except (urllib.error.URLError, OSError) as err:
-        reason = getattr(err, "reason", err)
         raise SubmitError(
-            f"cannot reach Kubeflow Pipelines at {host} ({reason}); is the address right and the "
+            f"cannot reach Kubeflow Pipelines at {host} ({getattr(err, 'reason', err)}); is the address right and the "
             "port-forward running (kubectl -n kubeflow port-forward svc/ml-pipeline-ui 8080:80)?"
         ) from None
     try:
-        return json.loads(body)
+        health = json.loads(body)
     except ValueError:
         raise SubmitError(
             f"{host}{HEALTHZ} answered, but not with the KFP API's JSON (a login page?): "
             "check --host, and pass --token / --token-file / --cookie behind Dex or oauth2-proxy"
         ) from None
+    if health.get("multi_user") and not namespace:
+        raise SubmitError(
+            f"Kubeflow Pipelines at {host} is multi-user: pass --namespace (your profile's namespace, "
+            "where the storage Secret must exist too)"
+        )
+    import kfp
+    from kfp.client import ServiceAccountTokenVolumeCredentials
+
+    with warnings.catch_warnings(), quiet_stdout():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*client only works.*")
+        return kfp.Client(
+            host=host,
+            namespace=namespace or "kubeflow",
+            existing_token=auth.token,
+            cookies=auth.cookie,
+            credentials=ServiceAccountTokenVolumeCredentials(auth.token_file) if auth.token_file else None,
+            ui_host=ui_url,
+        )
 
 
 def _http_problem(host: str, status: int, location: str | None, auth: Auth) -> str:
-    given = "the credentials given" if (auth.token or auth.token_file or auth.cookie) else "no credentials"
     if status in (401, 403):
+        given = "the credentials given" if (auth.token or auth.token_file or auth.cookie) else "no credentials"
         return (
             f"Kubeflow Pipelines at {host} refused {given} (HTTP {status}): pass a valid --token, --token-file "
             f"(or {TOKEN_PATH_VAR}) or --cookie, and --namespace for your profile"
@@ -127,39 +131,12 @@ def api_problem(host: str, action: str, exc: BaseException) -> SubmitError:
     """One line for an exception of kfp.Client (ApiException with the server's message, or a network error)."""
     status = getattr(exc, "status", None)
     if status is None:
-        return SubmitError(
-            f"{action} at {host} failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        )
-    try:
-        message = json.loads(getattr(exc, "body", "") or "{}").get("message") or getattr(exc, "reason", "")
-    except ValueError:
-        message = getattr(exc, "reason", "")
+        return SubmitError(f"{action} at {host} failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}")
+    message = getattr(exc, "reason", "")
+    with contextlib.suppress(ValueError):
+        message = json.loads(getattr(exc, "body", "") or "{}").get("message") or message
     hint = " (check --token / --cookie / --namespace)" if status in (401, 403) else ""
     return SubmitError(f"{action} at {host} failed: HTTP {status}: {' '.join(str(message).split())}{hint}")
-
-
-def connect(host: str, auth: Auth, *, namespace: str | None = None, ui_url: str | None = None):
-    """A kfp.Client for ``host`` after a successful ``probe``; SubmitError when the host is multi-user and no namespace is given."""
-    health = probe(host, auth)
-    if health.get("multi_user") and not namespace:
-        raise SubmitError(
-            f"Kubeflow Pipelines at {host} is multi-user: pass --namespace (your profile's namespace, "
-            "where the storage Secret must exist too)"
-        )
-    import kfp
-    from kfp.client import ServiceAccountTokenVolumeCredentials
-
-    credentials = ServiceAccountTokenVolumeCredentials(auth.token_file) if auth.token_file else None
-    with warnings.catch_warnings(), quiet_stdout():
-        warnings.filterwarnings("ignore", category=FutureWarning, message=".*client only works.*")
-        return kfp.Client(
-            host=host,
-            namespace=namespace or "kubeflow",
-            existing_token=auth.token,
-            cookies=auth.cookie,
-            credentials=credentials,
-            ui_host=ui_url,
-        )
 
 
 @contextlib.contextmanager
@@ -172,44 +149,26 @@ def quiet_stdout():
         log.debug("kfp: %s", line)
 
 
-@contextlib.contextmanager
-def quiet_retries():
-    """urllib3 warns of every retry of every request; while waiting, ``wait_for_final_state`` says it once."""
-    logger = logging.getLogger("urllib3.connectionpool")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def ui_base(host: str, ui_url: str | None, env=os.environ) -> str:
-    """Where the KFP UI is: --ui-url, else $KF_PIPELINES_UI_ENDPOINT, else the host (the UI serves the API as well)."""
-    return (ui_url or env.get(UI_URL_VAR) or host).rstrip("/")
-
-
 def state_of(run: Any) -> str:
     return str(getattr(run, "state", None) or "RUNTIME_STATE_UNSPECIFIED").upper()
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed poll is worth repeating: no answer (a network error; kfp_server_api's status 0 for TLS) or
-    HTTP 429 / 5xx; other HTTP answers (401, 403, 404) are final."""
+    """Whether a failed poll is worth repeating: no answer (a network error, or status 0: TLS), HTTP 429 or 5xx."""
     status = getattr(exc, "status", None)
     if isinstance(status, int):  # kfp_server_api.ApiException
-        return status == 0 or status == 429 or status >= 500
+        return status in (0, 429) or status >= 500
     return isinstance(exc, (Urllib3Error, OSError))  # urllib3's wrappers of socket errors, or a socket's own
 
 
 def _reason(exc: BaseException) -> str:
     """One line for a failed poll: the HTTP status, or the network error (the cause of urllib3's MaxRetryError)."""
-    if isinstance(exc, MaxRetryError) and isinstance(exc.reason, Exception):
-        exc = exc.reason  # what failed in the last of urllib3's own retries
+    if isinstance(getattr(exc, "reason", None), Exception):
+        exc = exc.reason  # urllib3's MaxRetryError: what failed in the last of its own retries
     status = getattr(exc, "status", None)
     if isinstance(status, int) and status:
         return f"HTTP {status} {getattr(exc, 'reason', '') or ''}".strip()
-    text = str(exc).splitlines()[0] if str(exc) else ""
+    text = (str(exc).splitlines() or [""])[0]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -252,43 +211,48 @@ def wait_for_final_state(
 ) -> Any:
     """Poll ``get_run()`` every ``poll_s`` until its state is final; WaitTimedOut if ``timeout_s`` passes first.
 
-    A transient failure (``is_transient``) is retried after ``backoff``'s pauses until the deadline, warning once
-    when the API is lost and once when it is back; any other error is raised at once.
-    """
+    Transient failures (``is_transient``) are retried after ``backoff``'s pauses, with one warning when the API is lost
+    and one when it is back; any other error is raised at once."""
     deadline, last, failures, lost_at, problem = clock() + timeout_s, None, 0, 0.0, ""
-    while True:
-        try:
-            run = get_run()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            failures, problem = failures + 1, _reason(exc)
-            if failures == 1:
-                lost_at = clock()
-                log.warning(
-                    "lost the Kubeflow Pipelines API (%s); retrying until the wait's deadline, %.0f s from now",
-                    problem,
-                    deadline - lost_at,
-                )
-            pause = backoff.pause_s(failures)
-        else:
-            if failures:
-                log.warning(
-                    "the Kubeflow Pipelines API answers again, after %d failed polls over %.0f s",
-                    failures,
-                    clock() - lost_at,
-                )
-            failures, last, pause = 0, state_of(run), poll_s
-            if last in FINAL_STATES:
-                return run
-        left = deadline - clock()
-        if left <= 0:
-            if failures:
-                seen = f"the run was {last} when last seen" if last else "its state was never read"
-                raise WaitTimedOut(
-                    f"the API has not answered for the last {_seconds(clock() - lost_at)} of the "
-                    f"{_seconds(timeout_s)} wait ({problem}); {seen}",
-                    answering=False,
-                )
-            raise WaitTimedOut(f"the run is still {last} after {_seconds(timeout_s)}", answering=True)
-        sleep(min(pause, left))
+    urllib3_log = logging.getLogger("urllib3.connectionpool")  # warns of every retry; the wait warns once
+    level = urllib3_log.level
+    urllib3_log.setLevel(logging.ERROR)
+    try:
+        while True:
+            try:
+                run = get_run()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures, problem = failures + 1, _reason(exc)
+                if failures == 1:
+                    lost_at = clock()
+                    log.warning(
+                        "lost the Kubeflow Pipelines API (%s); retrying until the wait's deadline, %.0f s from now",
+                        problem,
+                        deadline - lost_at,
+                    )
+                pause = backoff.pause_s(failures)
+            else:
+                if failures:
+                    log.warning(
+                        "the Kubeflow Pipelines API answers again, after %d failed polls over %.0f s",
+                        failures,
+                        clock() - lost_at,
+                    )
+                failures, last, pause = 0, state_of(run), poll_s
+                if last in FINAL_STATES:
+                    return run
+            left = deadline - clock()
+            if left <= 0:
+                if failures:
+                    seen = f"the run was {last} when last seen" if last else "its state was never read"
+                    raise WaitTimedOut(
+                        f"the API has not answered for the last {_seconds(clock() - lost_at)} of the "
+                        f"{_seconds(timeout_s)} wait ({problem}); {seen}",
+                        answering=False,
+                    )
+                raise WaitTimedOut(f"the run is still {last} after {_seconds(timeout_s)}", answering=True)
+            sleep(min(pause, left))
+    finally:
+        urllib3_log.setLevel(level)

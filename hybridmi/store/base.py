@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -9,7 +10,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from hybridmi.errors import UsageError
 from hybridmi.runtime import sha256_file
@@ -35,14 +36,11 @@ Progress = Callable[[str, int], None]  # (relative path, bytes) after each file 
 
 
 class ArtifactStore:
-    """Publish and fetch directories/files atomically with sha256 verification.
-
-    Backends supply, over object names: ``_upload(name, src, size=, sha256=)``, ``_upload_bytes(name, data)``,
-    ``_download(name, dest) -> sha256``, ``_read_tagged(name) -> (bytes, tag)``, ``_write_conditional(name, data,
-    tag=)`` (PreconditionFailed unless the tag, None for absent, still holds), ``conditional_writes``,
-    ``_list_objects(prefix) -> sorted (name, mtime)``, ``_delete_names(names)``, ``_describe(name)``; a missing
-    object raises ObjectMissing.
-    """
+    """Publish and fetch directories/files atomically with sha256 verification. Backends supply, over object names:
+    ``_upload(name, src, size=, sha256=)``, ``_upload_bytes(name, data)``, ``_download(name, dest) -> sha256``,
+    ``_read_tagged(name) -> (bytes, tag)``, ``_write_conditional(name, data, tag=)`` (PreconditionFailed unless the
+    tag, None for absent, still holds), ``conditional_writes``, ``_list_objects(prefix) -> sorted (name, mtime)``,
+    ``_delete_names(names)``, ``_describe(name)``; a missing object raises ObjectMissing."""
 
     uri: str
     prune_grace_s: float = 3600.0  # seconds an unnamed version is left alone (an upload may still be in flight)
@@ -55,14 +53,14 @@ class ArtifactStore:
         files = sorted((p.relative_to(local_dir).as_posix(), p) for p in local_dir.rglob("*") if p.is_file())
         if not files:
             raise UsageError(f"cannot publish {local_dir}: no files (not a directory, or an empty one)")
-        return self._publish(check_key(key), files, progress, if_absent=if_absent)
+        return self._publish(check_key(key), files, progress, if_absent)
 
     def put_file(self, local_file: str | Path, key: str, *, progress: Progress | None = None) -> Manifest:
         """Publish one file as artifact ``key``; it keeps its file name inside the artifact."""
         local_file = Path(local_file)
         if not local_file.is_file():
             raise UsageError(f"cannot publish {local_file}: not a file")
-        return self._publish(check_key(key), [(local_file.name, local_file)], progress)
+        return self._publish(check_key(key), [(local_file.name, local_file)], progress, False)
 
     def get_dir(self, key: str, local_dir: str | Path) -> Path:
         """Download and verify artifact ``key`` into ``local_dir`` (absent or empty); returns it."""
@@ -86,8 +84,7 @@ class ArtifactStore:
         return self._tagged_or_none(f"{check_key(key)}/{MANIFEST}")[0] is not None
 
     def manifest(self, key: str) -> Manifest:
-        manifest, _ = self._manifest_tagged(check_key(key))
-        if manifest is None:
+        if (manifest := self._manifest_tagged(check_key(key))[0]) is None:
             raise ArtifactNotFound(f"no artifact {self._describe(key)} (no {MANIFEST})")
         return manifest
 
@@ -120,8 +117,7 @@ class ArtifactStore:
             raise StoreError(f"document {self._describe(key)} is not valid JSON") from None
 
     def replace_document(self, key: str, payload: dict[str, Any], *, tag: str | None) -> bool:
-        """Write the document only if it is still the one read with ``tag`` (None: only if there is none);
-        False when another writer changed it first (read it again and decide)."""
+        """Write it only if it is still the one read with ``tag`` (None: if none); False when another writer won."""
         return self._commit(check_key(key), _document_bytes(payload), tag=tag)
 
     def check_access(self, *, write: bool = False) -> None:
@@ -134,9 +130,7 @@ class ArtifactStore:
             self._delete_names([name])
             _ = self.conditional_writes
 
-    def _publish(
-        self, key: str, files: list[tuple[str, Path]], progress: Progress | None, *, if_absent: bool = False
-    ) -> Manifest:
+    def _publish(self, key: str, files: list[tuple[str, Path]], progress: Progress | None, if_absent: bool) -> Manifest:
         """Upload a new version, then commit its manifest against the one read first; withdraw it on a lost race."""
         base, base_tag = self._manifest_tagged(key, lenient=True)
         if if_absent and base_tag is not None:
@@ -156,10 +150,8 @@ class ArtifactStore:
             except StoreError as exc:
                 log.warning("could not remove a withdrawn version of %s: %s", self._describe(key), exc)
             live, _ = self._manifest_tagged(key, lenient=True)
-            raise PublishConflict(
-                f"artifact {self._describe(key)} was published concurrently by another writer (version "
-                f"{live.version if live else 'none'} stands); this publish (version {version}) was withdrawn"
-            )
+            why = f"(version {live.version if live else 'none'} stands); this publish (version {version}) was withdrawn"
+            raise PublishConflict(f"artifact {self._describe(key)} was published concurrently by another writer {why}")
         size = sum(e.size for e in entries)
         log.info("published %s (%d files, %d bytes, version %s)", self._describe(key), len(entries), size, version)
         self._prune(key, known_dead={version, base.version if base else version})
@@ -168,23 +160,19 @@ class ArtifactStore:
     def _commit(self, name: str, data: bytes, *, tag: str | None) -> bool:
         """Write ``data`` if the object is still at ``tag``; False when another writer's bytes stand. A retried write
         whose first attempt landed (its answer lost) finds its own bytes there and counts as done."""
-        try:
-            if self.conditional_writes:
-                self._write_conditional(name, data, tag=tag)
-            else:  # the endpoint ignores conditions: check, then write, then read back
-                self._check_then_write(name, data, tag)
+        try:  # an endpoint that ignores conditions: check, then write, then read back
+            (self._write_conditional if self.conditional_writes else self._check_then_write)(name, data, tag=tag)
         except PreconditionFailed:
             return self._tagged_or_none(name)[0] == data
         return self.conditional_writes or self._tagged_or_none(name)[0] == data
 
-    def _check_then_write(self, name: str, data: bytes, tag: str | None) -> None:
+    def _check_then_write(self, name: str, data: bytes, *, tag: str | None) -> None:
         if self._tagged_or_none(name)[1] != tag:
             raise PreconditionFailed(name)
         self._upload_bytes(name, data)
 
     def _prune(self, key: str, *, known_dead: set[str]) -> None:
-        """Delete versions the live manifest does not name that are known dead or older than the grace period;
-        a failure only leaves garbage behind."""
+        """Delete unnamed versions known dead or past the grace period; a failure only leaves garbage behind."""
         prefix = f"{key}/{VERSIONS}/"
         version_of = lambda name: name[len(prefix) :].split("/", 1)[0]
         try:
@@ -229,10 +217,8 @@ class ArtifactStore:
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     digest, size = self._download(name, dest), dest.stat().st_size
                     if digest != entry.sha256 or size != entry.size:
-                        raise ChecksumMismatch(
-                            f"checksum mismatch for {self._describe(name)}: got sha256 {digest} ({size} bytes), "
-                            f"manifest says {entry.sha256} ({entry.size} bytes)"
-                        )
+                        got = f"got sha256 {digest} ({size} bytes), manifest says {entry.sha256} ({entry.size} bytes)"
+                        raise ChecksumMismatch(f"checksum mismatch for {self._describe(name)}: {got}")
                 return manifest
             except ObjectMissing as missing:
                 if self.manifest(key).version == manifest.version:
@@ -244,3 +230,13 @@ class ArtifactStore:
 
 def _document_bytes(payload: dict[str, Any]) -> bytes:
     return (json.dumps(payload, sort_keys=True) + "\n").encode()
+
+
+def write_hashed(chunks: Iterable[bytes], dest: Path) -> str:
+    """Write ``chunks`` to ``dest`` (truncating it); their sha256."""
+    digest = hashlib.sha256()
+    with open(dest, "wb") as out:
+        for chunk in chunks:
+            digest.update(chunk)
+            out.write(chunk)
+    return digest.hexdigest()

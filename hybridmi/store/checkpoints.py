@@ -28,12 +28,9 @@ Job = tuple[Path, int]  # (snapshot of a checkpoint file, its step)
 
 
 class CheckpointSync:
-    """A training callback that mirrors checkpoints of run ``run_id`` under ``key_prefix`` (newest wins).
-
-    ``on_checkpoint`` hard-links the file (the trainer replaces it by rename, so the link keeps that step's bytes)
-    and returns; a worker thread checks it with ``accept`` and uploads it. One checkpoint at most waits: a newer one
-    replaces it (the replaced one stays only until the newer one is accepted). A store failure only warns.
-    """
+    """A training callback that mirrors checkpoints of run ``run_id`` under ``key_prefix`` (newest wins): a worker
+    thread checks each with ``accept`` and uploads it; at most one waits (a newer one replaces it, the replaced one
+    kept only until the newer one is accepted). A store failure only warns."""
 
     def __init__(self, store: ArtifactStore, key_prefix: str, *, run_id: str = "", accept: Accept | None = None):
         self.store, self.key_prefix, self.run_id, self.accept = store, check_key(key_prefix), run_id, accept
@@ -65,8 +62,7 @@ class CheckpointSync:
         return mine and int(pointer["step"]) >= step
 
     def upload(self, path: str | Path, step: int) -> bool:
-        """Mirror checkpoint ``path`` for ``step`` now; False when the mirror already holds that step or a newer
-        one of this run. StoreError when the store fails."""
+        """Mirror ``path`` as ``step`` now; False when the mirror holds it or a newer step of this run; StoreError."""
         latest, key = f"{self.key_prefix}/{LATEST}", self.step_key(step)
         pointer, tag = self.store.get_document_tagged(latest)
         if self._holds(pointer, step):
@@ -97,10 +93,17 @@ class CheckpointSync:
         return True
 
     def on_checkpoint(self, path: Path, step: int) -> None:
-        """Hand a checkpoint the trainer just wrote to the worker; returns at once and never raises."""
+        """Hard-link ``path`` (a later save renames over it) for the worker to send; returns at once, never raises."""
+        path = Path(path)
+        snapshot = path.parent / f"{_PRIVATE}{uuid.uuid4().hex[:8]}" / path.name  # a private directory beside it
         try:
-            snapshot = _snapshot(Path(path))
+            snapshot.parent.mkdir()
+            try:
+                os.link(path, snapshot)
+            except OSError:  # copied where links are refused
+                shutil.copyfile(path, snapshot)
         except OSError as exc:
+            _discard(snapshot)
             log.warning("checkpoint step %d is not mirrored: %s could not be snapshotted (%s)", step, path, exc)
             return
         with self._cv:
@@ -156,8 +159,7 @@ class CheckpointSync:
         self._outage = False
 
     def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
-        """Wait (at most ``timeout_s``) until the newest checkpoint is mirrored, retrying one whose upload failed;
-        False, with a warning naming the local file, when it is not (a later flush tries again)."""
+        """Wait (at most ``timeout_s``) for the newest checkpoint, retrying a failed upload; False (warned) if not."""
         with self._cv:
             if self._failed is not None and self._worker is None:
                 job, self._failed = self._failed, None
@@ -203,7 +205,7 @@ class CheckpointSync:
         if run != self.run_id:
             log.info("resuming from run %s's mirrored checkpoint (step %d)", run, step)
         try:
-            return self._download(str(pointer["key"]), Path(local_dir), step)
+            return self._download(pointer, Path(local_dir))
         except (StoreUnavailable, StoreAuthError, StoreIOError):
             raise  # the mirror holds newer work (or the local disk failed): fail, so that a retry can fetch it
         except StoreError as exc:  # damaged or gone: what is local (or a fresh start) is all there is
@@ -218,10 +220,10 @@ class CheckpointSync:
 
     def download_latest(self, local_dir: str | Path) -> Path | None:
         """Download the newest mirrored checkpoint into ``local_dir`` (keeping its file name); None if none yet."""
-        pointer = self.pointer()
-        return None if pointer is None else self._download(str(pointer["key"]), Path(local_dir), int(pointer["step"]))
+        return None if (pointer := self.pointer()) is None else self._download(pointer, Path(local_dir))
 
-    def _download(self, key: str, local_dir: Path, step: int) -> Path:
+    def _download(self, pointer: dict[str, Any], local_dir: Path) -> Path:
+        key, step = str(pointer["key"]), int(pointer["step"])
         staging = local_dir / f"{_PRIVATE}{uuid.uuid4().hex[:8]}"
         try:
             files = list(self.store.get_dir(key, staging).iterdir())
@@ -232,21 +234,6 @@ class CheckpointSync:
             shutil.rmtree(staging, ignore_errors=True)
         log.info("resuming from checkpoint step %d of the mirror (%s), downloaded to %s", step, key, local_dir)
         return local_dir / files[0].name
-
-
-def _snapshot(path: Path) -> Path:
-    """``path`` hard-linked (copied where links are refused) into a private directory beside it, same name."""
-    snapshot = path.parent / f"{_PRIVATE}{uuid.uuid4().hex[:8]}" / path.name
-    snapshot.parent.mkdir()
-    try:
-        os.link(path, snapshot)
-    except OSError:
-        try:
-            shutil.copyfile(path, snapshot)
-        except OSError:
-            _discard(snapshot)
-            raise
-    return snapshot
 
 
 def _origin(snapshot: Path) -> Path:

@@ -15,7 +15,6 @@ from hybridmi.store.manifest import PublishConflict
 log = logging.getLogger(__name__)
 
 _HEX = re.compile(r"^[0-9a-f]{8,128}$")
-SOURCES = "datasets/sources"
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ def dataset_key(checksum: str) -> str:
 
 
 def source_key(fingerprint: str) -> str:
-    return f"{SOURCES}/{_hex(fingerprint, 'data source fingerprint')}"
+    return f"datasets/sources/{_hex(fingerprint, 'data source fingerprint')}"
 
 
 def publish_dataset(store: ArtifactStore, local_dir: str | Path, checksum: str) -> PublishedDataset:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from hybridmi.runtime import atomic_path, atomic_write_bytes
-from hybridmi.store.base import ArtifactStore
+from hybridmi.store.base import ArtifactStore, write_hashed
 from hybridmi.store.manifest import ObjectMissing, os_errors
 
 _CHUNK = 1 << 20
@@ -22,6 +22,8 @@ class LocalStore(ArtifactStore):
     """Objects are files under ``root``; every write goes to a temporary file and is ``os.replace``-d in. An OSError
     (a full disk, a read-only directory) is a StoreIOError naming the file."""
 
+    conditional_writes = True
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).absolute()
         self.uri = self.root.as_uri()
@@ -31,10 +33,6 @@ class LocalStore(ArtifactStore):
 
     def _describe(self, name: str) -> str:
         return str(self.root / name)
-
-    @property
-    def conditional_writes(self) -> bool:
-        return True
 
     def _open(self, name: str) -> IO[bytes]:
         try:
@@ -52,26 +50,17 @@ class LocalStore(ArtifactStore):
             atomic_write_bytes(self.root / name, data)
 
     def _write_conditional(self, name: str, data: bytes, *, tag: str | None) -> None:
-        with self._locked():  # one writer at a time, across processes
-            self._check_then_write(name, data, tag)
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            fcntl.flock(fd, fcntl.LOCK_EX)  # one writer at a time, across processes
+            self._check_then_write(name, data, tag=tag)
         finally:
             os.close(fd)  # releases the lock
 
     def _download(self, name: str, dest: Path) -> str:
-        digest = hashlib.sha256()
-        with os_errors(f"download {self._describe(name)} to {dest}"), self._open(name) as fh, open(dest, "wb") as out:
-            for chunk in iter(lambda: fh.read(_CHUNK), b""):
-                digest.update(chunk)
-                out.write(chunk)
-        return digest.hexdigest()
+        with os_errors(f"download {self._describe(name)} to {dest}"), self._open(name) as fh:
+            return write_hashed(iter(lambda: fh.read(_CHUNK), b""), dest)
 
     def _read_tagged(self, name: str) -> tuple[bytes, str]:
         with os_errors(f"read {self._describe(name)}"), self._open(name) as fh:
@@ -94,12 +83,10 @@ class LocalStore(ArtifactStore):
 
     def _delete_names(self, names: Iterable[str]) -> None:
         for name in names:
-            path = self.root / name
-            with os_errors(f"delete {path}"), contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            while path.parent != self.root and self.root in path.parents:  # remove the directories left empty
-                path = path.parent
+            with os_errors(f"delete {self.root / name}"), contextlib.suppress(FileNotFoundError):
+                (self.root / name).unlink()
+            for parent in Path(name).parents[:-1]:  # remove the directories left empty
                 try:
-                    path.rmdir()
+                    (self.root / parent).rmdir()
                 except OSError:
                     break

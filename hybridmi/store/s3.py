@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import hashlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -17,7 +17,7 @@ from minio.deleteobjects import DeleteObject
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from hybridmi.errors import UsageError
-from hybridmi.store.base import PROBE_DIR, ArtifactStore
+from hybridmi.store.base import PROBE_DIR, ArtifactStore, write_hashed
 from hybridmi.store.manifest import (
     ObjectMissing,
     PreconditionFailed,
@@ -62,15 +62,13 @@ class TransientError(Exception):
     attempts = 1
 
 
-def call_with_retry(
-    fn: Callable[[], T], *, policy: RetryPolicy, what: str, sleep=time.sleep, clock=time.monotonic
-) -> T:
-    """``fn()`` until it returns or raises something other than TransientError, whose last one is raised once
+def call_with_retry(f: Callable[[], T], *, policy: RetryPolicy, what: str, sleep=time.sleep, clock=time.monotonic) -> T:
+    """``f()`` until it returns or raises something other than TransientError, whose last one is raised once
     the attempts or the deadline are spent; ``what`` names the operation in log lines."""
     deadline = clock() + policy.deadline_s
     for attempt in range(1, policy.attempts + 1):
         try:
-            return fn()
+            return f()
         except TransientError as exc:
             delay = policy.delay_s(attempt)
             if attempt == policy.attempts or clock() + delay >= deadline:
@@ -78,13 +76,6 @@ def call_with_retry(
                 raise
             log.warning("%s failed (%s); retry %d/%d in %.2f s", what, exc, attempt, policy.attempts - 1, delay)
             sleep(delay)
-    raise AssertionError("unreachable")
-
-
-def endpoint_of(client: Minio) -> str:
-    """``scheme://host:port`` of a Minio client, for messages (the SDK keeps it in ``_base_url``)."""
-    base = getattr(client, "_base_url", None)
-    return "<unknown endpoint>" if base is None else f"{'https' if base.is_https else 'http'}://{base.host}"
 
 
 class S3Store(ArtifactStore):
@@ -109,7 +100,8 @@ class S3Store(ArtifactStore):
         self._client, self._transfer = client, transfer_client or client
         self.bucket, self.prefix = bucket, prefix.strip("/") + "/" if prefix.strip("/") else ""
         self.retry, self.part_size = retry, part_size
-        self.endpoint = endpoint_of(client)
+        base = getattr(client, "_base_url", None)  # the SDK's scheme://host:port, for messages
+        self.endpoint = f"{'https' if base.is_https else 'http'}://{base.host}" if base else "<unknown endpoint>"
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self._conditional = conditional_writes  # None: probe the endpoint on first use
 
@@ -120,9 +112,8 @@ class S3Store(ArtifactStore):
         return f"s3://{self.bucket}/{self.prefix + name} at {self.endpoint}"
 
     def check_access(self, *, write: bool = False) -> None:
-        """Fail fast (within about PROBE_DEADLINE_S plus one read timeout): StoreAuthError for rejected credentials,
-        StoreError when the bucket is missing, StoreUnavailable when the endpoint cannot be reached or stays silent."""
-        probe = dataclasses.replace(self.retry, deadline_s=min(self.retry.deadline_s, PROBE_DEADLINE_S))
+        """As the base's, with a missing bucket a StoreError, within about PROBE_DEADLINE_S plus one read timeout."""
+        probe = replace(self.retry, deadline_s=min(self.retry.deadline_s, PROBE_DEADLINE_S))
         if not self._guard("check bucket", "", lambda: self._client.bucket_exists(self.bucket), retry=probe):
             raise StoreError(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
         super().check_access(write=write)
@@ -140,16 +131,14 @@ class S3Store(ArtifactStore):
         self._upload_bytes(name, b"1")
         try:
             for condition in ({"If-None-Match": "*"}, {"If-Match": f'"{"0" * 32}"'}):  # present; another ETag
-                try:
+                with contextlib.suppress(PreconditionFailed):
                     self._guard("probe", name, lambda: self._put(name, b"2", condition))
                     return False  # accepted: the endpoint ignored the condition
-                except PreconditionFailed:
-                    continue
-                except (StoreAuthError, StoreUnavailable):
-                    raise
-                except StoreError:  # e.g. 501 NotImplemented for the header
-                    return False
             return True
+        except (StoreAuthError, StoreUnavailable):
+            raise
+        except StoreError:  # e.g. 501 NotImplemented for the header
+            return False
         finally:
             self._delete_names([name])
 
@@ -223,14 +212,7 @@ class S3Store(ArtifactStore):
             response.release_conn()
 
     def _download(self, name: str, dest: Path) -> str:
-        def get(response: urllib3.BaseHTTPResponse) -> str:
-            digest = hashlib.sha256()
-            with open(dest, "wb") as out:  # truncated on every attempt
-                for chunk in response.stream(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            return digest.hexdigest()
-
+        get = lambda response: write_hashed(response.stream(1 << 20), dest)  # dest truncated on every attempt
         return self._guard(f"download {dest} from", name, lambda: self._get(name, self._transfer, get))
 
     def _read_tagged(self, name: str) -> tuple[bytes, str]:

@@ -62,9 +62,8 @@ def open_store(uri: str | Path) -> LocalStore:
 
 
 def _first(env: Mapping[str, str], names: tuple[str, ...], what: str) -> str:
-    for name in names:
-        if env.get(name):
-            return env[name]
+    if value := next((env[name] for name in names if env.get(name)), None):
+        return value
     raise StoreConfigError(f"{what} for object storage is missing: set {names[0]} (or {', '.join(names[1:])})")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_config import PIPELINE
 
 import hybridmi
 from components.image import project_image
@@ -26,42 +27,7 @@ IMAGE = os.environ.get("HYBRIDMI_IMAGE") or project_image()
 FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 RUN_TIMEOUT_S = 120
 # The image's smoke preset shrunk to seconds per stage (as tests/ops/test_main_script.py); FID uses the baked weights.
-TINY = [
-    "data.synthetic_classes=4",
-    "data.synthetic_train=128",
-    "data.synthetic_test=16",
-    "model.channels=8",
-    "model.proj_hidden=32",
-    "model.proj_dim=16",
-    "train.batch_size=32",
-    "objective.queue_size=64",
-    "train.epochs=0.5",
-    "train.checkpoint_every=1",
-    "optim.warmup_epochs=0",
-    "eval.batch_size=64",
-    "eval.probe_epochs=2",
-    "eval.probe_batch_size=64",
-    "eval.probe_weight_decays=[0.0]",
-    "eval.knn_k=5",
-    "latents.batch_size=64",
-    "latents.flip=false",
-    "unet.channels=8",
-    "unet.channel_mult=[1]",
-    "unet.attn_resolutions=[]",
-    "ddim.epochs=0.5",
-    "ddim.batch_size=32",
-    "ddim.warmup_steps=0",
-    "ddim.checkpoint_every=1",
-    "diffusion.num_timesteps=20",
-    "sampling.steps=2",
-    "sampling.num_samples=6",
-    "sampling.batch_size=6",
-    "fid.batch_size=20",
-    "fid.reference_samples=8",
-    "figures.pairs=1",
-    "figures.steps=2",
-    "figures.grid_samples=4",
-]
+TINY = [*PIPELINE, "sampling.num_samples=6", "sampling.batch_size=6", "fid.reference_samples=8"]
 
 
 def _docker(*args: str, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:

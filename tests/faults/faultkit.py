@@ -13,6 +13,7 @@ from typing import Callable, TypeVar
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "store"))  # store_testkit: clients, TcpProxy
 
 from store_testkit import TEST_KEY, TEST_SECRET  # noqa: E402
+from tiny_config import ONE_THREAD, PROBE, TRAIN, changed  # noqa: E402
 
 from hybridmi.task.mirror import local_checkpoint  # noqa: E402
 
@@ -20,25 +21,7 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 # A run of a few seconds: 128 images, batches of 32 (4 steps an epoch), a checkpoint every 2 steps.
-TINY = [
-    "data.synthetic_classes=4",
-    "data.synthetic_train=128",
-    "data.synthetic_test=16",
-    "model.channels=8",
-    "model.proj_hidden=32",
-    "model.proj_dim=16",
-    "train.batch_size=32",
-    "objective.queue_size=64",
-    "train.epochs=1",
-    "runtime.threads=1",
-    "train.checkpoint_every=2",
-    "train.log_every=1",
-    "optim.warmup_epochs=0",
-    "eval.batch_size=64",
-    "eval.probe_epochs=2",
-    "eval.probe_batch_size=64",
-    "eval.probe_weight_decays=[0.0]",
-]
+TINY = changed([*TRAIN, ONE_THREAD, *PROBE], "train.epochs=1", "train.checkpoint_every=2", "train.log_every=1")
 
 
 def sets(overrides: list[str]) -> list[str]:

@@ -6,45 +6,10 @@ import uuid
 
 import pytest
 import torch
+from tiny_config import ONE_THREAD, PIPELINE
 
 # Small enough that the whole pipeline runs in about a minute per runner on 2 shared CPU cores.
-TINY = [
-    "data.synthetic_classes=4",
-    "data.synthetic_train=128",
-    "data.synthetic_test=16",
-    "model.channels=8",
-    "model.proj_hidden=32",
-    "model.proj_dim=16",
-    "train.batch_size=32",
-    "objective.queue_size=64",
-    "train.epochs=0.5",
-    "runtime.threads=1",
-    "train.checkpoint_every=1",
-    "optim.warmup_epochs=0",
-    "eval.batch_size=64",
-    "eval.probe_epochs=2",
-    "eval.probe_batch_size=64",
-    "eval.probe_weight_decays=[0.0]",
-    "eval.knn_k=5",
-    "latents.batch_size=64",
-    "latents.flip=false",
-    "unet.channels=8",
-    "unet.channel_mult=[1]",
-    "unet.attn_resolutions=[]",
-    "ddim.epochs=0.5",
-    "ddim.batch_size=32",
-    "ddim.warmup_steps=0",
-    "ddim.checkpoint_every=1",
-    "diffusion.num_timesteps=20",
-    "sampling.steps=2",
-    "sampling.num_samples=4",
-    "sampling.batch_size=4",
-    "fid.batch_size=20",
-    "fid.reference_split=test",
-    "figures.pairs=1",
-    "figures.steps=2",
-    "figures.grid_samples=4",
-]
+TINY = [*PIPELINE, ONE_THREAD, "sampling.num_samples=4", "sampling.batch_size=4", "fid.reference_split=test"]
 
 STORE_KEY, STORE_SECRET = "testing", "testing-secret"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fake_kube_api import TASK_POD, Processes
+from tiny_config import ONE_THREAD, TRAIN
 
 from hybridmi.cluster import NAMESPACE_VAR, POD_NAME_VAR, POD_UID_VAR, RUN_ID_VAR, STORE_SECRET_KEYS, STORE_SECRET_NAME
 from hybridmi.config import load_config
@@ -15,20 +16,7 @@ from hybridmi.config import load_config
 ROOT = Path(__file__).resolve().parents[3]
 SMOKE = ROOT / "configs" / "smoke.yaml"
 # A train stage of a few steps on 2 shared CPU cores.
-TINY = [
-    "data.synthetic_classes=4",
-    "data.synthetic_train=128",
-    "data.synthetic_test=16",
-    "model.channels=8",
-    "model.proj_hidden=32",
-    "model.proj_dim=16",
-    "train.batch_size=32",
-    "objective.queue_size=64",
-    "train.epochs=0.5",
-    "runtime.threads=1",
-    "train.checkpoint_every=1",
-    "optim.warmup_epochs=0",
-]
+TINY = [*TRAIN, ONE_THREAD]
 NAMESPACE = "kubeflow"
 
 
