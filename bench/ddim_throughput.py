@@ -16,7 +16,7 @@ import torch
 
 from hybridmi.eval.fid import FIDInceptionV3, activation_statistics
 from hybridmi.models.unet import UNet
-from hybridmi.runtime import autocast, autocast_dtype
+from hybridmi.runtime import autocast, compute_policy
 from hybridmi.train.ddim import DDIMModel, diffusion_loss, sample_latents, schedule_from_config
 from hybridmi.train.ema import EMA
 
@@ -45,13 +45,13 @@ def build(args: argparse.Namespace, device: torch.device) -> UNet:
         attn_resolutions=args.attn,
         dropout=0.1,
     ).to(device)
-    return unet.to(memory_format=torch.channels_last) if device.type == "cuda" else unet
+    return unet.to(memory_format=torch.channels_last) if compute_policy("unet", device).channels_last else unet
 
 
 def train_rate(args: argparse.Namespace, device: torch.device) -> float:
     unet, abar = build(args, device), schedule_from_config(SCHEDULE).to(device)
     ema, opt = EMA(unet, decay=0.9999), torch.optim.Adam(unet.parameters(), lr=2e-4)
-    amp, x0 = autocast_dtype("auto", device), torch.randn(args.batch_size, 6, 16, 16, device=device)
+    amp, x0 = compute_policy("unet", device).dtype, torch.randn(args.batch_size, 6, 16, 16, device=device)
 
     def step() -> None:
         with autocast(device, amp):
@@ -71,7 +71,7 @@ def sample_rate(args: argparse.Namespace, device: torch.device, steps: int) -> f
     abar = schedule_from_config(SCHEDULE).to(device)
     one = torch.ones(6, dtype=torch.float64)
     model = DDIMModel(unet=build(args, device).eval(), alphas_cumprod=abar, mean=0 * one, std=one, step=0)
-    gen, amp = torch.Generator().manual_seed(0), autocast_dtype("auto", device)
+    gen, amp = torch.Generator().manual_seed(0), None  # sampling stays fp32 (the FID protocol)
     draw = lambda s: sample_latents(
         model, args.sample_batch, steps=s, eta=0.0, spacing="uniform", generator=gen, amp=amp
     )  # noqa: E731

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from hybridmi.config import Config, load_config  # noqa: E402
 from hybridmi.data.augment import to_float  # noqa: E402
-from hybridmi.runtime import autocast_dtype, choose_device  # noqa: E402
+from hybridmi.runtime import choose_device, compute_policy  # noqa: E402
 from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable  # noqa: E402
 
 
@@ -38,10 +38,11 @@ def preset(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
 def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None, group=None, kind=HybridStep):
     """The trainer's own step on ``device``, as train_hybrid builds it; ``group``: this rank's process group."""
     autoencoder, moco = build_models(cfg)
-    channels_last = device.type == "cuda" and cfg.runtime.channels_last
+    rt = cfg.runtime
+    policy = compute_policy("autoencoder", device, precision=rt.precision, channels_last=rt.channels_last)
     for module in (autoencoder, moco):
         if module is not None:
-            module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
+            module.to(device, memory_format=torch.channels_last) if policy.channels_last else module.to(device)
     autoencoder.train()
     return kind(
         autoencoder,
@@ -50,8 +51,8 @@ def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None
         alpha=cfg.objective.alpha,
         grad_clip=cfg.optim.grad_clip,
         autoencoder_views=cfg.objective.autoencoder_views,
-        amp=autocast_dtype(cfg.runtime.precision, device),
-        channels_last=channels_last,
+        amp=policy.dtype,
+        channels_last=policy.channels_last,
         compile=cfg.runtime.compile if compile is None else compile,
         group=group,
     )

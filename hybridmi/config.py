@@ -108,10 +108,14 @@ class RuntimeConfig(_Section):
     """Where and how every stage computes; resuming across these is allowed (they change only rounding)."""
 
     device: str = Field("auto", description="'auto' (cuda if present), 'cpu' or 'cuda[:N]'")
-    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="training autocast; auto = bf16 where the device has it natively (CUDA, AVX512-BF16/AMX)"
+    )
     threads: int = Field(0, ge=0, description="torch CPU threads (per rank); 0 keeps torch's default")
     compile: bool = Field(False, description="torch.compile the hybrid step's losses or the UNet")
-    channels_last: bool = Field(True, description="channels_last memory format on CUDA")
+    channels_last: bool | Literal["auto"] = Field(
+        "auto", description="memory layout; auto = where measured faster for the network and device, true/false force"
+    )
 
 
 class EvalConfig(_Section):

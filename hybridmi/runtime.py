@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -87,9 +88,51 @@ def choose_device(spec: str = "auto") -> torch.device:
     return device
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on CUDA for 'auto'/'bf16'; None (fp32) on CPU for 'auto'."""
-    return None if precision == "fp32" or (precision == "auto" and device.type != "cuda") else torch.bfloat16
+# Memory layout that measured faster, per (device kind, precision) and network (bench/precision.py, bench/RESULTS.md).
+# CPU fp32: channels_last speeds up the autoencoder's and the Inception's oneDNN convolutions; the latent UNet (16x16,
+# attention, GroupNorm) gains nothing in fp32 and loses in bf16. CUDA: channels_last everywhere (tensor cores).
+CHANNELS_LAST = {
+    ("cpu", "fp32"): {"autoencoder": True, "unet": False, "inception": True},
+    ("cpu", "bf16"): {"autoencoder": False, "unet": False, "inception": False},
+    ("cuda", "fp32"): {"autoencoder": True, "unet": True, "inception": True},
+    ("cuda", "bf16"): {"autoencoder": True, "unet": True, "inception": True},
+}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively: CUDA, or a CPU with AVX512-BF16 or AMX-BF16 (not emulated)."""
+    if device.type == "cuda":
+        return True
+    flags = torch._C._cpu._get_cpu_capability()
+    return device.type == "cpu" and bool(flags.get("avx512_bf16") or flags.get("amx_bf16"))
+
+
+@dataclasses.dataclass(frozen=True)
+class ComputePolicy:
+    """How one network computes on one device: autocast dtype (None = fp32) and memory layout."""
+
+    dtype: torch.dtype | None
+    channels_last: bool
+
+    def describe(self) -> dict[str, str | bool]:
+        """For run metadata and the report: {"precision": "bf16" | "fp32", "channels_last": bool}."""
+        return {"precision": "bf16" if self.dtype is torch.bfloat16 else "fp32", "channels_last": self.channels_last}
+
+    def layout(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in this policy's memory layout (4-D tensors only change)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
+
+
+def compute_policy(
+    network: str, device: torch.device, *, precision: str = "auto", channels_last: bool | str = "auto"
+) -> ComputePolicy:
+    """The policy for ``network`` ("autoencoder" | "unet" | "inception") on ``device``: precision "auto" is bf16
+    autocast where the device has native bf16 (fp32 elsewhere), "fp32"/"bf16" force; layout "auto" takes
+    ``CHANNELS_LAST``'s measured choice, True/False force. Callers that must stay fp32 pass precision="fp32"."""
+    bf16 = precision == "bf16" or (precision == "auto" and native_bf16(device))
+    measured = CHANNELS_LAST.get((device.type, "bf16" if bf16 else "fp32"), {})
+    layout = measured.get(network, False) if channels_last == "auto" else channels_last
+    return ComputePolicy(dtype=torch.bfloat16 if bf16 else None, channels_last=bool(layout))
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -16,7 +16,7 @@ import torchvision
 from pytorch_fid.inception import FIDInceptionA, FIDInceptionC, FIDInceptionE_1, FIDInceptionE_2
 from torch import nn
 
-from hybridmi.runtime import atomic_write_bytes
+from hybridmi.runtime import atomic_write_bytes, compute_policy
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 DIMS = 2048
@@ -41,9 +41,16 @@ class FIDInceptionV3(nn.Module):
         self.net = net  # holds the weights under the names of the released state dict
         self.weights_sha256 = ""  # content hash of the loaded weights file (keys cached statistics)
         self.weights_record: dict[str, Any] | None = None  # the file's conversion record, when it has one
+        self.channels_last = False  # weights and inputs in channels_last (same fp32 arithmetic, faster on oneDNN)
+
+    def use_channels_last(self, on: bool = True) -> FIDInceptionV3:
+        """Weights (and, in forward, inputs) in channels_last memory format when ``on``; NCHW otherwise."""
+        self.channels_last = on
+        return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool3(2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1)
+        x = 2 * F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False) - 1
+        return self.pool3(x.contiguous(memory_format=torch.channels_last) if self.channels_last else x)
 
     def pool3(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, 3, 299, 299) in [−1, 1] → pool3 features (B, 2048): the network without resize and scaling."""
@@ -71,8 +78,11 @@ def read_record(weights_path: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def load_inception(*, weights_path: str | Path | None = None, device: torch.device | str) -> FIDInceptionV3:
-    """The FID Inception in eval mode, weights from ``weights_path`` or torch.hub's cache, checked by its record."""
+def load_inception(
+    *, weights_path: str | Path | None = None, device: torch.device | str, channels_last: bool | str = "auto"
+) -> FIDInceptionV3:
+    """The FID Inception in eval mode, fp32, weights from ``weights_path`` or torch.hub's cache, checked by its
+    record; memory layout from ``compute_policy("inception", …)`` ("auto": the one measured faster on the device)."""
     path = Path(weights_path).expanduser() if weights_path is not None else default_weights_path()
     if not path.is_file():
         raise FileNotFoundError(
@@ -94,7 +104,9 @@ def load_inception(*, weights_path: str | Path | None = None, device: torch.devi
     except RuntimeError as exc:
         raise ValueError(f"{path} is not a pytorch-fid Inception state dict: {str(exc).splitlines()[0]}") from None
     model.weights_sha256, model.weights_record = digest, record
-    return model.requires_grad_(False).to(device).eval()
+    device = torch.device(device)
+    policy = compute_policy("inception", device, precision="fp32", channels_last=channels_last)
+    return model.requires_grad_(False).to(device).use_channels_last(policy.channels_last).eval()
 
 
 def uint8_batches(images: torch.Tensor, batch_size: int) -> Iterable[torch.Tensor]:

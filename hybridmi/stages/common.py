@@ -15,7 +15,7 @@ from hybridmi.runtime import code_version, write_json
 from hybridmi.train.callbacks import CallbackList
 
 SIDECAR = "artifact.json"
-UPSTREAM_KEYS = ("stage", "seconds", "config_hash", "checksum", "dataset_checksum", "code_version")
+UPSTREAM_KEYS = ("stage", "seconds", "config_hash", "checksum", "dataset_checksum", "code_version", "compute")
 
 
 def directory_checksum(directory: Path) -> str:

@@ -21,5 +21,5 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     metrics = {"ddim_steps": float(result.step)}
     if last is not None:
         metrics |= {"ddim_loss": last.loss, "ddim_images_per_s": last.images_per_s}
-    finish_output(outputs["ddim"], cfg, stage="ddim", metrics=metrics)
+    finish_output(outputs["ddim"], cfg, stage="ddim", metrics=metrics, extra={"compute": result.compute})
     return metrics

@@ -22,7 +22,7 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     out, f = outputs["metrics"], cfg.fid
     index = matching_samples(cfg, inputs["samples"])
     num = index["count"]
-    inception = frechet.load_inception(weights_path=f.weights, device=device)
+    inception = frechet.load_inception(weights_path=f.weights, device=device, channels_last=cfg.runtime.channels_last)
     train, test = load_dataset(inputs["dataset"])
     reference = train if f.reference_split == "train" else test
     subset = frechet.reference_subset(len(reference.labels), f.reference_samples, seed=f.reference_seed)

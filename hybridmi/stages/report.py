@@ -84,6 +84,11 @@ def build_report(cfg: Config, inputs: dict[str, Path]) -> Report:
         ("data checksum", checksum),
         ("code", code_version()),
     ]
+    for record in upstream.values():  # the precision and layout each trainer ran with (runtime auto policy)
+        if "compute" in record:
+            compute = record["compute"]
+            layout = "channels_last" if compute["channels_last"] else "NCHW"
+            facts.append((f"{record['stage']} compute", f"{compute['precision']}, {layout}"))
     notes = []
     if source == "folder":
         notes.append(

@@ -38,5 +38,5 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     if result.last_metrics is not None:
         m = result.last_metrics
         metrics |= {"loss": m.loss, "images_per_s": m.images_per_s, **{f"loss_{k}": v for k, v in m.terms.items()}}
-    finish_output(out, cfg, stage="train", metrics=metrics)
+    finish_output(out, cfg, stage="train", metrics=metrics, extra={"compute": result.compute})
     return metrics

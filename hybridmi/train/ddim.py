@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
@@ -15,7 +15,7 @@ from hybridmi.diffusion.sampler import ddim_sample
 from hybridmi.diffusion.schedule import alphas_cumprod, make_betas
 from hybridmi.eval.latents import destandardise, standardise
 from hybridmi.models.unet import UNet
-from hybridmi.runtime import autocast, autocast_dtype, seed_everything
+from hybridmi.runtime import autocast, compute_policy, seed_everything
 from hybridmi.train.callbacks import StepMetrics
 from hybridmi.train.checkpoint import latest_checkpoint, load_checkpoint
 from hybridmi.train.ema import EMA
@@ -46,6 +46,7 @@ class DDIMResult:
     step: int
     checkpoint: Path
     last_metrics: StepMetrics | None
+    compute: dict[str, Any]  # ComputePolicy.describe(): precision and layout used
 
 
 def schedule_from_config(diffusion: dict) -> torch.Tensor:
@@ -81,7 +82,8 @@ def train_ddim(
     """Train the ε-UNet on (latents (N, C, H, W) − mean) / std, resuming from ``out_dir``; stop at ``stop_at_step``."""
     d, rt = cfg.ddim, cfg.runtime
     device = training_device(rt)
-    channels_last = device.type == "cuda" and rt.channels_last
+    policy = compute_policy("unet", device, precision=rt.precision, channels_last=rt.channels_last)
+    log.info("DDIM step on %s: %s", device, policy.describe())
     n = len(latents)
     loop = TrainLoop(
         kind=KIND,
@@ -96,7 +98,7 @@ def train_ddim(
     )
     seed_everything(d.seed)
     unet = UNet(in_channels=latents.shape[1], **cfg.unet.model_dump()).to(device)
-    if channels_last:
+    if policy.channels_last:
         unet.to(memory_format=torch.channels_last)
     ema = EMA(unet, decay=d.ema_decay, warmup=d.ema_warmup)
     optimizer = fused_optimizer("adam", list(unet.parameters()), lr=d.lr, momentum=0.9, weight_decay=0.0)
@@ -116,10 +118,8 @@ def train_ddim(
     mean, std = mean.to(device), std.to(device)
 
     def step(step: int) -> None:
-        x0 = standardise(data[loop.batch_indices(step)].float(), mean, std)
-        if channels_last:
-            x0 = x0.contiguous(memory_format=torch.channels_last)
-        with autocast(device, autocast_dtype(rt.precision, device)):
+        x0 = policy.layout(standardise(data[loop.batch_indices(step)].float(), mean, std))
+        with autocast(device, policy.dtype):
             loss = diffusion_loss(forward, x0, abar)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,7 +139,7 @@ def train_ddim(
     unet.train()
     loop.run(step, save, guard=guard, optimizer=optimizer, end_step=stop_at_step)
     model = DDIMModel(unet=ema.module, alphas_cumprod=abar, mean=mean.double(), std=std.double(), step=loop.step)
-    return DDIMResult(model=model, step=loop.step, checkpoint=loop.path, last_metrics=loop.last)
+    return DDIMResult(model, loop.step, loop.path, loop.last, policy.describe())
 
 
 def load_ddim(path: str | Path, *, device: torch.device | str = "cpu") -> DDIMModel:

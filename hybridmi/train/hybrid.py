@@ -16,7 +16,7 @@ from hybridmi.data.prepared import Split
 from hybridmi.eval.features import encode_split
 from hybridmi.eval.knn import knn_accuracy
 from hybridmi.models.autoencoder import Autoencoder
-from hybridmi.runtime import autocast_dtype, seed_everything
+from hybridmi.runtime import compute_policy, seed_everything
 from hybridmi.train.callbacks import StepMetrics
 from hybridmi.train.distributed import RankGroup
 from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable
@@ -36,6 +36,7 @@ class HybridResult:
     checkpoint: Path | None  # the final checkpoint (None on ranks other than 0, which write none)
     last_metrics: StepMetrics | None  # the last progress report
     run_length: dict[str, Any] = field(default_factory=dict)  # RunLength.as_dict(): planned/estimated steps
+    compute: dict[str, Any] = field(default_factory=dict)  # ComputePolicy.describe(): precision and layout used
 
 
 def train_hybrid(
@@ -80,9 +81,10 @@ def train_hybrid(
     seed_everything(t.seed)
     autoencoder, moco = build_models(cfg)
     modules = [m for m in (autoencoder, moco) if m is not None]
-    channels_last = device.type == "cuda" and rt.channels_last
+    policy = compute_policy("autoencoder", device, precision=rt.precision, channels_last=rt.channels_last)
+    log.info("hybrid step on %s: %s", device, policy.describe())
     for module in modules:
-        module.to(device, memory_format=torch.channels_last) if channels_last else module.to(device)
+        module.to(device, memory_format=torch.channels_last) if policy.channels_last else module.to(device)
     optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
     state = loop.resume(sections=RESUME_SECTIONS) if resume else None
     if state is not None:
@@ -97,8 +99,8 @@ def train_hybrid(
         alpha=cfg.objective.alpha,
         grad_clip=cfg.optim.grad_clip,
         autoencoder_views=cfg.objective.autoencoder_views,
-        amp=autocast_dtype(rt.precision, device),
-        channels_last=channels_last,
+        amp=policy.dtype,
+        channels_last=policy.channels_last,
         compile=rt.compile,
         group=group,
     )
@@ -129,4 +131,4 @@ def train_hybrid(
     monitoring = dict(monitor=knn if monitor is not None else None, monitor_every=knn_every)
     loop.run(step, save, guard=trainer.guard, optimizer=optimizer, **monitoring)
     autoencoder.eval()
-    return HybridResult(autoencoder, loop.step, loop.path, loop.last, loop.length.as_dict())
+    return HybridResult(autoencoder, loop.step, loop.path, loop.last, loop.length.as_dict(), policy.describe())

@@ -6,12 +6,20 @@ Image counts stay in the tens: the Inception at 299x299 runs at about 13 images/
 import hashlib
 import io
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from hybridmi.data.synthetic import make_synthetic
-from hybridmi.eval.fid import WEIGHTS_FILE, activation_statistics, frechet_distance, read_record, uint8_batches
+from hybridmi.eval.fid import (
+    WEIGHTS_FILE,
+    activation_statistics,
+    frechet_distance,
+    load_inception,
+    read_record,
+    uint8_batches,
+)
 from hybridmi.eval.fid_weights import TOLERANCE, convert_state_dict, read_torchscript_from_wheel
 
 
@@ -64,7 +72,10 @@ def test_pytorch_fids_own_inception__loads_our_file_from_torch_hub_and_gives_our
     theirs = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
     x = images[:2].float() / 255
     with torch.no_grad():
-        assert torch.allclose(theirs(x)[0].flatten(1), real_inception(x), rtol=0, atol=1e-6)
+        theirs = theirs(x)[0].flatten(1)
+        nchw = load_inception(weights_path=real_weights, device="cpu", channels_last=False)
+        assert torch.allclose(theirs, nchw(x), rtol=0, atol=1e-6)  # same network, same layout: same arithmetic
+        assert torch.allclose(theirs, real_inception(x), rtol=0, atol=1e-4)  # channels_last: another summation order
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +96,29 @@ def test_fid__grows_monotonically_as_the_set_is_progressively_noised(real_incept
         noised = (images.float() + 255 * std * noise).round().clamp(0, 255).to(torch.uint8)
         fids.append(frechet_distance(*activation_statistics(uint8_batches(noised, 32), real_inception), mu, sigma))
     assert 1.0 < fids[0] < fids[1] < fids[2], fids
+
+
+def test_fid_fast_path__equals_pytorch_fids_own_nchw_inception_within_a_tenth_of_a_percent(
+    real_weights, real_inception, tmp_path, monkeypatch
+):
+    """The Inception as FID runs it (fp32, channels_last on a CPU) against pytorch-fid's module (NCHW fp32)."""
+    from pytorch_fid.inception import InceptionV3
+
+    assert real_inception.channels_last  # the CPU policy
+    checkpoints = tmp_path / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / WEIGHTS_FILE).symlink_to(real_weights)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    first, _ = make_synthetic(num_classes=10, n_train=40, n_test=10, seed=11)
+    second, _ = make_synthetic(num_classes=10, n_train=40, n_test=10, seed=12)
+
+    @torch.no_grad()
+    def reference_statistics(images):
+        feats = torch.cat([reference(b)[0].flatten(1) for b in uint8_batches(images, 20)]).double().numpy()
+        return feats.mean(0), np.cov(feats, rowvar=False)
+
+    fast = [activation_statistics(uint8_batches(s.images, 20), real_inception) for s in (first, second)]
+    fast = frechet_distance(*fast[0], *fast[1])
+    slow = frechet_distance(*reference_statistics(first.images), *reference_statistics(second.images))
+    assert fast == pytest.approx(slow, rel=1e-3) and slow > 1.0
