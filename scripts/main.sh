@@ -7,8 +7,8 @@
 #   bash scripts/main.sh --config configs/cpu.yaml        # CIFAR-10 (JPEG copy in ../shared/data)
 #   bash scripts/main.sh --set fid.reference_samples=500  # any `hybridmi run` option or --set override
 #
-# One intra-op thread per task unless OMP_NUM_THREADS says otherwise: on shared cores a second one made
-# training 14x slower (bench/RESULTS.md).
+# Tasks run one at a time, each on every core torch sees; OMP_NUM_THREADS=1 is the setting for cores shared with
+# other heavy jobs, where a second thread per task can cost far more than it gives (bench/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -21,7 +21,6 @@ mkdir -p "$root"
 log="$root/main-$(date +%Y%m%d-%H%M%S).log"
 echo "main: hybridmi run ${args[*]}"
 echo "main: full log in $log"
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # python -m from the repository root: this checkout's code, for the task processes too.
 .venv/bin/python -m hybridmi.cli run "${args[@]}" 2>&1 | tee "$log" | sed -u 's/\x1b\[[0-9;]*m//g' \
   | grep --line-buffered -E "Executing task|finished with status|^hybridmi: |^run: |^report: |^        /|^\||^time per task|^stages "

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch import nn
-from torchvision.utils import save_image
 
 PARTS = ("z", "y", "yhat")
 
@@ -52,12 +52,22 @@ def reconstruction_images(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def save_grid(images: torch.Tensor, path: str | Path, *, ncols: int) -> Path:
-    """Write images (N, 3, H, W) in [0, 1] as a PNG grid, ``ncols`` columns, 2-pixel padding (torchvision's)."""
+    """Write images (N, 3, H, W) in [0, 1] as a PNG grid, ``ncols`` columns, 2-pixel black padding: the bytes
+    torchvision's ``save_image(images, path, nrow=ncols, padding=2)`` writes, without importing torchvision."""
     if images.dim() != 4 or images.shape[1] != 3 or len(images) == 0:
         raise ValueError(f"grid images must be a non-empty (N, 3, H, W) tensor, got {tuple(images.shape)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(images.detach().float().cpu().clamp(0, 1), path, nrow=ncols, padding=2)
+    images = images.detach().float().cpu().clamp(0, 1)
+    n, _, h, w = images.shape
+    pad, cols = (0, 1) if n == 1 else (2, min(ncols, n))  # make_grid returns a single image unpadded
+    rows = -(-n // cols)
+    grid = torch.zeros(3, rows * (h + pad) + pad, cols * (w + pad) + pad)
+    for i, image in enumerate(images):
+        top, left = (i // cols) * (h + pad) + pad, (i % cols) * (w + pad) + pad
+        grid[:, top : top + h, left : left + w] = image
+    pixels = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
+    Image.fromarray(pixels).save(path, format="PNG")
     return path
 
 

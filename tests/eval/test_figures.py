@@ -77,3 +77,16 @@ def test_pick_pairs__distinct_images_and_a_clear_error():
     assert torch.equal(pick_pairs(10, 5, seed=0)[0], a)
     with pytest.raises(ValueError, match="6 interpolation pairs need 12 images, the split has 10"):
         pick_pairs(10, 6, seed=0)
+
+
+@pytest.mark.parametrize("n, ncols", [(1, 4), (5, 2), (8, 4), (3, 8)])
+def test_save_grid__pixels_equal_torchvisions_save_image(tmp_path, n, ncols):
+    from torchvision.utils import save_image
+
+    images = torch.rand(n, 3, 8, 6, generator=torch.Generator().manual_seed(n))
+    save_image(images, tmp_path / "theirs.png", nrow=ncols, padding=2)
+    ours = save_grid(images, tmp_path / "ours.png", ncols=ncols)
+    assert (Image.open(ours).tobytes(), Image.open(ours).size) == (
+        Image.open(tmp_path / "theirs.png").tobytes(),
+        Image.open(tmp_path / "theirs.png").size,
+    )
