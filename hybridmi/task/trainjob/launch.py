@@ -9,7 +9,7 @@ import os
 import signal
 import threading
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from hybridmi.cluster import KEEP_TRAINJOB_VAR
 from hybridmi.config import Config, config_from_text, config_to_text
@@ -41,18 +41,28 @@ def model_key(run_id: str, cfg: Config) -> str:
 
 
 @contextlib.contextmanager
-def deleted_on_sigterm(jobs: TrainJobs, name: str) -> Iterator[None]:
-    """While the block runs, SIGTERM deletes the TrainJob ``name`` and ends the block with TrainStepTerminated."""
+def deleted_on_sigterm(jobs: TrainJobs, name: str) -> Iterator[Callable[[], None]]:
+    """While the block runs, SIGTERM deletes the TrainJob ``name`` and ends the block with TrainStepTerminated.
+
+    Yields ``check``, which raises it again once SIGTERM has arrived: the handler's own raise can land inside code
+    that swallows exceptions (a logging handler's ``handleError``), so the wait loop calls ``check`` every poll."""
+    received: list[int] = []
+
+    def check() -> None:
+        if received:
+            raise TrainStepTerminated(f"the train step was terminated (signal {received[0]}) while TrainJob {name} ran")
+
     if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
-        yield
+        yield check
         return
 
     def handler(signum: int, _frame: Any) -> None:
-        raise TrainStepTerminated(f"the train step was terminated (signal {signum}) while TrainJob {name} ran")
+        received.append(signum)
+        check()
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
-        yield
+        yield check
     except TrainStepTerminated:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the clean-up short
         log.warning("terminated: deleting TrainJob %s so that its nodes stop", name)
@@ -102,7 +112,7 @@ def run_trainjob(
     """Create the TrainJob ``body`` (or take over the one of that name), wait for its end; its final state."""
     name = body["metadata"]["name"]
     trainer = body["spec"]["trainer"]
-    with deleted_on_sigterm(jobs, name):
+    with deleted_on_sigterm(jobs, name) as check:
         existing = jobs.get(name)
         earlier = trainjob_state(existing) if existing is not None else None
         if existing is not None and (
@@ -118,7 +128,12 @@ def run_trainjob(
             log.info("created TrainJob %s in namespace %s: %s, limits %s", name, jobs.namespace, shape, limits)
         else:
             log.info("TrainJob %s exists already (an earlier attempt of this task created it): waiting for it", name)
-        return wait_for_trainjob(lambda: jobs.get(name), name=name, poll_s=poll_s, unreachable_s=unreachable_s)
+
+        def get() -> Mapping[str, Any] | None:
+            check()
+            return jobs.get(name)
+
+        return wait_for_trainjob(get, name=name, poll_s=poll_s, unreachable_s=unreachable_s)
 
 
 def _dataset_uri(store, dataset_dir: Path) -> str:

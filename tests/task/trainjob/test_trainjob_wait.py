@@ -20,7 +20,7 @@ from fake_kube_api import COMPLETE, CREATED, FAILED, NAME, PREFIX, RUNNING, Fake
 from fake_kube_api import sample_trainjob as body
 
 from hybridmi.task.trainjob.api import ApiUnavailable, TrainJobApiError, TrainJobs
-from hybridmi.task.trainjob.launch import run_trainjob
+from hybridmi.task.trainjob.launch import TrainStepTerminated, run_trainjob
 from hybridmi.task.trainjob.status import KubeUnreachable, TrainJobFailed, wait_for_trainjob
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -209,3 +209,28 @@ def test_sigterm__deletes_the_trainjob_so_its_nodes_stop(tmp_path):
     assert "TrainStepTerminated: the train step was terminated (signal 15)" in stderr
     assert [r.path.rsplit("/", 1)[-1] for r in kube.methods("DELETE")] == [NAME]
     assert kube.jobs == {}
+
+
+def test_sigterm_swallowed_by_a_log_handler__still_deletes_the_trainjob_and_ends(monkeypatch):
+    """SIGTERM's raise can land inside a logging handler, which swallows it: the wait loop must still end the task."""
+    fired: list[int] = []
+
+    class KillingHandler(logging.StreamHandler):
+        def flush(self) -> None:  # inside StreamHandler.emit's try: an exception here goes to handleError
+            super().flush()
+            if not fired:
+                fired.append(1)
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays silent, as in production
+    status_log = logging.getLogger("hybridmi.task.trainjob.status")
+    handler = KillingHandler()
+    status_log.addHandler(handler)
+    monkeypatch.setattr(status_log, "level", logging.INFO)
+    try:
+        with FakeKubeAPI(Scripted([RUNNING] * 40 + [COMPLETE])) as kube:
+            with pytest.raises(TrainStepTerminated, match="signal 15"):
+                run_trainjob(TrainJobs(kube.api_client(), "kubeflow"), body(), poll_s=0.01)
+    finally:
+        status_log.removeHandler(handler)
+    assert fired and [r.path.rsplit("/", 1)[-1] for r in kube.methods("DELETE")] == [NAME]
