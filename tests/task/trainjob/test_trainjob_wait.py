@@ -224,13 +224,14 @@ def test_sigterm_swallowed_by_a_log_handler__still_deletes_the_trainjob_and_ends
 
     monkeypatch.setattr(logging, "raiseExceptions", False)  # handleError stays silent, as in production
     status_log = logging.getLogger("hybridmi.task.trainjob.status")
-    handler = KillingHandler()
+    handler, level = KillingHandler(), status_log.level
     status_log.addHandler(handler)
-    monkeypatch.setattr(status_log, "level", logging.INFO)
+    status_log.setLevel(logging.INFO)  # setLevel, not the attribute: it also clears the logger's cache
     try:
         with FakeKubeAPI(Scripted([RUNNING] * 40 + [COMPLETE])) as kube:
             with pytest.raises(TrainStepTerminated, match="signal 15"):
                 run_trainjob(TrainJobs(kube.api_client(), "kubeflow"), body(), poll_s=0.01)
     finally:
         status_log.removeHandler(handler)
+        status_log.setLevel(level)
     assert fired and [r.path.rsplit("/", 1)[-1] for r in kube.methods("DELETE")] == [NAME]
