@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Callable
 
@@ -23,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from bench.ddim_throughput import timed  # noqa: E402
 from bench.flops import build_step, images_per_s, machine, preset  # noqa: E402
 from hybridmi.eval.fid import FIDInceptionV3, activation_statistics  # noqa: E402
 from hybridmi.models.unet import UNet  # noqa: E402
@@ -33,14 +33,10 @@ from hybridmi.train.ema import EMA  # noqa: E402
 SETTINGS = [("fp32", False), ("fp32", True), ("bf16", False), ("bf16", True)]  # (precision, channels_last)
 
 
-def rate(fn: Callable[[], object], count: int, *, steps: int, warmup: int) -> float:
-    """``count`` items per call / seconds per call of ``fn``, over ``steps`` calls after ``warmup``."""
-    for _ in range(warmup):
-        fn()
-    start = time.perf_counter()
-    for _ in range(steps):
-        fn()
-    return steps * count / (time.perf_counter() - start)
+def rate(fn: Callable[[], object], count: int, *, steps: int, warmup: int, device=torch.device("cpu")) -> float:
+    """``count`` items per call of ``fn`` / seconds per call, over ``steps`` calls after ``warmup`` calls."""
+    seconds = timed(lambda: [fn() for _ in range(steps)], device, warmup=lambda: [fn() for _ in range(warmup)])
+    return steps * count / seconds
 
 
 def matmul_rate(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
@@ -72,7 +68,7 @@ def ddim_rate(cfg, device, precision: str, channels_last: bool, *, steps: int, w
         opt.step()
         ema.update(unet)
 
-    return rate(step, cfg.ddim.batch_size, steps=steps, warmup=warmup)
+    return rate(step, cfg.ddim.batch_size, steps=steps, warmup=warmup, device=device)
 
 
 def inception_rate(device, precision: str, channels_last: bool, *, images: int, batch: int) -> float:
@@ -84,7 +80,7 @@ def inception_rate(device, precision: str, channels_last: bool, *, images: int, 
         with autocast(device, dtype):
             activation_statistics((x[i : i + batch] for i in range(0, images, batch)), model)
 
-    return rate(stats, images, steps=1, warmup=1)
+    return rate(stats, images, steps=1, warmup=1, device=device)
 
 
 def main() -> None:

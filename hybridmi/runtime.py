@@ -90,7 +90,8 @@ def choose_device(spec: str = "auto") -> torch.device:
 
 # Memory layout that measured faster, per (device kind, precision) and network (bench/precision.py, bench/RESULTS.md).
 # CPU fp32: channels_last speeds up the autoencoder's and the Inception's oneDNN convolutions; the latent UNet (16x16,
-# attention, GroupNorm) gains nothing in fp32 and loses in bf16. CUDA: channels_last everywhere (tensor cores).
+# attention, GroupNorm) gains nothing in fp32 and loses in bf16. CPU bf16: NCHW, the layout its speed-ups were measured
+# in. CUDA: channels_last everywhere (tensor cores).
 CHANNELS_LAST = {
     ("cpu", "fp32"): {"autoencoder": True, "unet": False, "inception": True},
     ("cpu", "bf16"): {"autoencoder": False, "unet": False, "inception": False},
