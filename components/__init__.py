@@ -2,7 +2,7 @@
 
 from components.control import tradeoff
 from components.image import DEFAULT_IMAGE
-from components.stages import ddim, fid, figures, latents, prepare, probe, reconstruction, report, sample, train
+from components.stages import ddim, export, fid, figures, latents, prepare, probe, reconstruction, report, sample, train
 from components.trainjob import train_trainjob
 
 # Stage name -> component (the names of hybridmi.stages.STAGE_NAMES).
@@ -13,6 +13,7 @@ STAGE_COMPONENTS = {
     "reconstruction": reconstruction,
     "latents": latents,
     "ddim": ddim,
+    "export": export,
     "sample": sample,
     "fid": fid,
     "figures": figures,

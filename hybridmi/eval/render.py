@@ -1,4 +1,4 @@
-"""Single-file renderings for the KFP UI: an inline-PNG gallery, Markdown/HTML copies, a Pillow scatter plot."""
+"""Single-file renderings for the KFP UI: an inline-PNG gallery, Markdown/HTML copies; Pillow scatter and line plots."""
 
 from __future__ import annotations
 
@@ -54,9 +54,9 @@ def _copy_first(directory: str | Path, pattern: str, target: str | Path, *, what
 
 
 def _tick_label(value: float, span: float) -> str:
-    """Enough decimals that neighbouring ticks (span/4 apart) read differently."""
+    """Enough decimals that neighbouring ticks (span/4 apart) read differently; powers of ten for tiny spans."""
     decimals = max(0, 1 - math.floor(math.log10(span / 4))) if span > 0 else 2
-    return f"{value:.{min(decimals, 6)}f}"
+    return f"{value:.{decimals}f}" if decimals <= 6 else f"{value:.2e}"
 
 
 def _span(values: Sequence[float]) -> tuple[float, float]:
@@ -65,44 +65,99 @@ def _span(values: Sequence[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+class _Axes:
+    """A white image with a framed plot area over the span of ``xs`` × ``ys``, five ticks on each axis, the axis
+    labels and a legend column on the right. Pillow's default font: ASCII labels only."""
+
+    LEFT, RIGHT, TOP, BOTTOM = 70, 130, 20, 50  # margins in pixels (the right one holds the legend)
+
+    def __init__(self, xs: Sequence[float], ys: Sequence[float], *, x_label: str, y_label: str, size: tuple[int, int]):
+        self.size, self.entries = size, 0
+        (self.x_lo, self.x_hi), (self.y_lo, self.y_hi) = _span(xs), _span(ys)
+        self.image = Image.new("RGB", size, "white")
+        self.draw = draw = ImageDraw.Draw(self.image)
+        (width, height), bottom = size, size[1] - self.BOTTOM
+        draw.rectangle([self.LEFT, self.TOP, width - self.RIGHT, bottom], outline="black")
+        for i in range(5):
+            tx, ty = (lo + (hi - lo) * i / 4 for lo, hi in ((self.x_lo, self.x_hi), (self.y_lo, self.y_hi)))
+            (px, _), (_, py) = self.px(tx, self.y_lo), self.px(self.x_lo, ty)
+            draw.line([px, bottom, px, bottom + 4], fill="black")
+            draw.text((px - 14, bottom + 6), _tick_label(tx, self.x_hi - self.x_lo), fill="black")
+            draw.line([self.LEFT - 4, py, self.LEFT, py], fill="black")
+            draw.text((8, py - 5), _tick_label(ty, self.y_hi - self.y_lo), fill="black")
+        draw.text(((self.LEFT + width - self.RIGHT) / 2 - 3 * len(x_label), height - 20), x_label, fill="black")
+        draw.text((8, 4), y_label, fill="black")
+
+    def px(self, x: float, y: float) -> tuple[float, float]:
+        """Image pixel of the data point (x, y)."""
+        (width, height), left, top = self.size, self.LEFT, self.TOP
+        px = left + (x - self.x_lo) / (self.x_hi - self.x_lo) * (width - left - self.RIGHT)
+        return px, height - self.BOTTOM - (y - self.y_lo) / (self.y_hi - self.y_lo) * (height - top - self.BOTTOM)
+
+    def dot(self, xy: tuple[float, float], color: str, *, square: bool = False) -> None:
+        px, py = xy
+        (self.draw.rectangle if square else self.draw.ellipse)([px - 4, py - 4, px + 4, py + 4], fill=color)
+
+    def legend(self, name: str, color: str, *, square: bool = False) -> None:
+        x, y = self.size[0] - self.RIGHT + 14, self.TOP + 16 * self.entries + 6
+        self.dot((x, y), color, square=square)
+        self.draw.text((x + 8, y - 6), name, fill=color)
+        self.entries += 1
+
+    def png(self) -> bytes:
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+Point = tuple[float, float, str]  # (x, y, label drawn beside it)
+
+
 def scatter_png(
-    series: dict[str, list[tuple[float, float, str]]], *, x_label: str, y_label: str, size: tuple[int, int] = (640, 440)
+    series: dict[str, list[Point]],
+    *,
+    x_label: str,
+    y_label: str,
+    marks: dict[str, list[Point]] | None = None,
+    size: tuple[int, int] = (640, 440),
 ) -> bytes:
-    """A scatter plot with lines in x order: series name -> [(x, y, point label)]; returns PNG bytes."""
-    points = [(x, y) for pts in series.values() for x, y, _ in pts]
+    """A scatter plot, each series' points joined in x order, plus ``marks``: reference points drawn as squares and
+    not joined (e.g. a paper's rows). Series or mark name -> [(x, y, point label)]; returns PNG bytes."""
+    marks = marks or {}
+    points = [(x, y) for group in (series, marks) for pts in group.values() for x, y, _ in pts]
     if not points:
         raise ValueError("scatter plot needs at least one point")
-    (width, height), (left, right, top, bottom) = size, (70, 130, 20, 50)
-    (x_lo, x_hi), (y_lo, y_hi) = _span([p[0] for p in points]), _span([p[1] for p in points])
-    image = Image.new("RGB", size, "white")
-    draw = ImageDraw.Draw(image)
+    axes = _Axes([p[0] for p in points], [p[1] for p in points], x_label=x_label, y_label=y_label, size=size)
+    for index, (name, pts) in enumerate([*series.items(), *marks.items()]):
+        color, square = PALETTE[index % len(PALETTE)], index >= len(series)
+        pts = sorted(pts)
+        pixels = [axes.px(x, y) for x, y, _ in pts]
+        if len(pixels) > 1 and not square:
+            axes.draw.line(pixels, fill=color, width=2)
+        for (px, py), (_, _, label) in zip(pixels, pts):
+            axes.dot((px, py), color, square=square)
+            axes.draw.text((px + 6, py - 12), label, fill=color)
+        axes.legend(name, color, square=square)
+    return axes.png()
 
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
-        return px, height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
 
-    draw.rectangle([left, top, width - right, height - bottom], outline="black")
-    for tx in (x_lo + (x_hi - x_lo) * i / 4 for i in range(5)):
-        px, _ = to_px(tx, y_lo)
-        draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
-        draw.text((px - 14, height - bottom + 6), _tick_label(tx, x_hi - x_lo), fill="black")
-    for ty in (y_lo + (y_hi - y_lo) * i / 4 for i in range(5)):
-        _, py = to_px(x_lo, ty)
-        draw.line([left - 4, py, left, py], fill="black")
-        draw.text((8, py - 5), _tick_label(ty, y_hi - y_lo), fill="black")
-    draw.text(((left + width - right) / 2 - 3 * len(x_label), height - 20), x_label, fill="black")
-    draw.text((8, 4), y_label, fill="black")
+def line_png(
+    series: dict[str, list[tuple[float, float]]], *, x_label: str, y_label: str, size: tuple[int, int] = (560, 320)
+) -> bytes:
+    """A line plot: series name -> [(x, y)], each drawn as a line in x order (a lone point as a dot); PNG bytes."""
+    points = [p for pts in series.values() for p in pts]
+    if not points:
+        raise ValueError("line plot needs at least one point")
+    bad = next((p for p in points if not all(map(math.isfinite, p))), None)
+    if bad is not None:
+        raise ValueError(f"line plot point {bad} is not finite")
+    axes = _Axes([p[0] for p in points], [p[1] for p in points], x_label=x_label, y_label=y_label, size=size)
     for index, (name, pts) in enumerate(series.items()):
         color = PALETTE[index % len(PALETTE)]
-        pixels = [to_px(x, y) for x, y, _ in sorted(pts)]
+        pixels = [axes.px(x, y) for x, y in sorted(pts)]
         if len(pixels) > 1:
-            draw.line(pixels, fill=color, width=2)
-        for (px, py), (_, _, label) in zip(pixels, sorted(pts)):
-            draw.ellipse([px - 4, py - 4, px + 4, py + 4], fill=color)
-            draw.text((px + 6, py - 12), label, fill=color)
-        legend_y = top + 16 * index
-        draw.ellipse([width - right + 10, legend_y + 2, width - right + 18, legend_y + 10], fill=color)
-        draw.text((width - right + 22, legend_y), name, fill=color)
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
+            axes.draw.line(pixels, fill=color, width=2)
+        elif pixels:
+            axes.dot(pixels[0], color)
+        axes.legend(name, color)
+    return axes.png()

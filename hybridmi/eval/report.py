@@ -1,4 +1,5 @@
-"""The run report (Table-1-style table, figures, FID protocol, config, timings) as HTML and as Markdown."""
+"""The run report (Table-1-style table, figures, training curves, FID protocol, config, timings) as HTML and as
+Markdown; the stable names of its headline metrics."""
 
 from __future__ import annotations
 
@@ -22,9 +23,43 @@ FIGURES = (
     ("interp_y.png", "Interpolating only y, the contrastive channels (ŷ fixed)."),
     ("interp_yhat.png", "Interpolating only ŷ (y fixed)."),
 )
+# The training curves the figures stage draws from the trainers' histories (history.json), in page order:
+# (file, trainer, history column, y-axis label in ASCII (Pillow's font), caption).
+CURVES = (
+    ("curve_loss.png", "hybrid", "loss", "total loss", "Hybrid training: total loss α·recon + (1 − α)·InfoNCE."),
+    ("curve_infonce.png", "hybrid", "infonce", "InfoNCE", "InfoNCE of the queries y against their keys and the queue."),
+    (
+        "curve_recon.png",
+        "hybrid",
+        "recon",
+        "reconstruction (sum over 3072 values)",
+        "Reconstruction loss: Σ over the 3072 values of (x̂ − x)², mean over the batch.",
+    ),
+    ("curve_lr.png", "hybrid", "lr", "learning rate", "Learning rate of the hybrid trainer."),
+    ("curve_throughput.png", "hybrid", "images_per_s", "images / s", "Hybrid training throughput (images per second)."),
+    ("curve_ddim_loss.png", "ddim", "loss", "eps-prediction loss", "Latent DDIM training: ε-prediction loss."),
+)
+# The run's headline numbers under stable names: the report task's KFP Metrics scalars (also logged by the probe,
+# reconstruction and fid tasks), the report's metrics.json and the rows of `hybridmi runs compare`.
+HEADLINE_METRICS = {
+    "linear_acc": "linear-probe test accuracy of the headline feature, z (fraction in [0, 1])",
+    "linear_acc_z": "linear-probe test accuracy on z = [y, ŷ] (fraction)",
+    "linear_acc_y": "linear-probe test accuracy on y, the contrastive channels (fraction)",
+    "linear_acc_yhat": "linear-probe test accuracy on ŷ (fraction)",
+    "knn_acc_z": "kNN test accuracy on z (fraction)",
+    "knn_acc_y": "kNN test accuracy on y (fraction)",
+    "knn_acc_yhat": "kNN test accuracy on ŷ (fraction)",
+    "mse": "test reconstruction error: Σ over the 3072 values of (x̂ − x)², mean over images",
+    "psnr": "PSNR of the test reconstructions (dB)",
+    "fid": "FID of the DDIM samples against the reference split",
+    "fid_num_samples": "samples N behind fid",
+    "fid_reference_count": "reference images behind fid",
+    "recon_fid": "FID of decoded test images against the same reference (the decoder's ceiling)",
+}
+CURVE_NOTE = "Each point is the mean over one report window (train.log_every / ddim.log_every steps), against step."
 FIGURE_SCALE = 2  # CSS pixels per image pixel (nearest-neighbour), so 32x32 images are legible
 DATASET_NAMES = {"cifar10": "CIFAR-10", "cifar100": "CIFAR-100"}
-HEADER = ("method", "MSE (Σ over 3072 values)", "PSNR (dB)", "FID", "FID samples N")
+HEADER = ("method", "MSE (Σ over 3072 values)", "PSNR (dB)", "FID", "reconstruction FID", "FID samples N")
 HEADER += ("linear acc. z (%)", "y (%)", "ŷ (%)", "kNN z (%)")
 MSE_NOTE = (
     "MSE: per image, the sum over the 3072 values in [0, 1] of the squared error, averaged over the test "
@@ -54,6 +89,7 @@ class Report:
     facts: list[tuple[str, str]]  # (label, value): α, epochs, config hash, data checksum, code version, ...
     config_yaml: str
     notes: list[str] = field(default_factory=list)
+    curves: dict[str, bytes] = field(default_factory=dict)  # CURVES file name -> PNG bytes (drawn at their size)
 
 
 def _num(value: float | None, fmt: str = ".1f") -> str:
@@ -69,13 +105,14 @@ def result_rows(report: Report) -> list[tuple[list[str], bool]]:
         return _num(None if value is None else 100.0 * value)
 
     samples = int(f["fid_num_samples"]) if "fid_num_samples" in f else None
-    ours = ["this run", _num(r.get("mse"), ".3f"), _num(r.get("psnr")), _num(f.get("fid")), _num(samples, ",d")]
+    ours = ["this run", _num(r.get("mse"), ".3f"), _num(r.get("psnr")), _num(f.get("fid")), _num(f.get("recon_fid"))]
+    ours.append(_num(samples, ",d"))
     ours += [pct("linear_acc_z", "linear_acc"), pct("linear_acc_y"), pct("linear_acc_yhat"), pct("knn_acc_z")]
     rows = [(ours, False)]
     for method, columns in TABLE1.items() if report.paper_dataset is not None else ():
         v = columns[report.paper_dataset]
         psnr = "–" if v["mse"] is None else "≈" + _num(psnr_from_mse(v["mse"]))
-        cells = [f"{method} (paper)", _num(v["mse"], ".3g"), psnr, _num(v["fid"]), "–", _num(v["acc"])]
+        cells = [f"{method} (paper)", _num(v["mse"], ".3g"), psnr, _num(v["fid"]), "–", "–", _num(v["acc"])]
         rows.append((cells + ["–"] * 3, True))
     return rows
 
@@ -105,6 +142,12 @@ def fid_sentence(report: Report) -> str:
         f"FID {report.fid['fid']:.2f} from N = {n:,} samples (float32 sampling, uint8 as saved{steps}) against "
         f"the {p.get('reference_split', '?')} split's statistics over {subset}; {weights}. Fewer samples than the "
         "paper's usual 50,000 inflate FID, so compare FIDs only at equal N."
+        + (
+            f" Reconstruction FID {report.fid['recon_fid']:.2f}: as many test images, encoded and decoded, against the "
+            "same statistics; the ceiling the decoder sets for any generator on this latent."
+            if "recon_fid" in report.fid
+            else ""
+        )
     )
 
 
@@ -133,7 +176,10 @@ def render_markdown(report: Report) -> str:
         lines += ["", note]
     if report.timings:
         lines += ["", "| stage | seconds |", "|---|---|", *(f"| {s} | {t:.1f} |" for s, t in report.timings)]
-    lines += ["", "Figures (reconstructions, DDIM samples, interpolations of z, y and ŷ) are in report.html."]
+    lines += [
+        "",
+        "Figures (reconstructions, DDIM samples, interpolations of z, y and ŷ, training curves) are in report.html.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -150,12 +196,12 @@ pre{background:#f4f4f4;padding:8px;font-size:12px;overflow:auto}
 """
 
 
-def _figure(name: str, caption: str, data: bytes) -> str:
+def _figure(name: str, caption: str, data: bytes, *, scale: int = FIGURE_SCALE) -> str:
     with Image.open(io.BytesIO(data)) as image:
         width, height = image.size
     return (
         f"<figure id='{html.escape(name.removesuffix('.png'))}'><img alt='{html.escape(name)}' "
-        f"src='{png_data_uri(data)}' width='{FIGURE_SCALE * width}' height='{FIGURE_SCALE * height}'>"
+        f"src='{png_data_uri(data)}' width='{scale * width}' height='{scale * height}'>"
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
     )
 
@@ -187,6 +233,11 @@ def render_html(report: Report) -> str:
             change = report.figure_metrics.get(f"{name.removesuffix('.png')}_pixel_change")
             text = caption if change is None else f"{caption} Mean pixel change across a row: {change:.3f}."
             parts.append(_figure(name, text, report.figures[name]))
+    curves = [
+        _figure(name, caption, report.curves[name], scale=1) for name, *_, caption in CURVES if name in report.curves
+    ]
+    if curves:
+        parts += ["<h2>Training curves</h2>", f"<p class='note'>{e(CURVE_NOTE)}</p>", *curves]
     if report.timings:
         timings = [([stage, f"{seconds:.1f}"], "") for stage, seconds in report.timings]
         parts.append("<h2>Timings</h2>" + _table("timings", ("stage", "seconds"), timings))

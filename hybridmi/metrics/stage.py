@@ -34,6 +34,7 @@ GAUGES = {
     "eval_mse": "Reconstruction mean squared error (the paper's unit)",
     "eval_psnr_decibels": "Reconstruction peak signal-to-noise ratio",
     "eval_fid": "Frechet inception distance of generated samples",
+    "eval_recon_fid": "Frechet inception distance of decoded test images (the decoder's ceiling for generation)",
     "eval_fid_samples": "Number of generated samples the FID was computed on",
     "stage_start_timestamp_seconds": "Unix time the stage started",
     "stage_duration_seconds": "Wall time of the stage run, success or failure",
@@ -55,11 +56,13 @@ STEP_TIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 
 # record_eval keys, as the evaluation stages name them in their metrics dicts: linear-probe accuracy per
 # feature (fraction in [0, 1]), MSE (paper's unit), PSNR in dB, FID and the number of samples it used.
 ACCURACY_PREFIX = "linear_acc_"
-EVAL_KEYS = tuple(f"{ACCURACY_PREFIX}{f}" for f in ("y", "yhat", "z")) + ("mse", "psnr", "fid", "fid_num_samples")
+EVAL_KEYS = tuple(f"{ACCURACY_PREFIX}{f}" for f in ("y", "yhat", "z"))
+EVAL_KEYS += ("mse", "psnr", "fid", "fid_num_samples", "recon_fid")
 _EVAL_FAMILIES = {
     "mse": "eval_mse",
     "psnr": "eval_psnr_decibels",
     "fid": "eval_fid",
+    "recon_fid": "eval_recon_fid",
     "fid_num_samples": "eval_fid_samples",
 }
 

@@ -3,6 +3,7 @@
     local.py       run_local(cfg_path, overrides, *, runner="subprocess"|"docker"|"inprocess", ...) -> LocalRun
     inprocess.py   the stages in this process in DAG order (dag.py: the DAG from the stages' declarations)
     summary.py     what ``hybridmi run`` prints at the end: report, headline numbers, time per task
+    compare.py     ``hybridmi runs compare``: the headline metrics of local runs, one column per run
     arguments.py   a run's resolved config and pipeline arguments (both runners)
     compile.py     compile_pipelines(out_dir), PIPELINES and pipeline_for (the pipeline by name), local_pipeline
     submit.py      submit(host, cfg_path, overrides, *, pipeline, only, inputs, wait, auth, ...) -> Submitted

@@ -16,7 +16,19 @@ log = logging.getLogger(__name__)
 
 Paths = Mapping[str, str | Path]  # artifact name -> directory
 # Pipeline order; each name is a module in this package.
-STAGE_NAMES = ("prepare", "train", "probe", "reconstruction", "latents", "ddim", "sample", "fid", "figures", "report")
+STAGE_NAMES = (
+    "prepare",
+    "train",
+    "probe",
+    "reconstruction",
+    "latents",
+    "ddim",
+    "export",
+    "sample",
+    "fid",
+    "figures",
+    "report",
+)
 
 
 def stage_module(name: str):

@@ -8,6 +8,7 @@ from hybridmi.config import Config
 from hybridmi.eval.latents import load_latents, load_stats
 from hybridmi.stages.common import finish_output
 from hybridmi.train.ddim import train_ddim
+from hybridmi.train.history import HISTORY_FILE, write_history
 
 INPUTS = ("latents",)
 OUTPUTS = ("ddim",)
@@ -21,5 +22,6 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     metrics = {"ddim_steps": float(result.step)}
     if last is not None:
         metrics |= {"ddim_loss": last.loss, "ddim_images_per_s": last.images_per_s}
+    write_history(outputs["ddim"] / HISTORY_FILE, result.history, kind="ddim")  # before the sidecar: in its checksum
     finish_output(outputs["ddim"], cfg, stage="ddim", metrics=metrics, extra={"compute": result.compute})
     return metrics

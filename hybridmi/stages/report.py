@@ -10,7 +10,7 @@ import yaml
 
 from hybridmi.config import Config
 from hybridmi.errors import MissingInput
-from hybridmi.eval.report import FIGURES, Report, render_html, render_markdown
+from hybridmi.eval.report import CURVES, FIGURES, HEADLINE_METRICS, Report, render_html, render_markdown
 from hybridmi.paper import paper_dataset
 from hybridmi.runtime import atomic_write_bytes, code_version
 from hybridmi.stages import STAGE_NAMES
@@ -18,18 +18,6 @@ from hybridmi.stages.common import SIDECAR, finish_output
 
 INPUTS = ("probe", "reconstruction", "fid", "figures")
 OUTPUTS = ("report",)
-HEADLINE_KEYS = (
-    "linear_acc",
-    "linear_acc_z",
-    "linear_acc_y",
-    "linear_acc_yhat",
-    "knn_acc_z",
-    "mse",
-    "psnr",
-    "fid",
-    "fid_num_samples",
-    "fid_reference_count",
-)
 
 
 def _metrics(directory: Path) -> dict[str, float]:
@@ -37,6 +25,12 @@ def _metrics(directory: Path) -> dict[str, float]:
     if not path.is_file():
         raise MissingInput(f"report: {path} is missing (did the stage finish?)")
     return json.loads(path.read_text())
+
+
+def _pngs(directory: Path, names: list[str]) -> dict[str, bytes]:
+    """name -> bytes of the files among ``names`` that ``directory`` holds (a run without a DDIM history has no
+    DDIM curve, an α = 0 run no reconstruction curve)."""
+    return {name: (directory / name).read_bytes() for name in names if (directory / name).is_file()}
 
 
 def _sidecar(directory: Path) -> dict[str, Any]:
@@ -68,9 +62,6 @@ def build_report(cfg: Config, inputs: dict[str, Path]) -> Report:
     upstream = fid_sidecar.get("upstream", {})
     protocol = fid_sidecar.get("fid_protocol")
     checksum = upstream.get("dataset", {}).get("dataset_checksum") or (protocol or {}).get("reference_checksum", "?")
-    figures = {
-        name: (inputs["figures"] / name).read_bytes() for name, _ in FIGURES if (inputs["figures"] / name).is_file()
-    }
     timings = stage_timings(
         [*upstream.values(), *(_sidecar(inputs[k]) for k in ("probe", "reconstruction", "fid", "figures"))]
     )
@@ -104,7 +95,8 @@ def build_report(cfg: Config, inputs: dict[str, Path]) -> Report:
         reconstruction=_metrics(inputs["reconstruction"]),
         fid=_metrics(inputs["fid"]),
         fid_protocol=protocol,
-        figures=figures,
+        figures=_pngs(inputs["figures"], [name for name, _ in FIGURES]),
+        curves=_pngs(inputs["figures"], [name for name, *_ in CURVES]),
         figure_metrics=_metrics(inputs["figures"]),
         timings=timings,
         facts=facts,
@@ -119,6 +111,6 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
     atomic_write_bytes(out / "report.md", render_markdown(report).encode())
     atomic_write_bytes(out / "report.html", render_html(report).encode())
     values = {**report.reconstruction, **report.probe, **report.fid}
-    metrics = {k: float(values[k]) for k in HEADLINE_KEYS if k in values}
+    metrics = {k: float(values[k]) for k in HEADLINE_METRICS if k in values}
     finish_output(out, cfg, stage="report", metrics=metrics)
     return metrics

@@ -12,6 +12,7 @@ from hybridmi.models.serialize import save_autoencoder
 from hybridmi.runtime import choose_device
 from hybridmi.stages.common import finish_output
 from hybridmi.train.distributed import Ranks, process_group, rank_device
+from hybridmi.train.history import HISTORY_FILE, write_history
 from hybridmi.train.hybrid import train_hybrid
 
 INPUTS = ("dataset",)
@@ -32,6 +33,7 @@ def run(cfg: Config, inputs: dict[str, Path], outputs: dict[str, Path], *, callb
         return metrics
     extra = {"config": cfg.model_dump(mode="json"), "step": result.step, "dataset_checksum": train.checksum}
     save_autoencoder(result.model, out / "model.pt", extra=extra)
+    write_history(out / HISTORY_FILE, result.history, kind="hybrid")  # before the sidecar: in its checksum
     length = result.run_length
     if length.get("estimated_at_step") is not None:  # a time-budgeted run: how its length was set
         metrics |= {"planned_steps": float(length["total_steps"]), "measured_step_time_s": length["step_time_s"]}

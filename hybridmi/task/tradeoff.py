@@ -1,4 +1,5 @@
-"""The α sweep's result: linear accuracy against reconstruction MSE, one row per α (table, CSV, plot)."""
+"""The α sweep's result: linear accuracy against reconstruction MSE, one row per α (table, CSV, the frontier plot
+with the paper's Table 1 rows marked)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import yaml
 
 from hybridmi.errors import UsageError
 from hybridmi.eval.render import png_data_uri, scatter_png
+from hybridmi.paper import TABLE1, paper_dataset
 from hybridmi.runtime import atomic_write_bytes
 from hybridmi.stages.common import read_sidecar
 
@@ -54,6 +56,22 @@ def tradeoff_rows(
     return sorted(rows, key=lambda row: row["alpha"])
 
 
+def sweep_paper_dataset(probe_dirs: Iterable[str | Path]) -> str | None:
+    """The Table 1 column group ("cifar10" | "cifar100") the sweep's data set compares with; None when it has none
+    (synthetic data) or the probes were made from different sources."""
+    sources = {yaml.safe_load((Path(d) / "config.yaml").read_text())["data"]["source"] for d in probe_dirs}
+    return paper_dataset(sources.pop()) if len(sources) == 1 else None
+
+
+def paper_points(dataset: str) -> list[tuple[float, float, str]]:
+    """(MSE, linear accuracy %, method) of Table 1's rows on ``dataset`` that report both (MoCo-v2 and BigGAN have no MSE)."""
+    return [
+        (v["mse"], v["acc"], method)
+        for method, columns in TABLE1.items()
+        if (v := columns[dataset])["mse"] is not None and v["acc"] is not None
+    ]
+
+
 def _columns(rows: list[dict[str, float]]) -> list[str]:
     columns: list[str] = []
     for row in rows:
@@ -91,22 +109,47 @@ def csv_text(rows: list[dict[str, float]]) -> str:
     return buffer.getvalue()
 
 
-def tradeoff_png(rows: list[dict[str, float]]) -> bytes:
-    """Linear accuracy (%) against MSE, one series per probed feature, points labelled ``a=<α>`` (ASCII font)."""
+def tradeoff_png(rows: list[dict[str, float]], *, paper: str | None = None) -> bytes:
+    """The frontier: linear accuracy (%) against MSE, one series per probed feature with one point per α (labelled
+    ``a=<α>``: Pillow's font is ASCII), and Table 1's rows on ``paper`` ("cifar10" | "cifar100") as squares."""
     features = [c for c in _columns(rows) if c.startswith(ACCURACY_PREFIX)]
     series = {
         f.removeprefix(ACCURACY_PREFIX): [(row["mse"], 100 * row[f], f"a={row['alpha']:g}") for row in rows if f in row]
         for f in features
     }
+    marks = {"paper (Table 1)": paper_points(paper)} if paper is not None else None
     return scatter_png(
-        series, x_label="reconstruction MSE (sum over 3072 values per image)", y_label="linear accuracy (%)"
+        series,
+        marks=marks,
+        x_label="reconstruction MSE (sum over 3072 values per image)",
+        y_label="linear accuracy (%)",
     )
 
 
+def _paper_note(paper: str | None) -> str:
+    if paper is None:
+        return "No paper rows: the sweep's data set is not one of the paper's."
+    cells = []
+    for method, columns in TABLE1.items():
+        v = columns[paper]
+        cells.append(
+            f"{method} {v['acc']:g} % at MSE {v['mse']:g}"
+            if v["mse"] is not None
+            else f"{method} {v['acc']:g} % (no MSE)"
+        )
+    return f"Squares: the paper's Table 1 on {paper} after full GPU training ({'; '.join(cells)})."
+
+
 def write_tradeoff(
-    rows: list[dict[str, float]], *, table_path: str | Path, csv_path: str | Path, html_path: str | Path
+    rows: list[dict[str, float]],
+    *,
+    table_path: str | Path,
+    csv_path: str | Path,
+    html_path: str | Path,
+    paper: str | None = None,
 ) -> None:
-    """Write the Markdown table, the CSV and an HTML page (plot + table) for the KFP UI."""
+    """Write the Markdown table, the CSV and an HTML page (the frontier plot, with the paper's rows on ``paper``
+    marked, and the table) for the KFP UI."""
     if not rows:
         raise UsageError("the alpha sweep produced no results")
     table = markdown_table(rows)
@@ -115,6 +158,7 @@ def write_tradeoff(
     page = (
         "<html><head><meta charset='utf-8'><title>alpha sweep</title></head><body>"
         "<h1>Linear accuracy against reconstruction MSE</h1>"
-        f"<img src='{png_data_uri(tradeoff_png(rows))}'><pre>{html.escape(table)}</pre></body></html>\n"
+        f"<img id='frontier' alt='frontier' src='{png_data_uri(tradeoff_png(rows, paper=paper))}'>"
+        f"<p>{html.escape(_paper_note(paper))}</p><pre>{html.escape(table)}</pre></body></html>\n"
     )
     atomic_write_bytes(html_path, page.encode())

@@ -47,6 +47,7 @@ class DDIMResult:
     checkpoint: Path
     last_metrics: StepMetrics | None
     compute: dict[str, Any]  # ComputePolicy.describe(): precision and layout used
+    history: list[dict[str, float]]  # every progress report (train/history.py)
 
 
 def schedule_from_config(diffusion: dict) -> torch.Tensor:
@@ -139,7 +140,7 @@ def train_ddim(
     unet.train()
     loop.run(step, save, guard=guard, optimizer=optimizer, end_step=stop_at_step)
     model = DDIMModel(unet=ema.module, alphas_cumprod=abar, mean=mean.double(), std=std.double(), step=loop.step)
-    return DDIMResult(model, loop.step, loop.path, loop.last, policy.describe())
+    return DDIMResult(model, loop.step, loop.path, loop.last, policy.describe(), loop.history)
 
 
 def load_ddim(path: str | Path, *, device: torch.device | str = "cpu") -> DDIMModel:

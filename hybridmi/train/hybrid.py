@@ -37,6 +37,7 @@ class HybridResult:
     last_metrics: StepMetrics | None  # the last progress report
     run_length: dict[str, Any] = field(default_factory=dict)  # RunLength.as_dict(): planned/estimated steps
     compute: dict[str, Any] = field(default_factory=dict)  # ComputePolicy.describe(): precision and layout used
+    history: list[dict[str, float]] = field(default_factory=list)  # every progress report (train/history.py)
 
 
 def train_hybrid(
@@ -99,6 +100,7 @@ def train_hybrid(
         alpha=cfg.objective.alpha,
         grad_clip=cfg.optim.grad_clip,
         autoencoder_views=cfg.objective.autoencoder_views,
+        recon_reaches_y=cfg.objective.recon_reaches_y,
         amp=policy.dtype,
         channels_last=policy.channels_last,
         compile=rt.compile,
@@ -131,4 +133,5 @@ def train_hybrid(
     monitoring = dict(monitor=knn if monitor is not None else None, monitor_every=knn_every)
     loop.run(step, save, guard=trainer.guard, optimizer=optimizer, **monitoring)
     autoencoder.eval()
-    return HybridResult(autoencoder, loop.step, loop.path, loop.last, loop.length.as_dict(), policy.describe())
+    length, compute = loop.length.as_dict(), policy.describe()
+    return HybridResult(autoencoder, loop.step, loop.path, loop.last, length, compute, loop.history)

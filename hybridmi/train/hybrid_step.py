@@ -65,19 +65,27 @@ class QuerySide(nn.Module):
     x̂ (B, 3, 32, 32) or None (α = 0), q (B, D) L2-normalised float32 or None (no head)."""
 
     def __init__(
-        self, autoencoder: Autoencoder, head: nn.Module | None, *, contrastive_channels: int, decode: bool
+        self,
+        autoencoder: Autoencoder,
+        head: nn.Module | None,
+        *,
+        contrastive_channels: int,
+        decode: bool,
+        recon_reaches_y: bool = True,
     ) -> None:
         super().__init__()
         self.encoder = autoencoder.encoder
         self.decoder = autoencoder.decoder if decode else None
         self.head, self.contrastive_channels = head, contrastive_channels
+        self.recon_reaches_y = recon_reaches_y or head is None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         z = self.encoder(x)
-        x_hat = self.decoder(z) if self.decoder is not None else None
         if self.head is None:
-            return z, x_hat, None
-        y, _ = split_latent(z, self.contrastive_channels)
+            return z, self.decoder(z) if self.decoder is not None else None, None
+        y, y_hat = split_latent(z, self.contrastive_channels)
+        decoded = z if self.recon_reaches_y else torch.cat([y.detach(), y_hat], dim=1)
+        x_hat = self.decoder(decoded) if self.decoder is not None else None
         return z, x_hat, F.normalize(self.head(y).float(), dim=1)
 
 
@@ -93,6 +101,7 @@ class HybridStep:
         alpha: float,
         grad_clip: float,
         autoencoder_views: AutoencoderViews = "flip",
+        recon_reaches_y: bool = True,
         amp: torch.dtype | None = None,
         channels_last: bool = False,
         compile: bool = False,
@@ -106,7 +115,9 @@ class HybridStep:
         terms = ["recon"] if moco is None else (["infonce"] if alpha == 0.0 else ["recon", "infonce"])
         head, channels = (None, 0) if moco is None else (moco.head_q, moco.contrastive_channels)
         decode = moco is None or alpha > 0.0
-        self.query_side: nn.Module = QuerySide(autoencoder, head, contrastive_channels=channels, decode=decode)
+        self.query_side: nn.Module = QuerySide(
+            autoencoder, head, contrastive_channels=channels, decode=decode, recon_reaches_y=recon_reaches_y
+        )
         if group is not None:
             self._distribute(group, compile=compile)
         self.guard = FiniteGuard(optimizer=optimizer, named_params=named, terms=terms, across_ranks=group)

@@ -20,6 +20,7 @@ from hybridmi.train import checkpoint as checkpoints
 from hybridmi.train.callbacks import CallbackList, StepMetrics
 from hybridmi.train.distributed import RankGroup
 from hybridmi.train.guard import FiniteGuard, NonFiniteError, first_nonfinite
+from hybridmi.train.history import Row, history_row
 from hybridmi.train.schedule import RunLength
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class TrainLoop:
         self.main = group is None or group.main
         self.events = CallbackList(callbacks if self.main else ())
         self.step, self.prior_seconds, self.last = 0, 0.0, None
+        self.history: list[Row] = []  # every progress report of the run, kept in its checkpoints
         self.resumed_from = self.path = None  # path: the last checkpoint written or resumed from
         self._perm_epoch, self._perm = -1, torch.empty(0)
 
@@ -86,6 +88,7 @@ class TrainLoop:
         set_rng_state(state["rng"])
         self.step, self.prior_seconds = state["step"], float(state.get("train_seconds", 0.0))
         self.last = StepMetrics(**state["last_metrics"]) if state.get("last_metrics") else None
+        self.history = list(state.get("history", ()))  # the reports up to the checkpoint's step
         self.length = RunLength.resume(state.get("run_length"), self.length)
         self.resumed_from = self.path = ckpt
         if self.main:
@@ -116,7 +119,7 @@ class TrainLoop:
             )
         last = dataclasses.asdict(self.last) if self.last else None
         meta = dict(kind=self.kind, step=self.step, config=self.config, rng=rng_state(), train_seconds=self.elapsed())
-        meta |= dict(run_length=self.length.as_dict(), last_metrics=last)
+        meta |= dict(run_length=self.length.as_dict(), last_metrics=last, history=self.history)
         saved = checkpoints.save_checkpoint(self.out_dir, **meta, **state, **extra)
         self.events.on_checkpoint(saved, self.step)
         return saved
@@ -235,6 +238,7 @@ class TrainLoop:
             ranks=self.group.world_size if self.group is not None else 1,
             rank_gpu_mem_bytes=self._rank_memory() if cuda and self.group is not None else None,
         )
+        self.history.append(history_row(self.last))
         self.events.on_step(self.last)
         bar.set_postfix({**{k: f"{v:.4g}" for k, v in means.items()}, "img/s": f"{self.last.images_per_s:.0f}"})
         self._window = (0, {}, self.clock())

@@ -107,6 +107,7 @@ def test_record_eval__sets_known_keys_and_leaves_out_others():
             "psnr": 19.9,
             "fid": 87.0,
             "fid_num_samples": 200,
+            "recon_fid": 31.5,
         }
     )
     assert sorted(recorded) == sorted(EVAL_KEYS)
@@ -118,6 +119,7 @@ def test_record_eval__sets_known_keys_and_leaves_out_others():
     assert get("hybridmi_eval_psnr_decibels") == 19.9
     assert get("hybridmi_eval_fid") == 87.0
     assert get("hybridmi_eval_fid_samples") == 200
+    assert get("hybridmi_eval_recon_fid") == 31.5
     assert not [s for fam in m.registry.collect() for s in fam.samples if "knn" in s.name]
 
 

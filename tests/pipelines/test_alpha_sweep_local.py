@@ -34,4 +34,7 @@ def test_alpha_sweep__one_row_per_alpha_with_that_alphas_probe_and_mse(tiny, tmp
         recon = json.loads((branch[0] / "reconstruction" / "metrics" / "metrics.json").read_text())
         assert float(row["linear_acc_z"]) == probe["linear_acc_z"] and float(row["mse"]) == recon["mse"]
     assert run.artifact("tradeoff", "table").read_text().count("\n") == 2 + len(rows)
-    assert "data:image/png;base64," in run.artifact("tradeoff", "plot").read_text()
+    page = run.artifact("tradeoff", "plot").read_text()
+    assert (
+        "data:image/png;base64," in page and "No paper rows" in page
+    )  # synthetic data: the paper's rows are not marked

@@ -102,6 +102,15 @@ def test_stage_component__artifacts_are_named_after_the_stage_contract(stage):
     assert set(module.OUTPUTS) <= set(spec.outputs)
 
 
+def test_report_task__has_a_metrics_output_and_figures_reads_the_ddim_history(main_spec):
+    """The KFP UI's run comparison reads Metrics outputs: the report's holds the headline numbers."""
+    spec, _ = main_spec
+    outputs = spec["components"]["comp-report"]["outputDefinitions"]["artifacts"]
+    assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
+    ddim = spec["root"]["dag"]["tasks"]["figures"]["inputs"]["artifacts"]["ddim"]["taskOutputArtifact"]
+    assert ddim == {"producerTask": "ddim", "outputArtifactKey": "ddim"}
+
+
 def test_image__every_executor_runs_the_image_parameter_whose_default_is_the_package_version(compiled):
     """The default names the version, not a digest of the sources: an edit outside components/ and pipelines/
     leaves the compiled files as they are. A run sets ``image`` to the reference it pushed."""
@@ -287,7 +296,7 @@ def test_rerun_pipeline__imports_each_input_runs_one_stage_and_never_caches(tmp_
     assert uris == {f"{name}_uri" for name in stage_module("fid").INPUTS}
     assert all(not params[u].get("isOptional") for u in uris)  # required: a rerun without its inputs is refused
     importers = [t for t in tasks if t.startswith("importer")]
-    assert len(importers) == len(stage_module("fid").INPUTS) == 2
+    assert len(importers) == len(stage_module("fid").INPUTS) == 3  # samples, dataset, model
     for name, task in tasks.items():
         assert task.get("cachingOptions", {}).get("enableCache") is not True, name
     assert tasks["fid"]["taskInfo"]["name"] == "rerun fid"

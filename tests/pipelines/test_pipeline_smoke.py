@@ -1,7 +1,7 @@
 """The smoke pipeline end to end under kfp.local's SubprocessRunner, with object storage on a loopback S3.
 
-One full run (module fixture) feeds the tests: every stage's artifacts, the KFP metrics, the data set
-and checkpoints in S3, the data set reused by a second run, a one-stage rerun reproducing the probe,
+One full run (module fixture) feeds the tests: every stage's artifacts, the KFP metrics, the training curves
+and the headline metrics, the data set and checkpoints in S3, the data set reused by a second run, a one-stage rerun reproducing the probe,
 and a failing stage stopping the run with its own message.
 """
 
@@ -13,11 +13,14 @@ from pathlib import Path
 import pytest
 
 from hybridmi.config import load_config
+from hybridmi.eval.report import CURVES, HEADLINE_METRICS
+from hybridmi.runners.compare import compare_runs
 from hybridmi.runners.inprocess import StageFailed
 from hybridmi.runners.local import run_local
 from hybridmi.stages import STAGE_NAMES, stage_module
 from hybridmi.stages.common import read_sidecar
 from hybridmi.store import CheckpointSync, dataset_key, store_from_env
+from hybridmi.train.history import HISTORY_FILE, read_history
 
 SMOKE = Path(__file__).resolve().parents[2] / "configs" / "smoke.yaml"
 
@@ -54,6 +57,22 @@ def test_smoke_pipeline__metrics_reach_kfp_as_metrics_and_a_confusion_matrix(smo
     correct = sum(counts[i][i] for i in range(len(counts)))
     assert correct / num_test == pytest.approx(_metrics(probe_dir)["linear_acc"])
     assert smoke_run.metadata["train"]["metrics"]["steps"] == _metrics(smoke_run.artifact("train", "model"))["steps"]
+
+
+def test_smoke_pipeline__training_curves_reach_the_report_and_headline_metrics_line_runs_up(smoke_run):
+    for stage, output, steps in (("train", "model", "steps"), ("ddim", "ddim", "ddim_steps")):
+        rows = read_history(smoke_run.artifact(stage, output) / HISTORY_FILE)["rows"]
+        assert rows[-1]["step"] == _metrics(smoke_run.artifact(stage, output))[steps]
+    figures = smoke_run.artifact("figures", "figures")
+    assert sorted(p.name for p in figures.glob("curve_*.png")) == sorted(name for name, *_ in CURVES)  # α = 0.5
+    report = smoke_run.artifact("report", "report")
+    assert "<h2>Training curves</h2>" in (report / "report.html").read_text()
+    logged = smoke_run.metadata["report"]["metrics"]  # the KFP Metrics scalars of the report task
+    assert logged == pytest.approx(_metrics(report)) and list(logged) == [n for n in HEADLINE_METRICS if n in logged]
+    assert {"linear_acc_z", "mse", "fid", "recon_fid"} <= set(logged)
+    table = compare_runs([smoke_run.run_dir]).splitlines()  # `hybridmi runs compare` on a kfp.local run directory
+    assert table[0] == f"| metric | {smoke_run.run_dir.name} |" and len(table) == 2 + len(logged)
+    assert f"| fid | {logged['fid']:.6g} |" in table
 
 
 def test_smoke_pipeline__dataset_and_checkpoints_are_in_object_storage(smoke_run, s3_store_uri):

@@ -5,20 +5,31 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 from kfp.dsl import ClassificationMetrics, Metrics
-from PIL import Image
+from PIL import Image, ImageColor
 
 from hybridmi.config import Config, ConfigError, config_from_dict, config_from_text, config_to_text
-from hybridmi.eval.render import gallery_html
+from hybridmi.eval.render import PALETTE, gallery_html
+from hybridmi.eval.report import HEADLINE_METRICS
 from hybridmi.runtime import write_json
 from hybridmi.stages.common import finish_output
 from hybridmi.task.component import log_confusion, log_metrics
 from hybridmi.task.dag import wiring
 from hybridmi.task.failure import ERROR_DIR_VAR
 from hybridmi.task.run import float_metrics, run_task, task_config
-from hybridmi.task.tradeoff import csv_text, markdown_table, tradeoff_png, tradeoff_rows, write_tradeoff
+from hybridmi.task.tradeoff import (
+    csv_text,
+    markdown_table,
+    paper_points,
+    sweep_paper_dataset,
+    tradeoff_png,
+    tradeoff_rows,
+    write_tradeoff,
+)
 from pipelines.parameters import pipeline_arguments
 
 
@@ -75,6 +86,51 @@ def test_report__shows_the_alpha_and_sample_count_the_artifacts_were_made_with(t
     report = (tmp_path / "report" / "report.md").read_text()
     assert "α 0.3;" in report and "latent DDIM 3 epochs" in report
     assert config_from_text((tmp_path / "report" / "config.yaml").read_text()).sampling.num_samples == 24
+
+
+# What KFP's run comparison and `hybridmi runs compare` line runs up by: a rename breaks comparison with older runs.
+STABLE_METRIC_NAMES = (
+    "linear_acc",
+    "linear_acc_z",
+    "linear_acc_y",
+    "linear_acc_yhat",
+    "knn_acc_z",
+    "knn_acc_y",
+    "knn_acc_yhat",
+    "mse",
+    "psnr",
+    "fid",
+    "fid_num_samples",
+    "fid_reference_count",
+    "recon_fid",
+)
+
+
+def test_report_component__logs_the_headline_numbers_as_kfp_metrics_under_their_stable_names(tmp_path, monkeypatch):
+    from kfp.dsl import HTML, Artifact, Markdown
+
+    from components import report
+
+    monkeypatch.delenv("HYBRIDMI_STORE", raising=False)
+    inputs = {name: _artifact(tmp_path / name, name) for name in ("probe", "reconstruction", "fid", "figures")}
+    write_json(inputs["probe"] / "metrics.json", {"linear_acc_z": 0.5, "probe_weight_decay_z": 0.0})
+    write_json(inputs["reconstruction"] / "metrics.json", {"mse": 30.0, "psnr": 20.0, "num_images": 10})
+    write_json(inputs["fid"] / "metrics.json", {"fid": 90.0, "fid_num_samples": 24, "recon_fid": 50.0})
+    write_json(inputs["figures"] / "metrics.json", {})
+    metrics = Metrics(uri=str(tmp_path / "metrics"))
+    report.python_func(
+        config="",
+        **{name: Artifact(uri=str(directory)) for name, directory in inputs.items()},
+        report=Artifact(uri=str(tmp_path / "report")),
+        page=HTML(uri=str(tmp_path / "page.html")),
+        summary=Markdown(uri=str(tmp_path / "summary.md")),
+        metrics=metrics,
+    )
+    headline = {"linear_acc_z": 0.5, "mse": 30.0, "psnr": 20.0, "fid": 90.0, "fid_num_samples": 24.0, "recon_fid": 50.0}
+    assert metrics.metadata == headline and json.loads((tmp_path / "metrics").read_text()) == headline
+    assert tuple(HEADLINE_METRICS) == STABLE_METRIC_NAMES
+    readme = (Path(__file__).resolve().parents[2] / "components" / "README.md").read_text()
+    assert [name for name in STABLE_METRIC_NAMES if f"`{name}`" not in readme] == []  # each one documented
 
 
 def test_pipeline_arguments__carry_the_config_text_and_task_values_only():
@@ -175,6 +231,28 @@ def test_tradeoff_outputs__table_csv_and_plot_hold_every_row(tmp_path):
     assert "data:image/png;base64," in (tmp_path / "t.html").read_text()
     with pytest.raises(ValueError, match="no results"):
         write_tradeoff([], table_path=tmp_path / "a", csv_path=tmp_path / "b", html_path=tmp_path / "c")
+
+
+def test_tradeoff_plot__marks_the_papers_rows_of_the_sweeps_data_set(tmp_path):
+    rows = [
+        {"alpha": 0.0, "linear_acc_z": 0.8, "mse": 9.0, "psnr": 20.0},
+        {"alpha": 1.0, "linear_acc_z": 0.2, "mse": 1.0, "psnr": 30.0},
+    ]
+    assert paper_points("cifar10") == [(2.6, 77.6, "Hybrid"), (0.25, 18.8, "NVAE"), (2.5, 22.5, "DDIM")]
+    marked = ImageColor.getrgb(PALETTE[1])  # the colour after the one series (z): the marks'
+    drawn = {}
+    for paper in ("cifar10", None):
+        with Image.open(io.BytesIO(tradeoff_png(rows, paper=paper))) as image:
+            drawn[paper] = (np.asarray(image.convert("RGB")) == marked).all(axis=-1).sum()
+    assert drawn["cifar10"] > 3 * 9 * 9 and drawn[None] == 0  # three filled 9x9 squares (and their labels)
+    for source in ("cifar10", "synthetic"):
+        probe = _artifact(tmp_path / source, "probe", data={"source": source})
+        assert sweep_paper_dataset([probe]) == ("cifar10" if source == "cifar10" else None)
+    write_tradeoff(
+        rows, table_path=tmp_path / "t.md", csv_path=tmp_path / "t.csv", html_path=tmp_path / "t.html", paper="cifar10"
+    )
+    page = (tmp_path / "t.html").read_text()
+    assert "Table 1 on cifar10" in page and "MoCo-v2 78.3 % (no MSE)" in page and "id='frontier'" in page
 
 
 def test_gallery_html__embeds_every_png(tmp_path):

@@ -81,5 +81,5 @@ def random_weights(tmp_path_factory):
 def fid_run(chain, random_weights, tmp_path_factory):
     cfg, art, _, _ = chain
     out = tmp_path_factory.mktemp("fid") / "metrics"
-    metrics = run_stage("fid", cfg, {k: art[k] for k in ("samples", "dataset")}, {"metrics": out})
+    metrics = run_stage("fid", cfg, {k: art[k] for k in ("samples", "dataset", "model")}, {"metrics": out})
     return metrics, out

@@ -23,12 +23,15 @@ from hybridmi.eval.fid import (
     frechet_distance,
     load_inception,
     reference_statistics,
+    reference_subset,
     uint8_batches,
 )
 from hybridmi.eval.latents import load_latents, load_stats
 from hybridmi.eval.samples import INDEX, first_samples, read_index, rebatch, sample_chunks, to_uint8
+from hybridmi.models.serialize import load_autoencoder
 from hybridmi.stages import run_stage
-from hybridmi.stages.common import read_sidecar
+from hybridmi.stages.common import directory_checksum, read_sidecar
+from hybridmi.train.history import HISTORY_FILE, read_history
 from hybridmi.train.sampling import decoded_samples, load_sampler
 
 
@@ -48,9 +51,14 @@ def test_ddim_stage__trains_one_epoch_over_flipped_latents_and_describes_itself(
     assert metrics["ddim_steps"] == 6.0 and metrics["ddim_loss"] > 0
     assert (art["ddim"] / "last.pt").is_file()
     assert json.loads((art["ddim"] / "metrics.json").read_text()) == metrics
+    history = read_history(art["ddim"] / HISTORY_FILE)  # ddim.log_every=1: a row a step
+    assert history["kind"] == "ddim" and [row["step"] for row in history["rows"]] == [1, 2, 3, 4, 5, 6]
+    assert history["rows"][-1]["loss"] == metrics["ddim_loss"]
+    assert read_sidecar(art["ddim"])["checksum"] == directory_checksum(art["ddim"])  # the history is checksummed
 
 
 SAMPLER_INPUTS = ("ddim", "latents", "model")
+FIGURES_INPUTS = ("dataset", "model", "samples", "ddim")
 
 
 def _sampler_inputs(art):
@@ -129,7 +137,7 @@ def test_figures_stage__writes_every_figure_at_its_size_without_sampling(chain, 
 
     monkeypatch.setattr(hybridmi.train.ddim, "sample_latents", no_sampling)
     monkeypatch.setattr(hybridmi.train.sampling, "sample_latents", no_sampling)
-    metrics = run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": tmp_path})
+    metrics = run_stage("figures", cfg, {k: art[k] for k in FIGURES_INPUTS}, {"figures": tmp_path})
     for part in ("z", "y", "yhat"):
         with Image.open(tmp_path / f"interp_{part}.png") as image:
             assert image.size == (3 * 34 + 2, 2 * 34 + 2)  # rows = 2 pairs, columns = 3 weights
@@ -141,6 +149,8 @@ def test_figures_stage__writes_every_figure_at_its_size_without_sampling(chain, 
     assert (tmp_path / "samples.png").read_bytes() == (
         art["samples"] / "samples.png"
     ).read_bytes()  # the artifact's images
+    assert (tmp_path / "curve_ddim_loss.png").is_file()  # from the ddim's history.json
+    assert not (tmp_path / "curve_loss.png").exists()  # the chain's model was never trained: no history
 
 
 def test_fid_stage__reports_fid_with_its_sample_count_and_caches_reference(fid_run, random_weights):
@@ -184,6 +194,39 @@ def test_fid_stage__equals_the_fid_of_the_stored_images_computed_directly(chain,
     assert metrics["fid"] == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
+def test_fid_stage__reconstruction_fid_scores_as_many_test_images_encoded_decoded_and_rounded(
+    chain, random_weights, tmp_path, monkeypatch
+):
+    """Reconstruction FID: N test images (N = the sample count, a seeded subset), through the trained autoencoder,
+    rounded to uint8, against the same reference statistics as the sample FID."""
+    cfg, art, _, _ = chain
+    seen: list[torch.Tensor] = []
+    scores: list[tuple] = []
+
+    def recording(batches, model):
+        seen.append(torch.cat(list(batches)))
+        return activation_statistics(iter([seen[-1]]), model)
+
+    def distance(*stats):
+        scores.append(stats)
+        return float(len(scores))
+
+    monkeypatch.setattr("hybridmi.stages.fid.frechet.activation_statistics", recording)
+    monkeypatch.setattr("hybridmi.stages.fid.frechet.frechet_distance", distance)
+    metrics = run_stage("fid", cfg, {k: art[k] for k in ("samples", "dataset", "model")}, {"metrics": tmp_path})
+    _, test = load_dataset(art["dataset"])
+    model = load_autoencoder(art["model"] / "model.pt")
+    num = int(metrics["fid_num_samples"])
+    chosen = test.images[reference_subset(len(test.labels), num, seed=cfg.fid.reference_seed)]
+    with torch.no_grad():
+        decoded = to_uint8(model.decode(model.encode(chosen.float() / 255)).clamp(0, 1)).float() / 255
+    assert num < len(test.labels) and metrics["recon_fid_num_images"] == num
+    torch.testing.assert_close(seen[-1], decoded, rtol=0, atol=0)  # the last statistics are the reconstructions'
+    assert (metrics["fid"], metrics["recon_fid"]) == (1.0, 2.0)  # sample FID first, then reconstruction FID
+    assert scores[0][2] is scores[1][2] and scores[0][3] is scores[1][3]  # the same reference statistics
+    assert "encoded and decoded" in read_sidecar(tmp_path)["fid_protocol"]["reconstructions"]
+
+
 def test_fid_stage__equals_the_fid_of_samples_decoded_and_rounded_on_the_fly(chain, fid_run, random_weights):
     """The FID of the stored samples is the number the stage gave when it drew them itself: decoded, rounded to
     uint8 and back, re-cut into Inception batches of fid.batch_size."""
@@ -207,7 +250,7 @@ def test_fid_stage__a_random_reference_subset_is_cached_apart_and_recorded(chain
     cfg, art, _, _ = chain
     subset = cfg.model_copy(deep=True)
     subset.fid.reference_samples, subset.fid.reference_seed = 6, 3
-    metrics = run_stage("fid", subset, {k: art[k] for k in ("samples", "dataset")}, {"metrics": tmp_path})
+    metrics = run_stage("fid", subset, {k: art[k] for k in ("samples", "dataset", "model")}, {"metrics": tmp_path})
     assert metrics["fid_reference_count"] == 6.0
     assert read_sidecar(tmp_path)["fid_protocol"]["reference_subset_seed"] == 3
     assert len(list((random_weights / "fid-cache").glob("fid-*-n6s3.npz"))) == 1
@@ -223,9 +266,9 @@ def test_fid_and_figures__refuse_samples_drawn_with_other_sampling_settings(
     other = cfg.model_copy(deep=True)
     setattr(other.sampling, field, value)
     with pytest.raises(ValueError, match=re.escape(f"other sampling settings: {named}")):
-        run_stage("fid", other, {k: art[k] for k in ("samples", "dataset")}, {"metrics": tmp_path / "m"})
+        run_stage("fid", other, {k: art[k] for k in ("samples", "dataset", "model")}, {"metrics": tmp_path / "m"})
     with pytest.raises(ValueError, match=re.escape(f"other sampling settings: {named}")):
-        run_stage("figures", other, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": tmp_path / "f"})
+        run_stage("figures", other, {k: art[k] for k in FIGURES_INPUTS}, {"figures": tmp_path / "f"})
 
 
 def test_fid_stage__a_chunk_that_differs_from_its_index_is_refused(chain, random_weights, tmp_path):
@@ -234,11 +277,13 @@ def test_fid_stage__a_chunk_that_differs_from_its_index_is_refused(chain, random
     first = read_index(copy)["chunks"][0]["file"]
     torch.save(torch.zeros(1, 3, 32, 32, dtype=torch.uint8), copy / first)
     with pytest.raises(ValueError, match=f"{first}: sha256 differs from the index {INDEX}"):
-        run_stage("fid", cfg, {"samples": copy, "dataset": art["dataset"]}, {"metrics": tmp_path / "m"})
+        run_stage(
+            "fid", cfg, {"samples": copy, "dataset": art["dataset"], "model": art["model"]}, {"metrics": tmp_path / "m"}
+        )
 
 
 def test_fid_stage__missing_weights_fail_before_reading_samples(chain, tmp_path, monkeypatch):
     cfg, art, _, _ = chain
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     with pytest.raises(FileNotFoundError, match=f"{WEIGHTS_FILE}.*hybridmi fid-weights"):
-        run_stage("fid", cfg, {k: art[k] for k in ("samples", "dataset")}, {"metrics": tmp_path / "m"})
+        run_stage("fid", cfg, {k: art[k] for k in ("samples", "dataset", "model")}, {"metrics": tmp_path / "m"})

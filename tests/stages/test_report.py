@@ -1,15 +1,21 @@
 """The report stage: one self-contained HTML page and its Markdown, from the evaluation artifacts of a tiny run."""
 
 import base64
+import io
 import json
+import shutil
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
+from PIL import Image, ImageColor
 
-from hybridmi.eval.report import FIGURES
+from hybridmi.eval.render import PALETTE
+from hybridmi.eval.report import CURVES, FIGURES
 from hybridmi.paper import TABLE1
 from hybridmi.stages import run_stage
 from hybridmi.stages.common import read_sidecar
+from hybridmi.train.history import HISTORY_FILE, write_history
 
 
 class Page(HTMLParser):
@@ -53,6 +59,20 @@ class Page(HTMLParser):
             self._cell.append(data)
 
 
+HYBRID_ROWS = [
+    {
+        "step": s,
+        "epoch": s / 4,
+        "loss": 9.0 / s,
+        "recon": 12.0 / s,
+        "infonce": 6.0 / s,
+        "lr": 0.1,
+        "images_per_s": 300.0,
+    }
+    for s in (2, 4, 6, 8)
+]
+
+
 @pytest.fixture(scope="module")
 def report_run(chain, fid_run, tmp_path_factory):
     cfg, art, _, _ = chain
@@ -63,7 +83,11 @@ def report_run(chain, fid_run, tmp_path_factory):
     for stage in ("probe", "reconstruction"):
         run_stage(stage, cfg, evaluation, {"metrics": root / stage})
         inputs[stage] = root / stage
-    run_stage("figures", cfg, {k: art[k] for k in ("dataset", "model", "samples")}, {"figures": root / "figures"})
+    model = root / "model"  # the chain's untrained model with a history of known rows (α = 0.5: both terms)
+    shutil.copytree(art["model"], model)
+    write_history(model / HISTORY_FILE, HYBRID_ROWS, kind="hybrid")
+    drawing = {"dataset": art["dataset"], "model": model, "samples": art["samples"], "ddim": art["ddim"]}
+    run_stage("figures", cfg, drawing, {"figures": root / "figures"})
     inputs["figures"] = root / "figures"
     metrics = run_stage("report", cfg, inputs, {"report": root / "out"})
     return cfg, inputs, metrics, root / "out"
@@ -101,11 +125,28 @@ def test_report__figures_are_inline_copies_of_the_figure_files_and_nothing_is_ex
     _, inputs, _, out = report_run
     page = Page((out / "report.html").read_text())
     assert page.external == []
-    assert sorted(page.images) == sorted(name.removesuffix(".png") for name, _ in FIGURES)
+    names = [name for name, _ in FIGURES] + [name for name, *_ in CURVES]
+    assert sorted(page.images) == sorted(name.removesuffix(".png") for name in names)
     for name, _ in FIGURES:
         src = page.images[name.removesuffix(".png")]
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]) == (inputs["figures"] / name).read_bytes()
+
+
+def test_report__shows_both_trainers_curves_drawn_from_their_histories(report_run):
+    _, inputs, _, out = report_run
+    text = (out / "report.html").read_text()
+    page = Page(text)
+    assert text.index("<h2>Figures</h2>") < text.index("<h2>Training curves</h2>")
+    line = ImageColor.getrgb(PALETTE[0])  # the colour of a plot's first series
+    for name, *_ in CURVES:
+        png = base64.b64decode(page.images[name.removesuffix(".png")].split(",", 1)[1])
+        assert png == (inputs["figures"] / name).read_bytes()
+        with Image.open(io.BytesIO(png)) as image:
+            assert image.size == (560, 320)
+            drawn = (np.asarray(image.convert("RGB")) == line).all(axis=-1).sum()
+        assert drawn > 100, f"{name}: no line drawn"
+    assert "training curves" in (out / "report.md").read_text()
 
 
 def test_report__states_fid_protocol_checksum_timings_and_config(report_run):

@@ -3,11 +3,16 @@ renders it, and the screenshot shows the results table and every figure, not an 
 
 The page is the report stage's own renderer on a Report whose figures are solid, distinct colours, so
 each figure can be found in the screenshot by its colour; the table by its header and row colours,
-with text drawn inside it. Skipped without chromium unless CI is set (then it fails).
+with text drawn inside it. Its training curves, and the α sweep's frontier page, are drawn by the code the
+stages run; a script added to a copy of each page reports every image's naturalWidth once it has loaded.
+Skipped without chromium unless CI is set (then it fails).
 """
 
+import html
 import io
+import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -15,7 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from hybridmi.eval.report import FIGURE_SCALE, FIGURES, Report, render_html
+from hybridmi.eval.curves import curve_pngs
+from hybridmi.eval.report import CURVES, FIGURE_SCALE, FIGURES, Report, render_html
+from hybridmi.task.tradeoff import write_tradeoff
 
 pytestmark = pytest.mark.services
 
@@ -40,6 +47,20 @@ COLOURS = {  # figure file -> its solid colour
     "interp_y.png": (200, 30, 200),
     "interp_yhat.png": (20, 190, 200),
 }
+HISTORIES = {  # α = 0.5: both loss terms; the DDIM's one term
+    "hybrid": [
+        {"step": s, "loss": 8.0 / s, "recon": 9.0 / s, "infonce": 7.0 / s, "lr": 0.03 * s, "images_per_s": 500.0 + s}
+        for s in (10, 20, 30)
+    ],
+    "ddim": [{"step": s, "loss": 2.0 / s, "mse": 1.0 / s, "lr": 2e-4, "images_per_s": 900.0} for s in (5, 10, 15)],
+}
+# Added to a copy of a page: once every image has loaded, the body lists each image's natural width by its id.
+IMAGE_WIDTHS = """<script>
+window.addEventListener('load', () => {
+  const widths = Array.from(document.images, i => [i.closest('figure')?.id || i.id, i.naturalWidth]);
+  document.body.setAttribute('data-widths', JSON.stringify(Object.fromEntries(widths)));
+});
+</script>"""
 TABLE_HEADER = (0xDC, 0xE6, 0xF5)  # th background in eval/report.py's STYLE
 OUR_ROW = (0xFF, 0xF3, 0xC4)  # tr.ours background
 
@@ -92,6 +113,7 @@ def known_report() -> Report:
         timings=[("prepare", 1.0), ("train", 30.0)],
         facts=[("α", "0.5")],
         config_yaml="name: browser-check\n",
+        curves=curve_pngs(HISTORIES),
     )
 
 
@@ -103,6 +125,16 @@ def page(tmp_path_factory):
     return path
 
 
+def loaded_widths(page, *, tmp_path) -> dict[str, int]:
+    """Image id (its figure's id in the report) -> naturalWidth in Chromium, after the page's load event."""
+    probe = tmp_path / f"widths-{page.name}"
+    probe.write_text(page.read_text().replace("</body>", IMAGE_WIDTHS + "</body>"))
+    dom = browse(probe, "--dump-dom", tmp_path=tmp_path).stdout
+    found = re.search(r'data-widths="([^"]*)"', dom)
+    assert found, "the load event never fired"
+    return json.loads(html.unescape(found.group(1)))
+
+
 def matching(pixels: np.ndarray, colour: tuple[int, int, int], *, tolerance: int = 3) -> np.ndarray:
     return (np.abs(pixels.astype(int) - np.array(colour)) <= tolerance).all(axis=-1)
 
@@ -110,7 +142,20 @@ def matching(pixels: np.ndarray, colour: tuple[int, int, int], *, tolerance: int
 def test_browser__dom_holds_the_table_rows_and_every_figure(page, tmp_path):
     dom = browse(page, "--dump-dom", tmp_path=tmp_path).stdout
     assert dom.count("<tr") == 1 + 1 + 5 + 3  # results: header, this run, 5 paper rows; timings: header + 2
-    assert "87.2" in dom and "51.2" in dom and dom.count("data:image/png;base64,") == len(FIGURES)
+    assert "87.2" in dom and "51.2" in dom and dom.count("data:image/png;base64,") == len(FIGURES) + len(CURVES)
+
+
+def test_browser__every_figure_and_training_curve_loads(page, tmp_path):
+    figures = {name.removesuffix(".png"): FIGURE_PIXELS for name, _ in FIGURES}
+    curves = {name.removesuffix(".png"): 560 for name, *_ in CURVES}  # line_png's width
+    assert loaded_widths(page, tmp_path=tmp_path) == {**figures, **curves}
+
+
+def test_browser__the_alpha_sweeps_frontier_loads(tmp_path):
+    rows = [{"alpha": a, "linear_acc_z": 0.6 - 0.4 * a, "mse": 9.0 - 8.0 * a, "psnr": 20.0} for a in (0.0, 0.5, 1.0)]
+    page = tmp_path / "sweep.html"
+    write_tradeoff(rows, table_path=tmp_path / "t.md", csv_path=tmp_path / "t.csv", html_path=page, paper="cifar10")
+    assert loaded_widths(page, tmp_path=tmp_path) == {"frontier": 640}
 
 
 def test_browser__screenshot_shows_the_table_and_every_figure(page, tmp_path):
