@@ -55,6 +55,9 @@ class ModelConfig(_Section):
     contrastive_channels: int = Field(3, ge=1, description="first channels of z used as y for MoCo")
     proj_hidden: int = Field(2048, ge=16, description="MoCo-v2 projection MLP hidden width")
     proj_dim: int = Field(128, ge=8, description="MoCo-v2 projection output dimension")
+    standardize_y: bool = Field(
+        True, description="the MoCo head standardises y by running statistics; false: its first Linear reads raw y"
+    )
 
     @model_validator(mode="after")
     def _split(self) -> "ModelConfig":
@@ -88,6 +91,7 @@ class OptimConfig(_Section):
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd momentum / adamw beta1")
     warmup_epochs: float = Field(1.0, ge=0.0, description="linear warm-up length in epochs, then cosine to zero")
     grad_clip: float = Field(0.0, ge=0.0, description="global grad-norm clip; 0 disables")
+    head_lr_scale: float = Field(1.0, gt=0.0, description="the MoCo head's learning rate as a multiple of optim.lr")
 
 
 class TrainConfig(_Section):

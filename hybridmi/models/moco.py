@@ -15,11 +15,13 @@ from hybridmi.models.norm import RunningNorm, group_sizes
 
 
 class ProjectionHead(nn.Module):
-    """MoCo-v2 MLP on the flattened y: (B, c, H, W) → (B, out_dim); Linear, ReLU, Linear (no BatchNorm)."""
+    """MoCo-v2 MLP on the flattened y: (B, c, H, W) → (B, out_dim); Linear, ReLU, Linear (no BatchNorm),
+    after a standardisation of y by the running statistics of past batches unless ``standardize`` is false."""
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, *, standardize: bool = True) -> None:
         super().__init__()
-        layers = [nn.Flatten(), RunningNorm(in_dim), nn.Linear(in_dim, hidden), nn.ReLU(inplace=True)]
+        norm = [RunningNorm(in_dim)] if standardize else []
+        layers = [nn.Flatten(), *norm, nn.Linear(in_dim, hidden), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers, nn.Linear(hidden, out_dim))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:

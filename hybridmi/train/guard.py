@@ -26,7 +26,7 @@ class WindowSummary:
 
 
 def fused_optimizer(
-    name: str, params: list[nn.Parameter], *, lr: float, momentum: float, weight_decay: float
+    name: str, params: list[nn.Parameter] | list[dict[str, Any]], *, lr: float, momentum: float, weight_decay: float
 ) -> torch.optim.Optimizer:
     """AdamW (betas (momentum, 0.999)), Adam or SGD, fused: one kernel per step that honours ``found_inf``."""
     if name == "sgd":

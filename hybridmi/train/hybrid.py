@@ -86,7 +86,7 @@ def train_hybrid(
     log.info("hybrid step on %s: %s", device, policy.describe())
     for module in modules:
         module.to(device, memory_format=torch.channels_last) if policy.channels_last else module.to(device)
-    optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
+    optimizer = make_optimizer(trainable(autoencoder, moco), cfg)
     state = loop.resume(sections=RESUME_SECTIONS) if resume else None
     if state is not None:
         autoencoder.load_state_dict(state["autoencoder"])

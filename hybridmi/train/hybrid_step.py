@@ -40,7 +40,7 @@ def build_models(cfg: Config) -> tuple[Autoencoder, MoCo | None]:
     autoencoder = Autoencoder(**shape, bn_group_size=group)
     if o.alpha >= 1.0:
         return autoencoder, None
-    head = ProjectionHead(m.contrastive_channels * 16 * 16, m.proj_hidden, m.proj_dim)
+    head = ProjectionHead(m.contrastive_channels * 16 * 16, m.proj_hidden, m.proj_dim, standardize=m.standardize_y)
     settings = o.model_dump(include={"queue_size", "momentum", "temperature", "symmetric", "shuffle_bn"})
     moco = MoCo(autoencoder.encoder, head, contrastive_channels=m.contrastive_channels, **settings, bn_group_size=group)
     return autoencoder, moco
@@ -54,10 +54,17 @@ def trainable(autoencoder: Autoencoder, moco: MoCo | None) -> list[tuple[str, nn
     return named
 
 
-def make_optimizer(params: list[nn.Parameter], cfg: Config) -> torch.optim.Optimizer:
-    """The fused optimiser of ``cfg.optim`` (learning rates are set per step by the trainer)."""
+def make_optimizer(named: list[tuple[str, nn.Parameter]], cfg: Config) -> torch.optim.Optimizer:
+    """The fused optimiser of ``cfg.optim`` over ``trainable``'s parameters. Learning rates are set per step by
+    the trainer: ``lr × group["lr_scale"]``; the MoCo head is a group of its own when its scale is not 1."""
     o = cfg.optim
-    return fused_optimizer(o.name, params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    head = [p for n, p in named if n.startswith("moco.head_q.")]
+    groups = [{"params": [p for n, p in named if not n.startswith("moco.head_q.")], "lr_scale": 1.0}]
+    if head and o.head_lr_scale != 1.0:
+        groups.append({"params": head, "lr_scale": o.head_lr_scale})
+    else:
+        groups[0]["params"] += head
+    return fused_optimizer(o.name, groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 class QuerySide(nn.Module):
@@ -178,7 +185,7 @@ class HybridStep:
 
     def __call__(self, batch: torch.Tensor, *, generator: torch.Generator, lr: float) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         if self.moco is not None:
             self.moco.momentum_update()
         x, key_x, perm = self.views(batch, generator)

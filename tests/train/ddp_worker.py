@@ -54,7 +54,7 @@ def run_steps(case: dict, group: RankGroup, out_dir: Path) -> None:
     autoencoder, moco = build_models(cfg)
     autoencoder.train()
     named = trainable(autoencoder, moco)
-    optimizer = make_optimizer([p for _, p in named], cfg)
+    optimizer = make_optimizer(named, cfg)
     step = HybridStep(
         autoencoder,
         moco,
@@ -144,7 +144,7 @@ def run_syncs(case: dict, group: RankGroup, out_dir: Path) -> None:
     seed_everything(cfg.train.seed)
     autoencoder, moco = build_models(cfg)
     autoencoder.train()
-    optimizer = make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg)
+    optimizer = make_optimizer(trainable(autoencoder, moco), cfg)
     step = HybridStep(
         autoencoder, moco, optimizer, alpha=cfg.objective.alpha, grad_clip=cfg.optim.grad_clip, group=group
     )

@@ -152,7 +152,7 @@ def one_process(case: dict) -> dict:
     per_rank_batchnorm(autoencoder, views=case["views"])
     autoencoder.train()
     named = trainable(autoencoder, moco)
-    optimizer = make_optimizer([p for _, p in named], cfg)
+    optimizer = make_optimizer(named, cfg)
     step = HybridStep(
         autoencoder,
         moco,

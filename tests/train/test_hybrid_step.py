@@ -6,6 +6,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from hybridmi.config import config_from_dict
 from hybridmi.data.augment import to_float
+from hybridmi.models.norm import RunningNorm
 from hybridmi.train.guard import NonFiniteError
 from hybridmi.train.hybrid_step import HybridStep, build_models, make_optimizer, trainable
 
@@ -66,7 +67,7 @@ def _with(cfg, *overrides):
 def _trainer(cfg):
     ae, moco = build_models(cfg)
     ae.train()
-    optimizer = make_optimizer([p for _, p in trainable(ae, moco)], cfg)
+    optimizer = make_optimizer(trainable(ae, moco), cfg)
     step = HybridStep(
         ae,
         moco,
@@ -158,6 +159,29 @@ def test_hybrid__reconstructs_both_moco_views_in_one_pass(tiny_cfg, tiny_data):
     assert not torch.equal(x[:16], batch) and not torch.equal(x[:16], x[16:])  # two augmented views
 
 
+def test_head_lr_scale__gives_the_head_its_own_learning_rate_and_one_group_at_scale_one(tiny_cfg, tiny_data):
+    batch = to_float(tiny_data[0].images[:16])
+    ae, moco, optimizer, step = _trainer(_with(tiny_cfg, "optim.head_lr_scale=0.25"))
+    step(batch, generator=torch.Generator().manual_seed(0), lr=4e-3)
+    body, head = optimizer.param_groups
+    assert (body["lr"], head["lr"]) == (4e-3, 1e-3)
+    assert {id(p) for p in head["params"]} == {id(p) for p in moco.head_q.parameters()}
+    assert len(body["params"]) == len(list(ae.parameters()))
+    _, _, optimizer, step = _trainer(tiny_cfg)
+    step(batch, generator=torch.Generator().manual_seed(0), lr=4e-3)
+    assert [g["lr"] for g in optimizer.param_groups] == [4e-3]
+
+
+def test_standardize_y__off_gives_the_published_mlp_on_raw_y(tiny_cfg, tiny_data):
+    batch = to_float(tiny_data[0].images[:16])
+    for standardize in (True, False):
+        _, moco, _, step = _trainer(_with(tiny_cfg, f"model.standardize_y={str(standardize).lower()}"))
+        norms = [m for m in moco.head_q.modules() if isinstance(m, RunningNorm)]
+        assert len(norms) == int(standardize) and len([*moco.head_k.modules()]) == len([*moco.head_q.modules()])
+        step(batch, generator=torch.Generator().manual_seed(0), lr=1e-3)
+        assert step.guard.read().steps == 1
+
+
 def test_channels_last__end_to_end_gives_the_contiguous_step_and_keeps_the_key_side_in_layout(tiny_cfg, tiny_data):
     batch = to_float(tiny_data[0].images[:16])
     losses = {}
@@ -167,7 +191,7 @@ def test_channels_last__end_to_end_gives_the_contiguous_step_and_keeps_the_key_s
         if channels_last:
             moco.to(memory_format=torch.channels_last)  # the key encoder too, not only the autoencoder
         ae.train()
-        optimizer = make_optimizer([p for _, p in trainable(ae, moco)], tiny_cfg)
+        optimizer = make_optimizer(trainable(ae, moco), tiny_cfg)
         step = HybridStep(ae, moco, optimizer, alpha=0.5, grad_clip=0.0, channels_last=channels_last)
         x, _, _ = step.views(batch, torch.Generator().manual_seed(0))
         assert x.is_contiguous(memory_format=torch.channels_last) == channels_last
@@ -185,7 +209,7 @@ def test_step__makes_no_host_sync_on_cuda(tiny_cfg, tiny_data):
     cfg = _with(tiny_cfg, "runtime.device=cuda")
     ae, moco = build_models(cfg)
     ae.to("cuda", memory_format=torch.channels_last).train(), moco.to("cuda", memory_format=torch.channels_last)
-    optimizer = make_optimizer([p for _, p in trainable(ae, moco)], cfg)
+    optimizer = make_optimizer(trainable(ae, moco), cfg)
     step = HybridStep(ae, moco, optimizer, alpha=0.5, grad_clip=1.0, amp=torch.bfloat16, channels_last=True)
     batch, generator = to_float(tiny_data[0].images[:16].cuda()), torch.Generator(device="cuda")
     step(batch, generator=generator.manual_seed(0), lr=1e-3)  # lazily created state first
