@@ -47,7 +47,7 @@ def build_step(cfg: Config, device: torch.device, *, compile: bool | None = None
     return kind(
         autoencoder,
         moco,
-        make_optimizer([p for _, p in trainable(autoencoder, moco)], cfg),
+        make_optimizer(trainable(autoencoder, moco), cfg),
         alpha=cfg.objective.alpha,
         grad_clip=cfg.optim.grad_clip,
         autoencoder_views=cfg.objective.autoencoder_views,
