@@ -6,8 +6,11 @@ table of the probe (linear y / ŷ / z, kNN), the test MSE and the training time,
 
 A variant is NAME=KEY=VALUE[,KEY=VALUE...] (`--set` overrides; NAME= alone is the preset). Each run lands in
 OUT/NAME-sSEED; a finished run (its probe and reconstruction metrics exist) is not run again, so the command resumes;
---table-only tabulates the finished runs and starts none.
-Equal steps, not equal minutes: the cores may be shared, and steps make the runs comparable whatever else runs.
+--table-only tabulates the finished runs and starts none. --recon-fid N adds the reconstruction FID of N test images
+(the fid stage's protocol: the config's reference statistics and subset seed), measured once per run and kept in
+OUT/NAME-sSEED/recon_fid_N.json.
+Equal steps, not equal minutes: the cores may be shared, and steps make the runs comparable whatever else runs. A
+variant that sets train.time_budget_minutes trains for that wall-clock instead (--steps then sets nothing for it).
 """
 
 from __future__ import annotations
@@ -25,13 +28,15 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COLUMNS = (  # (metrics key, header, scale)
-    ("linear_acc_y", "y", 100),
-    ("linear_acc_yhat", "ŷ", 100),
-    ("linear_acc_z", "z", 100),
-    ("knn_acc_z", "kNN z", 100),
-    ("mse", "MSE", 1),
-    ("train_s", "train s", 1),
+COLUMNS = (  # (metrics key, header, scale, format)
+    ("linear_acc_y", "y", 100, ".2f"),
+    ("linear_acc_yhat", "ŷ", 100, ".2f"),
+    ("linear_acc_z", "z", 100, ".2f"),
+    ("knn_acc_z", "kNN z", 100, ".2f"),
+    ("mse", "MSE", 1, ".2f"),
+    ("train_steps", "steps", 1, ".0f"),
+    ("train_s", "train s", 1, ".0f"),
+    ("recon_fid", "recon FID", 1, ".1f"),
 )
 
 
@@ -73,23 +78,44 @@ def run_one(args: argparse.Namespace, name: str, sets: list[str], seed: int) -> 
     artifact = json.loads((out / "model" / "artifact.json").read_text())
     row["train_s"] = artifact.get("seconds")
     row.update({f"train_{k}": v for k, v in artifact.get("metrics", {}).items()})
+    if args.recon_fid:
+        row["recon_fid"] = reconstruction_fid(args.config, out, args.recon_fid)
     return row
 
 
+def reconstruction_fid(config: Path, run: Path, num: int) -> float:
+    """FID of ``num`` test images encoded and decoded by the run's model, by the fid stage's protocol in ``config``;
+    measured once, then read from the run's recon_fid_NUM.json."""
+    from hybridmi.config import load_config
+    from hybridmi.runtime import write_json
+    from hybridmi.stages.fid import Scorer
+
+    kept = run / f"recon_fid_{num}.json"
+    if kept.is_file():
+        return float(json.loads(kept.read_text())["recon_fid"])
+    cfg = load_config(config)
+    f, start = cfg.fid, time.monotonic()
+    value = Scorer.load(cfg, run / "dataset").reconstruction_fid(
+        run / "model", num, seed=f.reference_seed, batch_size=f.batch_size
+    )
+    write_json(kept, {"recon_fid": value, "num": num, "seconds": round(time.monotonic() - start, 1)})
+    return value
+
+
 def table(rows: list[dict], variants: list[str]) -> str:
-    lines = ["| variant | seeds | " + " | ".join(h for _, h, _ in COLUMNS) + " |"]
+    lines = ["| variant | seeds | " + " | ".join(h for _, h, _, _ in COLUMNS) + " |"]
     lines.append("|---|---|" + "---|" * len(COLUMNS))
     for name in variants:
         runs = [r for r in rows if r["variant"] == name]
         cells = []
-        for key, _, scale in COLUMNS:
+        for key, _, scale, fmt in COLUMNS:
             values = [scale * r[key] for r in runs if isinstance(r.get(key), (int, float))]
             if not values:
                 cells.append("–")
             elif len(values) == 1:
-                cells.append(f"{values[0]:.2f}")
+                cells.append(format(values[0], fmt))
             else:  # mean ± half the range (two seeds: the two runs are mean ± this)
-                cells.append(f"{statistics.mean(values):.2f} ± {(max(values) - min(values)) / 2:.2f}")
+                cells.append(f"{statistics.mean(values):{fmt}} ± {(max(values) - min(values)) / 2:{fmt}}")
         lines.append(f"| {name} | {len(runs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -105,9 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="threads per run")
     p.add_argument("--table-only", action="store_true", help="tabulate the finished runs, start none")
     p.add_argument("--train-size", type=int, default=50_000, help="images in the train split (CIFAR: 50,000)")
+    p.add_argument("--recon-fid", type=int, default=0, metavar="N", help="also the reconstruction FID of N test images")
     args = p.parse_args(argv)
     if not args.config.is_file():
         raise SystemExit(f"ablation: no config file {args.config}")
+    if args.recon_fid == 1 or args.recon_fid < 0:
+        raise SystemExit(f"ablation: --recon-fid needs N ≥ 2 test images (or 0: not measured), not {args.recon_fid}")
     variants = dict(map(parse_variant, args.variant))
     for name, sets in variants.items():  # every override valid before any run starts
         epochs_for(args.config, args.steps, sets, args.train_size)

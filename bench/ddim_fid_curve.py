@@ -6,7 +6,7 @@
 OUT is a local run (`hybridmi run --out OUT`: OUT/dataset, OUT/model, OUT/latents). One DDIM of ddim.epochs is
 trained in --curve/ddim, stopping every --every epochs to draw --num samples with the config's sampler (steps, η,
 seed) and score them with the fid stage's protocol (same reference statistics); the reconstruction FID of as many
-test images is measured once. Stopping and resuming does not change the run: the learning-rate schedule is that of
+test images is measured once. --curve/ddim holds the DDIM with its history.json, as the ddim stage's does. Stopping and resuming does not change the run: the learning-rate schedule is that of
 the full ddim.epochs, and a point already in curve.jsonl is not measured again.
 """
 
@@ -23,6 +23,7 @@ from hybridmi.eval.latents import load_latents, load_stats
 from hybridmi.stages.common import sampler_settings
 from hybridmi.stages.fid import Scorer
 from hybridmi.train.ddim import train_ddim
+from hybridmi.train.history import HISTORY_FILE, write_history
 from hybridmi.train.sampling import decoded_samples, load_sampler
 
 
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             stop_at_step=round(epochs * steps_per_epoch),
         )
         trained = time.monotonic() - start
+        write_history(args.curve / "ddim" / HISTORY_FILE, result.history, kind="ddim")  # for the figures stage's curve
         ddim, autoencoder = load_sampler(
             ddim=args.curve / "ddim", **{k: artifacts[k] for k in ("latents", "model")}, device=scorer.device
         )

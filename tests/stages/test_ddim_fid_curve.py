@@ -7,6 +7,7 @@ import yaml
 
 from bench.ddim_fid_curve import main
 from hybridmi.train.ddim import load_ddim
+from hybridmi.train.history import read_history
 
 
 def test_curve__points_along_one_ddim_run_the_same_as_an_uninterrupted_one(chain, random_weights, tmp_path, capsys):
@@ -24,6 +25,10 @@ def test_curve__points_along_one_ddim_run_the_same_as_an_uninterrupted_one(chain
     assert stopped.step == straight.step
     for (name, a), b in zip(stopped.unet.state_dict().items(), straight.unet.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    history = read_history(tmp_path / "curve" / "ddim" / "history.json")  # the whole run's, across the stops
+    straight_rows = read_history(art["ddim"] / "history.json")["rows"]
+    assert history["kind"] == "ddim" and history["rows"]
+    assert [r["step"] for r in history["rows"]] == [r["step"] for r in straight_rows]
     assert "reconstruction FID (N = 4)" in capsys.readouterr().out
     main([*argv, "--curve", str(tmp_path / "curve")])  # measured points are not measured again
     assert len((tmp_path / "curve" / "curve.jsonl").read_text().splitlines()) == 3
