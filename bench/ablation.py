@@ -77,7 +77,8 @@ def run_one(args: argparse.Namespace, name: str, sets: list[str], seed: int) -> 
         row.update(json.loads(path.read_text()))
     artifact = json.loads((out / "model" / "artifact.json").read_text())
     row["train_s"] = artifact.get("seconds")
-    row.update({f"train_{k}": v for k, v in artifact.get("metrics", {}).items()})
+    trained = out / "model" / "metrics.json"  # the trainer's: steps, train_seconds, the last losses
+    row.update({f"train_{k}": v for k, v in (json.loads(trained.read_text()) if trained.is_file() else {}).items()})
     if args.recon_fid:
         row["recon_fid"] = reconstruction_fid(args.config, out, args.recon_fid)
     return row

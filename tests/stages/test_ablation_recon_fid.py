@@ -16,7 +16,8 @@ def finished_run(chain, tmp_path):
     run = tmp_path / "out" / "a-s0"
     shutil.copytree(art["dataset"], run / "dataset")
     shutil.copytree(art["model"], run / "model")
-    (run / "model" / "artifact.json").write_text(json.dumps({"seconds": 12.0, "metrics": {"steps": 30.0}}))
+    (run / "model" / "artifact.json").write_text(json.dumps({"seconds": 12.0}))
+    (run / "model" / "metrics.json").write_text(json.dumps({"steps": 30.0}))
     for name, metrics in (("probe", {"linear_acc_y": 0.5}), ("reconstruction", {"mse": 2.5})):
         (run / name).mkdir()
         (run / name / "metrics.json").write_text(json.dumps(metrics))
