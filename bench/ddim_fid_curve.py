@@ -6,8 +6,9 @@
 OUT is a local run (`hybridmi run --out OUT`: OUT/dataset, OUT/model, OUT/latents). One DDIM of ddim.epochs is
 trained in --curve/ddim, stopping every --every epochs to draw --num samples with the config's sampler (steps, η,
 seed) and score them with the fid stage's protocol (same reference statistics); the reconstruction FID of as many
-test images is measured once. --curve/ddim holds the DDIM with its history.json, as the ddim stage's does. Stopping and resuming does not change the run: the learning-rate schedule is that of
-the full ddim.epochs, and a point already in curve.jsonl is not measured again.
+test images is measured once. --curve/ddim holds the DDIM with its history.json, as the ddim stage's does. Stopping
+and resuming does not change the run: the learning-rate schedule is that of the full ddim.epochs, and a point already
+in curve.jsonl is not measured again.
 """
 
 from __future__ import annotations
